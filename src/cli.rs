@@ -1,0 +1,1 @@
+//! Command line and `-o` option parsing (being written).

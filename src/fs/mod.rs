@@ -1,0 +1,1 @@
+//! Filesystem core (being written).

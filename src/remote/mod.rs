@@ -1,0 +1,1 @@
+//! SFTP client (being written).
