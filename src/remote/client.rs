@@ -1,0 +1,212 @@
+//! Request multiplexer over one SFTP byte stream: any number of requests in flight, each
+//! matched to its reply by id, each with a deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::{RemoteError, Result};
+use super::protocol::{decode_response, decode_version, Packet, Response};
+
+/// Largest reply we accept. OpenSSH's packets are at most 256 KiB (`limits@openssh.com`);
+/// anything far beyond that is a broken or hostile server, not a reason to allocate.
+pub const MAX_INCOMING_PACKET: usize = 1024 * 1024;
+
+type Pending = HashMap<u32, oneshot::Sender<Response>>;
+
+struct Shared {
+    pending: Mutex<Pending>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    /// Fails every waiting request; later ones fail at once.
+    fn close(&self) {
+        let mut p = self.pending.lock().unwrap();
+        self.closed.store(true, Ordering::SeqCst);
+        p.clear();
+    }
+}
+
+pub struct Client {
+    tx: mpsc::UnboundedSender<Bytes>,
+    shared: Arc<Shared>,
+    next_id: AtomicU32,
+    timeout: Duration,
+}
+
+/// What the server said in its VERSION reply.
+pub struct ServerHello {
+    pub version: u32,
+    pub extensions: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Client {
+    /// Sends INIT, waits (bounded) for VERSION, then starts the reader and writer tasks.
+    pub async fn start<S>(stream: S, timeout: Duration) -> Result<(Client, ServerHello)>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let hello = tokio::time::timeout(timeout, async {
+            wr.write_all(&Packet::init(3).finish())
+                .await
+                .map_err(|_| RemoteError::ConnectionLost)?;
+            wr.flush().await.map_err(|_| RemoteError::ConnectionLost)?;
+            let body = read_packet(&mut rd).await?;
+            let (version, extensions) =
+                decode_version(body).map_err(|e| RemoteError::Protocol(e.to_string()))?;
+            Ok::<_, RemoteError>(ServerHello {
+                version,
+                extensions,
+            })
+        })
+        .await
+        .map_err(|_| RemoteError::Timeout(timeout))??;
+        if hello.version < 3 {
+            return Err(RemoteError::Protocol(format!(
+                "server speaks SFTP version {}, need 3",
+                hello.version
+            )));
+        }
+
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(wr, rx, shared.clone()));
+        tokio::spawn(read_loop(rd, shared.clone()));
+        Ok((
+            Client {
+                tx,
+                shared,
+                next_id: AtomicU32::new(1),
+                timeout,
+            },
+            hello,
+        ))
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends a request built by `build` (given the id) and waits for its reply or the deadline.
+    pub async fn request(&self, build: impl FnOnce(u32) -> Packet) -> Result<Response> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        {
+            let mut p = self.shared.pending.lock().unwrap();
+            if self.shared.closed.load(Ordering::SeqCst) {
+                return Err(RemoteError::ConnectionLost);
+            }
+            p.insert(id, reply_tx);
+        }
+        if self.tx.send(build(id).finish()).is_err() {
+            self.forget(id);
+            return Err(RemoteError::ConnectionLost);
+        }
+        match tokio::time::timeout(self.timeout, reply_rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(RemoteError::ConnectionLost),
+            Err(_) => {
+                self.forget(id);
+                Err(RemoteError::Timeout(self.timeout))
+            }
+        }
+    }
+
+    fn forget(&self, id: u32) {
+        self.shared.pending.lock().unwrap().remove(&id);
+    }
+
+    /// Stops the session: pending requests fail, the stream is shut down.
+    pub fn shutdown(&self) {
+        self.shared.close();
+    }
+}
+
+async fn read_packet<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Bytes> {
+    let mut len = [0u8; 4];
+    rd.read_exact(&mut len)
+        .await
+        .map_err(|_| RemoteError::ConnectionLost)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_INCOMING_PACKET {
+        return Err(RemoteError::Protocol(format!(
+            "server sent a packet of {len} bytes (limit {MAX_INCOMING_PACKET})"
+        )));
+    }
+    let mut body = BytesMut::zeroed(len);
+    rd.read_exact(&mut body)
+        .await
+        .map_err(|_| RemoteError::ConnectionLost)?;
+    Ok(body.freeze())
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
+    loop {
+        let body = match read_packet(&mut rd).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!("sftp reader stops: {e}");
+                break;
+            }
+        };
+        match decode_response(body) {
+            Ok((id, resp)) => {
+                let waiter = shared.pending.lock().unwrap().remove(&id);
+                match waiter {
+                    // The waiter may have timed out meanwhile; nothing to do then.
+                    Some(w) => drop(w.send(resp)),
+                    None => tracing::debug!("reply to unknown or expired request {id}"),
+                }
+            }
+            Err(e) => {
+                tracing::error!("closing SFTP session: {e}");
+                break;
+            }
+        }
+    }
+    shared.close();
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    wr: W,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    shared: Arc<Shared>,
+) {
+    let mut wr = BufWriter::with_capacity(256 * 1024, wr);
+    while let Some(pkt) = rx.recv().await {
+        if shared.closed.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut res = wr.write_all(&pkt).await;
+        // Coalesce whatever else is queued into the same flush.
+        while res.is_ok() {
+            match rx.try_recv() {
+                Ok(more) => res = wr.write_all(&more).await,
+                Err(_) => break,
+            }
+        }
+        if res.is_ok() {
+            res = wr.flush().await;
+        }
+        if let Err(e) = res {
+            tracing::debug!("sftp writer stops: {e}");
+            break;
+        }
+    }
+    shared.close();
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,702 @@
+//! Typed SFTP operations and OpenSSH extensions over one session. Paths and handles are bytes.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::client::{Client, MAX_INCOMING_PACKET};
+use super::error::{RemoteError, Result};
+use super::protocol::*;
+
+/// An open remote file or directory handle (opaque bytes chosen by the server).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Handle(pub Vec<u8>);
+
+/// Request sizes this session may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_read: u32,
+    pub max_write: u32,
+    pub max_open_handles: u64,
+}
+
+impl Limits {
+    /// Without `limits@openssh.com`: 32 KiB is what every SFTP v3 server must accept.
+    const CONSERVATIVE: Limits = Limits {
+        max_read: 32 * 1024,
+        max_write: 32 * 1024,
+        max_open_handles: 0,
+    };
+    /// Our own ceiling, so that a generous server cannot make replies exceed what we read.
+    const CEILING: u32 = 255 * 1024;
+}
+
+/// Which OpenSSH extensions the server offered.
+#[derive(Debug, Clone, Default)]
+pub struct Extensions {
+    pub posix_rename: bool,
+    pub statvfs: bool,
+    pub fstatvfs: bool,
+    pub hardlink: bool,
+    pub fsync: bool,
+    pub lsetstat: bool,
+    pub limits: bool,
+    pub expand_path: bool,
+    pub copy_data: bool,
+}
+
+impl Extensions {
+    fn from_hello(list: &[(Vec<u8>, Vec<u8>)]) -> Self {
+        let has = |n: &str| list.iter().any(|(k, _)| k == n.as_bytes());
+        Extensions {
+            posix_rename: has("posix-rename@openssh.com"),
+            statvfs: has("statvfs@openssh.com"),
+            fstatvfs: has("fstatvfs@openssh.com"),
+            hardlink: has("hardlink@openssh.com"),
+            fsync: has("fsync@openssh.com"),
+            lsetstat: has("lsetstat@openssh.com"),
+            limits: has("limits@openssh.com"),
+            expand_path: has("expand-path@openssh.com"),
+            copy_data: has("copy-data"),
+        }
+    }
+}
+
+/// `statvfs@openssh.com` reply, the fields of struct statvfs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatVfs {
+    pub bsize: u64,
+    pub frsize: u64,
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub favail: u64,
+    pub fsid: u64,
+    pub flag: u64,
+    pub namemax: u64,
+}
+
+pub struct Sftp {
+    client: Client,
+    ext: Extensions,
+    limits: Limits,
+}
+
+fn unexpected(what: &'static str, r: Response) -> RemoteError {
+    match r {
+        Response::Status { code, message } => RemoteError::Status { code, message },
+        other => RemoteError::Protocol(format!("expected {what}, got {other:?}")),
+    }
+}
+
+fn status_ok(r: Response) -> Result<()> {
+    match r {
+        Response::Status {
+            code: SSH_FX_OK, ..
+        } => Ok(()),
+        other => Err(unexpected("status", other)),
+    }
+}
+
+impl Sftp {
+    /// Starts SFTP on `stream` (an `sftp` subsystem channel, a child's pipes, a socket):
+    /// version exchange, extension discovery and request-size negotiation.
+    pub async fn start<S>(stream: S, timeout: Duration) -> Result<Sftp>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (client, hello) = Client::start(stream, timeout).await?;
+        let ext = Extensions::from_hello(&hello.extensions);
+        let mut sftp = Sftp {
+            client,
+            ext,
+            limits: Limits::CONSERVATIVE,
+        };
+        if sftp.ext.limits {
+            sftp.limits = sftp.query_limits().await?;
+        }
+        tracing::debug!(
+            "sftp session: extensions {:?}, limits {:?}",
+            sftp.ext,
+            sftp.limits
+        );
+        Ok(sftp)
+    }
+
+    async fn query_limits(&self) -> Result<Limits> {
+        let mut d = self.extended("limits@openssh.com", |p| p).await?;
+        if d.remaining() < 32 {
+            return Err(RemoteError::Protocol("short limits reply".into()));
+        }
+        let packet = d.get_u64();
+        let read = d.get_u64();
+        let write = d.get_u64();
+        let handles = d.get_u64();
+        // Zero means "no limit given"; a write must also fit in one packet with its header.
+        let pick = |v: u64| {
+            let v = if v == 0 { u64::MAX } else { v };
+            let v = v
+                .min(packet.saturating_sub(1024).max(32 * 1024))
+                .min(Limits::CEILING as u64);
+            v.min((MAX_INCOMING_PACKET - 1024) as u64) as u32
+        };
+        Ok(Limits {
+            max_read: pick(read),
+            max_write: pick(write),
+            max_open_handles: handles,
+        })
+    }
+
+    pub fn extensions(&self) -> &Extensions {
+        &self.ext
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    pub fn shutdown(&self) {
+        self.client.shutdown()
+    }
+
+    async fn extended(
+        &self,
+        name: &'static str,
+        fill: impl FnOnce(Packet) -> Packet,
+    ) -> Result<Bytes> {
+        let r = self
+            .client
+            .request(|id| fill(Packet::new(SSH_FXP_EXTENDED, id).string(name.as_bytes())))
+            .await?;
+        match r {
+            Response::ExtendedReply(d) => Ok(d),
+            other => Err(unexpected("extended reply", other)),
+        }
+    }
+
+    async fn extended_status(
+        &self,
+        name: &'static str,
+        fill: impl FnOnce(Packet) -> Packet,
+    ) -> Result<()> {
+        let r = self
+            .client
+            .request(|id| fill(Packet::new(SSH_FXP_EXTENDED, id).string(name.as_bytes())))
+            .await?;
+        status_ok(r)
+    }
+
+    async fn path_request(&self, kind: u8, path: &[u8]) -> Result<Response> {
+        self.client
+            .request(|id| Packet::new(kind, id).string(path))
+            .await
+    }
+
+    async fn attrs_reply(&self, r: Response) -> Result<Attrs> {
+        match r {
+            Response::Attrs(a) => Ok(a),
+            other => Err(unexpected("attributes", other)),
+        }
+    }
+
+    async fn single_name(&self, r: Response) -> Result<Vec<u8>> {
+        match r {
+            Response::Name(mut v) if v.len() == 1 => Ok(v.remove(0).name),
+            other => Err(unexpected("one name", other)),
+        }
+    }
+
+    pub async fn realpath(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let r = self.path_request(SSH_FXP_REALPATH, path).await?;
+        self.single_name(r).await
+    }
+
+    /// `~` and `~user` expansion through `expand-path@openssh.com`, falling back to REALPATH.
+    pub async fn expand_path(&self, path: &[u8]) -> Result<Vec<u8>> {
+        if !self.ext.expand_path {
+            return self.realpath(path).await;
+        }
+        let r = self
+            .client
+            .request(|id| {
+                Packet::new(SSH_FXP_EXTENDED, id)
+                    .string(b"expand-path@openssh.com")
+                    .string(path)
+            })
+            .await?;
+        self.single_name(r).await
+    }
+
+    pub async fn lstat(&self, path: &[u8]) -> Result<Attrs> {
+        let r = self.path_request(SSH_FXP_LSTAT, path).await?;
+        self.attrs_reply(r).await
+    }
+
+    pub async fn stat(&self, path: &[u8]) -> Result<Attrs> {
+        let r = self.path_request(SSH_FXP_STAT, path).await?;
+        self.attrs_reply(r).await
+    }
+
+    pub async fn fstat(&self, h: &Handle) -> Result<Attrs> {
+        let r = self
+            .client
+            .request(|id| Packet::new(SSH_FXP_FSTAT, id).string(&h.0))
+            .await?;
+        self.attrs_reply(r).await
+    }
+
+    pub async fn setstat(&self, path: &[u8], a: &Attrs) -> Result<()> {
+        let r = self
+            .client
+            .request(|id| Packet::new(SSH_FXP_SETSTAT, id).string(path).attrs(a))
+            .await?;
+        status_ok(r)
+    }
+
+    /// SETSTAT that does not follow a final symlink, when the server can.
+    pub async fn lsetstat(&self, path: &[u8], a: &Attrs) -> Result<()> {
+        if !self.ext.lsetstat {
+            return self.setstat(path, a).await;
+        }
+        self.extended_status("lsetstat@openssh.com", |p| p.string(path).attrs(a))
+            .await
+    }
+
+    pub async fn fsetstat(&self, h: &Handle, a: &Attrs) -> Result<()> {
+        let r = self
+            .client
+            .request(|id| Packet::new(SSH_FXP_FSETSTAT, id).string(&h.0).attrs(a))
+            .await?;
+        status_ok(r)
+    }
+
+    pub async fn open(&self, path: &[u8], pflags: u32, a: &Attrs) -> Result<Handle> {
+        let r = self
+            .client
+            .request(|id| {
+                Packet::new(SSH_FXP_OPEN, id)
+                    .string(path)
+                    .u32(pflags)
+                    .attrs(a)
+            })
+            .await?;
+        match r {
+            Response::Handle(h) => Ok(Handle(h)),
+            other => Err(unexpected("handle", other)),
+        }
+    }
+
+    pub async fn opendir(&self, path: &[u8]) -> Result<Handle> {
+        match self.path_request(SSH_FXP_OPENDIR, path).await? {
+            Response::Handle(h) => Ok(Handle(h)),
+            other => Err(unexpected("handle", other)),
+        }
+    }
+
+    pub async fn close(&self, h: &Handle) -> Result<()> {
+        let r = self
+            .client
+            .request(|id| Packet::new(SSH_FXP_CLOSE, id).string(&h.0))
+            .await?;
+        status_ok(r)
+    }
+
+    /// One READ of at most `limits().max_read` bytes. Empty at end of file; may be short.
+    pub async fn read(&self, h: &Handle, offset: u64, len: u32) -> Result<Bytes> {
+        let len = len.min(self.limits.max_read);
+        let r = self
+            .client
+            .request(|id| {
+                Packet::new(SSH_FXP_READ, id)
+                    .string(&h.0)
+                    .u64(offset)
+                    .u32(len)
+            })
+            .await?;
+        match r {
+            Response::Data(d) => Ok(d),
+            Response::Status {
+                code: SSH_FX_EOF, ..
+            } => Ok(Bytes::new()),
+            other => Err(unexpected("data", other)),
+        }
+    }
+
+    /// One WRITE; `data` must not exceed `limits().max_write`.
+    pub async fn write(&self, h: &Handle, offset: u64, data: &[u8]) -> Result<()> {
+        debug_assert!(data.len() <= self.limits.max_write as usize);
+        let r = self
+            .client
+            .request(|id| {
+                Packet::new(SSH_FXP_WRITE, id)
+                    .string(&h.0)
+                    .u64(offset)
+                    .string(data)
+            })
+            .await?;
+        status_ok(r)
+    }
+
+    /// One READDIR batch; `None` at the end of the directory.
+    pub async fn readdir(&self, h: &Handle) -> Result<Option<Vec<NameEntry>>> {
+        let r = self
+            .client
+            .request(|id| Packet::new(SSH_FXP_READDIR, id).string(&h.0))
+            .await?;
+        match r {
+            Response::Name(v) => Ok(Some(v)),
+            Response::Status {
+                code: SSH_FX_EOF, ..
+            } => Ok(None),
+            other => Err(unexpected("names", other)),
+        }
+    }
+
+    /// Every entry of a directory (`.` and `..` included, as the server sends them).
+    pub async fn read_dir_all(&self, path: &[u8]) -> Result<Vec<NameEntry>> {
+        let h = self.opendir(path).await?;
+        let mut all = Vec::new();
+        let res = loop {
+            match self.readdir(&h).await {
+                Ok(Some(v)) => all.extend(v),
+                Ok(None) => break Ok(all),
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = self.close(&h).await;
+        res
+    }
+
+    pub async fn remove(&self, path: &[u8]) -> Result<()> {
+        status_ok(self.path_request(SSH_FXP_REMOVE, path).await?)
+    }
+
+    pub async fn mkdir(&self, path: &[u8], a: &Attrs) -> Result<()> {
+        let r = self
+            .client
+            .request(|id| Packet::new(SSH_FXP_MKDIR, id).string(path).attrs(a))
+            .await?;
+        status_ok(r)
+    }
+
+    pub async fn rmdir(&self, path: &[u8]) -> Result<()> {
+        status_ok(self.path_request(SSH_FXP_RMDIR, path).await?)
+    }
+
+    /// Plain SFTP rename: fails when `to` exists (used for RENAME_NOREPLACE).
+    pub async fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        let r = self
+            .client
+            .request(|id| Packet::new(SSH_FXP_RENAME, id).string(from).string(to))
+            .await?;
+        status_ok(r)
+    }
+
+    /// rename(2) semantics: atomically replaces `to`.
+    pub async fn posix_rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        if !self.ext.posix_rename {
+            return Err(RemoteError::Unsupported("posix-rename@openssh.com"));
+        }
+        self.extended_status("posix-rename@openssh.com", |p| p.string(from).string(to))
+            .await
+    }
+
+    pub async fn readlink(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let r = self.path_request(SSH_FXP_READLINK, path).await?;
+        self.single_name(r).await
+    }
+
+    /// Makes `link` a symlink to `target`. OpenSSH reads the two fields in the opposite order
+    /// from the draft, so the target goes first.
+    pub async fn symlink(&self, link: &[u8], target: &[u8]) -> Result<()> {
+        let r = self
+            .client
+            .request(|id| Packet::new(SSH_FXP_SYMLINK, id).string(target).string(link))
+            .await?;
+        status_ok(r)
+    }
+
+    pub async fn hardlink(&self, existing: &[u8], new: &[u8]) -> Result<()> {
+        if !self.ext.hardlink {
+            return Err(RemoteError::Unsupported("hardlink@openssh.com"));
+        }
+        self.extended_status("hardlink@openssh.com", |p| p.string(existing).string(new))
+            .await
+    }
+
+    pub async fn fsync(&self, h: &Handle) -> Result<()> {
+        if !self.ext.fsync {
+            return Err(RemoteError::Unsupported("fsync@openssh.com"));
+        }
+        self.extended_status("fsync@openssh.com", |p| p.string(&h.0))
+            .await
+    }
+
+    pub async fn statvfs(&self, path: &[u8]) -> Result<StatVfs> {
+        if !self.ext.statvfs {
+            return Err(RemoteError::Unsupported("statvfs@openssh.com"));
+        }
+        let mut d = self
+            .extended("statvfs@openssh.com", |p| p.string(path))
+            .await?;
+        if d.remaining() < 88 {
+            return Err(RemoteError::Protocol("short statvfs reply".into()));
+        }
+        Ok(StatVfs {
+            bsize: d.get_u64(),
+            frsize: d.get_u64(),
+            blocks: d.get_u64(),
+            bfree: d.get_u64(),
+            bavail: d.get_u64(),
+            files: d.get_u64(),
+            ffree: d.get_u64(),
+            favail: d.get_u64(),
+            fsid: d.get_u64(),
+            flag: d.get_u64(),
+            namemax: d.get_u64(),
+        })
+    }
+
+    /// Server-side copy (`copy-data`): `len` 0 copies to the end of the source.
+    pub async fn copy_data(
+        &self,
+        from: &Handle,
+        from_off: u64,
+        len: u64,
+        to: &Handle,
+        to_off: u64,
+    ) -> Result<()> {
+        if !self.ext.copy_data {
+            return Err(RemoteError::Unsupported("copy-data"));
+        }
+        self.extended_status("copy-data", |p| {
+            p.string(&from.0)
+                .u64(from_off)
+                .u64(len)
+                .string(&to.0)
+                .u64(to_off)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    use std::process::Stdio;
+
+    const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
+
+    /// A real OpenSSH sftp-server over stdio, no network.
+    pub(crate) async fn server() -> Sftp {
+        assert!(
+            std::path::Path::new(SFTP_SERVER).exists(),
+            "{SFTP_SERVER} missing: install openssh-sftp-server"
+        );
+        let mut child = tokio::process::Command::new(SFTP_SERVER)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let io = tokio::io::join(child.stdout.take().unwrap(), child.stdin.take().unwrap());
+        // The child ends when its stdin closes with the session.
+        tokio::spawn(async move { child.wait().await });
+        Sftp::start(io, Duration::from_secs(10)).await.unwrap()
+    }
+
+    fn tmp() -> tempdir::TempDir {
+        tempdir::TempDir::new()
+    }
+
+    mod tempdir {
+        pub struct TempDir(pub std::path::PathBuf);
+        impl TempDir {
+            pub fn new() -> Self {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "sftpfs-unit-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::SeqCst)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                TempDir(p)
+            }
+            pub fn join(&self, s: &str) -> std::path::PathBuf {
+                self.0.join(s)
+            }
+        }
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn b(p: &std::path::Path) -> Vec<u8> {
+        p.as_os_str().as_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn negotiates_openssh_limits_and_extensions() {
+        let s = server().await;
+        let l = s.limits();
+        assert!(l.max_read > 32 * 1024 && l.max_read <= 261120, "{l:?}");
+        assert!(l.max_write <= 261120);
+        let e = s.extensions();
+        assert!(e.posix_rename && e.statvfs && e.hardlink && e.fsync && e.limits);
+    }
+
+    #[tokio::test]
+    async fn write_read_pipelined_and_non_utf8_names() {
+        let s = server().await;
+        let d = tmp();
+        let path = b(&d.0).into_iter().chain(*b"/caf\xe9").collect::<Vec<u8>>();
+        let h = s
+            .open(
+                &path,
+                SSH_FXF_WRITE | SSH_FXF_READ | SSH_FXF_CREAT | SSH_FXF_EXCL,
+                &Attrs {
+                    permissions: Some(0o600),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let chunk = vec![7u8; s.limits().max_write as usize];
+        let writes = (0..8u64).map(|i| s.write(&h, i * chunk.len() as u64, &chunk));
+        for r in futures::future::join_all(writes).await {
+            r.unwrap();
+        }
+        let data = s.read(&h, 0, u32::MAX).await.unwrap();
+        assert_eq!(data.len(), s.limits().max_read as usize);
+        assert!(s.read(&h, 1 << 40, 10).await.unwrap().is_empty());
+        s.fsync(&h).await.unwrap();
+        assert_eq!(
+            s.fstat(&h).await.unwrap().size,
+            Some(8 * chunk.len() as u64)
+        );
+        s.close(&h).await.unwrap();
+        let names: Vec<Vec<u8>> = s
+            .read_dir_all(&b(&d.0))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert!(names.contains(&b"caf\xe9".to_vec()), "{names:?}");
+        // O_EXCL on an existing file: OpenSSH says FAILURE.
+        let err = s
+            .open(
+                &path,
+                SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_EXCL,
+                &Attrs::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_failure(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn metadata_operations() {
+        let s = server().await;
+        let d = tmp();
+        let p = |n: &str| b(&d.join(n));
+        s.mkdir(&p("dir"), &Attrs::default()).await.unwrap();
+        assert!(s.lstat(&p("dir")).await.unwrap().is_dir());
+        let e = s.mkdir(&p("dir"), &Attrs::default()).await.unwrap_err();
+        assert!(e.is_failure());
+        assert_eq!(s.lstat(&p("nope")).await.unwrap_err().errno(), libc::ENOENT);
+        s.symlink(&p("link"), b"dir").await.unwrap();
+        assert_eq!(s.readlink(&p("link")).await.unwrap(), b"dir");
+        assert_eq!(
+            std::fs::read_link(d.join("link")).unwrap(),
+            std::path::Path::new("dir")
+        );
+        std::fs::write(d.join("a"), b"A").unwrap();
+        std::fs::write(d.join("b"), b"B").unwrap();
+        s.posix_rename(&p("a"), &p("b")).await.unwrap();
+        assert_eq!(std::fs::read(d.join("b")).unwrap(), b"A");
+        std::fs::write(d.join("c"), b"C").unwrap();
+        assert!(s.rename(&p("c"), &p("b")).await.unwrap_err().is_failure());
+        s.hardlink(&p("b"), &p("h")).await.unwrap();
+        assert_eq!(
+            std::fs::metadata(d.join("h")).unwrap().ino(),
+            std::fs::metadata(d.join("b")).unwrap().ino()
+        );
+        s.setstat(
+            &p("b"),
+            &Attrs {
+                permissions: Some(0o640),
+                atime_mtime: Some((1000, 2000)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let m = std::fs::metadata(d.join("b")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o640);
+        assert_eq!(m.mtime(), 2000);
+        let v = s.statvfs(&b(&d.0)).await.unwrap();
+        assert!(v.blocks > 0 && v.namemax > 0);
+        s.remove(&p("h")).await.unwrap();
+        s.rmdir(&p("dir")).await.unwrap();
+        assert!(!d.join("dir").exists());
+        let home = s.realpath(b".").await.unwrap();
+        assert!(home.starts_with(b"/"));
+    }
+
+    #[tokio::test]
+    async fn a_dead_server_fails_requests_instead_of_hanging() {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        // A "server" that answers VERSION and then never replies again.
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut r, mut w) = tokio::io::split(theirs);
+            let mut buf = [0u8; 9];
+            r.read_exact(&mut buf).await.unwrap();
+            w.write_all(&Packet::new(SSH_FXP_VERSION, 3).finish())
+                .await
+                .unwrap();
+            let mut sink = vec![0u8; 4096];
+            while r.read(&mut sink).await.unwrap_or(0) > 0 {}
+        });
+        let s = Sftp::start(ours, Duration::from_millis(300)).await.unwrap();
+        let e = s.lstat(b"/").await.unwrap_err();
+        assert_eq!(e.errno(), libc::ETIMEDOUT);
+    }
+
+    #[tokio::test]
+    async fn oversized_packet_closes_the_session_cleanly() {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut r, mut w) = tokio::io::split(theirs);
+            let mut buf = [0u8; 9];
+            r.read_exact(&mut buf).await.unwrap();
+            w.write_all(&Packet::new(SSH_FXP_VERSION, 3).finish())
+                .await
+                .unwrap();
+            // Claims a 4 GiB packet.
+            w.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+                .await
+                .unwrap();
+            let mut sink = vec![0u8; 4096];
+            while r.read(&mut sink).await.unwrap_or(0) > 0 {}
+        });
+        let s = Sftp::start(ours, Duration::from_secs(5)).await.unwrap();
+        let e = s.lstat(b"/").await.unwrap_err();
+        assert!(e.is_connection(), "{e:?}");
+        assert!(s.is_closed());
+    }
+}
