@@ -2,6 +2,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod connect;
+pub mod daemon;
 pub mod fs;
+pub mod fuse;
+pub mod mount;
 pub mod remote;
 pub mod ssh;

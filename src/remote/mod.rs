@@ -5,6 +5,8 @@ pub mod client;
 pub mod error;
 pub mod protocol;
 pub mod sftp;
+#[cfg(test)]
+pub mod testing;
 
 pub use error::{RemoteError, Result};
 pub use protocol::{Attrs, NameEntry};

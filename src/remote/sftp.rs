@@ -492,55 +492,11 @@ mod tests {
     use super::*;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
-    use std::process::Stdio;
 
-    const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
+    use crate::remote::testing::{server, TempDir};
 
-    /// A real OpenSSH sftp-server over stdio, no network.
-    pub(crate) async fn server() -> Sftp {
-        assert!(
-            std::path::Path::new(SFTP_SERVER).exists(),
-            "{SFTP_SERVER} missing: install openssh-sftp-server"
-        );
-        let mut child = tokio::process::Command::new(SFTP_SERVER)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let io = tokio::io::join(child.stdout.take().unwrap(), child.stdin.take().unwrap());
-        // The child ends when its stdin closes with the session.
-        tokio::spawn(async move { child.wait().await });
-        Sftp::start(io, Duration::from_secs(10)).await.unwrap()
-    }
-
-    fn tmp() -> tempdir::TempDir {
-        tempdir::TempDir::new()
-    }
-
-    mod tempdir {
-        pub struct TempDir(pub std::path::PathBuf);
-        impl TempDir {
-            pub fn new() -> Self {
-                use std::sync::atomic::{AtomicU32, Ordering};
-                static N: AtomicU32 = AtomicU32::new(0);
-                let p = std::env::temp_dir().join(format!(
-                    "sftpfs-unit-{}-{}",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::SeqCst)
-                ));
-                std::fs::create_dir_all(&p).unwrap();
-                TempDir(p)
-            }
-            pub fn join(&self, s: &str) -> std::path::PathBuf {
-                self.0.join(s)
-            }
-        }
-        impl Drop for TempDir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
+    fn tmp() -> TempDir {
+        TempDir::new()
     }
 
     fn b(p: &std::path::Path) -> Vec<u8> {

@@ -1,0 +1,297 @@
+//! Inode numbers ↔ remote paths, with the kernel's lookup counts.
+//!
+//! SFTP has no inode numbers, so a node's number is derived from its path below the mount
+//! root (a stable hash, probed on collision): the same file gets the same number after a
+//! remount, and `readdir` can report numbers without allocating nodes. A node keeps its number
+//! when renamed for as long as the kernel remembers it.
+
+use std::collections::HashMap;
+
+pub const ROOT_INO: u64 = 1;
+
+/// Path of a node relative to the mount root, without a leading slash; empty for the root.
+pub type RelPath = Vec<u8>;
+
+#[derive(Debug)]
+pub struct Node {
+    /// Every name this node is known by (several after a hard link). The first is used for
+    /// remote requests. Empty once all names are unlinked.
+    pub paths: Vec<RelPath>,
+    /// Lookups the kernel holds on this node.
+    pub lookups: u64,
+    /// Open file handles on this node; an unlinked node lives while any is open.
+    pub open: u32,
+    /// Link count learned from the server's long names or our own `link`.
+    pub nlink: Option<u32>,
+}
+
+impl Node {
+    pub fn path(&self) -> Option<&RelPath> {
+        self.paths.first()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct InodeTable {
+    nodes: HashMap<u64, Node>,
+    by_path: HashMap<RelPath, u64>,
+}
+
+/// FNV-1a, 64 bit: stable across builds and platforms, unlike std's hasher.
+fn path_hash(path: &[u8], salt: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for &b in path {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+pub fn join(parent: &[u8], name: &[u8]) -> RelPath {
+    if parent.is_empty() {
+        name.to_vec()
+    } else {
+        let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+        p.extend_from_slice(parent);
+        p.push(b'/');
+        p.extend_from_slice(name);
+        p
+    }
+}
+
+/// The parent directory of a relative path ("" for top-level names).
+pub fn parent_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[..i],
+        None => &[],
+    }
+}
+
+impl InodeTable {
+    pub fn new() -> Self {
+        let mut t = InodeTable::default();
+        t.nodes.insert(
+            ROOT_INO,
+            Node {
+                paths: vec![Vec::new()],
+                lookups: 1,
+                open: 0,
+                nlink: None,
+            },
+        );
+        t.by_path.insert(Vec::new(), ROOT_INO);
+        t
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    /// The path used for remote requests on `ino`, if it still has a name.
+    pub fn path(&self, ino: u64) -> Option<RelPath> {
+        self.nodes.get(&ino).and_then(|n| n.path().cloned())
+    }
+
+    /// The number `path` has or would get, without creating a node.
+    pub fn ino_for(&self, path: &[u8]) -> u64 {
+        if let Some(&ino) = self.by_path.get(path) {
+            return ino;
+        }
+        let mut salt = 0;
+        loop {
+            let h = path_hash(path, salt);
+            if h > ROOT_INO && !self.nodes.contains_key(&h) {
+                return h;
+            }
+            salt += 1;
+        }
+    }
+
+    /// Records that the kernel was handed an entry for `path`; returns its number.
+    pub fn lookup(&mut self, path: &[u8]) -> u64 {
+        let ino = self.ino_for(path);
+        let node = self.nodes.entry(ino).or_insert_with(|| Node {
+            paths: vec![path.to_vec()],
+            lookups: 0,
+            open: 0,
+            nlink: None,
+        });
+        node.lookups += 1;
+        self.by_path.insert(path.to_vec(), ino);
+        ino
+    }
+
+    /// The kernel dropped `n` references; the node goes when nothing refers to it.
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+            if node.lookups == 0 && node.open == 0 {
+                self.remove(ino);
+            }
+        }
+    }
+
+    fn remove(&mut self, ino: u64) {
+        if let Some(node) = self.nodes.remove(&ino) {
+            for p in node.paths {
+                if self.by_path.get(&p) == Some(&ino) {
+                    self.by_path.remove(&p);
+                }
+            }
+        }
+    }
+
+    pub fn open(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.open += 1;
+        }
+    }
+
+    pub fn release(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.open = n.open.saturating_sub(1);
+            if n.open == 0 && n.lookups == 0 && ino != ROOT_INO {
+                self.remove(ino);
+            }
+        }
+    }
+
+    /// `path` was removed on the server. Its node keeps working through open handles.
+    pub fn unlink(&mut self, path: &[u8]) {
+        if let Some(ino) = self.by_path.remove(path) {
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                n.paths.retain(|p| p != path);
+                if let Some(l) = n.nlink.as_mut() {
+                    *l = l.saturating_sub(1).max(1);
+                }
+            }
+        }
+    }
+
+    /// A new name for an existing node (hard link).
+    pub fn link(&mut self, ino: u64, path: &[u8]) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.paths.push(path.to_vec());
+            n.nlink = Some(n.nlink.unwrap_or(1) + 1);
+            self.by_path.insert(path.to_vec(), ino);
+        }
+    }
+
+    /// `from` was renamed to `to` on the server: whatever was at `to` loses that name, and the
+    /// moved node and everything below it keep their numbers under the new paths.
+    pub fn rename(&mut self, from: &[u8], to: &[u8]) {
+        if from == to {
+            return;
+        }
+        self.unlink(to);
+        let mut prefix = from.to_vec();
+        prefix.push(b'/');
+        let moved: Vec<(RelPath, u64)> = self
+            .by_path
+            .iter()
+            .filter(|(p, _)| p.as_slice() == from || p.starts_with(&prefix))
+            .map(|(p, &i)| (p.clone(), i))
+            .collect();
+        for (old, ino) in moved {
+            let new = [to, &old[from.len()..]].concat();
+            self.by_path.remove(&old);
+            self.by_path.insert(new.clone(), ino);
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                for p in n.paths.iter_mut() {
+                    if *p == old {
+                        *p = new.clone();
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_stable_and_follow_renames() {
+        let mut t = InodeTable::new();
+        let a = t.lookup(b"dir/a");
+        let d = t.lookup(b"dir");
+        assert_eq!(t.lookup(b"dir/a"), a);
+        // A fresh table (a remount) gives the same numbers.
+        assert_eq!(InodeTable::new().ino_for(b"dir/a"), a);
+        t.rename(b"dir", b"moved");
+        assert_eq!(t.path(a).unwrap(), b"moved/a");
+        assert_eq!(t.path(d).unwrap(), b"moved");
+        assert_eq!(t.ino_for(b"moved/a"), a);
+        // A new file at the old path must not take the moved node's number.
+        let n = t.lookup(b"dir/a");
+        assert_ne!(n, a);
+        // Prefix matching is by component, not by string.
+        let x = t.lookup(b"movedx");
+        t.rename(b"moved", b"m2");
+        assert_eq!(t.path(x).unwrap(), b"movedx");
+    }
+
+    #[test]
+    fn rename_over_detaches_the_target() {
+        let mut t = InodeTable::new();
+        let a = t.lookup(b"a");
+        let b = t.lookup(b"b");
+        t.rename(b"a", b"b");
+        assert_eq!(t.ino_for(b"b"), a);
+        assert!(t.path(b).is_none());
+    }
+
+    #[test]
+    fn forget_removes_and_open_keeps_alive() {
+        let mut t = InodeTable::new();
+        let a = t.lookup(b"a");
+        t.lookup(b"a");
+        t.forget(a, 1);
+        assert!(t.get(a).is_some());
+        t.open(a);
+        t.unlink(b"a");
+        t.forget(a, 1);
+        assert!(t.get(a).is_some(), "open handle keeps the node");
+        t.release(a);
+        assert!(t.get(a).is_none());
+        assert_eq!(t.len(), 1);
+        t.forget(ROOT_INO, 100);
+        assert!(t.get(ROOT_INO).is_some());
+    }
+
+    #[test]
+    fn hard_links_share_a_node() {
+        let mut t = InodeTable::new();
+        let a = t.lookup(b"a");
+        t.link(a, b"b");
+        assert_eq!(t.ino_for(b"b"), a);
+        assert_eq!(t.get(a).unwrap().nlink, Some(2));
+        t.unlink(b"a");
+        assert_eq!(t.path(a).unwrap(), b"b");
+        assert_eq!(t.get(a).unwrap().nlink, Some(1));
+    }
+
+    #[test]
+    fn path_helpers() {
+        assert_eq!(join(b"", b"a"), b"a");
+        assert_eq!(join(b"a", b"b"), b"a/b");
+        assert_eq!(parent_of(b"a/b/c"), b"a/b");
+        assert_eq!(parent_of(b"a"), b"");
+    }
+}

@@ -1,0 +1,66 @@
+//! The FUSE mount: options for the kernel, the session loop, and a clean unmount on signals.
+
+use std::sync::{Arc, Mutex};
+
+use fuser::{MountOption, Session, SessionACL};
+
+use crate::config::MountConfig;
+use crate::fuse::FuseAdapter;
+
+pub fn fuse_config(cfg: &MountConfig) -> fuser::Config {
+    let mut c = fuser::Config::default();
+    let mut opts = vec![
+        MountOption::FSName(cfg.source.clone()),
+        MountOption::Subtype("sftpfs".into()),
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if cfg.fs.read_only {
+        opts.push(MountOption::RO);
+    }
+    if cfg.fs.default_permissions {
+        opts.push(MountOption::DefaultPermissions);
+    }
+    c.mount_options = opts;
+    c.acl = if cfg.fs.allow_other {
+        SessionACL::All
+    } else if cfg.fs.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    c
+}
+
+/// Mounts; the error is one line for the user and nothing stays mounted.
+pub fn mount(adapter: FuseAdapter, cfg: &MountConfig) -> Result<Session<FuseAdapter>, String> {
+    Session::new(adapter, &cfg.mountpoint, &fuse_config(cfg))
+        .map_err(|e| format!("cannot mount on {}: {e}", cfg.mountpoint.display()))
+}
+
+/// Serves the kernel until the filesystem is unmounted (by `umount`, `fusermount3 -u`, or
+/// SIGTERM/SIGINT, which unmount it here).
+pub fn serve(
+    mut session: Session<FuseAdapter>,
+    rt: &tokio::runtime::Handle,
+) -> std::io::Result<()> {
+    let unmounter = Arc::new(Mutex::new(session.unmount_callable()));
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received, unmounting");
+        if let Err(e) = unmounter.lock().unwrap().unmount() {
+            tracing::error!("unmount failed: {e}");
+        }
+    });
+    session.run()
+}
