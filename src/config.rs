@@ -21,6 +21,8 @@ pub enum StrictHostKeyChecking {
 /// Everything the SSH layer needs to reach and authenticate to the server.
 #[derive(Debug, Clone)]
 pub struct SshConfig {
+    /// Host name or address as written, without the brackets of an IPv6 literal
+    /// (`[::1]:dir` gives `::1`). Not yet resolved through ssh_config's `HostName`.
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -43,8 +45,24 @@ pub struct SshConfig {
     /// SSH keepalive (`ServerAliveInterval`; zero disables) and how many may go unanswered.
     pub server_alive_interval: Duration,
     pub server_alive_count_max: usize,
-    /// `-F file`.
+    /// `-F file` (`~` expanded). `none` is kept as written: ssh reads no config file then.
     pub config_file: Option<PathBuf>,
+}
+
+/// Fields of [`SshConfig`] given on the command line (`-p`, `user@`, `-o Name=...`), as opposed
+/// to defaults, which the user's ssh_config may override (as in ssh, the command line beats the
+/// config file). `identity_files` has its own flag, `SshConfig::identity_files_explicit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SshExplicit {
+    pub port: bool,
+    pub user: bool,
+    pub user_known_hosts_files: bool,
+    pub global_known_hosts_files: bool,
+    pub strict_host_key_checking: bool,
+    pub batch_mode: bool,
+    pub connect_timeout: bool,
+    pub server_alive_interval: bool,
+    pub server_alive_count_max: bool,
 }
 
 /// What the filesystem core and the FUSE mount need.
@@ -67,6 +85,9 @@ pub struct FsConfig {
     /// Kernel entry / attribute cache time-outs.
     pub entry_timeout: Duration,
     pub attr_timeout: Duration,
+    /// Replace a lost connection and re-open the open files (`reconnect`, the default);
+    /// `noreconnect` turns it off and lost connections give `EIO`.
+    pub reconnect: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -77,5 +98,7 @@ pub struct MountConfig {
     pub foreground: bool,
     pub debug: bool,
     pub ssh: SshConfig,
+    /// Which `ssh` fields the command line set; the others are defaults.
+    pub ssh_explicit: SshExplicit,
     pub fs: FsConfig,
 }

@@ -1,1 +1,0 @@
-//! Command line and `-o` option parsing (being written).

@@ -1,0 +1,393 @@
+//! The command line, sshfs-compatible: `sftpfs [user@]host:[dir] MOUNTPOINT [options]`, options
+//! before, between or after the two positionals (mount(8) runs `sftpfs SOURCE MOUNTPOINT -o
+//! opts`). Flags are a clap definition; the `-o name[=value],...` options are a table
+//! ([`option_table`]) that also writes their part of `--help`. The result is a typed
+//! [`MountConfig`]; the environment comes in as an [`Env`], so parsing is pure.
+
+mod options;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+
+use crate::config::{FsConfig, MountConfig, SshConfig, SshExplicit, StrictHostKeyChecking};
+pub use options::{option_table, NameMatch, OptSpec, Origin, ValueKind};
+use options::{Bad, Draft};
+
+/// What the command line asks for.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // made once per run; boxing would only cost readability
+pub enum Command {
+    Mount(MountConfig),
+    /// `--help`: print this to stdout and exit 0.
+    Help(String),
+    /// `--version`: print this to stdout and exit 0.
+    Version(String),
+}
+
+/// The environment the defaults come from, injected so that parsing is pure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    /// Home directory: `~` in paths, default key and known_hosts files.
+    pub home: Option<PathBuf>,
+    /// Local user name: the remote user when none is given.
+    pub user: Option<String>,
+    /// `SSH_AUTH_SOCK`.
+    pub ssh_auth_sock: Option<PathBuf>,
+}
+
+impl Env {
+    /// `HOME`, `USER` (else `LOGNAME`) and `SSH_AUTH_SOCK`; the user name and home directory
+    /// fall back to the password database entry of the real uid. Empty variables count as unset.
+    pub fn from_process() -> Env {
+        fn var(name: &str) -> Option<OsString> {
+            std::env::var_os(name).filter(|v| !v.is_empty())
+        }
+        let cell = std::cell::OnceCell::new();
+        let passwd = || {
+            cell.get_or_init(|| {
+                nix::unistd::User::from_uid(nix::unistd::getuid())
+                    .ok()
+                    .flatten()
+            })
+            .clone()
+        };
+        let user = var("USER")
+            .or_else(|| var("LOGNAME"))
+            .and_then(|u| u.into_string().ok())
+            .or_else(|| passwd().map(|p| p.name));
+        let home = var("HOME")
+            .map(PathBuf::from)
+            .or_else(|| passwd().map(|p| p.dir));
+        Env {
+            home,
+            user,
+            ssh_auth_sock: var("SSH_AUTH_SOCK").map(PathBuf::from),
+        }
+    }
+}
+
+/// A command line that cannot be used. `Display` is one line saying what is wrong and what to
+/// do, without the `sftpfs: ` prefix (the caller adds it). Exit status 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CliError {
+    /// A clap-level problem: unknown flag, missing flag value, extra argument.
+    #[error("{0}; see 'sftpfs --help'")]
+    Usage(String),
+    #[error("missing {0}; usage: {USAGE}")]
+    Missing(&'static str),
+    #[error("unknown option '{0}' in -o; see 'sftpfs --help'")]
+    UnknownOption(String),
+    #[error("invalid value '{value}' for {option} (expected {expected})")]
+    InvalidValue {
+        option: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("-o {option} needs a value: -o {synopsis}")]
+    MissingValue {
+        option: &'static str,
+        synopsis: String,
+    },
+    #[error("-o {option} takes no value, got '{given}'")]
+    UnexpectedValue { option: &'static str, given: String },
+    #[error("source must be [user@]host:[dir], got '{0}'")]
+    SourceFormat(String),
+    #[error("invalid host '{host}' in '{given}': {reason}")]
+    BadHost {
+        host: String,
+        given: String,
+        reason: &'static str,
+    },
+    #[error("invalid user name '{user}' in '{given}': it must be non-empty, not start with '-', and have no control or shell characters")]
+    BadUser { user: String, given: String },
+    #[error(
+        "cannot tell the local user name (USER is unset); write user@host:[dir] or -o User=NAME"
+    )]
+    NoUser,
+    #[error("cannot expand '~' in {option}: HOME is unset; give an absolute path")]
+    NoHome { option: String },
+    #[error("the mountpoint must not be empty")]
+    EmptyMountpoint,
+}
+
+const USAGE: &str = "sftpfs [user@]host:[dir] MOUNTPOINT [options]";
+
+/// The flags. `-o` items and `-p` are applied in command-line order, so the last one wins.
+#[derive(Parser, Debug)]
+#[command(
+    name = "sftpfs",
+    about = "Mount a directory of an SSH server as a local directory, over SFTP.",
+    override_usage = USAGE,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    args_override_self = true,
+    help_template = "Usage: {usage}\n\n{about}\n\n{all-args}{after-help}"
+)]
+struct Args {
+    /// [user@]host:[dir] or [user@][ipv6]:[dir]; a relative dir is under the remote home
+    #[arg(value_name = "SOURCE")]
+    source: Option<OsString>,
+    /// Local directory to mount on
+    #[arg(value_name = "MOUNTPOINT")]
+    mountpoint: Option<OsString>,
+    /// Remote SSH port [default: 22]
+    #[arg(short = 'p', value_name = "PORT", action = ArgAction::Append)]
+    port: Vec<OsString>,
+    /// Mount options, comma-separated (repeatable; see below)
+    #[arg(short = 'o', value_name = "OPT[=VAL],...", action = ArgAction::Append)]
+    options: Vec<OsString>,
+    /// ssh config file instead of ~/.ssh/config
+    #[arg(short = 'F', value_name = "FILE", action = ArgAction::Append)]
+    config_file: Vec<OsString>,
+    /// Stay in the foreground
+    #[arg(short = 'f')]
+    foreground: bool,
+    /// Debugging output; implies -f (same as -o debug)
+    #[arg(short = 'd')]
+    debug: bool,
+    /// Ignored (sshfs's compression flag)
+    #[arg(short = 'C')]
+    compression: bool,
+    /// Ignored (sshfs's single-threaded flag)
+    #[arg(short = 's')]
+    single_threaded: bool,
+    /// Print this help
+    #[arg(short = 'h', long = "help")]
+    help: bool,
+    /// Print the version
+    #[arg(short = 'V', long = "version")]
+    version: bool,
+}
+
+/// The clap definition, with the `-o` table as its after-help (for `--help` and the man page).
+pub fn command() -> clap::Command {
+    Args::command().after_help(options::help_section())
+}
+
+/// Parse the command line (`args` starts with argv\[0\]).
+pub fn parse<I, T>(args: I, env: &Env) -> Result<Command, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(args).map_err(clap_error)?;
+    let args = Args::from_arg_matches(&matches).map_err(clap_error)?;
+    if args.help {
+        return Ok(Command::Help(command().render_help().to_string()));
+    }
+    if args.version {
+        return Ok(Command::Version(format!(
+            "sftpfs {}\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    let mut draft = Draft {
+        cfg: defaults(env),
+        env,
+        user_option: None,
+    };
+    // -p and -o in command-line order: the last value of an option wins. Options come before
+    // the positionals' checks so that `-oProxyCommand=x:dir` is reported as the option it is.
+    let mut ordered: Vec<(usize, bool, &OsString)> = Vec::new();
+    let indices = |id| matches.indices_of(id).into_iter().flatten();
+    ordered.extend(indices("port").zip(&args.port).map(|(i, v)| (i, true, v)));
+    ordered.extend(
+        indices("options")
+            .zip(&args.options)
+            .map(|(i, v)| (i, false, v)),
+    );
+    ordered.sort_by_key(|&(i, _, _)| i);
+    for (_, is_port, value) in ordered {
+        if is_port {
+            let spec = options::lookup("port").expect("port is in the table");
+            options::apply(spec, &mut draft, value, "-p".to_string())?;
+        } else {
+            for item in options::split_items(value) {
+                options::apply_item(&mut draft, &item)?;
+            }
+        }
+    }
+    if let Some(file) = args.config_file.last() {
+        let path = options::expand_path(env, file).map_err(|bad| match bad {
+            Bad::NoHome => CliError::NoHome {
+                option: "-F".into(),
+            },
+            Bad::Invalid(expected) => CliError::InvalidValue {
+                option: "-F".into(),
+                value: String::new(),
+                expected,
+            },
+        })?;
+        draft.cfg.ssh.config_file = Some(path);
+    }
+
+    let (raw_source, mountpoint) = match (&args.source, &args.mountpoint) {
+        (Some(s), Some(m)) => (s, m),
+        (Some(_), None) => return Err(CliError::Missing("the MOUNTPOINT")),
+        _ => return Err(CliError::Missing("the SOURCE and the MOUNTPOINT")),
+    };
+    if mountpoint.is_empty() {
+        return Err(CliError::EmptyMountpoint);
+    }
+    let source = parse_source(raw_source)?;
+
+    let mut cfg = draft.cfg;
+    cfg.source = raw_source.to_string_lossy().into_owned();
+    cfg.mountpoint = PathBuf::from(mountpoint);
+    cfg.debug |= args.debug;
+    cfg.foreground = args.foreground || cfg.debug;
+    cfg.ssh.host = source.host;
+    cfg.fs.remote_dir = source.dir;
+    let (user, explicit) = match (source.user, draft.user_option) {
+        (Some(user), _) | (None, Some(user)) => (user, true),
+        (None, None) => (env.user.clone().ok_or(CliError::NoUser)?, false),
+    };
+    cfg.ssh.user = user;
+    cfg.ssh_explicit.user = explicit;
+    Ok(Command::Mount(cfg))
+}
+
+/// Everything at its default; source, mountpoint, host, user and remote dir come later.
+fn defaults(env: &Env) -> MountConfig {
+    let under_home = |names: &[&str]| -> Vec<PathBuf> {
+        let home = env.home.iter();
+        home.flat_map(|h| names.iter().map(move |n| h.join(n)))
+            .collect()
+    };
+    MountConfig {
+        source: String::new(),
+        mountpoint: PathBuf::new(),
+        foreground: false,
+        debug: false,
+        ssh: SshConfig {
+            host: String::new(),
+            port: 22,
+            user: String::new(),
+            identity_files: under_home(&[".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa"]),
+            identity_files_explicit: false,
+            user_known_hosts_files: under_home(&[".ssh/known_hosts", ".ssh/known_hosts2"]),
+            global_known_hosts_files: vec![
+                PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+            ],
+            strict_host_key_checking: StrictHostKeyChecking::Ask,
+            batch_mode: false,
+            password_stdin: false,
+            agent_socket: env.ssh_auth_sock.clone(),
+            // sftpfs's own: ssh waits as long as TCP does, but a mount must not hang.
+            connect_timeout: Duration::from_secs(10),
+            server_alive_interval: Duration::from_secs(15),
+            server_alive_count_max: 3,
+            config_file: None,
+        },
+        ssh_explicit: SshExplicit::default(),
+        fs: FsConfig {
+            remote_dir: Vec::new(),
+            read_only: false,
+            allow_other: false,
+            allow_root: false,
+            default_permissions: false,
+            uid: None,
+            gid: None,
+            umask: None,
+            request_timeout: Duration::from_secs(30),
+            entry_timeout: Duration::from_secs(1),
+            attr_timeout: Duration::from_secs(1),
+            reconnect: true,
+        },
+    }
+}
+
+/// One line from a clap error ("error: unexpected argument '-x' found" → "unexpected ...").
+fn clap_error(e: clap::Error) -> CliError {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or("invalid command line");
+    CliError::Usage(line.trim_start_matches("error:").trim().to_string())
+}
+
+/// `[user@]host:[dir]`, split as sshfs does: the first `:` outside `[...]` ends the host part,
+/// the last `@` before it ends the user.
+#[derive(Debug, PartialEq, Eq)]
+struct Source {
+    user: Option<String>,
+    host: String,
+    dir: Vec<u8>,
+}
+
+fn parse_source(raw: &OsStr) -> Result<Source, CliError> {
+    let given = || raw.to_string_lossy().into_owned();
+    let bytes = raw.as_bytes();
+    let mut in_brackets = false;
+    let colon = bytes.iter().position(|&c| {
+        match c {
+            b'[' => in_brackets = true,
+            b']' => in_brackets = false,
+            _ => {}
+        }
+        c == b':' && !in_brackets
+    });
+    let colon = colon.ok_or_else(|| CliError::SourceFormat(given()))?;
+    let (login, dir) = (&bytes[..colon], &bytes[colon + 1..]);
+    let (user, host) = match login.iter().rposition(|&c| c == b'@') {
+        Some(at) => (Some(&login[..at]), &login[at + 1..]),
+        None => (None, login),
+    };
+    let user =
+        match user {
+            None => None,
+            Some(u) => Some(options::valid_user(OsStr::from_bytes(u)).ok_or_else(|| {
+                CliError::BadUser {
+                    user: String::from_utf8_lossy(u).into_owned(),
+                    given: given(),
+                }
+            })?),
+        };
+    let bad_host = |reason| CliError::BadHost {
+        host: String::from_utf8_lossy(host).into_owned(),
+        given: given(),
+        reason,
+    };
+    let host = match host.strip_prefix(b"[") {
+        Some(inner) => {
+            let inner = inner
+                .strip_suffix(b"]")
+                .ok_or_else(|| bad_host("'[' without ']' before ':'"))?;
+            check_host(inner, true).map_err(bad_host)?
+        }
+        None => check_host(host, false).map_err(bad_host)?,
+    };
+    Ok(Source {
+        user,
+        host,
+        dir: dir.to_vec(),
+    })
+}
+
+/// A host name or address: non-empty, not starting with `-` (it must never look like an ssh
+/// option), no whitespace, control or shell characters, no `/`, `@` or brackets, and `:` only
+/// inside brackets (IPv6).
+fn check_host(host: &[u8], bracketed: bool) -> Result<String, &'static str> {
+    let host = std::str::from_utf8(host).map_err(|_| "not valid UTF-8")?;
+    if host.is_empty() {
+        return Err("the host is empty");
+    }
+    if host.starts_with('-') {
+        return Err("a host cannot start with '-'");
+    }
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("whitespace or control characters");
+    }
+    if host.chars().any(|c| "/@[]'`\"$\\;&<>|(){}".contains(c)) {
+        return Err("a character no host name has");
+    }
+    if host.contains(':') && !bracketed {
+        return Err("an IPv6 address must be in brackets: [addr]:dir");
+    }
+    Ok(host.to_string())
+}

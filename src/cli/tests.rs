@@ -1,0 +1,697 @@
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+fn env() -> Env {
+    Env {
+        home: Some(PathBuf::from("/home/alice")),
+        user: Some("alice".into()),
+        ssh_auth_sock: Some(PathBuf::from("/run/agent.sock")),
+    }
+}
+
+fn try_parse(args: &[&str]) -> Result<Command, CliError> {
+    parse(
+        std::iter::once("sftpfs").chain(args.iter().copied()),
+        &env(),
+    )
+}
+
+fn mount(args: &[&str]) -> MountConfig {
+    match try_parse(args) {
+        Ok(Command::Mount(cfg)) => cfg,
+        other => panic!("{args:?}: expected a mount, got {other:?}"),
+    }
+}
+
+fn err(args: &[&str]) -> String {
+    match try_parse(args) {
+        Err(e) => e.to_string(),
+        Ok(other) => panic!("{args:?}: expected an error, got {other:?}"),
+    }
+}
+
+/// `host:dir /mnt` plus the given `-o` options.
+fn with_o(opts: &str) -> MountConfig {
+    mount(&["host:dir", "/mnt", "-o", opts])
+}
+
+fn p(s: &str) -> PathBuf {
+    PathBuf::from(s)
+}
+
+#[test]
+fn defaults() {
+    let c = mount(&["example.com:", "/mnt/x"]);
+    assert_eq!(c.source, "example.com:");
+    assert_eq!(c.mountpoint, p("/mnt/x"));
+    assert!(!c.foreground && !c.debug);
+    let s = &c.ssh;
+    assert_eq!(s.host, "example.com");
+    assert_eq!(s.port, 22);
+    assert_eq!(s.user, "alice");
+    assert_eq!(
+        s.identity_files,
+        [
+            p("/home/alice/.ssh/id_ed25519"),
+            p("/home/alice/.ssh/id_ecdsa"),
+            p("/home/alice/.ssh/id_rsa")
+        ]
+    );
+    assert!(!s.identity_files_explicit);
+    assert_eq!(
+        s.user_known_hosts_files,
+        [
+            p("/home/alice/.ssh/known_hosts"),
+            p("/home/alice/.ssh/known_hosts2")
+        ]
+    );
+    assert_eq!(
+        s.global_known_hosts_files,
+        [
+            p("/etc/ssh/ssh_known_hosts"),
+            p("/etc/ssh/ssh_known_hosts2")
+        ]
+    );
+    assert_eq!(s.strict_host_key_checking, StrictHostKeyChecking::Ask);
+    assert!(!s.batch_mode && !s.password_stdin);
+    assert_eq!(s.agent_socket, Some(p("/run/agent.sock")));
+    assert_eq!(s.connect_timeout, Duration::from_secs(10));
+    assert_eq!(s.server_alive_interval, Duration::from_secs(15));
+    assert_eq!(s.server_alive_count_max, 3);
+    assert_eq!(s.config_file, None);
+    assert_eq!(c.ssh_explicit, SshExplicit::default());
+    let f = &c.fs;
+    assert_eq!(f.remote_dir, b"");
+    assert!(!f.read_only && !f.allow_other && !f.allow_root && !f.default_permissions);
+    assert_eq!((f.uid, f.gid, f.umask), (None, None, None));
+    assert_eq!(f.request_timeout, Duration::from_secs(30));
+    assert_eq!(f.entry_timeout, Duration::from_secs(1));
+    assert_eq!(f.attr_timeout, Duration::from_secs(1));
+    assert!(f.reconnect);
+}
+
+#[test]
+fn defaults_without_home_or_agent() {
+    let env = Env {
+        home: None,
+        user: Some("bob".into()),
+        ssh_auth_sock: None,
+    };
+    let Ok(Command::Mount(c)) = parse(["sftpfs", "h:", "/m"], &env) else {
+        panic!()
+    };
+    assert!(c.ssh.identity_files.is_empty());
+    assert!(c.ssh.user_known_hosts_files.is_empty());
+    assert_eq!(c.ssh.agent_socket, None);
+    assert_eq!(c.ssh.user, "bob");
+    let e = parse(["sftpfs", "h:", "/m", "-o", "IdentityFile=~/k"], &env).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cannot expand '~' in -o IdentityFile: HOME is unset; give an absolute path"
+    );
+}
+
+#[test]
+fn no_local_user() {
+    let env = Env::default();
+    let e = parse(["sftpfs", "h:", "/m"], &env).unwrap_err();
+    assert_eq!(e, CliError::NoUser);
+    let Ok(Command::Mount(c)) = parse(["sftpfs", "bob@h:", "/m"], &env) else {
+        panic!()
+    };
+    assert_eq!(c.ssh.user, "bob");
+    let Ok(Command::Mount(c)) = parse(["sftpfs", "h:", "/m", "-oUser=carol"], &env) else {
+        panic!()
+    };
+    assert_eq!(c.ssh.user, "carol");
+}
+
+#[test]
+fn positional_order_variants() {
+    for args in [
+        &["-o", "ro", "-p", "2222", "u@h:/d", "/mnt"][..],
+        &["u@h:/d", "-o", "ro", "/mnt", "-p", "2222"],
+        &["u@h:/d", "/mnt", "-o", "ro", "-p", "2222"],
+        &["-p2222", "u@h:/d", "-oro", "/mnt"],
+        &["u@h:/d", "/mnt", "-p", "2222", "-o", "ro"],
+        &["-o", "ro", "-p", "2222", "--", "u@h:/d", "/mnt"],
+    ] {
+        let c = mount(args);
+        assert_eq!(
+            (c.ssh.user.as_str(), c.ssh.host.as_str()),
+            ("u", "h"),
+            "{args:?}"
+        );
+        assert_eq!(c.fs.remote_dir, b"/d", "{args:?}");
+        assert_eq!(c.mountpoint, p("/mnt"), "{args:?}");
+        assert!(c.fs.read_only, "{args:?}");
+        assert_eq!(c.ssh.port, 2222, "{args:?}");
+    }
+}
+
+#[test]
+fn missing_and_extra_positionals() {
+    assert_eq!(
+        err(&[]),
+        "missing the SOURCE and the MOUNTPOINT; usage: sftpfs [user@]host:[dir] MOUNTPOINT [options]"
+    );
+    assert_eq!(
+        err(&["-o", "ro"]),
+        "missing the SOURCE and the MOUNTPOINT; usage: sftpfs [user@]host:[dir] MOUNTPOINT [options]"
+    );
+    assert_eq!(
+        err(&["h:/d"]),
+        "missing the MOUNTPOINT; usage: sftpfs [user@]host:[dir] MOUNTPOINT [options]"
+    );
+    assert_eq!(
+        err(&["h:/d", "/m", "extra"]),
+        "unexpected argument 'extra' found; see 'sftpfs --help'"
+    );
+    assert_eq!(err(&["h:/d", ""]), "the mountpoint must not be empty");
+}
+
+#[test]
+fn unknown_flags_and_missing_flag_values() {
+    assert_eq!(
+        err(&["h:", "/m", "-x"]),
+        "unexpected argument '-x' found; see 'sftpfs --help'"
+    );
+    assert_eq!(
+        err(&["h:", "/m", "--foo"]),
+        "unexpected argument '--foo' found; see 'sftpfs --help'"
+    );
+    let e = err(&["h:", "/m", "-o"]);
+    assert!(
+        e.contains("'-o <OPT[=VAL],...>'") && !e.contains('\n'),
+        "{e}"
+    );
+    let e = err(&["h:", "/m", "-p"]);
+    assert!(e.contains("-p <PORT>") && !e.contains('\n'), "{e}");
+}
+
+#[test]
+fn source_forms() {
+    let c = mount(&["bob@example.com:/srv/data", "/m"]);
+    assert_eq!(
+        (c.ssh.user.as_str(), c.ssh.host.as_str()),
+        ("bob", "example.com")
+    );
+    assert_eq!(c.fs.remote_dir, b"/srv/data");
+    assert!(c.ssh_explicit.user);
+
+    // default user, relative dir, empty dir
+    let c = mount(&["example.com:projects/x", "/m"]);
+    assert_eq!(c.ssh.user, "alice");
+    assert!(!c.ssh_explicit.user);
+    assert_eq!(c.fs.remote_dir, b"projects/x");
+    assert_eq!(mount(&["h:", "/m"]).fs.remote_dir, b"");
+
+    // the first ':' splits; later ':' and '@' belong to the dir
+    let c = mount(&["u@h:/a:b@c", "/m"]);
+    assert_eq!((c.ssh.user.as_str(), c.ssh.host.as_str()), ("u", "h"));
+    assert_eq!(c.fs.remote_dir, b"/a:b@c");
+    // the last '@' before the host ends the user (user@domain logins)
+    let c = mount(&["alice@corp.example@h:", "/m"]);
+    assert_eq!(
+        (c.ssh.user.as_str(), c.ssh.host.as_str()),
+        ("alice@corp.example", "h")
+    );
+}
+
+#[test]
+fn ipv6_sources() {
+    let c = mount(&["[::1]:/srv", "/m"]);
+    assert_eq!(c.ssh.host, "::1");
+    assert_eq!(c.fs.remote_dir, b"/srv");
+    assert_eq!(c.source, "[::1]:/srv");
+    let c = mount(&["bob@[fe80::1%eth0]:", "/m"]);
+    assert_eq!(
+        (c.ssh.user.as_str(), c.ssh.host.as_str()),
+        ("bob", "fe80::1%eth0")
+    );
+    assert_eq!(c.fs.remote_dir, b"");
+    let c = mount(&["[2001:db8::2]:rel/dir", "/m", "-p", "2200"]);
+    assert_eq!((c.ssh.host.as_str(), c.ssh.port), ("2001:db8::2", 2200));
+    assert_eq!(c.fs.remote_dir, b"rel/dir");
+
+    assert_eq!(
+        err(&["[::1:/srv", "/m"]),
+        "source must be [user@]host:[dir], got '[::1:/srv'"
+    );
+    assert_eq!(
+        err(&["[::1]x:/srv", "/m"]),
+        "invalid host '[::1]x' in '[::1]x:/srv': '[' without ']' before ':'"
+    );
+    assert_eq!(
+        err(&["[]:/srv", "/m"]),
+        "invalid host '[]' in '[]:/srv': the host is empty"
+    );
+}
+
+#[test]
+fn bad_sources() {
+    assert_eq!(
+        err(&["example.com", "/m"]),
+        "source must be [user@]host:[dir], got 'example.com'"
+    );
+    assert_eq!(
+        err(&["/local/dir", "/m"]),
+        "source must be [user@]host:[dir], got '/local/dir'"
+    );
+    assert_eq!(
+        err(&[":/srv", "/m"]),
+        "invalid host '' in ':/srv': the host is empty"
+    );
+    assert_eq!(
+        err(&["u@:/srv", "/m"]),
+        "invalid host '' in 'u@:/srv': the host is empty"
+    );
+    // after `--` a leading '-' reaches the source: it is a bad host, never an option
+    assert_eq!(
+        err(&["--", "-oProxyCommand=x:dir", "/m"]),
+        "invalid host '-oProxyCommand=x' in '-oProxyCommand=x:dir': a host cannot start with '-'"
+    );
+    // without `--`, clap reads it as `-o ProxyCommand=x:dir`, which is refused too
+    assert_eq!(
+        err(&["-oProxyCommand=x:dir", "/m"]),
+        "unknown option 'ProxyCommand' in -o; see 'sftpfs --help'"
+    );
+    assert_eq!(
+        err(&["u@-h:dir", "/m"]),
+        "invalid host '-h' in 'u@-h:dir': a host cannot start with '-'"
+    );
+    for bad in [
+        "a b:/d",
+        "a\tb:/d",
+        "a\u{7}:/d",
+        "a/b:/d",
+        "a;b:/d",
+        "a$(x):/d",
+        "a`x`:/d",
+    ] {
+        let e = err(&[bad, "/m"]);
+        assert!(e.starts_with("invalid host "), "{bad:?}: {e}");
+    }
+    assert!(err(&["@h:/d", "/m"]).starts_with("invalid user name '' in '@h:/d'"));
+    assert_eq!(
+        err(&["-u@h:/d", "/m"]),
+        "unexpected argument '-u' found; see 'sftpfs --help'"
+    );
+    assert!(err(&["--", "-u@h:/d", "/m"]).starts_with("invalid user name '-u' in '-u@h:/d'"));
+    assert!(err(&["a|b@h:/d", "/m"]).starts_with("invalid user name 'a|b'"));
+}
+
+#[test]
+fn non_utf8_dir_and_mountpoint_are_kept_as_bytes() {
+    let src = OsString::from_vec(b"h:/srv/caf\xe9".to_vec());
+    let mnt = OsString::from_vec(b"/mnt/\xff".to_vec());
+    let args = [OsString::from("sftpfs"), src, mnt.clone()];
+    let Ok(Command::Mount(c)) = parse(args, &env()) else {
+        panic!()
+    };
+    assert_eq!(c.fs.remote_dir, b"/srv/caf\xe9");
+    assert_eq!(c.mountpoint, PathBuf::from(mnt));
+    assert_eq!(c.source, "h:/srv/caf\u{fffd}");
+}
+
+#[test]
+fn ssh_options() {
+    let c = with_o("port=2022");
+    assert_eq!(c.ssh.port, 2022);
+    assert!(c.ssh_explicit.port);
+    assert_eq!(with_o("Port=2023").ssh.port, 2023);
+    assert_eq!(with_o("PORT=2024").ssh.port, 2024);
+
+    let c = with_o("User=bob");
+    assert_eq!(c.ssh.user, "bob");
+    assert!(c.ssh_explicit.user);
+    assert_eq!(with_o("USER=bob").ssh.user, "bob");
+    // user@ in the source wins over User=
+    assert_eq!(
+        mount(&["carol@h:", "/m", "-o", "User=bob"]).ssh.user,
+        "carol"
+    );
+    // lower-case `user` (with or without a value) is mount(8)'s, ignored
+    assert_eq!(with_o("user").ssh.user, "alice");
+    assert_eq!(with_o("user=root").ssh.user, "alice");
+
+    let c = with_o("IdentityFile=~/.ssh/work,identityfile=/etc/k");
+    assert_eq!(
+        c.ssh.identity_files,
+        [p("/home/alice/.ssh/work"), p("/etc/k")]
+    );
+    assert!(c.ssh.identity_files_explicit);
+
+    let c = with_o("UserKnownHostsFile=~/kh /tmp/kh2");
+    assert_eq!(
+        c.ssh.user_known_hosts_files,
+        [p("/home/alice/kh"), p("/tmp/kh2")]
+    );
+    assert!(c.ssh_explicit.user_known_hosts_files);
+    assert!(with_o("UserKnownHostsFile=none")
+        .ssh
+        .user_known_hosts_files
+        .is_empty());
+    let c = with_o("GlobalKnownHostsFile=/g1");
+    assert_eq!(c.ssh.global_known_hosts_files, [p("/g1")]);
+    assert!(with_o("GlobalKnownHostsFile=none")
+        .ssh
+        .global_known_hosts_files
+        .is_empty());
+
+    use StrictHostKeyChecking as S;
+    for (v, want) in [
+        ("yes", S::Yes),
+        ("accept-new", S::AcceptNew),
+        ("no", S::No),
+        ("off", S::No),
+        ("ask", S::Ask),
+        ("Accept-New", S::AcceptNew),
+    ] {
+        let c = with_o(&format!("StrictHostKeyChecking={v}"));
+        assert_eq!(c.ssh.strict_host_key_checking, want, "{v}");
+        assert!(c.ssh_explicit.strict_host_key_checking);
+    }
+    assert_eq!(
+        with_o("stricthostkeychecking=yes")
+            .ssh
+            .strict_host_key_checking,
+        S::Yes
+    );
+
+    assert!(with_o("BatchMode=yes").ssh.batch_mode);
+    assert!(!with_o("BatchMode=yes,BatchMode=no").ssh.batch_mode);
+    assert!(with_o("BatchMode=yes").ssh_explicit.batch_mode);
+    assert!(with_o("password_stdin").ssh.password_stdin);
+
+    let c = with_o("ConnectTimeout=5,ServerAliveInterval=0,ServerAliveCountMax=7");
+    assert_eq!(c.ssh.connect_timeout, Duration::from_secs(5));
+    assert_eq!(c.ssh.server_alive_interval, Duration::ZERO);
+    assert_eq!(c.ssh.server_alive_count_max, 7);
+    assert!(c.ssh_explicit.connect_timeout);
+    assert!(c.ssh_explicit.server_alive_interval && c.ssh_explicit.server_alive_count_max);
+    assert_eq!(
+        with_o("ConnectTimeout=1m30s").ssh.connect_timeout,
+        Duration::from_secs(90)
+    );
+    assert_eq!(
+        with_o("ServerAliveInterval=2M").ssh.server_alive_interval,
+        Duration::from_secs(120)
+    );
+}
+
+#[test]
+fn fs_options() {
+    let c = with_o("ro,allow_other,allow_root,default_permissions,uid=1000,gid=100,umask=022");
+    assert!(c.fs.read_only && c.fs.allow_other && c.fs.allow_root && c.fs.default_permissions);
+    assert_eq!(
+        (c.fs.uid, c.fs.gid, c.fs.umask),
+        (Some(1000), Some(100), Some(0o22))
+    );
+    assert!(!with_o("ro,rw").fs.read_only);
+    assert!(with_o("rw,ro").fs.read_only);
+    assert_eq!(with_o("umask=0077").fs.umask, Some(0o77));
+
+    let c = with_o("timeout=5,entry_timeout=0.5,attr_timeout=0");
+    assert_eq!(c.fs.request_timeout, Duration::from_secs(5));
+    assert_eq!(c.fs.entry_timeout, Duration::from_millis(500));
+    assert_eq!(c.fs.attr_timeout, Duration::ZERO);
+    assert_eq!(
+        with_o("timeout=2.5").fs.request_timeout,
+        Duration::from_millis(2500)
+    );
+    assert_eq!(
+        with_o("entry_timeout=.25").fs.entry_timeout,
+        Duration::from_millis(250)
+    );
+
+    assert!(with_o("reconnect").fs.reconnect);
+    assert!(!with_o("noreconnect").fs.reconnect);
+    assert!(with_o("noreconnect,reconnect").fs.reconnect);
+}
+
+#[test]
+fn flags() {
+    let c = mount(&["h:", "/m", "-f"]);
+    assert!(c.foreground && !c.debug);
+    let c = mount(&["h:", "/m", "-d"]);
+    assert!(c.foreground && c.debug);
+    let c = with_o("debug");
+    assert!(c.foreground && c.debug);
+    let c = mount(&["-f", "-f", "h:", "/m", "-d", "-d"]);
+    assert!(c.foreground && c.debug);
+    // -C and -s are accepted and change nothing
+    let c = mount(&["-C", "-s", "h:", "/m"]);
+    assert!(!c.foreground && !c.debug);
+    let c = mount(&["-Cs", "h:", "/m"]);
+    assert_eq!(c.ssh.port, 22);
+
+    let c = mount(&["h:", "/m", "-F", "~/.ssh/other", "-F", "/etc/ssh/cfg"]);
+    assert_eq!(c.ssh.config_file, Some(p("/etc/ssh/cfg")));
+    let c = mount(&["h:", "/m", "-F", "~/.ssh/other"]);
+    assert_eq!(c.ssh.config_file, Some(p("/home/alice/.ssh/other")));
+    assert_eq!(
+        mount(&["h:", "/m", "-Fnone"]).ssh.config_file,
+        Some(p("none"))
+    );
+}
+
+#[test]
+fn option_lists_and_repeats() {
+    // a,b=c lists, in one -o and across several; empty items are skipped
+    let c = mount(&[
+        "h:",
+        "/m",
+        "-o",
+        "ro,uid=5,,gid=6",
+        "-o",
+        "allow_other",
+        "-oport=23",
+    ]);
+    assert!(c.fs.read_only && c.fs.allow_other);
+    assert_eq!((c.fs.uid, c.fs.gid, c.ssh.port), (Some(5), Some(6), 23));
+    // the last value wins, across -o and -p, in command-line order
+    assert_eq!(
+        mount(&["h:", "/m", "-o", "uid=1,uid=2", "-o", "uid=3"])
+            .fs
+            .uid,
+        Some(3)
+    );
+    assert_eq!(mount(&["-p", "1", "h:", "/m", "-o", "port=2"]).ssh.port, 2);
+    assert_eq!(mount(&["-o", "port=2", "h:", "/m", "-p", "1"]).ssh.port, 1);
+    assert_eq!(mount(&["-p", "1", "-p", "3", "h:", "/m"]).ssh.port, 3);
+    assert_eq!(
+        mount(&["-oPort=4", "-p5", "-oport=6", "h:", "/m"]).ssh.port,
+        6
+    );
+    // IdentityFile accumulates, in order
+    let c = mount(&[
+        "h:",
+        "/m",
+        "-o",
+        "IdentityFile=/a",
+        "-oIdentityFile=/b,IdentityFile=/c",
+    ]);
+    assert_eq!(c.ssh.identity_files, [p("/a"), p("/b"), p("/c")]);
+    // a backslash escapes a comma, as in sshfs
+    let c = with_o(r"IdentityFile=/keys/a\,b,ro");
+    assert_eq!(c.ssh.identity_files, [p("/keys/a,b")]);
+    assert!(c.fs.read_only);
+    // values may contain '='
+    assert_eq!(with_o("IdentityFile=/k=v").ssh.identity_files, [p("/k=v")]);
+}
+
+#[test]
+fn ignored_mount_options() {
+    let c = with_o(
+        "_netdev,noauto,auto,nofail,user,users,nouser,owner,group,defaults,\
+         x-systemd.automount,x-systemd.requires=network-online.target,\
+         x-systemd.idle-timeout=60,x-gvfs-show,x-gvfs-name=Srv,comment=hello,\
+         exec,noexec,dev,nodev,suid,nosuid,atime,noatime,relatime,sync,async,rw",
+    );
+    let plain = mount(&["host:dir", "/mnt"]);
+    assert_eq!(format!("{c:?}"), format!("{plain:?}"));
+}
+
+#[test]
+fn fstab_style_invocation() {
+    // what mount(8) runs for `u@h:/srv /mnt fuse.sftpfs _netdev,IdentityFile=...,ro 0 0`
+    let c = mount(&[
+        "u@h:/srv",
+        "/mnt",
+        "-o",
+        "rw,nosuid,nodev,_netdev,x-systemd.automount,IdentityFile=/root/.ssh/id_ed25519,allow_other",
+    ]);
+    assert_eq!(c.ssh.identity_files, [p("/root/.ssh/id_ed25519")]);
+    assert!(c.fs.allow_other && !c.fs.read_only && !c.foreground);
+}
+
+#[test]
+fn unknown_options() {
+    assert_eq!(
+        err(&["h:", "/m", "-o", "foo"]),
+        "unknown option 'foo' in -o; see 'sftpfs --help'"
+    );
+    assert_eq!(
+        err(&["h:", "/m", "-o", "ro,bar=1"]),
+        "unknown option 'bar' in -o; see 'sftpfs --help'"
+    );
+    // fuse/mount options match exactly
+    assert_eq!(
+        err(&["h:", "/m", "-o", "RO"]),
+        "unknown option 'RO' in -o; see 'sftpfs --help'"
+    );
+    assert_eq!(
+        err(&["h:", "/m", "-o", "x-systemdfoo"]),
+        "unknown option 'x-systemdfoo' in -o; see 'sftpfs --help'"
+    );
+}
+
+#[test]
+fn bad_values() {
+    let cases = [
+        ("port=abc", "invalid value 'abc' for -o port (expected a number 1-65535)"),
+        ("port=0", "invalid value '0' for -o port (expected a number 1-65535)"),
+        ("Port=65536", "invalid value '65536' for -o Port (expected a number 1-65535)"),
+        ("port=-1", "invalid value '-1' for -o port (expected a number 1-65535)"),
+        ("port=", "invalid value '' for -o port (expected a number 1-65535)"),
+        ("port", "-o port needs a value: -o port=N"),
+        ("IdentityFile", "-o IdentityFile needs a value: -o IdentityFile=PATH"),
+        ("IdentityFile=", "invalid value '' for -o IdentityFile (expected a file path)"),
+        ("ro=1", "-o ro takes no value, got 'ro=1'"),
+        ("debug=yes", "-o debug takes no value, got 'debug=yes'"),
+        (
+            "StrictHostKeyChecking=maybe",
+            "invalid value 'maybe' for -o StrictHostKeyChecking (expected yes, accept-new, no, off or ask)",
+        ),
+        ("BatchMode=1", "invalid value '1' for -o BatchMode (expected yes or no)"),
+        (
+            "ConnectTimeout=0",
+            "invalid value '0' for -o ConnectTimeout (expected whole seconds >= 1, e.g. 10 or 1m)",
+        ),
+        (
+            "ConnectTimeout=1.5",
+            "invalid value '1.5' for -o ConnectTimeout (expected whole seconds >= 1, e.g. 10 or 1m)",
+        ),
+        (
+            "ServerAliveInterval=x",
+            "invalid value 'x' for -o ServerAliveInterval (expected whole seconds, e.g. 15 or 1m; 0 = off)",
+        ),
+        (
+            "ServerAliveCountMax=0",
+            "invalid value '0' for -o ServerAliveCountMax (expected a whole number >= 1)",
+        ),
+        ("uid=-1", "invalid value '-1' for -o uid (expected a numeric user id)"),
+        ("uid=4294967296", "invalid value '4294967296' for -o uid (expected a numeric user id)"),
+        ("gid=wheel", "invalid value 'wheel' for -o gid (expected a numeric group id)"),
+        ("umask=999", "invalid value '999' for -o umask (expected an octal mask such as 022)"),
+        ("umask=77777", "invalid value '77777' for -o umask (expected an octal mask such as 022)"),
+        ("timeout=0", "invalid value '0' for -o timeout (expected seconds > 0, e.g. 30 or 2.5)"),
+        ("timeout=inf", "invalid value 'inf' for -o timeout (expected seconds > 0, e.g. 30 or 2.5)"),
+        ("entry_timeout=-1", "invalid value '-1' for -o entry_timeout (expected seconds, e.g. 1 or 0.5)"),
+        ("attr_timeout=1e3", "invalid value '1e3' for -o attr_timeout (expected seconds, e.g. 1 or 0.5)"),
+        ("attr_timeout=1..2", "invalid value '1..2' for -o attr_timeout (expected seconds, e.g. 1 or 0.5)"),
+        ("User=-oFoo", "invalid value '-oFoo' for -o User (expected a user name)"),
+        (
+            "UserKnownHostsFile= ",
+            "invalid value ' ' for -o UserKnownHostsFile (expected paths separated by spaces, or none)",
+        ),
+    ];
+    for (opt, want) in cases {
+        assert_eq!(err(&["h:", "/m", "-o", opt]), want, "{opt}");
+    }
+    assert_eq!(
+        err(&["h:", "/m", "-p", "abc"]),
+        "invalid value 'abc' for -p (expected a number 1-65535)"
+    );
+    assert_eq!(
+        err(&["h:", "/m", "-p", "70000"]),
+        "invalid value '70000' for -p (expected a number 1-65535)"
+    );
+}
+
+#[test]
+fn errors_are_one_line_without_prefix() {
+    for args in [
+        &[][..],
+        &["h:", "/m", "-x"],
+        &["h:", "/m", "-o"],
+        &["h", "/m"],
+        &["h:", "/m", "-o", "nope"],
+        &["h:", "/m", "a", "b"],
+    ] {
+        let e = err(args);
+        assert!(
+            !e.contains('\n') && !e.starts_with("sftpfs:") && !e.starts_with("error"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn help_and_version() {
+    for flag in ["-h", "--help"] {
+        let Ok(Command::Help(text)) = try_parse(&[flag]) else {
+            panic!("{flag}")
+        };
+        assert!(
+            text.starts_with("Usage: sftpfs [user@]host:[dir] MOUNTPOINT [options]\n"),
+            "{text}"
+        );
+        for needle in [
+            "-p <PORT>",
+            "-o <OPT[=VAL],...>",
+            "-F <FILE>",
+            "-f",
+            "-d",
+            "-V, --version",
+        ] {
+            assert!(text.contains(needle), "{needle} not in help:\n{text}");
+        }
+        // every table option is in the help, one line each
+        for spec in option_table() {
+            assert!(text.contains(spec.name), "{} not in help", spec.name);
+        }
+        assert!(text.contains("  IdentityFile=PATH "));
+        assert!(text.contains("[default: 22]"));
+    }
+    // help wins over missing or bad positionals
+    assert!(matches!(try_parse(&["h:", "-h"]), Ok(Command::Help(_))));
+    let Ok(Command::Version(v)) = try_parse(&["-V"]) else {
+        panic!()
+    };
+    assert_eq!(v, format!("sftpfs {}\n", env!("CARGO_PKG_VERSION")));
+    assert!(matches!(try_parse(&["--version"]), Ok(Command::Version(_))));
+}
+
+#[test]
+fn option_table_is_consistent() {
+    let mut seen = std::collections::HashSet::new();
+    for spec in option_table() {
+        assert!(seen.insert(spec.name), "{} twice", spec.name);
+        assert!(!spec.help.is_empty() && !spec.help.contains('\n'));
+        // every entry finds itself
+        let probe = spec.name.trim_end_matches('*');
+        let found = options::lookup(probe).map(|s| s.name);
+        assert_eq!(found, Some(spec.name));
+        if spec.value != ValueKind::Ignored {
+            assert!(!spec.sets.is_empty(), "{}", spec.name);
+        }
+    }
+}
+
+#[test]
+fn split_items_unescapes() {
+    let items = options::split_items(std::ffi::OsStr::new(r"a,b=c\,d,,e\\f,"));
+    assert_eq!(items, [b"a".to_vec(), b"b=c,d".to_vec(), b"e\\f".to_vec()]);
+}
+
+#[test]
+fn env_from_process_finds_a_user() {
+    // USER, LOGNAME or the password database: one of them names whoever runs the tests.
+    assert!(Env::from_process().user.is_some());
+}
