@@ -61,6 +61,18 @@ impl AttrPolicy {
     }
 }
 
+impl AttrPolicy {
+    /// The server's uid/gid for ids a local `chown` asks for (`None` leaves one unchanged).
+    /// An errno when the id cannot be mapped.
+    pub fn to_remote_owner(
+        &self,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<(Option<u32>, Option<u32>), i32> {
+        Ok((uid, gid))
+    }
+}
+
 /// Seconds since the epoch as SFTP v3 carries them (whole, 32-bit).
 pub fn to_secs(t: SystemTime) -> u32 {
     match t.duration_since(UNIX_EPOCH) {

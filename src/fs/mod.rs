@@ -172,6 +172,11 @@ impl Filesystem {
                 .then(|| self.files.find(|f| f.ino == ino))
                 .flatten()
         });
+        let (uid, gid) = self
+            .policy
+            .to_remote_owner(set.uid, set.gid)
+            .map_err(FsError::new)?;
+        let set = SetAttr { uid, gid, ..set };
         let needs_current = (set.uid.is_some() != set.gid.is_some())
             || (set.atime.is_some() != set.mtime.is_some());
         let current = if needs_current {

@@ -1,0 +1,168 @@
+//! The connection pool: several SFTP sessions, each over its own connection, replaced when
+//! one dies. The only place that (re)connects.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error::{RemoteError, Result};
+use super::sftp::Sftp;
+use super::transport::Transport;
+
+/// One live SFTP session of the pool.
+pub struct Conn {
+    pub sftp: Sftp,
+    pub slot: usize,
+    /// Changes with every reconnect of the slot: handles from another generation are void.
+    pub generation: u64,
+    _keep_alive: Box<dyn Any + Send + Sync>,
+}
+
+impl Conn {
+    pub fn is_alive(&self) -> bool {
+        !self.sftp.is_closed()
+    }
+}
+
+struct Slot {
+    current: RwLock<Option<Arc<Conn>>>,
+    /// Held while (re)connecting, so a dead connection is replaced once, not by every waiter.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+pub struct PoolOptions {
+    pub max_conns: usize,
+    /// Per-request deadline; also how long a request waits for a reconnect.
+    pub timeout: Duration,
+    pub reconnect: bool,
+}
+
+pub struct Pool {
+    transport: Arc<dyn Transport>,
+    slots: Vec<Slot>,
+    opts: PoolOptions,
+    generation: AtomicU64,
+    next: AtomicUsize,
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+impl Pool {
+    /// Connects the first member now (so the mount fails early on bad input); the others
+    /// connect on first use.
+    pub async fn connect(transport: Arc<dyn Transport>, opts: PoolOptions) -> std::result::Result<Pool, String> {
+        let n = opts.max_conns.max(1);
+        let pool = Pool {
+            transport,
+            slots: (0..n)
+                .map(|_| Slot {
+                    current: RwLock::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                })
+                .collect(),
+            opts,
+            generation: AtomicU64::new(0),
+            next: AtomicUsize::new(0),
+        };
+        let first = pool.open_conn(0).await?;
+        *pool.slots[0].current.write().unwrap() = Some(Arc::new(first));
+        Ok(pool)
+    }
+
+    pub fn size(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.opts.timeout
+    }
+
+    async fn open_conn(&self, slot: usize) -> std::result::Result<Conn, String> {
+        let opened = self.transport.open().await?;
+        let sftp = Sftp::start(opened.stream, self.opts.timeout)
+            .await
+            .map_err(|e| format!("SFTP session failed to start: {e}"))?;
+        Ok(Conn {
+            sftp,
+            slot,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            _keep_alive: opened.keep_alive,
+        })
+    }
+
+    fn live(&self, slot: usize) -> Option<Arc<Conn>> {
+        self.slots[slot]
+            .current
+            .read()
+            .unwrap()
+            .as_ref()
+            .filter(|c| c.is_alive())
+            .cloned()
+    }
+
+    /// The session of `slot`, reconnecting it (with backoff, within the request deadline)
+    /// when it died. Without `reconnect`, a dead first member stays dead.
+    pub async fn get(&self, slot: usize) -> Result<Arc<Conn>> {
+        if let Some(c) = self.live(slot) {
+            return Ok(c);
+        }
+        let _g = self.slots[slot].connecting.lock().await;
+        if let Some(c) = self.live(slot) {
+            return Ok(c);
+        }
+        let had_one = self.slots[slot].current.read().unwrap().is_some();
+        if had_one && !self.opts.reconnect {
+            return Err(RemoteError::ConnectionLost);
+        }
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut delay = FIRST_RETRY;
+        loop {
+            match tokio::time::timeout_at(deadline, self.open_conn(slot)).await {
+                Ok(Ok(c)) => {
+                    if had_one {
+                        tracing::warn!("reconnected (pool member {slot})");
+                    }
+                    let c = Arc::new(c);
+                    *self.slots[slot].current.write().unwrap() = Some(c.clone());
+                    return Ok(c);
+                }
+                Ok(Err(e)) => tracing::warn!("reconnect of pool member {slot} failed: {e}"),
+                Err(_) => {}
+            }
+            if Instant::now() + delay >= deadline {
+                return Err(RemoteError::ConnectionLost);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RETRY);
+        }
+    }
+
+    /// A session for work not tied to an open file, spread round-robin. A member that cannot
+    /// be connected yields to the first one.
+    pub async fn any(&self) -> Result<Arc<Conn>> {
+        let slot = self.pick();
+        match self.get(slot).await {
+            Ok(c) => Ok(c),
+            Err(_) if slot != 0 => self.get(0).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The member a newly opened file is pinned to.
+    pub fn pick(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()
+    }
+
+    /// Ends every session (at unmount).
+    pub fn shutdown(&self) {
+        for s in &self.slots {
+            if let Some(c) = s.current.read().unwrap().as_ref() {
+                c.sftp.shutdown();
+            }
+        }
+    }
+}
