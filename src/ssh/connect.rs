@@ -1,0 +1,376 @@
+//! From an [`SshConfig`] to an authenticated SSH connection, and from a connection to an
+//! `sftp` byte stream.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::ssh_key::public::KeyData;
+use russh::keys::PublicKeyOrCertificate;
+use russh::{ChannelMsg, Disconnect, Preferred};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::auth::{self, Authenticator, Secrets};
+use super::host_key::HostKeyPolicy;
+use super::prompt::{self, PromptClock};
+use super::SshError;
+use crate::config::SshConfig;
+
+/// The byte stream of an `sftp` subsystem channel.
+pub type SftpStream = russh::ChannelStream<client::Msg>;
+
+/// Opens authenticated connections to one server, as often as asked (pool, reconnects).
+///
+/// Only the first successful connection may prompt on the terminal; what it learnt
+/// (passphrase-decrypted keys, password, accepted host key) is kept in memory for the others.
+pub struct Connector {
+    cfg: SshConfig,
+    secrets: Secrets,
+    /// Host keys accepted in this process that could not be written to known_hosts.
+    accepted_host_keys: Arc<Mutex<Vec<KeyData>>>,
+    /// Set once a connection has been authenticated: later ones never prompt.
+    connected_once: AtomicBool,
+    /// Serialises connections until the first one succeeded, so only one of them prompts.
+    first: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("host", &self.cfg.host)
+            .field("port", &self.cfg.port)
+            .field("user", &self.cfg.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    pub fn new(cfg: SshConfig) -> Self {
+        Connector {
+            cfg,
+            secrets: Secrets::default(),
+            accepted_host_keys: Arc::default(),
+            connected_once: AtomicBool::new(false),
+            first: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Connect, verify the host key, authenticate.
+    pub async fn connect(&self) -> Result<SshConnection, SshError> {
+        let _first = if self.connected_once.load(Ordering::Acquire) {
+            None
+        } else {
+            Some(self.first.lock().await)
+        };
+        let cfg = &self.cfg;
+        let identity_files = auth::identity_files(cfg)?;
+        let interactive = !cfg.batch_mode
+            && !self.connected_once.load(Ordering::Acquire)
+            && prompt::tty_available();
+        let clock = Arc::new(PromptClock::default());
+        let mut handle = self.handshake(interactive, &clock).await?;
+        let authenticator = Authenticator::new(
+            &mut handle,
+            cfg,
+            &self.secrets,
+            &clock,
+            identity_files,
+            interactive,
+        );
+        match within(cfg.connect_timeout, &clock, authenticator.run()).await {
+            None => return Err(self.timeout()),
+            Some(result) => result?,
+        }
+        self.connected_once.store(true, Ordering::Release);
+        tracing::debug!("connected to {}:{} as {}", cfg.host, cfg.port, cfg.user);
+        Ok(SshConnection {
+            handle: Arc::new(handle),
+            timeout: cfg.connect_timeout,
+        })
+    }
+
+    /// TCP connection, key exchange and host key verification, within the connect timeout
+    /// (plus the time the user takes to answer a host key question).
+    pub(crate) async fn handshake(
+        &self,
+        interactive: bool,
+        clock: &Arc<PromptClock>,
+    ) -> Result<Handle<ClientHandler>, SshError> {
+        let cfg = &self.cfg;
+        let policy = Arc::new(HostKeyPolicy::new(
+            cfg,
+            interactive,
+            self.accepted_host_keys.clone(),
+            clock.clone(),
+        ));
+        let socket = tcp_connect(&cfg.host, cfg.port, cfg.connect_timeout).await?;
+        let config = Arc::new(client_config(cfg, &policy));
+        let handler = ClientHandler {
+            policy,
+            show_banner: interactive,
+        };
+        let handshake = client::connect_stream(config, socket, handler);
+        match within(cfg.connect_timeout, clock, handshake).await {
+            None => Err(self.timeout()),
+            Some(Ok(handle)) => Ok(handle),
+            Some(Err(HandlerError::HostKey(e))) => Err(e),
+            Some(Err(HandlerError::Ssh(e))) => Err(SshError::Handshake {
+                host: cfg.host.clone(),
+                port: cfg.port,
+                reason: handshake_reason(&e),
+            }),
+        }
+    }
+
+    fn timeout(&self) -> SshError {
+        SshError::Timeout {
+            host: self.cfg.host.clone(),
+            port: self.cfg.port,
+            timeout: self.cfg.connect_timeout,
+        }
+    }
+}
+
+/// An authenticated SSH connection. Cheap to clone; the connection closes when the last
+/// clone (and every stream opened on it) is gone, or on [`SshConnection::disconnect`].
+#[derive(Clone)]
+pub struct SshConnection {
+    handle: Arc<Handle<ClientHandler>>,
+    /// Bound on the wait for the server's answers when opening a channel.
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for SshConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshConnection")
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshConnection {
+    /// Open a session channel running the `sftp` subsystem.
+    pub async fn open_sftp(&self) -> Result<SftpStream, SshError> {
+        let open = async {
+            let mut channel = self
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(|e| self.channel_error(e))?;
+            channel
+                .request_subsystem(true, "sftp")
+                .await
+                .map_err(|e| self.channel_error(e))?;
+            // Wait for the answer before `into_stream()`, which would drop it.
+            loop {
+                match channel.wait().await {
+                    Some(ChannelMsg::Success) => return Ok(channel.into_stream()),
+                    Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => {
+                        return Err(SshError::NoSftpSubsystem)
+                    }
+                    Some(msg) => tracing::debug!("while waiting for sftp: {msg:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, open)
+            .await
+            .map_err(|_| SshError::SftpTimeout {
+                timeout: self.timeout,
+            })?
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    pub async fn disconnect(&self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+
+    fn channel_error(&self, e: russh::Error) -> SshError {
+        if self.is_closed() {
+            SshError::Closed
+        } else {
+            SshError::Channel {
+                reason: e.to_string(),
+            }
+        }
+    }
+}
+
+/// Our side of russh's session: host key verification and the login banner.
+pub(crate) struct ClientHandler {
+    policy: Arc<HostKeyPolicy>,
+    show_banner: bool,
+}
+
+/// russh turns a refused key into a bare "unknown key"; carrying our own error through the
+/// handler keeps the reason (unknown, changed at file:line, revoked…).
+#[derive(Debug)]
+pub(crate) enum HandlerError {
+    Ssh(russh::Error),
+    HostKey(SshError),
+}
+
+impl From<russh::Error> for HandlerError {
+    fn from(e: russh::Error) -> Self {
+        HandlerError::Ssh(e)
+    }
+}
+
+impl client::Handler for ClientHandler {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, HandlerError> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Err(HandlerError::HostKey(SshError::HostCertificate));
+        };
+        let (policy, key) = (self.policy.clone(), key.clone());
+        // File reads and perhaps a terminal prompt: off the async threads.
+        match tokio::task::spawn_blocking(move || policy.verify(&key)).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => Err(HandlerError::HostKey(e)),
+            Err(e) => Err(HandlerError::Ssh(russh::Error::IO(std::io::Error::other(
+                e,
+            )))),
+        }
+    }
+
+    async fn auth_banner(
+        &mut self,
+        banner: &str,
+        _session: &mut client::Session,
+    ) -> Result<(), HandlerError> {
+        // ssh shows the banner to the person logging in; reconnections stay quiet.
+        if self.show_banner {
+            let _ = prompt::tell(banner);
+        } else {
+            tracing::debug!("server banner: {}", banner.trim_end());
+        }
+        Ok(())
+    }
+}
+
+fn client_config(cfg: &SshConfig, policy: &HostKeyPolicy) -> client::Config {
+    let keepalive = (!cfg.server_alive_interval.is_zero()).then_some(cfg.server_alive_interval);
+    client::Config {
+        nodelay: true,
+        window_size: 16 * 1024 * 1024,
+        maximum_packet_size: 65535,
+        keepalive_interval: keepalive,
+        keepalive_max: cfg.server_alive_count_max,
+        inactivity_timeout: None,
+        preferred: Preferred {
+            key: policy.preferred_algorithms(&Preferred::DEFAULT.key).into(),
+            ..Preferred::DEFAULT
+        },
+        ..Default::default()
+    }
+}
+
+/// Resolve and connect, trying each address in turn with `timeout` each (as ssh's
+/// ConnectTimeout does).
+async fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, SshError> {
+    let resolve_error = |reason: String| SshError::Resolve {
+        host: host.to_string(),
+        reason,
+    };
+    let addrs: Vec<SocketAddr> =
+        match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addrs)) => addrs.collect(),
+            Ok(Err(e)) => return Err(resolve_error(e.to_string())),
+            Err(_) => return Err(resolve_error(format!("no answer within {timeout:?}"))),
+        };
+    let mut last = resolve_error("no address".into());
+    for addr in addrs {
+        tracing::debug!("connecting to {addr}");
+        last = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY: {e}");
+                }
+                return Ok(stream);
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => SshError::Refused {
+                host: host.to_string(),
+                port,
+            },
+            Ok(Err(e)) => SshError::Connect {
+                host: host.to_string(),
+                port,
+                source: e,
+            },
+            Err(_) => SshError::Timeout {
+                host: host.to_string(),
+                port,
+                timeout,
+            },
+        };
+    }
+    Err(last)
+}
+
+/// Run `fut` with a deadline of `timeout`, pushed back by the time spent in prompts.
+async fn within<F: Future>(timeout: Duration, clock: &PromptClock, fut: F) -> Option<F::Output> {
+    let start = Instant::now();
+    tokio::pin!(fut);
+    loop {
+        let deadline = start + timeout + clock.paused();
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            _ = tokio::time::sleep_until(deadline) => {
+                if start + timeout + clock.paused() <= Instant::now() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn handshake_reason(e: &russh::Error) -> String {
+    use std::io::ErrorKind;
+    match e {
+        russh::Error::Disconnect | russh::Error::HUP => {
+            "the server closed the connection".to_string()
+        }
+        russh::Error::IO(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            ) =>
+        {
+            format!("the server closed the connection ({io}); is it an SSH server?")
+        }
+        russh::Error::Version => "the server does not speak SSH".to_string(),
+        e => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn deadline_excludes_prompt_time() {
+        let clock = Arc::new(PromptClock::default());
+        let short = Duration::from_millis(100);
+        let slow = tokio::time::sleep(Duration::from_millis(300));
+        assert!(within(short, &clock, slow).await.is_none());
+        let c = clock.clone();
+        let prompting = prompt::blocking_timed(&c, || {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        });
+        assert!(within(short, &clock, prompting).await.is_some());
+    }
+}
