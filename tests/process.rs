@@ -1,0 +1,328 @@
+//! The process side of the contract: foreground and background mode, how a mount ends
+//! (SIGTERM, SIGINT, `fusermount3 -u`, `umount`), remote dir forms, and accepted option forms.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use support::*;
+
+/// Asserts that the mount shows the server's file `rel` with `content`, and that a file written
+/// through the mount lands on the server.
+#[track_caller]
+fn assert_serves(m: &Mount, rel: &str, content: &str) {
+    assert_eq!(
+        fs::read_to_string(m.path(rel)).expect("read through the mount"),
+        content
+    );
+    fs::write(m.path("written-through-mount"), "from the mount").unwrap();
+    assert_eq!(
+        fs::read_to_string(m.remote("written-through-mount")).unwrap(),
+        "from the mount"
+    );
+}
+
+#[test]
+fn foreground_mount_of_relative_dir() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("work")).unwrap();
+    fs::write(s.remote("work/hello.txt"), "hello\n").unwrap();
+    let m = Mount::new(&s, "work", &[]);
+    assert_eq!(m.remote(""), s.home().join("work"));
+    assert_serves(&m, "hello.txt", "hello\n");
+}
+
+#[test]
+fn foreground_mount_of_absolute_dir() {
+    let s = Sshd::start();
+    let abs = s.dir.join("elsewhere");
+    fs::create_dir(&abs).unwrap();
+    fs::write(abs.join("abs.txt"), "absolute\n").unwrap();
+    let m = Mount::new(&s, abs.to_str().unwrap(), &[]);
+    assert_eq!(m.remote(""), abs);
+    assert_serves(&m, "abs.txt", "absolute\n");
+}
+
+#[test]
+fn foreground_mount_of_empty_dir_is_the_home() {
+    let s = Sshd::start();
+    fs::write(s.remote("in-home.txt"), "home\n").unwrap();
+    let m = Mount::new(&s, "", &[]);
+    assert_eq!(m.remote(""), s.home());
+    assert_serves(&m, "in-home.txt", "home\n");
+}
+
+#[test]
+fn background_mount_is_live_when_the_parent_exits_and_fusermount_ends_the_daemon() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("bg")).unwrap();
+    fs::write(s.remote("bg/f"), "bg\n").unwrap();
+    // Mount::background asserts: parent exit 0, mount present at that very moment, daemon left.
+    let mut m = Mount::background(&s, "bg", &[]);
+    assert_serves(&m, "f", "bg\n");
+    let status = m.stop(Stop::Fusermount);
+    assert!(
+        status.success(),
+        "daemon exit status after fusermount3 -u: {status}"
+    );
+}
+
+#[test]
+fn background_mount_ends_with_umount() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("bg")).unwrap();
+    fs::write(s.remote("bg/f"), "bg\n").unwrap();
+    let mut m = Mount::background(&s, "bg", &[]);
+    assert_serves(&m, "f", "bg\n");
+    let status = m.stop(Stop::Umount);
+    assert!(
+        status.success(),
+        "daemon exit status after umount: {status}"
+    );
+}
+
+#[test]
+fn background_mount_ends_with_sigterm() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("bg")).unwrap();
+    let mut m = Mount::background(&s, "bg", &[]);
+    let status = m.stop(Stop::Sigterm);
+    assert!(
+        status.success(),
+        "daemon exit status after SIGTERM: {status}"
+    );
+}
+
+#[test]
+fn sigterm_unmounts_and_exits_0() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let mut m = Mount::new(&s, "w", &[]);
+    fs::write(m.path("f"), "x").unwrap();
+    let status = m.stop(Stop::Sigterm);
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert_eq!(fs::read_to_string(s.remote("w/f")).unwrap(), "x");
+}
+
+#[test]
+fn sigint_unmounts_and_exits_0() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let mut m = Mount::new(&s, "w", &[]);
+    let status = m.stop(Stop::Sigint);
+    assert!(status.success(), "exit status after SIGINT: {status}");
+}
+
+#[test]
+fn fusermount_ends_the_foreground_process_with_0() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let mut m = Mount::new(&s, "w", &[]);
+    let status = m.stop(Stop::Fusermount);
+    assert!(
+        status.success(),
+        "exit status after fusermount3 -u: {status}"
+    );
+}
+
+#[test]
+fn umount_ends_the_foreground_process_with_0() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let mut m = Mount::new(&s, "w", &[]);
+    let status = m.stop(Stop::Umount);
+    assert!(status.success(), "exit status after umount: {status}");
+}
+
+#[test]
+fn sigterm_with_a_file_open_still_ends_the_process() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let mut m = Mount::new(&s, "w", &[]);
+    let f = fs::File::create(m.path("held-open")).unwrap();
+    // The mount is busy: the process must still stop (it may unmount lazily).
+    let status = m.stop(Stop::Sigterm);
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    drop(f);
+}
+
+#[test]
+fn options_may_come_before_the_positionals() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    fs::write(s.remote("w/f"), "before\n").unwrap();
+    let mnt = s.mountpoint();
+    let mut cmd = s.command();
+    cmd.arg("-f")
+        .args(["-p", &s.port.to_string()])
+        .args(["-o", &s.opts(&[])])
+        .arg(s.target("w"))
+        .arg(&mnt);
+    let m = Mount::spawn_foreground(&s, cmd, mnt, s.remote("w")).unwrap_or_else(|e| panic!("{e}"));
+    assert_serves(&m, "f", "before\n");
+}
+
+#[test]
+fn port_as_an_o_option_and_repeated_o() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    fs::write(s.remote("w/f"), "port\n").unwrap();
+    let mnt = s.mountpoint();
+    let mut cmd = s.command();
+    cmd.arg(s.target("w"))
+        .arg(&mnt)
+        .args(["-o", &format!("port={}", s.port)])
+        .args(["-o", &s.opts(&[])])
+        .arg("-f");
+    let m = Mount::spawn_foreground(&s, cmd, mnt, s.remote("w")).unwrap_or_else(|e| panic!("{e}"));
+    assert_serves(&m, "f", "port\n");
+}
+
+#[test]
+fn fstab_only_options_are_accepted_and_ignored() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    fs::write(s.remote("w/f"), "fstab\n").unwrap();
+    let m = Mount::new(
+        &s,
+        "w",
+        &["_netdev", "noauto", "nofail", "x-systemd.automount"],
+    );
+    assert_serves(&m, "f", "fstab\n");
+}
+
+#[test]
+fn ssh_config_file_given_with_capital_f() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    fs::write(s.remote("w/f"), "via config\n").unwrap();
+    let cfg = s.local("ssh_config");
+    fs::write(
+        &cfg,
+        format!(
+            "Host sftpfs-test-alias\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  \
+             IdentityFile {}\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  \
+             BatchMode yes\n",
+            s.port,
+            s.user,
+            s.client_key.display(),
+            s.known_hosts.display()
+        ),
+    )
+    .unwrap();
+    let mnt = s.mountpoint();
+    let mut cmd = s.command();
+    cmd.arg("sftpfs-test-alias:w")
+        .arg(&mnt)
+        .arg("-F")
+        .arg(&cfg)
+        .arg("-f");
+    let m = Mount::spawn_foreground(&s, cmd, mnt, s.remote("w")).unwrap_or_else(|e| panic!("{e}"));
+    assert_serves(&m, "f", "via config\n");
+}
+
+fn known_hosts_after(s: &Sshd, policy: &str) -> String {
+    fs::create_dir_all(s.remote("w")).unwrap();
+    fs::write(s.remote("w/f"), "new host\n").unwrap();
+    let empty = s.local(&format!("known_hosts_{policy}"));
+    fs::write(&empty, "").unwrap();
+    let mnt = s.mountpoint();
+    let mut cmd = s.command();
+    cmd.arg(s.target("w"))
+        .arg(&mnt)
+        .args(["-p", &s.port.to_string()])
+        .args([
+            "-o",
+            &format!(
+                "IdentityFile={},UserKnownHostsFile={},StrictHostKeyChecking={policy},BatchMode=yes",
+                s.client_key.display(),
+                empty.display()
+            ),
+        ])
+        .arg("-f");
+    let m = Mount::spawn_foreground(s, cmd, mnt, s.remote("w")).unwrap_or_else(|e| panic!("{e}"));
+    assert_serves(&m, "f", "new host\n");
+    drop(m);
+    fs::read_to_string(&empty).unwrap()
+}
+
+#[test]
+fn accept_new_mounts_and_records_the_host_key() {
+    let s = Sshd::start();
+    let recorded = known_hosts_after(&s, "accept-new");
+    let key_data = s.host_key_pub.split_whitespace().nth(1).unwrap();
+    let line = recorded
+        .lines()
+        .find(|l| l.contains(key_data))
+        .unwrap_or_else(|| panic!("host key not recorded; known_hosts holds:\n{recorded}"));
+    // Either the plain `[127.0.0.1]:PORT` form or a hashed `|1|...` entry.
+    assert!(
+        line.starts_with(&format!("[127.0.0.1]:{} ", s.port)) || line.starts_with("|1|"),
+        "unexpected known_hosts line: {line}"
+    );
+}
+
+#[test]
+fn strict_host_key_checking_no_mounts_an_unknown_host() {
+    let s = Sshd::start();
+    known_hosts_after(&s, "no");
+}
+
+#[test]
+fn mount_is_listed_with_the_source_and_mode() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let m = Mount::new(&s, "w", &[]);
+    let info = mount_at(&m.mnt).unwrap();
+    assert!(
+        info.fs_type.starts_with("fuse"),
+        "fs type {:?} is not fuse",
+        info.fs_type
+    );
+    assert!(
+        info.options.split(',').any(|o| o == "rw"),
+        "not mounted rw: {}",
+        info.options
+    );
+    assert!(Path::new(&m.mnt).is_dir());
+}
+
+#[test]
+fn debug_flag_stays_in_the_foreground_and_logs() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    fs::write(s.remote("w/f"), "debug\n").unwrap();
+    let mnt = s.mountpoint();
+    let mut cmd = s.command();
+    cmd.args(s.mount_args("w", &mnt, &[])).arg("-d");
+    let mut m =
+        Mount::spawn_foreground(&s, cmd, mnt, s.remote("w")).unwrap_or_else(|e| panic!("{e}"));
+    assert_serves(&m, "f", "debug\n");
+    assert!(
+        m.wait_exit(std::time::Duration::from_millis(300)).is_none(),
+        "with -d the process went to the background"
+    );
+    assert!(!m.stderr().trim().is_empty(), "-d printed nothing");
+    let status = m.stop(Stop::Fusermount);
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn the_test_sshd_cannot_see_the_mount() {
+    // The harness's own guarantee (FACTS.md): the server runs in a private mount namespace.
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let m = Mount::new(&s, "w", &[]);
+    let theirs = fs::read_to_string(format!("/proc/{}/mountinfo", s.pid())).unwrap();
+    assert!(
+        !theirs.contains(m.mnt.to_str().unwrap()),
+        "sshd sees the mount:\n{theirs}"
+    );
+    // A second server started while the mount is live must not see it either.
+    let s2 = Sshd::start();
+    let theirs = fs::read_to_string(format!("/proc/{}/mountinfo", s2.pid())).unwrap();
+    assert!(
+        !theirs.contains(m.mnt.to_str().unwrap()),
+        "a later sshd sees the mount:\n{theirs}"
+    );
+}
