@@ -25,7 +25,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -61,8 +61,8 @@ pub fn binary() -> PathBuf {
 /// Fails loudly when the tests cannot run here: they need root, `/dev/fuse`, OpenSSH's sshd
 /// and fuse3's `fusermount3`. Never skip silently.
 pub fn require_environment() {
-    static CHECK: Once = Once::new();
-    CHECK.call_once(|| {
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+    let checked = CHECK.get_or_init(|| {
         let mut missing = Vec::new();
         if unsafe { libc::geteuid() } != 0 {
             missing.push("root (the tests mount FUSE filesystems and run sshd)".to_string());
@@ -85,11 +85,11 @@ pub fn require_environment() {
             missing.push(format!("the binary under test {}", bin.display()));
         }
         if !missing.is_empty() {
-            panic!(
+            return Err(format!(
                 "\n\nsftpfs integration tests cannot run here; missing: {}.\n\
                  Run them as root on a machine with FUSE and OpenSSH (see .ci/run).\n",
                 missing.join(", ")
-            );
+            ));
         }
         // Orphans (the daemon left by a background mount) are re-parented to this process,
         // so that its exit status can be collected with waitpid.
@@ -101,7 +101,11 @@ pub fn require_environment() {
             let _ = fs::create_dir_all("/run/sshd");
             let _ = fs::set_permissions("/run/sshd", fs::Permissions::from_mode(0o755));
         }
+        Ok(())
     });
+    if let Err(why) = checked {
+        panic!("{why}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
