@@ -66,6 +66,10 @@ impl fuser::Filesystem for FuseAdapter {
         Ok(())
     }
 
+    fn destroy(&mut self) {
+        self.fs.shutdown();
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (fs, name, ttl) = (self.fs.clone(), bytes(name), self.entry_ttl);
         self.rt.spawn(async move {
@@ -253,7 +257,14 @@ impl fuser::Filesystem for FuseAdapter {
         let fs = self.fs.clone();
         self.rt.spawn(async move {
             match fs.open(ino.0, flags.0).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok(o) => {
+                    let keep = if o.keep_cache {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(o.fh), keep)
+                }
                 Err(e) => reply.error(errno("open", e)),
             }
         });
@@ -293,7 +304,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let (fs, data) = (self.fs.clone(), data.to_vec());
         self.rt.spawn(async move {
-            match fs.write(fh.0, offset, &data).await {
+            match fs.write(fh.0, offset, data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno("write", e)),
             }
@@ -468,6 +479,33 @@ impl fuser::Filesystem for FuseAdapter {
                     reply.created(&ttl, &a, Generation(0), FileHandle(fh), FopenFlags::empty())
                 }
                 Err(e) => reply.error(errno("create", e)),
+            }
+        });
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: fuser::CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            // The reply counts bytes in 32 bits; a longer range is continued by the caller.
+            let len = len.min(1 << 30);
+            match fs
+                .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+                .await
+            {
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(errno("copy_file_range", e)),
             }
         });
     }

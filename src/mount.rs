@@ -18,6 +18,9 @@ pub fn fuse_config(cfg: &MountConfig) -> fuser::Config {
     if cfg.fs.read_only {
         opts.push(MountOption::RO);
     }
+    if cfg.fs.noexec {
+        opts.push(MountOption::NoExec);
+    }
     if cfg.fs.default_permissions {
         opts.push(MountOption::DefaultPermissions);
     }
@@ -42,9 +45,11 @@ pub fn mount(adapter: FuseAdapter, cfg: &MountConfig) -> Result<Session<FuseAdap
 /// SIGTERM/SIGINT, which unmount it here).
 pub fn serve(
     mut session: Session<FuseAdapter>,
+    mountpoint: &std::path::Path,
     rt: &tokio::runtime::Handle,
 ) -> std::io::Result<()> {
     let unmounter = Arc::new(Mutex::new(session.unmount_callable()));
+    let mountpoint = mountpoint.to_path_buf();
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (
@@ -59,8 +64,34 @@ pub fn serve(
         }
         tracing::info!("signal received, unmounting");
         if let Err(e) = unmounter.lock().unwrap().unmount() {
-            tracing::error!("unmount failed: {e}");
+            // Busy (a file is open): detach it as sshfs does; the session loop would wait
+            // for the last user, so end here. Open files then get ENOTCONN.
+            tracing::warn!("unmount: {e}; detaching the busy mount");
+            if lazy_unmount(&mountpoint) {
+                std::process::exit(0);
+            }
+            tracing::error!("cannot unmount {}", mountpoint.display());
         }
     });
     session.run()
+}
+
+/// `umount -l`: the mount disappears now, the kernel lets go when the last user does.
+fn lazy_unmount(mountpoint: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(mountpoint.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return true;
+    }
+    // Not root: fusermount3 can do it for the mount's owner.
+    std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg("--")
+        .arg(mountpoint)
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -796,7 +796,8 @@ fn rename_directories_and_their_contents_follow() {
 
 #[test]
 fn symlink_and_readlink_keep_the_target_exactly() {
-    setup!(s, m);
+    // Targets leading out of the mount are shown only without containment (see below).
+    setup!(s, m, &["no_contain_symlinks"]);
     fs::write(m.path("real"), "real").unwrap();
     for (link, target) in [
         ("rel", "real"),
@@ -837,6 +838,38 @@ fn symlink_and_readlink_keep_the_target_exactly() {
         libc::EINVAL,
         "readlink of a file",
     );
+}
+
+#[test]
+fn symlinks_leading_out_of_the_mount_are_contained_by_default() {
+    setup!(s, m);
+    fs::create_dir(s.remote("w/d")).unwrap();
+    for (link, target, shown) in [
+        ("d/inside", "../real", Some("../real")),
+        ("d/dotdot", "../../outside", None),
+        ("abs", "/etc/passwd", None),
+        ("abs-inside", "/anything/in/the/mount", None),
+    ] {
+        std::os::unix::fs::symlink(target, m.path(link)).unwrap();
+        // Stored on the server exactly as given...
+        assert_eq!(
+            fs::read_link(s.remote(&format!("w/{link}"))).unwrap(),
+            Path::new(target)
+        );
+        // ...but not handed to local programs when it leads out of the mount.
+        match shown {
+            Some(t) => assert_eq!(fs::read_link(m.path(link)).unwrap(), Path::new(t)),
+            None => assert_errno(fs::read_link(m.path(link)), libc::EPERM, link),
+        }
+    }
+    drop(m);
+    // transform_symlinks: an absolute target inside the mount becomes relative.
+    let root = s.resolve("w");
+    std::os::unix::fs::symlink(root.join("d"), s.remote("w/d/self")).unwrap();
+    std::os::unix::fs::symlink(root.join("d/inside"), s.remote("w/top")).unwrap();
+    let m = Mount::new(&s, "w", &["transform_symlinks"]);
+    assert_eq!(fs::read_link(m.path("d/self")).unwrap(), Path::new("."));
+    assert_eq!(fs::read_link(m.path("top")).unwrap(), Path::new("d/inside"));
 }
 
 #[test]
@@ -1208,9 +1241,8 @@ fn uid_gid_umask_options_override_what_is_reported() {
     assert_eq!(md.mode() & 0o777, 0o750, "0777 file with umask=027");
     let md = fs::metadata(m.path("f644")).unwrap();
     assert_eq!((md.uid(), md.gid()), (1234, 2345));
-    // sftpfs removes the umask's bits from the server's mode (sshfs/libfuse would replace
-    // the mode by 0777 & ~umask and show 0750 here).
-    assert_eq!(md.mode() & 0o777, 0o640, "0644 file with umask=027");
+    // As sshfs/libfuse: the mode becomes 0777 & ~umask, whatever the server says.
+    assert_eq!(md.mode() & 0o777, 0o750, "0644 file with umask=027");
     // The server's files are unchanged.
     assert_eq!(fs::metadata(s.remote("w/f644")).unwrap().uid(), 0);
     assert_eq!(mode(&s.remote("w/f644")), 0o644);

@@ -1,12 +1,28 @@
-//! Directory listings: read whole at opendir (one READDIR stream), served by offset.
+//! Directories: listed whole (one READDIR stream), shared by everyone who needs the same
+//! listing at the same time, cached, and served to the kernel by offset. When a listing is
+//! used, the listings of its subdirectories are fetched in the background, a bounded number
+//! at a time, so that a tree walk (`find`, `ls -R`, `git status`) finds the next level ready.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use fuser::{FileAttr, FileType};
+use futures::future::{BoxFuture, Shared};
+use futures::FutureExt;
 
 use super::attr::file_type;
+use super::cache::{Entry, Listing};
 use super::handle::DirListing;
-use super::inode::{join, parent_of, ROOT_INO};
-use super::{FsError, FsResult};
-use crate::remote::Attrs;
+use super::inode::{join, parent_of, RelPath, ROOT_INO};
+use super::{Filesystem, FsError, FsResult};
+use crate::remote::{Attrs, RemoteError};
+
+type ListingFuture = Shared<BoxFuture<'static, Result<Arc<Mutex<Listing>>, RemoteError>>>;
+
+/// Listings being fetched, by directory.
+#[derive(Default)]
+pub struct Inflight(Mutex<HashMap<RelPath, ListingFuture>>);
 
 /// One entry handed to the kernel. `offset` is where the listing continues after it.
 pub struct DirItem<'a> {
@@ -18,20 +34,120 @@ pub struct DirItem<'a> {
     pub attr: FileAttr,
 }
 
-impl super::Filesystem {
-    pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
-        let path = self.path_of(ino)?;
-        let mut entries = self.sftp.read_dir_all(&self.remote(&path)).await?;
+impl Filesystem {
+    /// The listing of `dir`: cached, already being fetched, or fetched now.
+    pub(super) fn listing_shared(self: &Arc<Self>, dir: &[u8]) -> ListingFuture {
+        if let Some(l) = self.cache.listing(dir) {
+            return futures::future::ready(Ok(l)).boxed().shared();
+        }
+        let mut inflight = self.listing_inflight.0.lock().unwrap();
+        if let Some(f) = inflight.get(dir) {
+            return f.clone();
+        }
+        let (fs, d) = (self.clone(), dir.to_vec());
+        let task = tokio::spawn(async move {
+            let res = fs.fetch_listing(&d).await;
+            fs.listing_inflight.0.lock().unwrap().remove(&d);
+            res
+        });
+        let fut = async move { task.await.unwrap_or(Err(RemoteError::ConnectionLost)) }
+            .boxed()
+            .shared();
+        inflight.insert(dir.to_vec(), fut.clone());
+        fut
+    }
+
+    async fn fetch_listing(&self, dir: &[u8]) -> Result<Arc<Mutex<Listing>>, RemoteError> {
+        let generation = self.cache.generation(dir);
+        let r = self.remote(dir);
+        let r = &r;
+        let mut entries = self
+            .call(|c| async move { c.sftp.read_dir_all(r).await })
+            .await?;
         entries.retain(|e| e.name != b"." && e.name != b".." && !e.name.contains(&b'/'));
+        if self.opts.symlinks.follow {
+            self.follow_links(dir, &mut entries).await;
+        }
         {
             let mut t = self.inodes.lock().unwrap();
             for e in &entries {
-                let child = t.ino_for(&join(&path, &e.name));
+                let child = t.ino_for(&join(dir, &e.name));
                 if let (Some(n), Some(l)) = (t.get_mut(child), e.nlink()) {
                     n.nlink = Some(l);
                 }
             }
         }
+        Ok(self.cache.put_listing(dir, &entries, generation))
+    }
+
+    /// With `follow_symlinks`, symlinks show as what they point to (when it exists).
+    async fn follow_links(&self, dir: &[u8], entries: &mut [crate::remote::NameEntry]) {
+        let links: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].attrs.is_symlink())
+            .collect();
+        let paths: Vec<Vec<u8>> = links
+            .iter()
+            .map(|&i| self.remote(&join(dir, &entries[i].name)))
+            .collect();
+        let stats = futures::future::join_all(
+            paths
+                .iter()
+                .map(|p| async move { self.call(|c| async move { c.sftp.stat(p).await }).await }),
+        )
+        .await;
+        for (&i, st) in links.iter().zip(stats) {
+            if let Ok(a) = st {
+                entries[i].attrs = a;
+            }
+        }
+    }
+
+    /// Fetches, in the background, the listings of `dir`'s subdirectories not yet cached.
+    fn prefetch_children(self: &Arc<Self>, dir: &[u8], listing: &Arc<Mutex<Listing>>) {
+        if !self.opts.prefetch || !self.cache.enabled() || self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let subdirs: Vec<RelPath> = {
+            let mut l = listing.lock().unwrap();
+            if l.prefetched {
+                return;
+            }
+            l.prefetched = true;
+            l.entries
+                .iter()
+                .filter(|(_, e)| e.attrs.is_dir())
+                .map(|(n, _)| join(dir, n))
+                .collect()
+        };
+        for sub in subdirs {
+            if self.cache.listing(&sub).is_some() {
+                continue;
+            }
+            let fs = self.clone();
+            tokio::spawn(async move {
+                // Bounded parallelism; closed at unmount, which cancels what waits.
+                let Ok(_slot) = fs.prefetch_slots.clone().acquire_owned().await else {
+                    return;
+                };
+                if fs.stopping.load(Ordering::SeqCst) || fs.cache.listing(&sub).is_some() {
+                    return;
+                }
+                let _ = fs.listing_shared(&sub).await;
+            });
+        }
+    }
+
+    pub async fn opendir(self: &Arc<Self>, ino: u64) -> FsResult<u64> {
+        let path = self.path_of(ino)?;
+        let listing = self.listing_shared(&path).await?;
+        let entries: Vec<(Vec<u8>, Entry)> = listing
+            .lock()
+            .unwrap()
+            .entries
+            .iter()
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect();
+        self.prefetch_children(&path, &listing);
         Ok(self.dirs.insert(DirListing { ino, entries }))
     }
 
@@ -66,21 +182,21 @@ impl super::Filesystem {
                         offset: i as u64 + 1,
                         kind: FileType::Directory,
                         name: if i == 0 { b"." } else { b".." },
-                        attr: self.policy.file_attr(ino, &dir_attrs, None),
+                        attr: self.opts.policy.file_attr(ino, &dir_attrs, None),
                     })
                 }
                 _ => {
-                    let e = &d.entries[i - 2];
-                    let child = join(&path, &e.name);
+                    let (name, e) = &d.entries[i - 2];
+                    let child = join(&path, name);
                     let ino = t.ino_for(&child);
                     let mode = e.attrs.permissions.unwrap_or(libc::S_IFREG);
-                    let nlink = e.nlink().or_else(|| t.get(ino).and_then(|n| n.nlink));
+                    let nlink = e.nlink.or_else(|| t.get(ino).and_then(|n| n.nlink));
                     let ok = sink(DirItem {
                         ino,
                         offset: i as u64 + 1,
                         kind: file_type(mode),
-                        name: &e.name,
-                        attr: self.policy.file_attr(ino, &e.attrs, nlink),
+                        name,
+                        attr: self.opts.policy.file_attr(ino, &e.attrs, nlink),
                     });
                     if ok && plus {
                         t.lookup(&child);

@@ -1,41 +1,83 @@
-//! Open files: open/create, read, write, flush, fsync, release.
+//! Open files: open/create, read (with read-ahead), write (write-behind), flush, fsync,
+//! release, copy_file_range, and re-opening a file on a new connection after a reconnect.
+
+use std::future::Future;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use fuser::FileAttr;
-use futures::future::join_all;
+use futures::future::{join, join_all};
+use futures::FutureExt;
 
 use super::handle::OpenFile;
-use super::{pflags, FsError, FsResult};
-use crate::remote::{Attrs, RemoteError};
+use super::readahead::{ChunkFuture, Window};
+use super::{pflags, Filesystem, FsError, FsResult};
+use crate::remote::{Attrs, Conn, Handle, RemoteError};
 
-impl super::Filesystem {
-    fn file(&self, fh: u64) -> FsResult<std::sync::Arc<OpenFile>> {
+/// What `open` hands the kernel.
+#[derive(Debug)]
+pub struct Opened {
+    pub fh: u64,
+    /// The file did not change since the kernel last cached it: keep its pages.
+    pub keep_cache: bool,
+}
+
+impl Filesystem {
+    fn file(&self, fh: u64) -> FsResult<Arc<OpenFile>> {
         self.files.get(fh).ok_or(FsError::new(libc::EBADF))
     }
 
-    fn register(&self, ino: u64, handle: crate::remote::Handle, flags: i32) -> u64 {
+    fn register(&self, ino: u64, conn: Arc<Conn>, h: Handle, flags: i32, a: &Attrs) -> u64 {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let reopen = pflags(flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC));
         self.inodes.lock().unwrap().open(ino);
-        self.files.insert(OpenFile::new(ino, handle, writable))
+        let f = OpenFile::new(ino, conn, h, reopen, writable);
+        f.readahead.lock().unwrap().size_hint = a.size;
+        self.files.insert(f)
     }
 
-    pub async fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+    pub async fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             self.writable()?;
         }
         let path = self.path_of(ino)?;
-        let remote = self.remote(&path);
+        let r = self.remote(&path);
         // Never create on open: the kernel sends `create` for that.
         let p = pflags(flags & !(libc::O_CREAT | libc::O_EXCL));
-        match self.sftp.open(&remote, p, &Attrs::default()).await {
-            Ok(h) => Ok(self.register(ino, h, flags)),
-            Err(e) => Err(self.explain_open_failure(e, &remote).await),
-        }
+        let conn = self.pool.any().await?;
+        // OPEN and LSTAT travel together: one round trip for the handle and the attributes.
+        let (h, st) = join(
+            conn.sftp.open(&r, p, &Attrs::default()),
+            conn.sftp.lstat(&r),
+        )
+        .await;
+        let h = match h {
+            Ok(h) => h,
+            Err(e) => return Err(self.explain_open_failure(e, &path).await),
+        };
+        let a = st.unwrap_or_default();
+        self.cache.put_attrs(&path, &a, None);
+        let version = (a.size, a.atime_mtime.map(|t| t.1));
+        let keep_cache = {
+            let mut t = self.inodes.lock().unwrap();
+            match t.get_mut(ino) {
+                Some(n) => {
+                    let same = n.version == Some(version) && flags & libc::O_TRUNC == 0;
+                    n.version = Some(version);
+                    same
+                }
+                None => false,
+            }
+        };
+        Ok(Opened {
+            fh: self.register(ino, conn, h, flags, &a),
+            keep_cache,
+        })
     }
 
-    async fn explain_open_failure(&self, e: RemoteError, remote: &[u8]) -> FsError {
+    async fn explain_open_failure(&self, e: RemoteError, rel: &[u8]) -> FsError {
         if e.is_failure() {
-            if let Some(a) = self.exists(remote).await {
+            if let Some(a) = self.exists(rel).await {
                 return FsError::new(if a.is_dir() {
                     libc::EISDIR
                 } else {
@@ -56,24 +98,26 @@ impl super::Filesystem {
     ) -> FsResult<(FileAttr, u64)> {
         self.writable()?;
         let path = self.child_path(parent, name)?;
-        let remote = self.remote(&path);
+        let r = self.remote(&path);
         let want = mode & !umask & 0o7777;
         let a = Attrs {
             permissions: Some(want),
             ..Attrs::default()
         };
-        let h = match self
-            .sftp
-            .open(&remote, pflags(flags | libc::O_CREAT), &a)
-            .await
-        {
+        let conn = self.pool.any().await?;
+        let (h, st) = join(
+            conn.sftp.open(&r, pflags(flags | libc::O_CREAT), &a),
+            conn.sftp.lstat(&r),
+        )
+        .await;
+        let h = match h {
             Ok(h) => h,
-            Err(e) => return Err(self.explain_open_failure(e, &remote).await),
+            Err(e) => return Err(self.explain_open_failure(e, &path).await),
         };
-        let mut got = match self.sftp.fstat(&h).await {
+        let mut got = match st {
             Ok(a) => a,
             Err(e) => {
-                let _ = self.sftp.close(&h).await;
+                let _ = conn.sftp.close(&h).await;
                 return Err(e.into());
             }
         };
@@ -84,26 +128,168 @@ impl super::Filesystem {
                 permissions: Some(want),
                 ..Attrs::default()
             };
-            if self.sftp.fsetstat(&h, &fix).await.is_ok() {
+            if conn.sftp.fsetstat(&h, &fix).await.is_ok() {
                 got.permissions = Some((have & libc::S_IFMT) | want);
             }
         }
-        let attr = self.entry(&path, &got);
-        let fh = self.register(attr.ino.0, h, flags);
+        self.cache.put_attrs(&path, &got, None);
+        let attr = self.entry(&path, &got, None);
+        if let Some(n) = self.inodes.lock().unwrap().get_mut(attr.ino.0) {
+            n.version = Some((got.size, got.atime_mtime.map(|t| t.1)));
+        }
+        let fh = self.register(attr.ino.0, conn, h, flags, &got);
         Ok((attr, fh))
     }
 
-    /// Reads up to `size` bytes at `offset`: many SFTP READs in flight at once; fewer bytes
-    /// only at end of file.
-    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+    /// Runs a request on the file's handle; if the connection died, re-opens the file on a
+    /// new one and runs it once more.
+    pub(super) async fn with_file<T, F, Fut>(
+        &self,
+        f: &Arc<OpenFile>,
+        op: F,
+    ) -> Result<T, RemoteError>
+    where
+        F: Fn(Arc<Conn>, Handle) -> Fut,
+        Fut: Future<Output = Result<T, RemoteError>>,
+    {
+        let (c, h) = f.current();
+        match op(c.clone(), h).await {
+            Err(e) if e.is_dead() => {
+                self.recover(f, &c).await?;
+                let (c, h) = f.current();
+                op(c, h).await
+            }
+            r => r,
+        }
+    }
+
+    /// Re-opens `f` by path on a new connection after `failed` died, and replays its
+    /// unacknowledged writes in order before anything else may use the new handle.
+    async fn recover(&self, f: &Arc<OpenFile>, failed: &Arc<Conn>) -> Result<(), RemoteError> {
+        let _g = f.recovering.lock().await;
+        let (cur, _) = f.current();
+        if !Arc::ptr_eq(&cur, failed) && cur.is_alive() {
+            return Ok(());
+        }
+        let res = self.reopen(f).await;
+        if let Err(e) = &res {
+            tracing::warn!("could not re-open a file after reconnecting: {e}");
+            // What cannot be replayed is an error on this file, never silent loss.
+            if !f.pending_writes().is_empty() || f.writable {
+                f.latch(libc::EIO);
+            }
+            for (seq, _, _) in f.pending_writes() {
+                f.ack(seq);
+            }
+        }
+        res
+    }
+
+    async fn reopen(&self, f: &Arc<OpenFile>) -> Result<(), RemoteError> {
+        let conn = self.pool.get(f.slot).await?;
+        let path =
+            self.inodes.lock().unwrap().path(f.ino).ok_or_else(|| {
+                RemoteError::Protocol("file was removed while disconnected".into())
+            })?;
+        let h = conn
+            .sftp
+            .open(&self.remote(&path), f.reopen_flags, &Attrs::default())
+            .await?;
+        let replay = {
+            // Under the file's lock, as `write` queues under it: no newer write can reach the
+            // new handle before the replayed ones.
+            let _order = f.order.lock().unwrap();
+            let replay: Vec<_> = f
+                .pending_writes()
+                .into_iter()
+                .map(|(seq, off, data)| (seq, conn.sftp.write_send(&h, off, &data)))
+                .collect();
+            f.set_current(conn.clone(), h);
+            replay
+        };
+        tracing::info!("re-opened a file, replaying {} writes", replay.len());
+        for (seq, sent) in replay {
+            self.await_write(f, conn.clone(), seq, sent);
+        }
+        Ok(())
+    }
+
+    /// Reads up to `size` bytes at `offset`; fewer only at end of file.
+    pub async fn read(self: &Arc<Self>, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let f = self.file(fh)?;
-        let max = self.sftp.limits().max_read as u64;
+        // A read sees every write made before it.
+        self.drain_inode(f.ino).await;
+        let (c, _) = f.current();
+        let w = Window {
+            chunk: c.sftp.limits().max_read,
+            max: self.opts.readahead_max as u64,
+            total: self.readahead_bytes.clone(),
+            total_max: self.opts.readahead_total,
+        };
+        let plan = {
+            let mut ra = f.readahead.lock().unwrap();
+            ra.plan(offset, size, &w, |o, l| self.fetch(&f, o, l))
+        };
+        let Some(chunks) = plan else {
+            return Ok(self.read_direct(&f, offset, size).await?);
+        };
+        let end = offset + size as u64;
+        let eof = f.readahead.lock().unwrap().size_hint;
+        let mut out = BytesMut::with_capacity(size as usize);
+        for (o, fut) in chunks {
+            let data = match fut.await {
+                Ok(d) => d,
+                Err(_) => {
+                    f.readahead.lock().unwrap().clear();
+                    return Ok(self.read_direct(&f, offset, size).await?);
+                }
+            };
+            let from = (offset.max(o) - o) as usize;
+            let to = (end.min(o + data.len() as u64)).saturating_sub(o) as usize;
+            if from < to {
+                out.extend_from_slice(&data[from..to]);
+            }
+            if (data.len() as u64) < w.chunk as u64 {
+                // A short chunk: the end of the file, unless the size we knew says otherwise.
+                let pos = offset + out.len() as u64;
+                if pos < end && eof.is_some_and(|s| pos < s) {
+                    out.extend_from_slice(&self.read_direct(&f, pos, (end - pos) as u32).await?);
+                }
+                break;
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    fn fetch(self: &Arc<Self>, f: &Arc<OpenFile>, off: u64, len: u32) -> ChunkFuture {
+        let (fs, f) = (self.clone(), f.clone());
+        let task = tokio::spawn(async move {
+            fs.with_file(&f, |c, h| async move { c.sftp.read(&h, off, len).await })
+                .await
+        });
+        async move { task.await.unwrap_or(Err(RemoteError::ConnectionLost)) }
+            .boxed()
+            .shared()
+    }
+
+    /// Many READs in flight at once for one range.
+    async fn read_direct(
+        &self,
+        f: &Arc<OpenFile>,
+        offset: u64,
+        size: u32,
+    ) -> Result<Bytes, RemoteError> {
+        let (c, _) = f.current();
+        let max = c.sftp.limits().max_read as u64;
         let end = offset + size as u64;
         let chunks: Vec<(u64, u32)> = (offset..end)
             .step_by(max as usize)
             .map(|o| (o, (end - o).min(max) as u32))
             .collect();
-        let replies = join_all(chunks.iter().map(|&(o, n)| self.sftp.read(&f.handle, o, n))).await;
+        let read = |o: u64, n: u32| {
+            self.with_file(f, move |c, h| async move { c.sftp.read(&h, o, n).await })
+        };
+        let replies = join_all(chunks.iter().map(|&(o, n)| read(o, n))).await;
         let mut out = BytesMut::with_capacity(size as usize);
         for (&(o, n), r) in chunks.iter().zip(replies) {
             let data = r?;
@@ -112,12 +298,9 @@ impl super::Filesystem {
                 // A short read: finish this range one request at a time (EOF ends it).
                 let mut pos = o + data.len() as u64;
                 while pos < end {
-                    let more = self
-                        .sftp
-                        .read(&f.handle, pos, (end - pos).min(max) as u32)
-                        .await?;
+                    let more = read(pos, (end - pos).min(max) as u32).await?;
                     if more.is_empty() {
-                        return Ok(out.freeze());
+                        break;
                     }
                     pos += more.len() as u64;
                     out.extend_from_slice(&more);
@@ -128,32 +311,79 @@ impl super::Filesystem {
         Ok(out.freeze())
     }
 
-    /// Writes all of `data` at `offset`, split to the server's limit and sent together.
-    /// A failure is also latched for the file's next flush or close.
-    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+    /// Queues `data` at `offset` and answers at once (write-behind). Bytes in flight are
+    /// bounded; a failure is latched and reported by the next write, flush, fsync or close.
+    pub async fn write(self: &Arc<Self>, fh: u64, offset: u64, data: Vec<u8>) -> FsResult<u32> {
         let f = self.file(fh)?;
         if let Some(e) = f.peek_error() {
             return Err(FsError::new(e));
         }
-        let max = self.sftp.limits().max_write as usize;
-        let sends = data
-            .chunks(max)
-            .enumerate()
-            .map(|(i, c)| self.sftp.write(&f.handle, offset + (i * max) as u64, c));
-        for r in join_all(sends).await {
-            if let Err(e) = r {
-                let err = self.explain_write_failure(e).await;
-                f.latch(err.errno);
-                return Err(err);
-            }
+        self.drop_readahead(f.ino);
+        if let Some(p) = self.inodes.lock().unwrap().path(f.ino) {
+            self.cache.invalidate(&p);
         }
-        Ok(data.len() as u32)
+        let len = data.len();
+        let data = Bytes::from(data);
+        let max = f.current().0.sftp.limits().max_write as usize;
+        let budget_max = self.opts.write_behind_bytes;
+        for (i, chunk) in data.chunks(max).enumerate() {
+            let n = chunk.len().min(budget_max) as u32;
+            let permit = self
+                .write_budget
+                .clone()
+                .acquire_many_owned(n)
+                .await
+                .map_err(|_| FsError::new(libc::EIO))?;
+            let off = offset + (i * max) as u64;
+            let bytes = data.slice(i * max..i * max + chunk.len());
+            let (seq, conn, sent) = {
+                let _order = f.order.lock().unwrap();
+                let seq = f.push_write(off, bytes.clone(), permit);
+                let (conn, h) = f.current();
+                let sent = conn.sftp.write_send(&h, off, &bytes);
+                (seq, conn, sent)
+            };
+            self.await_write(&f, conn, seq, sent);
+        }
+        Ok(len as u32)
+    }
+
+    /// Waits for one queued write in the background: acknowledged → done; connection died →
+    /// re-open and replay; refused → latched.
+    fn await_write(
+        &self,
+        f: &Arc<OpenFile>,
+        conn: Arc<Conn>,
+        seq: u64,
+        sent: impl Future<Output = Result<(), RemoteError>> + Send + 'static,
+    ) {
+        let Some(fs) = self.me.upgrade() else { return };
+        let f = f.clone();
+        tokio::spawn(async move {
+            match sent.await {
+                Ok(()) => f.ack(seq),
+                Err(e) if e.is_dead() => {
+                    // The replay in `recover` sends this write again.
+                    let _ = fs.recover(&f, &conn).await;
+                }
+                Err(e) => {
+                    let err = fs.explain_write_failure(e).await;
+                    tracing::warn!("write failed: {err}");
+                    f.latch(err.errno);
+                    f.ack(seq);
+                }
+            }
+        });
     }
 
     /// OpenSSH reports a full disk as a generic failure.
     async fn explain_write_failure(&self, e: RemoteError) -> FsError {
         if e.is_failure() {
-            if let Ok(v) = self.sftp.statvfs(&self.root).await {
+            let root = &self.root;
+            if let Ok(v) = self
+                .call(|c| async move { c.sftp.statvfs(root).await })
+                .await
+            {
                 if v.bavail == 0 {
                     return FsError::new(libc::ENOSPC);
                 }
@@ -162,9 +392,24 @@ impl super::Filesystem {
         e.into()
     }
 
-    /// close(2) of one descriptor: reports a write failure not yet reported.
+    /// Waits for every write in flight on any open file of `ino`.
+    pub(super) async fn drain_inode(&self, ino: u64) {
+        for f in self.files.all(|f| f.ino == ino && f.has_pending()) {
+            f.drain().await;
+        }
+    }
+
+    pub(super) fn drop_readahead(&self, ino: u64) {
+        for f in self.files.all(|f| f.ino == ino) {
+            f.readahead.lock().unwrap().clear();
+        }
+    }
+
+    /// close(2) of one descriptor: waits for the file's writes (close-to-open consistency)
+    /// and reports a write failure not yet reported.
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
         let f = self.file(fh)?;
+        f.drain().await;
         match f.take_error() {
             Some(e) => Err(FsError::new(e)),
             None => Ok(()),
@@ -173,30 +418,104 @@ impl super::Filesystem {
 
     pub async fn fsync(&self, fh: u64) -> FsResult<()> {
         let f = self.file(fh)?;
+        f.drain().await;
         if let Some(e) = f.take_error() {
             return Err(FsError::new(e));
         }
         if !f.writable {
             return Ok(());
         }
-        match self.sftp.fsync(&f.handle).await {
+        match self
+            .with_file(&f, |c, h| async move { c.sftp.fsync(&h).await })
+            .await
+        {
             // Nothing more we can ask of a server without the extension.
             Ok(()) | Err(RemoteError::Unsupported(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The last close of an open file: the remote handle goes, and with it, for an unlinked
-    /// file, the node.
+    /// The last close of an open file: its writes land, the remote handle goes, and with
+    /// it, for an unlinked file, the node.
     pub async fn release(&self, fh: u64) -> FsResult<()> {
-        let Some(f) = self.files.remove(fh) else {
+        let Some(f) = self.files.get(fh) else {
             return Err(FsError::new(libc::EBADF));
         };
-        let closed = self.sftp.close(&f.handle).await;
+        f.drain().await;
+        let (c, h) = f.current();
+        let closed = if f.writable {
+            // Learn the final size and time, for the caches and the next open's keep_cache.
+            let (st, cl) = join(c.sftp.fstat(&h), c.sftp.close(&h)).await;
+            if let Ok(a) = st {
+                let mut t = self.inodes.lock().unwrap();
+                if let Some(n) = t.get_mut(f.ino) {
+                    n.version = Some((a.size, a.atime_mtime.map(|t| t.1)));
+                }
+                if let Some(p) = t.path(f.ino) {
+                    drop(t);
+                    self.cache.put_attrs(&p, &a, None);
+                }
+            }
+            cl
+        } else {
+            c.sftp.close(&h).await
+        };
+        self.files.remove(fh);
         self.inodes.lock().unwrap().release(f.ino);
         if let Some(e) = f.take_error() {
             return Err(FsError::new(e));
         }
-        closed.map_err(FsError::from)
+        match closed {
+            // The handle died with its connection: nothing is left open on the server.
+            Err(e) if e.is_dead() => Ok(()),
+            other => other.map_err(FsError::from),
+        }
+    }
+
+    /// Server-side copy (`copy-data`): no file data crosses the network.
+    pub async fn copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> FsResult<u64> {
+        let (fi, fo) = (self.file(fh_in)?, self.file(fh_out)?);
+        self.drain_inode(fi.ino).await;
+        fo.drain().await;
+        let (cin, hin) = fi.current();
+        let (cout, hout) = fo.current();
+        if !cout.sftp.extensions().copy_data {
+            return Err(FsError::new(libc::EOPNOTSUPP));
+        }
+        // How much there is to copy: copy-data does not say.
+        let size = cin.sftp.fstat(&hin).await?.size.unwrap_or(0);
+        let n = len.min(size.saturating_sub(off_in));
+        if n == 0 {
+            return Ok(0);
+        }
+        // Both handles must live in one session.
+        let (src, temp) = if Arc::ptr_eq(&cin, &cout) {
+            (hin, None)
+        } else {
+            let path = self.path_of(fi.ino)?;
+            let p = crate::remote::protocol::SSH_FXF_READ;
+            let h = cout
+                .sftp
+                .open(&self.remote(&path), p, &Attrs::default())
+                .await?;
+            (h.clone(), Some(h))
+        };
+        let res = cout.sftp.copy_data(&src, off_in, n, &hout, off_out).await;
+        if let Some(h) = temp {
+            let _ = cout.sftp.close(&h).await;
+        }
+        res?;
+        self.drop_readahead(fo.ino);
+        if let Some(p) = self.inodes.lock().unwrap().path(fo.ino) {
+            self.cache.invalidate(&p);
+        }
+        Ok(n)
     }
 }

@@ -1,29 +1,75 @@
 //! Open files and directory listings, by the numbers handed to the kernel.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::remote::{Handle, NameEntry};
+use bytes::Bytes;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-/// A file opened on the server.
-#[derive(Debug)]
+use super::cache::Entry;
+use super::readahead::ReadAhead;
+use crate::remote::{Conn, Handle};
+
+/// Writes sent but not yet acknowledged, in the order they were made. Kept so that they can
+/// be replayed on a new connection (WRITE at an offset is idempotent).
+#[derive(Default)]
+pub struct WriteQueue {
+    next_seq: u64,
+    /// seq → (offset, data, its share of the write-behind budget).
+    pending: BTreeMap<u64, (u64, Bytes, OwnedSemaphorePermit)>,
+}
+
+/// A file opened on the server, pinned to one pool member so its requests stay in order.
 pub struct OpenFile {
     pub ino: u64,
-    pub handle: Handle,
+    pub slot: usize,
+    /// SFTP open flags to re-open with after a reconnect (never create, truncate or exclude).
+    pub reopen_flags: u32,
     pub writable: bool,
+    current: Mutex<(Arc<Conn>, Handle)>,
+    /// Held while the file is re-opened on a new connection.
+    pub recovering: tokio::sync::Mutex<()>,
+    /// Held while a write is queued on the wire, and while replayed writes are queued on a
+    /// new connection: keeps the order of writes on the wire the order they were made.
+    pub order: Mutex<()>,
     /// The first write failure, reported by the next write, flush, fsync or close.
     error: Mutex<Option<i32>>,
+    writes: Mutex<WriteQueue>,
+    drained: Notify,
+    pub readahead: Mutex<ReadAhead>,
 }
 
 impl OpenFile {
-    pub fn new(ino: u64, handle: Handle, writable: bool) -> Self {
+    pub fn new(
+        ino: u64,
+        conn: Arc<Conn>,
+        handle: Handle,
+        reopen_flags: u32,
+        writable: bool,
+    ) -> Self {
         OpenFile {
             ino,
-            handle,
+            slot: conn.slot,
+            reopen_flags,
             writable,
+            current: Mutex::new((conn, handle)),
+            recovering: tokio::sync::Mutex::new(()),
+            order: Mutex::new(()),
             error: Mutex::new(None),
+            writes: Mutex::new(WriteQueue::default()),
+            drained: Notify::new(),
+            readahead: Mutex::new(ReadAhead::default()),
         }
+    }
+
+    /// The session and handle to use now.
+    pub fn current(&self) -> (Arc<Conn>, Handle) {
+        self.current.lock().unwrap().clone()
+    }
+
+    pub fn set_current(&self, conn: Arc<Conn>, handle: Handle) {
+        *self.current.lock().unwrap() = (conn, handle);
     }
 
     pub fn latch(&self, errno: i32) {
@@ -38,17 +84,64 @@ impl OpenFile {
     pub fn peek_error(&self) -> Option<i32> {
         *self.error.lock().unwrap()
     }
+
+    /// Records a write about to be sent; returns its sequence number.
+    pub fn push_write(&self, offset: u64, data: Bytes, budget: OwnedSemaphorePermit) -> u64 {
+        let mut q = self.writes.lock().unwrap();
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        q.pending.insert(seq, (offset, data, budget));
+        seq
+    }
+
+    /// The write is done (acknowledged, or failed and latched).
+    pub fn ack(&self, seq: u64) {
+        let mut q = self.writes.lock().unwrap();
+        q.pending.remove(&seq);
+        if q.pending.is_empty() {
+            self.drained.notify_waiters();
+        }
+    }
+
+    pub fn is_pending(&self, seq: u64) -> bool {
+        self.writes.lock().unwrap().pending.contains_key(&seq)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.writes.lock().unwrap().pending.is_empty()
+    }
+
+    /// Every unacknowledged write, oldest first.
+    pub fn pending_writes(&self) -> Vec<(u64, u64, Bytes)> {
+        let q = self.writes.lock().unwrap();
+        q.pending
+            .iter()
+            .map(|(&s, (o, d, _))| (s, *o, d.clone()))
+            .collect()
+    }
+
+    /// Waits until every write made so far is acknowledged or failed.
+    pub async fn drain(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.has_pending() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
-/// A directory's entries read whole at `opendir`, served to the kernel by offset.
+/// A directory's entries, snapshotted at `opendir`, served to the kernel by offset.
 #[derive(Debug)]
 pub struct DirListing {
     pub ino: u64,
-    pub entries: Vec<NameEntry>,
+    pub entries: Vec<(Vec<u8>, Entry)>,
 }
 
 /// Objects by number, never reusing a number during the mount.
-#[derive(Debug)]
 pub struct HandleTable<T> {
     map: Mutex<HashMap<u64, Arc<T>>>,
     next: AtomicU64,
@@ -81,6 +174,17 @@ impl<T> HandleTable<T> {
     /// The first object matching `pred`.
     pub fn find(&self, pred: impl Fn(&T) -> bool) -> Option<Arc<T>> {
         self.map.lock().unwrap().values().find(|v| pred(v)).cloned()
+    }
+
+    /// Every object matching `pred`.
+    pub fn all(&self, pred: impl Fn(&T) -> bool) -> Vec<Arc<T>> {
+        self.map
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|v| pred(v))
+            .cloned()
+            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -23,6 +23,9 @@ pub struct Node {
     pub open: u32,
     /// Link count learned from the server's long names or our own `link`.
     pub nlink: Option<u32>,
+    /// (size, mtime) when the kernel last cached the file's pages: unchanged at the next
+    /// open, the pages may stay.
+    pub version: Option<(Option<u64>, Option<u32>)>,
 }
 
 impl Node {
@@ -77,6 +80,7 @@ impl InodeTable {
                 lookups: 1,
                 open: 0,
                 nlink: None,
+                version: None,
             },
         );
         t.by_path.insert(Vec::new(), ROOT_INO);
@@ -119,6 +123,7 @@ impl InodeTable {
             lookups: 0,
             open: 0,
             nlink: None,
+            version: None,
         });
         node.lookups += 1;
         self.by_path.insert(path.to_vec(), ino);

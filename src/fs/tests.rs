@@ -6,18 +6,27 @@ use std::sync::Arc;
 
 use super::inode::ROOT_INO;
 use super::*;
-use crate::remote::testing::{server, TempDir};
+use crate::remote::testing::{ChildTransport, TempDir};
+use crate::remote::{Pool, PoolOptions};
 
-async fn mounted(dir: &TempDir) -> Filesystem {
-    let sftp = server().await;
-    Filesystem::new(
-        Arc::new(sftp),
-        dir.0.as_os_str().as_bytes().to_vec(),
-        Options {
-            policy: AttrPolicy::default(),
-            read_only: false,
+async fn mount_with(dir: &TempDir, opts: Options) -> (Arc<Filesystem>, Arc<ChildTransport>) {
+    let t = Arc::new(ChildTransport::default());
+    let pool = Pool::connect(
+        t.clone(),
+        PoolOptions {
+            max_conns: 2,
+            timeout: std::time::Duration::from_secs(10),
+            reconnect: true,
         },
     )
+    .await
+    .unwrap();
+    let fs = Filesystem::new(Arc::new(pool), dir.0.as_os_str().as_bytes().to_vec(), opts);
+    (fs, t)
+}
+
+async fn mounted(dir: &TempDir) -> Arc<Filesystem> {
+    mount_with(dir, Options::default()).await.0
 }
 
 const RW: i32 = libc::O_RDWR;
@@ -43,7 +52,10 @@ async fn create_write_read_and_attributes() {
         0o664
     );
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    assert_eq!(fs.write(fh, 0, &data).await.unwrap(), data.len() as u32);
+    assert_eq!(
+        fs.write(fh, 0, data.clone()).await.unwrap(),
+        data.len() as u32
+    );
     let back = fs.read(fh, 0, 2_000_000).await.unwrap();
     assert_eq!(back.len(), data.len());
     assert!(back[..] == data[..]);
@@ -148,10 +160,10 @@ async fn unlinked_open_file_keeps_working() {
         .create(ROOT_INO, b"tmp", libc::S_IFREG | 0o600, 0, RW)
         .await
         .unwrap();
-    fs.write(fh, 0, b"hello").await.unwrap();
+    fs.write(fh, 0, b"hello".to_vec()).await.unwrap();
     fs.unlink(ROOT_INO, b"tmp").await.unwrap();
     assert!(!d.join("tmp").exists());
-    fs.write(fh, 5, b" world").await.unwrap();
+    fs.write(fh, 5, b" world".to_vec()).await.unwrap();
     assert_eq!(&fs.read(fh, 0, 100).await.unwrap()[..], b"hello world");
     assert_eq!(fs.getattr(a.ino.0, None).await.unwrap().size, 11);
     let t = fs
@@ -184,15 +196,28 @@ async fn hard_links_symlinks_and_setattr() {
         std::fs::metadata(d.join("g")).unwrap().ino(),
         std::fs::metadata(d.join("f")).unwrap().ino()
     );
-    let s = fs.symlink(ROOT_INO, b"s", b"../elsewhere/f").await.unwrap();
-    assert_eq!(fs.readlink(s.ino.0).await.unwrap(), b"../elsewhere/f");
+    let s = fs.symlink(ROOT_INO, b"s", b"sub/../f").await.unwrap();
+    assert_eq!(fs.readlink(s.ino.0).await.unwrap(), b"sub/../f");
     assert_eq!(
         std::fs::read_link(d.join("s"))
             .unwrap()
             .as_os_str()
             .as_bytes(),
+        b"sub/../f"
+    );
+    // A target leading out of the mount is stored as given but refused (contain_symlinks).
+    let out = fs
+        .symlink(ROOT_INO, b"out", b"../elsewhere/f")
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_link(d.join("out"))
+            .unwrap()
+            .as_os_str()
+            .as_bytes(),
         b"../elsewhere/f"
     );
+    assert_eq!(fs.readlink(out.ino.0).await.unwrap_err().errno, libc::EPERM);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(981_173_106);
     let a = fs
         .setattr(
@@ -255,18 +280,176 @@ async fn readdir_serves_all_entries_with_offsets() {
 #[tokio::test]
 async fn read_only_refuses_changes() {
     let d = TempDir::new();
-    let sftp = server().await;
-    let fs = Filesystem::new(
-        Arc::new(sftp),
-        d.0.as_os_str().as_bytes().to_vec(),
+    let (fs, _) = mount_with(
+        &d,
         Options {
-            policy: AttrPolicy::default(),
             read_only: true,
+            ..Options::default()
         },
-    );
+    )
+    .await;
     assert_eq!(
         fs.mkdir(ROOT_INO, b"x", 0o755, 0).await.unwrap_err().errno,
         libc::EROFS
     );
     assert!(!d.join("x").exists());
+}
+
+#[tokio::test]
+async fn writes_survive_a_dead_connection_and_are_replayed_in_order() {
+    let d = TempDir::new();
+    let (fs, t) = mount_with(&d, Options::default()).await;
+    let (_a, fh) = fs
+        .create(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, RW)
+        .await
+        .unwrap();
+    let mut model = vec![0u8; 3_000_000];
+    for round in 0..3u8 {
+        // Overlapping rewrites: order on the wire matters.
+        for (i, chunk) in model.chunks_mut(700_000).enumerate() {
+            chunk.fill(round * 10 + i as u8);
+        }
+        for (i, chunk) in model.chunks(700_000).enumerate() {
+            fs.write(fh, (i * 700_000) as u64, chunk.to_vec())
+                .await
+                .unwrap();
+        }
+        // Kill every server mid-flight: unacknowledged writes must be replayed.
+        t.kill_all();
+    }
+    fs.flush(fh).await.unwrap();
+    assert_eq!(&fs.read(fh, 0, 3_000_000).await.unwrap()[..], &model[..]);
+    fs.release(fh).await.unwrap();
+    assert!(std::fs::read(d.join("f")).unwrap() == model);
+    assert!(
+        t.opened.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "reconnected"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_write_is_reported_at_flush_and_close() {
+    let d = TempDir::new();
+    let fs = mounted(&d).await;
+    std::fs::write(d.join("ro"), b"x").unwrap();
+    let a = fs.lookup(ROOT_INO, b"ro").await.unwrap();
+    // A read-only handle: the server refuses the write, which was already answered.
+    let o = fs.open(a.ino.0, libc::O_RDONLY).await.ok().unwrap();
+    fs.write(o.fh, 0, b"data".to_vec()).await.unwrap();
+    let e = fs.flush(o.fh).await.unwrap_err();
+    assert_ne!(e.errno, 0);
+    // Reported once, like a local filesystem.
+    fs.flush(o.fh).await.unwrap();
+    fs.release(o.fh).await.unwrap();
+    assert_eq!(std::fs::read(d.join("ro")).unwrap(), b"x");
+}
+
+#[tokio::test]
+async fn sequential_reads_use_read_ahead_and_match_the_file() {
+    let d = TempDir::new();
+    let fs = mounted(&d).await;
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(d.join("big"), &data).unwrap();
+    let a = fs.lookup(ROOT_INO, b"big").await.unwrap();
+    let o = fs.open(a.ino.0, libc::O_RDONLY).await.ok().unwrap();
+    let mut got = Vec::new();
+    let mut off = 0u64;
+    loop {
+        let b = fs.read(o.fh, off, 131072).await.unwrap();
+        if b.is_empty() {
+            break;
+        }
+        off += b.len() as u64;
+        got.extend_from_slice(&b);
+    }
+    assert!(got == data);
+    // Random reads are right too.
+    for &(o2, n) in &[(4_999_990u64, 100u32), (12_345, 7), (3_000_000, 300_000)] {
+        let b = fs.read(o.fh, o2, n).await.unwrap();
+        let end = (o2 as usize + n as usize).min(data.len());
+        assert_eq!(&b[..], &data[o2 as usize..end]);
+    }
+    fs.release(o.fh).await.unwrap();
+    assert_eq!(
+        fs.readahead_bytes.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+#[tokio::test]
+async fn lookups_after_a_listing_cost_no_round_trip_and_server_changes_show_after_the_ttl() {
+    let d = TempDir::new();
+    let (fs, _) = mount_with(
+        &d,
+        Options {
+            cache: CacheOptions {
+                stat_ttl: std::time::Duration::from_millis(300),
+                dir_ttl: std::time::Duration::from_millis(300),
+                negative_ttl: std::time::Duration::from_millis(300),
+                ..CacheOptions::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    std::fs::write(d.join("a"), b"1").unwrap();
+    let fh = fs.opendir(ROOT_INO).await.unwrap();
+    fs.releasedir(fh);
+    // Made on the server after the listing: not seen until the listing expires.
+    std::fs::write(d.join("b"), b"22").unwrap();
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"b").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+    assert_eq!(fs.lookup(ROOT_INO, b"a").await.unwrap().size, 1);
+    // A local change is visible at once.
+    fs.mkdir(ROOT_INO, b"m", 0o755, 0).await.unwrap();
+    assert!(fs.lookup(ROOT_INO, b"m").await.is_ok());
+    std::fs::write(d.join("m/inside"), b"").unwrap();
+    assert_eq!(
+        fs.lookup(fs.lookup(ROOT_INO, b"m").await.unwrap().ino.0, b"inside")
+            .await
+            .unwrap_err()
+            .errno,
+        libc::ENOENT,
+        "a directory made here is known empty until the listing times out"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match fs.lookup(ROOT_INO, b"b").await {
+            Ok(a) => {
+                assert_eq!(a.size, 2);
+                break;
+            }
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("server change never became visible: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn copy_file_range_copies_on_the_server() {
+    let d = TempDir::new();
+    let fs = mounted(&d).await;
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(d.join("src"), &data).unwrap();
+    let s = fs.lookup(ROOT_INO, b"src").await.unwrap();
+    let i = fs.open(s.ino.0, libc::O_RDONLY).await.ok().unwrap();
+    let (_, o) = fs
+        .create(ROOT_INO, b"dst", libc::S_IFREG | 0o644, 0, libc::O_WRONLY)
+        .await
+        .unwrap();
+    assert_eq!(
+        fs.copy_file_range(i.fh, 0, o, 0, 1 << 30).await.unwrap(),
+        1_000_000
+    );
+    assert_eq!(
+        fs.copy_file_range(i.fh, 1_000_000, o, 0, 10).await.unwrap(),
+        0
+    );
+    fs.release(o).await.unwrap();
+    fs.release(i.fh).await.unwrap();
+    assert!(std::fs::read(d.join("dst")).unwrap() == data);
 }

@@ -103,6 +103,12 @@ impl Client {
 
     /// Sends a request built by `build` (given the id) and waits for its reply or the deadline.
     pub async fn request(&self, build: impl FnOnce(u32) -> Packet) -> Result<Response> {
+        self.send(build)?.wait().await
+    }
+
+    /// Queues a request now, in call order; the reply is awaited separately. Lets callers
+    /// fix the order of requests on the wire before they give up control.
+    pub fn send(&self, build: impl FnOnce(u32) -> Packet) -> Result<PendingReply> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         {
@@ -113,26 +119,41 @@ impl Client {
             p.insert(id, reply_tx);
         }
         if self.tx.send(build(id).finish()).is_err() {
-            self.forget(id);
+            self.shared.pending.lock().unwrap().remove(&id);
             return Err(RemoteError::ConnectionLost);
         }
-        match tokio::time::timeout(self.timeout, reply_rx).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(_)) => Err(RemoteError::ConnectionLost),
-            Err(_) => {
-                self.forget(id);
-                Err(RemoteError::Timeout(self.timeout))
-            }
-        }
-    }
-
-    fn forget(&self, id: u32) {
-        self.shared.pending.lock().unwrap().remove(&id);
+        Ok(PendingReply {
+            rx: reply_rx,
+            id,
+            shared: self.shared.clone(),
+            timeout: self.timeout,
+        })
     }
 
     /// Stops the session: pending requests fail, the stream is shut down.
     pub fn shutdown(&self) {
         self.shared.close();
+    }
+}
+
+/// A request on the wire, waiting for its reply.
+pub struct PendingReply {
+    rx: oneshot::Receiver<Response>,
+    id: u32,
+    shared: Arc<Shared>,
+    timeout: Duration,
+}
+
+impl PendingReply {
+    pub async fn wait(self) -> Result<Response> {
+        match tokio::time::timeout(self.timeout, self.rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(RemoteError::ConnectionLost),
+            Err(_) => {
+                self.shared.pending.lock().unwrap().remove(&self.id);
+                Err(RemoteError::Timeout(self.timeout))
+            }
+        }
     }
 }
 

@@ -59,6 +59,11 @@ impl RemoteError {
         self.is_status(SSH_FX_FAILURE)
     }
 
+    /// True when the connection died: the request may be repeated on a new one.
+    pub fn is_dead(&self) -> bool {
+        matches!(self, RemoteError::ConnectionLost | RemoteError::Protocol(_))
+    }
+
     /// True when the connection, not the request, failed.
     pub fn is_connection(&self) -> bool {
         matches!(

@@ -6,12 +6,18 @@ pub mod error;
 pub mod pool;
 pub mod protocol;
 pub mod sftp;
-pub mod transport;
 #[cfg(test)]
 pub mod testing;
+pub mod transport;
+mod transport_direct;
+mod transport_passive;
+mod transport_process;
 
 pub use error::{RemoteError, Result};
-pub use protocol::{Attrs, NameEntry};
 pub use pool::{Conn, Pool, PoolOptions};
+pub use protocol::{Attrs, NameEntry};
 pub use sftp::{Extensions, Handle, Limits, Sftp, StatVfs};
-pub use transport::{Opened, SftpIo, SshTransport, Transport};
+pub use transport::{
+    transport_for, CommandTransport, DirectTransport, Opened, PassiveTransport, SftpIo,
+    SshTransport, Transport,
+};

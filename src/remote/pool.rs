@@ -29,6 +29,9 @@ impl Conn {
 
 struct Slot {
     current: RwLock<Option<Arc<Conn>>>,
+    /// An extra member that could not be connected at all (e.g. the server limits
+    /// sessions): its work goes to the first member.
+    disabled: std::sync::atomic::AtomicBool,
     /// Held while (re)connecting, so a dead connection is replaced once, not by every waiter.
     connecting: tokio::sync::Mutex<()>,
 }
@@ -54,13 +57,17 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 impl Pool {
     /// Connects the first member now (so the mount fails early on bad input); the others
     /// connect on first use.
-    pub async fn connect(transport: Arc<dyn Transport>, opts: PoolOptions) -> std::result::Result<Pool, String> {
+    pub async fn connect(
+        transport: Arc<dyn Transport>,
+        opts: PoolOptions,
+    ) -> std::result::Result<Pool, String> {
         let n = opts.max_conns.max(1);
         let pool = Pool {
             transport,
             slots: (0..n)
                 .map(|_| Slot {
                     current: RwLock::new(None),
+                    disabled: std::sync::atomic::AtomicBool::new(false),
                     connecting: tokio::sync::Mutex::new(()),
                 })
                 .collect(),
@@ -118,6 +125,23 @@ impl Pool {
         if had_one && !self.opts.reconnect {
             return Err(RemoteError::ConnectionLost);
         }
+        if !had_one && slot != 0 {
+            // A first connection of an extra member: one try, then do without it.
+            return match self.open_conn(slot).await {
+                Ok(c) => {
+                    let c = Arc::new(c);
+                    *self.slots[slot].current.write().unwrap() = Some(c.clone());
+                    Ok(c)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "pool member {slot} could not connect ({e}); using fewer connections"
+                    );
+                    self.slots[slot].disabled.store(true, Ordering::Relaxed);
+                    Err(RemoteError::ConnectionLost)
+                }
+            };
+        }
         let deadline = Instant::now() + self.opts.timeout;
         let mut delay = FIRST_RETRY;
         loop {
@@ -141,8 +165,8 @@ impl Pool {
         }
     }
 
-    /// A session for work not tied to an open file, spread round-robin. A member that cannot
-    /// be connected yields to the first one.
+    /// A session for new work (metadata, or a file to pin to it), spread round-robin. A
+    /// member that cannot be connected yields to the first one.
     pub async fn any(&self) -> Result<Arc<Conn>> {
         let slot = self.pick();
         match self.get(slot).await {
@@ -152,9 +176,15 @@ impl Pool {
         }
     }
 
-    /// The member a newly opened file is pinned to.
-    pub fn pick(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()
+    fn pick(&self) -> usize {
+        let n = self.slots.len();
+        for _ in 0..n {
+            let s = self.next.fetch_add(1, Ordering::Relaxed) % n;
+            if !self.slots[s].disabled.load(Ordering::Relaxed) {
+                return s;
+            }
+        }
+        0
     }
 
     /// Ends every session (at unmount).

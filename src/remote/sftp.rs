@@ -344,6 +344,24 @@ impl Sftp {
         status_ok(r)
     }
 
+    /// Queues one WRITE now and returns the wait for its reply: writes queued in a given
+    /// order reach the server in that order, whoever awaits them.
+    pub fn write_send(
+        &self,
+        h: &Handle,
+        offset: u64,
+        data: &[u8],
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        debug_assert!(data.len() <= self.limits.max_write as usize);
+        let sent = self.client.send(|id| {
+            Packet::new(SSH_FXP_WRITE, id)
+                .string(&h.0)
+                .u64(offset)
+                .string(data)
+        });
+        async move { status_ok(sent?.wait().await?) }
+    }
+
     /// One READDIR batch; `None` at the end of the directory.
     pub async fn readdir(&self, h: &Handle) -> Result<Option<Vec<NameEntry>>> {
         let r = self

@@ -58,3 +58,42 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A transport whose connections are sftp-server children; tests kill them to make a
+/// connection die under the filesystem.
+#[derive(Default)]
+pub struct ChildTransport {
+    pids: std::sync::Mutex<Vec<u32>>,
+    pub opened: std::sync::atomic::AtomicUsize,
+}
+
+impl ChildTransport {
+    /// Kills every server started so far.
+    pub fn kill_all(&self) {
+        for pid in self.pids.lock().unwrap().drain(..) {
+            // SAFETY: signalling a child we started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Transport for ChildTransport {
+    async fn open(&self) -> Result<super::Opened, String> {
+        let mut child = tokio::process::Command::new(SFTP_SERVER)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        if let Some(pid) = child.id() {
+            self.pids.lock().unwrap().push(pid);
+        }
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        let io = tokio::io::join(child.stdout.take().unwrap(), child.stdin.take().unwrap());
+        Ok(super::Opened {
+            stream: Box::new(io),
+            keep_alive: Box::new(std::sync::Mutex::new(child)),
+        })
+    }
+}

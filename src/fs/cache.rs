@@ -1,0 +1,468 @@
+//! Metadata caches: attributes, directory listings and symlink targets by path, each with a
+//! time-to-live and an LRU bound. Fed by READDIR's attributes; every local change updates or
+//! drops what it touches, so a local change is visible at once and a change made on the
+//! server after the time-out.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lru::LruCache;
+use tokio::time::Instant;
+
+use super::inode::{join, parent_of, RelPath};
+use crate::remote::{Attrs, NameEntry};
+
+#[derive(Debug, Clone, Copy)]
+pub struct CacheOptions {
+    pub enabled: bool,
+    pub stat_ttl: Duration,
+    pub dir_ttl: Duration,
+    pub link_ttl: Duration,
+    /// How long the absence of a name from a listing fetched from the server is believed
+    /// (libfuse's `negative_timeout`). Listings of directories created through the mount
+    /// are believed for `dir_ttl`: they started empty, and every change went through here.
+    pub negative_ttl: Duration,
+    /// Entries per cache.
+    pub max_size: usize,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            enabled: true,
+            stat_ttl: Duration::from_secs(20),
+            dir_ttl: Duration::from_secs(20),
+            link_ttl: Duration::from_secs(20),
+            negative_ttl: Duration::ZERO,
+            max_size: 10_000,
+        }
+    }
+}
+
+/// An entry of a cached listing.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub attrs: Attrs,
+    pub nlink: Option<u32>,
+    /// The name exists but its attributes changed locally in a way not known here.
+    pub stale: bool,
+}
+
+/// A whole directory as the server listed it, kept current by local changes.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub entries: HashMap<Vec<u8>, Entry>,
+    /// The directory's change generation when the listing was requested.
+    pub generation: u64,
+    /// Until when a name missing from the listing is taken as absent.
+    pub negative_until: Option<Instant>,
+    /// Set once the subdirectories' listings were prefetched for it.
+    pub prefetched: bool,
+}
+
+impl Listing {
+    /// What the listing says about `name`; absence only while it is believed.
+    pub fn known(&self, name: &[u8]) -> Known {
+        match self.entries.get(name) {
+            Some(e) => Known::Present(e.clone()),
+            None if self.negative_until.is_some_and(|t| t > Instant::now()) => Known::Absent,
+            None => Known::Unknown,
+        }
+    }
+}
+
+struct Timed<T> {
+    value: T,
+    until: Instant,
+}
+
+/// Buckets of per-directory change counters (directories hash into them; a collision only
+/// makes the cache more careful).
+const GENERATIONS: usize = 1024;
+
+pub struct MetaCache {
+    opts: CacheOptions,
+    generations: Vec<std::sync::atomic::AtomicU64>,
+    attrs: Mutex<LruCache<RelPath, Timed<Entry>>>,
+    dirs: Mutex<LruCache<RelPath, Timed<Arc<Mutex<Listing>>>>>,
+    links: Mutex<LruCache<RelPath, Timed<Vec<u8>>>>,
+}
+
+/// What a cached listing says about one name.
+pub enum Known {
+    Present(Entry),
+    Absent,
+    Unknown,
+}
+
+impl MetaCache {
+    pub fn new(opts: CacheOptions) -> Self {
+        let n = NonZeroUsize::new(opts.max_size.max(1)).unwrap();
+        // Listings are larger than single entries: keep fewer of them.
+        let d = NonZeroUsize::new((opts.max_size / 10).max(1)).unwrap();
+        MetaCache {
+            opts,
+            generations: (0..GENERATIONS)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            attrs: Mutex::new(LruCache::new(n)),
+            dirs: Mutex::new(LruCache::new(d)),
+            links: Mutex::new(LruCache::new(n)),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.opts.enabled
+    }
+
+    fn bucket(&self, dir: &[u8]) -> &std::sync::atomic::AtomicU64 {
+        let h = dir.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        &self.generations[(h % GENERATIONS as u64) as usize]
+    }
+
+    /// The change generation of `dir`: read it before asking the server for a listing.
+    pub fn generation(&self, dir: &[u8]) -> u64 {
+        self.bucket(dir).load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A local change in `dir`: listings requested before it are out of date.
+    fn changed(&self, dir: &[u8]) {
+        self.bucket(dir)
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a listing still tells the truth about `dir` (no local change since it was
+    /// requested).
+    pub fn trusted(&self, dir: &[u8], l: &Listing) -> bool {
+        self.generation(dir) == l.generation
+    }
+
+    pub fn attrs(&self, path: &[u8]) -> Option<Entry> {
+        if !self.opts.enabled {
+            return None;
+        }
+        let mut c = self.attrs.lock().unwrap();
+        match c.get(path) {
+            Some(t) if t.until > Instant::now() => Some(t.value.clone()),
+            Some(_) => {
+                c.pop(path);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn put_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
+        if !self.opts.enabled {
+            return;
+        }
+        let e = Entry {
+            attrs: attrs.clone(),
+            nlink,
+            stale: false,
+        };
+        self.attrs.lock().unwrap().put(
+            path.to_vec(),
+            Timed {
+                value: e.clone(),
+                until: Instant::now() + self.opts.stat_ttl,
+            },
+        );
+        // Keep the parent's listing in step, if we have one; listings in flight are stale.
+        if !path.is_empty() {
+            self.changed(parent_of(path));
+            if let Some(l) = self.listing(parent_of(path)) {
+                l.lock().unwrap().entries.insert(name_of(path).to_vec(), e);
+            }
+        }
+    }
+
+    /// The cached listing of `dir`, if fresh.
+    pub fn listing(&self, dir: &[u8]) -> Option<Arc<Mutex<Listing>>> {
+        if !self.opts.enabled {
+            return None;
+        }
+        let mut c = self.dirs.lock().unwrap();
+        match c.get(dir) {
+            Some(t) if t.until > Instant::now() => Some(t.value.clone()),
+            Some(_) => {
+                c.pop(dir);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Stores a listing read from the server (requested at `generation`) and the attributes
+    /// of its entries — unless the directory changed locally meanwhile: then it is returned
+    /// but not kept, and `trusted` says no.
+    pub fn put_listing(
+        &self,
+        dir: &[u8],
+        entries: &[NameEntry],
+        generation: u64,
+    ) -> Arc<Mutex<Listing>> {
+        self.store_listing(dir, entries, generation, self.opts.negative_ttl)
+    }
+
+    /// The listing of a directory just created here: empty, and believed for `dir_ttl`.
+    pub fn put_new_dir(&self, dir: &[u8]) {
+        self.store_listing(dir, &[], self.generation(dir), self.opts.dir_ttl);
+    }
+
+    fn store_listing(
+        &self,
+        dir: &[u8],
+        entries: &[NameEntry],
+        generation: u64,
+        negative_ttl: Duration,
+    ) -> Arc<Mutex<Listing>> {
+        let keep = self.opts.enabled && self.generation(dir) == generation;
+        let mut l = Listing {
+            generation,
+            negative_until: Some(Instant::now() + negative_ttl),
+            ..Listing::default()
+        };
+        let now = Instant::now();
+        {
+            let mut attrs = self.attrs.lock().unwrap();
+            for e in entries {
+                let entry = Entry {
+                    attrs: e.attrs.clone(),
+                    nlink: e.nlink(),
+                    stale: false,
+                };
+                if keep {
+                    attrs.put(
+                        join(dir, &e.name),
+                        Timed {
+                            value: entry.clone(),
+                            until: now + self.opts.stat_ttl,
+                        },
+                    );
+                }
+                l.entries.insert(e.name.clone(), entry);
+            }
+        }
+        let l = Arc::new(Mutex::new(l));
+        if keep {
+            self.dirs.lock().unwrap().put(
+                dir.to_vec(),
+                Timed {
+                    value: l.clone(),
+                    until: now + self.opts.dir_ttl,
+                },
+            );
+        }
+        l
+    }
+
+    /// What the parent's cached listing says about `path`.
+    pub fn known(&self, path: &[u8]) -> Known {
+        match self.listing(parent_of(path)) {
+            Some(l) => l.lock().unwrap().known(name_of(path)),
+            None => Known::Unknown,
+        }
+    }
+
+    pub fn link(&self, path: &[u8]) -> Option<Vec<u8>> {
+        if !self.opts.enabled {
+            return None;
+        }
+        let mut c = self.links.lock().unwrap();
+        match c.get(path) {
+            Some(t) if t.until > Instant::now() => Some(t.value.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn put_link(&self, path: &[u8], target: &[u8]) {
+        if self.opts.enabled {
+            self.links.lock().unwrap().put(
+                path.to_vec(),
+                Timed {
+                    value: target.to_vec(),
+                    until: Instant::now() + self.opts.link_ttl,
+                },
+            );
+        }
+    }
+
+    /// `path` changed in a way we cannot describe: forget its attributes (the listing keeps
+    /// the name, which still exists).
+    pub fn invalidate(&self, path: &[u8]) {
+        self.attrs.lock().unwrap().pop(path);
+        if !path.is_empty() {
+            self.changed(parent_of(path));
+            if let Some(l) = self.listing(parent_of(path)) {
+                // The entry's attributes are stale too; a lookup will fetch them.
+                if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
+                    e.stale = true;
+                }
+            }
+        }
+    }
+
+    /// `path` is gone (unlink, rmdir, renamed away), and everything below it.
+    pub fn remove(&self, path: &[u8]) {
+        self.forget_tree(path);
+        self.changed(path);
+        if !path.is_empty() {
+            self.changed(parent_of(path));
+            if let Some(l) = self.listing(parent_of(path)) {
+                l.lock().unwrap().entries.remove(name_of(path));
+            }
+        }
+    }
+
+    fn forget_tree(&self, path: &[u8]) {
+        let mut prefix = path.to_vec();
+        prefix.push(b'/');
+        let under = |p: &RelPath| p.as_slice() == path || p.starts_with(&prefix);
+        drop_matching(&mut self.attrs.lock().unwrap(), under);
+        drop_matching(&mut self.dirs.lock().unwrap(), under);
+        drop_matching(&mut self.links.lock().unwrap(), under);
+    }
+
+    /// `from` was renamed to `to`.
+    pub fn rename(&self, from: &[u8], to: &[u8]) {
+        let moved = self.attrs(from);
+        self.remove(to);
+        self.remove(from);
+        match moved {
+            Some(e) if !e.attrs.is_dir() => self.put_attrs(to, &e.attrs, e.nlink),
+            _ => {
+                // Unknown attributes: the new parent's listing no longer tells the truth.
+                self.changed(parent_of(to));
+                self.dirs.lock().unwrap().pop(parent_of(to));
+            }
+        }
+    }
+
+    /// Drops everything (e.g. after a reconnect to a server that may have changed).
+    pub fn clear(&self) {
+        self.attrs.lock().unwrap().clear();
+        self.dirs.lock().unwrap().clear();
+        self.links.lock().unwrap().clear();
+    }
+}
+
+fn drop_matching<V>(c: &mut LruCache<RelPath, V>, pred: impl Fn(&RelPath) -> bool) {
+    let keys: Vec<RelPath> = c
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| pred(k))
+        .cloned()
+        .collect();
+    for k in keys {
+        c.pop(&k);
+    }
+}
+
+pub fn name_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, size: u64) -> NameEntry {
+        NameEntry {
+            name: name.as_bytes().to_vec(),
+            longname: Vec::new(),
+            attrs: Attrs {
+                size: Some(size),
+                permissions: Some(libc::S_IFREG | 0o644),
+                ..Attrs::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn listings_answer_lookups_and_follow_local_changes() {
+        let c = MetaCache::new(CacheOptions {
+            negative_ttl: Duration::from_secs(20),
+            ..CacheOptions::default()
+        });
+        c.put_listing(b"d", &[entry("a", 1), entry("b", 2)], c.generation(b"d"));
+        assert!(matches!(c.known(b"d/a"), Known::Present(e) if e.attrs.size == Some(1)));
+        assert!(matches!(c.known(b"d/zz"), Known::Absent));
+        assert!(matches!(c.known(b"other/a"), Known::Unknown));
+        assert_eq!(c.attrs(b"d/b").unwrap().attrs.size, Some(2));
+        c.put_attrs(b"d/new", &entry("new", 5).attrs, None);
+        assert!(matches!(c.known(b"d/new"), Known::Present(_)));
+        c.rename(b"d/a", b"d/c");
+        assert!(matches!(c.known(b"d/a"), Known::Absent));
+        assert!(matches!(c.known(b"d/c"), Known::Present(e) if e.attrs.size == Some(1)));
+        c.remove(b"d/c");
+        assert!(matches!(c.known(b"d/c"), Known::Absent));
+        assert!(c.attrs(b"d/c").is_none());
+        c.invalidate(b"d/b");
+        assert!(c.attrs(b"d/b").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_listing_requested_before_a_local_change_is_not_kept() {
+        let c = MetaCache::new(CacheOptions::default());
+        c.put_new_dir(b"fresh");
+        assert!(
+            matches!(c.known(b"fresh/x"), Known::Absent),
+            "a new dir is known empty"
+        );
+        c.put_listing(b"old", &[], c.generation(b"old"));
+        assert!(
+            matches!(c.known(b"old/x"), Known::Unknown),
+            "negative_timeout 0 by default"
+        );
+        let g = c.generation(b"d");
+        // While the READDIR is on its way, a file is created here.
+        c.put_attrs(b"d/new", &entry("new", 5).attrs, None);
+        let l = c.put_listing(b"d", &[entry("old", 1)], g);
+        assert!(!c.trusted(b"d", &l.lock().unwrap()));
+        assert!(
+            matches!(c.known(b"d/new"), Known::Unknown),
+            "stale listing not cached"
+        );
+        let l = c.put_listing(
+            b"d",
+            &[entry("old", 1), entry("new", 5)],
+            c.generation(b"d"),
+        );
+        assert!(c.trusted(b"d", &l.lock().unwrap()));
+        assert!(matches!(c.known(b"d/new"), Known::Present(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire() {
+        let c = MetaCache::new(CacheOptions {
+            stat_ttl: Duration::from_secs(1),
+            dir_ttl: Duration::from_secs(2),
+            ..CacheOptions::default()
+        });
+        c.put_listing(b"", &[entry("a", 1)], c.generation(b""));
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert!(c.attrs(b"a").is_none());
+        assert!(matches!(c.known(b"a"), Known::Present(_)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(c.known(b"a"), Known::Unknown));
+    }
+
+    #[test]
+    fn disabled_cache_keeps_nothing() {
+        let c = MetaCache::new(CacheOptions {
+            enabled: false,
+            ..CacheOptions::default()
+        });
+        c.put_listing(b"", &[entry("a", 1)], c.generation(b""));
+        assert!(matches!(c.known(b"a"), Known::Unknown));
+        assert!(c.attrs(b"a").is_none());
+    }
+}

@@ -1,0 +1,258 @@
+//! Metadata operations: lookup, getattr, setattr, readlink, statfs, access.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fuser::FileAttr;
+use futures::future::join;
+
+use super::cache::Known;
+use super::{attr, in_group, Caller, Filesystem, FsError, FsResult, SetAttr, SetTime};
+use crate::remote::{Attrs, RemoteError, StatVfs};
+
+impl Filesystem {
+    /// Answers from the cache or the parent's listing when they know; otherwise races a
+    /// single LSTAT against a listing of the whole parent, so that the lookups that follow
+    /// (`git status`, `find`, `tar`) cost no round trip.
+    pub async fn lookup(self: &Arc<Self>, parent: u64, name: &[u8]) -> FsResult<FileAttr> {
+        let path = self.child_path(parent, name)?;
+        if let Some(e) = self.cache.attrs(&path) {
+            return Ok(self.entry(&path, &e.attrs, e.nlink));
+        }
+        match self.cache.known(&path) {
+            Known::Present(e) if !e.stale => return Ok(self.entry(&path, &e.attrs, e.nlink)),
+            Known::Absent => return Err(FsError::new(libc::ENOENT)),
+            _ => {}
+        }
+        let lstat = self.lstat_remote(&path);
+        if self.opts.prefetch && self.cache.enabled() {
+            let dir = self.path_of(parent)?;
+            let listing = self.listing_shared(&dir);
+            tokio::pin!(lstat);
+            tokio::select! {
+                biased;
+                r = &mut lstat => {
+                    let a = r?;
+                    return Ok(self.entry(&path, &a, None));
+                }
+                Ok(l) = listing => {
+                    let l = l.lock().unwrap();
+                    // Not if the directory changed here since the listing was asked for.
+                    let trusted = self.cache.trusted(&dir, &l);
+                    let known = l.known(name);
+                    drop(l);
+                    match known {
+                        _ if !trusted => {}
+                        Known::Present(e) if !e.stale => {
+                            return Ok(self.entry(&path, &e.attrs, e.nlink))
+                        }
+                        Known::Absent => return Err(FsError::new(libc::ENOENT)),
+                        _ => {}
+                    }
+                }
+            }
+            let a = lstat.await?;
+            return Ok(self.entry(&path, &a, None));
+        }
+        let a = lstat.await?;
+        Ok(self.entry(&path, &a, None))
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.lock().unwrap().forget(ino, n);
+    }
+
+    pub async fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<FileAttr> {
+        let a = self.stat_node(ino, fh).await?;
+        Ok(self.attr(ino, &a, None))
+    }
+
+    /// Current attributes: pending writes first (so the size is right), then the cache,
+    /// the path, or — for a node unlinked while open — an open handle.
+    pub(super) async fn stat_node(&self, ino: u64, fh: Option<u64>) -> FsResult<Attrs> {
+        self.drain_inode(ino).await;
+        let path = self.inodes.lock().unwrap().path(ino);
+        match path {
+            Some(p) => {
+                if let Some(e) = self.cache.attrs(&p) {
+                    return Ok(e.attrs);
+                }
+                Ok(self.lstat_remote(&p).await?)
+            }
+            None => {
+                let f = fh
+                    .and_then(|fh| self.files.get(fh))
+                    .or_else(|| self.files.find(|f| f.ino == ino))
+                    .ok_or(FsError::new(libc::ENOENT))?;
+                Ok(self
+                    .with_file(&f, |c, h| async move { c.sftp.fstat(&h).await })
+                    .await?)
+            }
+        }
+    }
+
+    pub async fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<FileAttr> {
+        self.writable()?;
+        let (uid, gid) = self
+            .opts
+            .policy
+            .to_remote_owner(set.uid, set.gid)
+            .map_err(FsError::new)?;
+        let set = SetAttr { uid, gid, ..set };
+        // Writes still in flight must land before a truncate or a time change.
+        self.drain_inode(ino).await;
+        let path = self.inodes.lock().unwrap().path(ino);
+        let file = fh.and_then(|fh| self.files.get(fh)).or_else(|| {
+            path.is_none()
+                .then(|| self.files.find(|f| f.ino == ino))
+                .flatten()
+        });
+        let needs_current = (set.uid.is_some() != set.gid.is_some())
+            || (set.atime.is_some() != set.mtime.is_some());
+        let current = if needs_current || path.is_some() {
+            Some(self.stat_node(ino, fh).await?)
+        } else {
+            None
+        };
+        let a = merge(&set, current.as_ref());
+        let fresh = match (&file, &path) {
+            (Some(f), _) => {
+                let a = &a;
+                self.with_file(f, |c, h| async move {
+                    let (s, st) = join(c.sftp.fsetstat(&h, a), c.sftp.fstat(&h)).await;
+                    s?;
+                    st
+                })
+                .await?
+            }
+            (None, Some(p)) => {
+                let r = self.remote(p);
+                let (r, a) = (&r, &a);
+                let symlink = current.as_ref().is_some_and(|c| c.is_symlink());
+                let fresh = self
+                    .call(|c| async move {
+                        let set = async {
+                            if symlink {
+                                c.sftp.lsetstat(r, a).await
+                            } else {
+                                c.sftp.setstat(r, a).await
+                            }
+                        };
+                        let (s, st) = join(set, c.sftp.lstat(r)).await;
+                        s?;
+                        st
+                    })
+                    .await?;
+                self.cache.put_attrs(p, &fresh, None);
+                fresh
+            }
+            (None, None) => return Err(FsError::new(libc::ENOENT)),
+        };
+        if set.size.is_some() {
+            self.drop_readahead(ino);
+        }
+        Ok(self.attr(ino, &fresh, None))
+    }
+
+    pub async fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let path = self.path_of(ino)?;
+        if let Some(t) = self.cache.link(&path) {
+            return self.shown_target(&path, t);
+        }
+        let r = self.remote(&path);
+        let r = &r;
+        let t = self
+            .call(|c| async move { c.sftp.readlink(r).await })
+            .await?;
+        self.cache.put_link(&path, &t);
+        self.shown_target(&path, t)
+    }
+
+    fn shown_target(&self, link: &[u8], target: Vec<u8>) -> FsResult<Vec<u8>> {
+        self.opts
+            .symlinks
+            .show(&self.root, link, &target)
+            .ok_or_else(|| {
+                tracing::debug!(
+                    "symlink target leads out of the mount; refused (contain_symlinks)"
+                );
+                FsError::new(libc::EPERM)
+            })
+    }
+
+    pub async fn statfs(&self) -> FsResult<StatVfs> {
+        let root = &self.root;
+        match self
+            .call(|c| async move { c.sftp.statvfs(root).await })
+            .await
+        {
+            Ok(v) => Ok(v),
+            // Without the extension, report an empty filesystem rather than fail `df`.
+            Err(RemoteError::Unsupported(_)) => Ok(StatVfs {
+                bsize: 4096,
+                frsize: 4096,
+                namemax: 255,
+                ..StatVfs::default()
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn access(&self, ino: u64, mask: i32, caller: Caller) -> FsResult<()> {
+        let a = self.stat_node(ino, None).await?;
+        if mask == libc::F_OK {
+            return Ok(());
+        }
+        if mask & libc::W_OK != 0 && self.opts.read_only {
+            return Err(FsError::new(libc::EROFS));
+        }
+        let f = self.attr(ino, &a, None);
+        let perm = f.perm as u32;
+        let granted = if caller.uid == 0 {
+            // root may read and write anything, and execute what anyone may execute.
+            let x = if perm & 0o111 != 0 || a.is_dir() {
+                1
+            } else {
+                0
+            };
+            6 | x
+        } else if caller.uid == f.uid {
+            (perm >> 6) & 7
+        } else if caller.gid == f.gid || in_group(caller.pid, f.gid) {
+            (perm >> 3) & 7
+        } else {
+            perm & 7
+        };
+        if (mask as u32) & !granted & 7 != 0 {
+            return Err(FsError::new(libc::EACCES));
+        }
+        Ok(())
+    }
+}
+
+/// The SETSTAT attributes for a change. SFTP sets uid and gid (and atime and mtime) only
+/// together: the one not asked for comes from `current`.
+fn merge(set: &SetAttr, current: Option<&Attrs>) -> Attrs {
+    let mut a = Attrs {
+        size: set.size,
+        permissions: set.mode.map(|m| m & 0o7777),
+        ..Attrs::default()
+    };
+    if set.uid.is_some() || set.gid.is_some() {
+        let (cu, cg) = current.and_then(|c| c.uid_gid).unwrap_or((0, 0));
+        a.uid_gid = Some((set.uid.unwrap_or(cu), set.gid.unwrap_or(cg)));
+    }
+    if set.atime.is_some() || set.mtime.is_some() {
+        let now = SystemTime::now();
+        let t = |s: SetTime| match s {
+            SetTime::Now => attr::to_secs(now),
+            SetTime::At(t) => attr::to_secs(t),
+        };
+        let (ca, cm) = current.and_then(|c| c.atime_mtime).unwrap_or((0, 0));
+        a.atime_mtime = Some((
+            set.atime.map(t).unwrap_or(ca),
+            set.mtime.map(t).unwrap_or(cm),
+        ));
+    }
+    a
+}

@@ -1,0 +1,309 @@
+//! Operations on names: mkdir, mknod, symlink, link, unlink, rmdir, rename. OpenSSH folds
+//! most errors into a generic FAILURE; each operation works out the errno a local
+//! filesystem would give.
+
+use std::sync::Arc;
+
+use fuser::FileAttr;
+use futures::future::join;
+
+use super::{Filesystem, FsError, FsResult};
+use crate::remote::protocol::SSH_FX_NO_SUCH_FILE;
+use crate::remote::{Attrs, RemoteError};
+
+impl Filesystem {
+    pub async fn mkdir(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+    ) -> FsResult<FileAttr> {
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
+        let r = self.remote(&path);
+        let want = mode & !umask & 0o7777;
+        let a = Attrs {
+            permissions: Some(want),
+            ..Attrs::default()
+        };
+        let (r_, a_) = (&r, &a);
+        let made = self
+            .call_once(
+                |c| async move {
+                    let (m, st) = join(c.sftp.mkdir(r_, a_), c.sftp.lstat(r_)).await;
+                    m?;
+                    st
+                },
+                || async { self.exists(&path).await.filter(|a| a.is_dir()) },
+            )
+            .await;
+        let mut got = match made {
+            Ok(a) => a,
+            Err(e) => return Err(self.explain_create_failure(e, &path).await),
+        };
+        self.fix_mode(&r, want, &mut got).await?;
+        self.cache.put_attrs(&path, &got, None);
+        // A new directory is empty: lookups in it need not ask the server.
+        self.cache.put_new_dir(&path);
+        Ok(self.entry(&path, &got, None))
+    }
+
+    /// Applies the permissions asked for when the server's umask took some away.
+    pub(super) async fn fix_mode(&self, remote: &[u8], want: u32, got: &mut Attrs) -> FsResult<()> {
+        let have = got.permissions.unwrap_or(0);
+        if have & 0o7777 != want {
+            let a = Attrs {
+                permissions: Some(want),
+                ..Attrs::default()
+            };
+            let a = &a;
+            self.call(|c| async move { c.sftp.setstat(remote, a).await })
+                .await?;
+            got.permissions = Some((have & libc::S_IFMT) | want);
+        }
+        Ok(())
+    }
+
+    /// OpenSSH reports "already exists" as a generic failure.
+    pub(super) async fn explain_create_failure(&self, e: RemoteError, rel: &[u8]) -> FsError {
+        if e.is_failure() && self.exists(rel).await.is_some() {
+            return FsError::new(libc::EEXIST);
+        }
+        e.into()
+    }
+
+    pub async fn mknod(
+        self: &Arc<Self>,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+    ) -> FsResult<FileAttr> {
+        if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
+            // SFTP can create only regular files, directories and symlinks.
+            return Err(FsError::new(libc::EPERM));
+        }
+        let (attr, fh) = self
+            .create(parent, name, mode, umask, libc::O_WRONLY | libc::O_EXCL)
+            .await?;
+        self.release(fh).await?;
+        Ok(attr)
+    }
+
+    pub async fn symlink(&self, parent: u64, name: &[u8], target: &[u8]) -> FsResult<FileAttr> {
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
+        let r = self.remote(&path);
+        let r_ = &r;
+        let made = self
+            .call_once(
+                |c| async move {
+                    let (s, st) = join(c.sftp.symlink(r_, target), c.sftp.lstat(r_)).await;
+                    s?;
+                    st
+                },
+                || async {
+                    let t = self
+                        .call(|c| async move { c.sftp.readlink(r_).await })
+                        .await;
+                    match t {
+                        Ok(t) if t == target => self.exists(&path).await,
+                        _ => None,
+                    }
+                },
+            )
+            .await;
+        let a = match made {
+            Ok(a) => a,
+            Err(e) => return Err(self.explain_create_failure(e, &path).await),
+        };
+        self.cache.put_attrs(&path, &a, None);
+        self.cache.put_link(&path, target);
+        Ok(self.entry(&path, &a, None))
+    }
+
+    pub async fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> FsResult<FileAttr> {
+        self.writable()?;
+        let from = self.path_of(ino)?;
+        let to = self.child_path(new_parent, new_name)?;
+        let (rf, rt) = (self.remote(&from), self.remote(&to));
+        let (rf_, rt_) = (&rf, &rt);
+        let made = self
+            .call_once(
+                |c| async move {
+                    let (l, st) = join(c.sftp.hardlink(rf_, rt_), c.sftp.lstat(rt_)).await;
+                    l?;
+                    st
+                },
+                || async { self.exists(&to).await },
+            )
+            .await;
+        let a = match made {
+            Ok(a) => a,
+            Err(RemoteError::Unsupported(_)) => return Err(FsError::new(libc::EPERM)),
+            Err(e) => return Err(self.explain_create_failure(e, &to).await),
+        };
+        let nlink = {
+            let mut t = self.inodes.lock().unwrap();
+            t.link(ino, &to);
+            t.lookup(&to);
+            t.get(ino).and_then(|n| n.nlink)
+        };
+        self.cache.invalidate(&from);
+        self.cache.put_attrs(&to, &a, nlink);
+        Ok(self.opts.policy.file_attr(ino, &a, nlink))
+    }
+
+    pub async fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
+        let r = self.remote(&path);
+        let r_ = &r;
+        let res = self
+            .call_once(
+                |c| async move { c.sftp.remove(r_).await },
+                || async { self.exists(&path).await.is_none().then_some(()) },
+            )
+            .await;
+        if let Err(e) = res {
+            if e.is_failure() && self.exists(&path).await.is_some_and(|a| a.is_dir()) {
+                return Err(FsError::new(libc::EISDIR));
+            }
+            return Err(e.into());
+        }
+        self.inodes.lock().unwrap().unlink(&path);
+        self.cache.remove(&path);
+        Ok(())
+    }
+
+    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
+        let r = self.remote(&path);
+        let r_ = &r;
+        let res = self
+            .call_once(
+                |c| async move { c.sftp.rmdir(r_).await },
+                || async { self.exists(&path).await.is_none().then_some(()) },
+            )
+            .await;
+        if let Err(e) = res {
+            return Err(self.explain_rmdir_failure(e, &path).await);
+        }
+        self.inodes.lock().unwrap().unlink(&path);
+        self.cache.remove(&path);
+        Ok(())
+    }
+
+    /// OpenSSH folds ENOTDIR into NO_SUCH_FILE and ENOTEMPTY into FAILURE.
+    async fn explain_rmdir_failure(&self, e: RemoteError, rel: &[u8]) -> FsError {
+        if !e.is_failure() && !e.is_status(SSH_FX_NO_SUCH_FILE) {
+            return e.into();
+        }
+        match self.exists(rel).await {
+            Some(a) if !a.is_dir() => FsError::new(libc::ENOTDIR),
+            Some(_) if self.has_entries(rel).await => FsError::new(libc::ENOTEMPTY),
+            Some(_) => FsError::new(libc::EBUSY),
+            None => FsError::new(libc::ENOENT),
+        }
+    }
+
+    async fn has_entries(&self, rel: &[u8]) -> bool {
+        let r = self.remote(rel);
+        let r = &r;
+        match self
+            .call(|c| async move { c.sftp.read_dir_all(r).await })
+            .await
+        {
+            Ok(v) => v.iter().any(|e| e.name != b"." && e.name != b".."),
+            Err(_) => false,
+        }
+    }
+
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> FsResult<()> {
+        self.writable()?;
+        if flags & libc::RENAME_EXCHANGE != 0 || flags & libc::RENAME_WHITEOUT != 0 {
+            return Err(FsError::new(libc::EINVAL));
+        }
+        let from = self.child_path(parent, name)?;
+        let to = self.child_path(new_parent, new_name)?;
+        let (rf, rt) = (self.remote(&from), self.remote(&to));
+        let (rf_, rt_) = (&rf, &rt);
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        let res = self
+            .call_once(
+                |c| async move {
+                    if noreplace {
+                        // Plain SFTP rename never replaces the target.
+                        return c.sftp.rename(rf_, rt_).await;
+                    }
+                    match c.sftp.posix_rename(rf_, rt_).await {
+                        Err(RemoteError::Unsupported(_)) => replace_rename(&c.sftp, rf_, rt_).await,
+                        other => other,
+                    }
+                },
+                || async {
+                    let gone = self.exists(&from).await.is_none();
+                    (gone && self.exists(&to).await.is_some()).then_some(())
+                },
+            )
+            .await;
+        if let Err(e) = res {
+            return Err(self.explain_rename_failure(e, &from, &to, noreplace).await);
+        }
+        self.inodes.lock().unwrap().rename(&from, &to);
+        self.cache.rename(&from, &to);
+        Ok(())
+    }
+
+    async fn explain_rename_failure(
+        &self,
+        e: RemoteError,
+        from: &[u8],
+        to: &[u8],
+        noreplace: bool,
+    ) -> FsError {
+        if !e.is_failure() {
+            return e.into();
+        }
+        match (self.exists(from).await, self.exists(to).await) {
+            (None, _) => FsError::new(libc::ENOENT),
+            (Some(_), Some(_)) if noreplace => FsError::new(libc::EEXIST),
+            (Some(s), Some(d)) if s.is_dir() && !d.is_dir() => FsError::new(libc::ENOTDIR),
+            (Some(s), Some(d)) if !s.is_dir() && d.is_dir() => FsError::new(libc::EISDIR),
+            (Some(_), Some(d)) if d.is_dir() && self.has_entries(to).await => {
+                FsError::new(libc::ENOTEMPTY)
+            }
+            _ => e.into(),
+        }
+    }
+}
+
+/// Without posix-rename: remove the target first (not atomic, the best SFTP v3 allows).
+async fn replace_rename(
+    sftp: &crate::remote::Sftp,
+    from: &[u8],
+    to: &[u8],
+) -> Result<(), RemoteError> {
+    match sftp.rename(from, to).await {
+        Err(e) if e.is_failure() => {
+            if let Ok(a) = sftp.lstat(to).await {
+                if a.is_dir() {
+                    sftp.rmdir(to).await?;
+                } else {
+                    sftp.remove(to).await?;
+                }
+            }
+            sftp.rename(from, to).await
+        }
+        other => other,
+    }
+}
