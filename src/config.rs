@@ -21,9 +21,14 @@ pub enum StrictHostKeyChecking {
 /// Everything the SSH layer needs to reach and authenticate to the server.
 #[derive(Debug, Clone)]
 pub struct SshConfig {
-    /// Host name or address as written, without the brackets of an IPv6 literal
-    /// (`[::1]:dir` gives `::1`). Not yet resolved through ssh_config's `HostName`.
+    /// The host connected to: ssh_config's (or `-o HostName=`'s) `HostName` for
+    /// [`SshConfig::host_alias`], or that name itself. Without the brackets of an IPv6 literal
+    /// (`[::1]:dir` gives `::1`). Known_hosts entries are looked up under this name (unless
+    /// `host_key_alias` is set), as ssh does.
     pub host: String,
+    /// The host as written in the source (`alias` of `alias:dir`): what ssh_config's `Host`
+    /// patterns match and what a system `ssh` (`ssh_command=`) is given.
+    pub host_alias: String,
     pub port: u16,
     pub user: String,
     /// Explicit `IdentityFile=` options, in order; when empty the defaults
@@ -47,6 +52,86 @@ pub struct SshConfig {
     pub server_alive_count_max: usize,
     /// `-F file` (`~` expanded). `none` is kept as written: ssh reads no config file then.
     pub config_file: Option<PathBuf>,
+    /// ssh's `HostKeyAlias`: the name known_hosts entries are looked up and recorded under,
+    /// instead of `host`.
+    pub host_key_alias: Option<String>,
+    /// ssh's `IdentitiesOnly`: offer only the keys of `identity_files` (agent keys only when
+    /// they are one of those).
+    pub identities_only: bool,
+    /// ssh's `ProxyJump` / `ProxyCommand` (whichever was given first, as in ssh).
+    pub proxy: Option<Proxy>,
+    /// The hosts of `ProxyJump`, each resolved through ssh_config like the target, in the
+    /// order they are connected (the first is reached directly or through its own proxy, each
+    /// next one through a direct-tcpip channel of the one before). Filled by the ssh_config
+    /// resolution (`ssh::config::resolve`); when empty, the connector makes them from the
+    /// `ProxyJump` specs with this config's settings.
+    pub jump_hosts: Vec<SshConfig>,
+    /// ssh's `Ciphers`, `KexAlgorithms`, `MACs`: the algorithm names to offer, most preferred
+    /// first, each one the SSH library supports (checked when the option is read). `None`:
+    /// sftpfs's defaults.
+    pub ciphers: Option<Vec<String>>,
+    pub kex_algorithms: Option<Vec<String>>,
+    pub macs: Option<Vec<String>>,
+    /// ssh's `Compression` (`-C`): offer zlib compression.
+    pub compression: bool,
+    /// sshfs's `sftp_server=`: a subsystem name, or (when it contains a `/`) a command the
+    /// server runs, used instead of the `sftp` subsystem.
+    pub sftp_server: Option<String>,
+    /// The ssh options given on the command line, as (`Name`, value), in order: passed on as
+    /// `-oName=value` to a system `ssh` (`ssh_command=`), as sshfs does.
+    pub command_line_options: Vec<(String, String)>,
+}
+
+/// How the SSH connection reaches the server when not over a direct TCP connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proxy {
+    /// `ProxyJump`: the jump hosts as written (`[user@]host[:port]` or `ssh://...`), in the
+    /// order they are connected.
+    Jump(Vec<String>),
+    /// `ProxyCommand`, its `%` tokens not yet expanded: a command (run by `/bin/sh`) whose
+    /// standard input and output carry the SSH connection.
+    Command(String),
+}
+
+/// Where the SFTP byte stream comes from (sshfs's `ssh_command=`, `directport=`, `passive`);
+/// the built-in SSH client by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// `ssh_command=CMD`, split into words: run it (with sshfs's ssh arguments) and speak SFTP
+    /// over its standard input and output. `ssh_command=ssh` uses the system ssh.
+    pub ssh_command: Option<Vec<String>>,
+    /// `directport=PORT`: SFTP straight over TCP to host:PORT, no SSH.
+    pub direct_port: Option<u16>,
+    /// `passive`: SFTP on sftpfs's own standard input and output.
+    pub passive: bool,
+}
+
+/// The transport [`TransportConfig`] selects; sshfs's precedence: passive, then directport,
+/// then ssh_command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportKind {
+    /// The built-in SSH client.
+    Ssh,
+    /// A child process (`ssh_command=`), its words.
+    Command(Vec<String>),
+    /// `directport=`.
+    Direct(u16),
+    /// `passive`.
+    Passive,
+}
+
+impl TransportConfig {
+    pub fn kind(&self) -> TransportKind {
+        if self.passive {
+            TransportKind::Passive
+        } else if let Some(port) = self.direct_port {
+            TransportKind::Direct(port)
+        } else if let Some(cmd) = &self.ssh_command {
+            TransportKind::Command(cmd.clone())
+        } else {
+            TransportKind::Ssh
+        }
+    }
 }
 
 /// Fields of [`SshConfig`] given on the command line (`-p`, `user@`, `-o Name=...`), as opposed
@@ -63,6 +148,17 @@ pub struct SshExplicit {
     pub connect_timeout: bool,
     pub server_alive_interval: bool,
     pub server_alive_count_max: bool,
+    /// `-o HostName=`.
+    pub host: bool,
+    pub host_key_alias: bool,
+    pub identities_only: bool,
+    /// `-o ProxyJump=` or `-o ProxyCommand=`.
+    pub proxy: bool,
+    pub ciphers: bool,
+    pub kex_algorithms: bool,
+    pub macs: bool,
+    /// `-o Compression=` or `-C`.
+    pub compression: bool,
 }
 
 /// What the filesystem core and the FUSE mount need.
@@ -72,6 +168,8 @@ pub struct FsConfig {
     /// or empty for the home. Bytes: remote names need not be UTF-8.
     pub remote_dir: Vec<u8>,
     pub read_only: bool,
+    /// `noexec`: programs on the mount cannot be run.
+    pub noexec: bool,
     pub allow_other: bool,
     pub allow_root: bool,
     pub default_permissions: bool,
@@ -80,6 +178,23 @@ pub struct FsConfig {
     pub gid: Option<u32>,
     /// Bits removed from every reported mode.
     pub umask: Option<u32>,
+    /// SSH connections in the pool (sshfs's `max_conns`).
+    pub max_conns: usize,
+    /// sshfs's `dir_cache`: cache attributes, listings and symlink targets.
+    pub dir_cache: bool,
+    pub dcache_stat_timeout: Duration,
+    pub dcache_dir_timeout: Duration,
+    pub dcache_link_timeout: Duration,
+    pub dcache_max_size: usize,
+    /// How long a name missing from a fetched listing is taken as absent (libfuse's name).
+    pub negative_timeout: Duration,
+    /// Fetch subdirectory listings ahead of a tree walk.
+    pub prefetch: bool,
+    /// sshfs's symlink options: refuse targets leading out of the mount (default), rewrite
+    /// absolute targets inside it as relative, let the server follow links.
+    pub contain_symlinks: bool,
+    pub transform_symlinks: bool,
+    pub follow_symlinks: bool,
     /// Deadline for every remote request.
     pub request_timeout: Duration,
     /// Kernel entry / attribute cache time-outs.
@@ -88,6 +203,37 @@ pub struct FsConfig {
     /// Replace a lost connection and re-open the open files (`reconnect`, the default);
     /// `noreconnect` turns it off and lost connections give `EIO`.
     pub reconnect: bool,
+    /// How remote uids/gids are translated (`idmap=`), sshfs's semantics.
+    pub idmap: IdMapMode,
+    /// `uidfile=` / `gidfile=` for `idmap=file`: `name:remote_id` lines (`~` expanded).
+    pub uidfile: Option<PathBuf>,
+    pub gidfile: Option<PathBuf>,
+    /// What `idmap=file` does with an id that has no mapping (`nomap=`).
+    pub nomap: NoMap,
+}
+
+/// `idmap=`: how the owners of remote files are shown locally and how `chown` ids are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdMapMode {
+    /// Ids pass unchanged (sshfs's default).
+    #[default]
+    None,
+    /// The remote user's uid/gid (the owner of the remote home directory) show as the mounting
+    /// user's uid/gid, and back.
+    User,
+    /// Ids are translated by name through `uidfile=` / `gidfile=` and the local user database.
+    File,
+}
+
+/// `nomap=`: an id without a mapping under `idmap=file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NoMap {
+    /// Leave the id as it is.
+    Ignore,
+    /// Refuse it: `chown` to it fails with `EPERM`; a remote owner without a mapping shows as
+    /// the overflow id 65534 (`nobody`). sshfs's default.
+    #[default]
+    Error,
 }
 
 #[derive(Debug, Clone)]
@@ -100,5 +246,7 @@ pub struct MountConfig {
     pub ssh: SshConfig,
     /// Which `ssh` fields the command line set; the others are defaults.
     pub ssh_explicit: SshExplicit,
+    /// Where the SFTP stream comes from (built-in SSH unless sshfs's transport options say).
+    pub transport: TransportConfig,
     pub fs: FsConfig,
 }

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod daemon;
 pub mod fs;
 pub mod fuse;
+pub mod logging;
 pub mod mount;
 pub mod remote;
 pub mod ssh;

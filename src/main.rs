@@ -2,19 +2,22 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use sftpfs::cli::{self, Command, Env};
-use sftpfs::config::MountConfig;
-use sftpfs::fs::{AttrPolicy, Filesystem, Options};
+use sftpfs::config::{IdMapMode, MountConfig};
+use sftpfs::fs::attr::{idmap, IdMap};
+use sftpfs::fs::{AttrPolicy, CacheOptions, Filesystem, Options, SymlinkPolicy};
 use sftpfs::fuse::FuseAdapter;
-use sftpfs::ssh::Connector;
-use sftpfs::{connect, daemon, mount};
+use sftpfs::remote::{transport_for, Pool, PoolOptions, Transport};
+use sftpfs::{connect, daemon, logging, mount};
 
 fn main() -> ExitCode {
-    let cfg = match cli::parse(std::env::args_os(), &Env::from_process()) {
+    let env = Env::from_process();
+    let mut cfg = match cli::parse(std::env::args_os(), &env) {
         Ok(Command::Mount(cfg)) => cfg,
-        Ok(Command::Help(text)) | Ok(Command::Version(text)) => {
+        Ok(Command::Help(text) | Command::Version(text) | Command::Completions(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
+        Ok(Command::Fake) => return ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sftpfs: {e}");
             return ExitCode::from(1);
@@ -36,24 +39,18 @@ fn main() -> ExitCode {
             }
         }
     };
-    init_logging(&cfg);
-    match run(cfg, ready) {
+    logging::init(cfg.debug, ready.is_some(), std::env::var("SFTPFS_LOG").ok());
+    // ssh_config (HostName, User, Port, IdentityFile, ProxyJump...), once, before anything
+    // connects; the command line's settings win. After the logging is set up, so that -d
+    // shows what the config file said.
+    let result = sftpfs::ssh::config::resolve(&mut cfg, &env).and_then(|()| run(cfg, ready));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sftpfs: {e}");
+            logging::fatal(&e);
             ExitCode::from(1)
         }
     }
-}
-
-fn init_logging(cfg: &MountConfig) {
-    let level = if cfg.debug { "debug" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SFTPFS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("sftpfs={level},warn")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
@@ -62,26 +59,51 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let connector = Connector::new(cfg.ssh.clone());
-    let (ssh, sftp, root) = rt.block_on(async {
-        let (ssh, sftp) = connect::open_sftp(&connector, cfg.fs.request_timeout).await?;
-        let root = connect::resolve_root(&sftp, &cfg).await?;
-        Ok::<_, String>((ssh, sftp, root))
+    let transport: Arc<dyn Transport> = transport_for(&cfg)?;
+    // A transport may allow fewer connections (passive: one, never replaced).
+    let pool_options = PoolOptions {
+        max_conns: transport
+            .max_connections()
+            .map_or(cfg.fs.max_conns, |m| m.min(cfg.fs.max_conns)),
+        timeout: cfg.fs.request_timeout,
+        reconnect: cfg.fs.reconnect && transport.can_reconnect(),
+    };
+    // idmap=file: the files are read before connecting, so that their errors come first.
+    let file_idmap = match cfg.fs.idmap {
+        IdMapMode::File => Some(idmap::from_files(
+            cfg.fs.uidfile.as_deref(),
+            cfg.fs.gidfile.as_deref(),
+            cfg.fs.nomap,
+        )?),
+        _ => None,
+    };
+    let (pool, root, home_owner) = rt.block_on(async {
+        let pool = Pool::connect(transport, pool_options).await?;
+        let (root, home_owner) = {
+            let first = pool.get(0).await.map_err(|e| e.to_string())?;
+            let root = connect::resolve_root(&first.sftp, &cfg).await?;
+            // idmap=user: the remote user is the owner of the remote home, as in sshfs.
+            let home_owner = match cfg.fs.idmap {
+                IdMapMode::User => {
+                    (first.sftp.stat(b".").await)
+                        .map_err(|e| format!("-o idmap=user: cannot stat the remote home: {e}"))?
+                        .uid_gid
+                }
+                _ => None,
+            };
+            (root, home_owner)
+        };
+        Ok::<_, String>((pool, root, home_owner))
     })?;
-    let fs = Filesystem::new(
-        Arc::new(sftp),
-        root,
-        Options {
-            policy: AttrPolicy {
-                uid: cfg.fs.uid,
-                gid: cfg.fs.gid,
-                umask: cfg.fs.umask,
-            },
-            read_only: cfg.fs.read_only,
-        },
-    );
+    let idmap = match cfg.fs.idmap {
+        IdMapMode::None => IdMap::None,
+        IdMapMode::User => idmap::for_user(home_owner)?,
+        IdMapMode::File => file_idmap.expect("loaded above"),
+    };
+    let pool = Arc::new(pool);
+    let fs = Filesystem::new(pool.clone(), root, fs_options(&cfg, idmap));
     let adapter = FuseAdapter::new(
-        Arc::new(fs),
+        fs.clone(),
         rt.handle().clone(),
         cfg.fs.entry_timeout,
         cfg.fs.attr_timeout,
@@ -90,7 +112,30 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     if let Some(r) = ready {
         r.ready();
     }
-    let served = mount::serve(session, rt.handle());
-    rt.block_on(ssh.disconnect());
+    let served = mount::serve(session, &cfg.mountpoint, rt.handle());
+    fs.shutdown();
+    pool.shutdown();
     served.map_err(|e| format!("FUSE session ended with an error: {e}"))
+}
+
+fn fs_options(cfg: &MountConfig, idmap: IdMap) -> Options {
+    Options {
+        policy: AttrPolicy::new(&cfg.fs, idmap),
+        read_only: cfg.fs.read_only,
+        cache: CacheOptions {
+            enabled: cfg.fs.dir_cache,
+            stat_ttl: cfg.fs.dcache_stat_timeout,
+            dir_ttl: cfg.fs.dcache_dir_timeout,
+            link_ttl: cfg.fs.dcache_link_timeout,
+            negative_ttl: cfg.fs.negative_timeout,
+            max_size: cfg.fs.dcache_max_size,
+        },
+        prefetch: cfg.fs.prefetch,
+        symlinks: SymlinkPolicy {
+            contain: cfg.fs.contain_symlinks,
+            transform: cfg.fs.transform_symlinks,
+            follow: cfg.fs.follow_symlinks,
+        },
+        ..Options::default()
+    }
 }

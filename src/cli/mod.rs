@@ -4,18 +4,23 @@
 //! ([`option_table`]) that also writes their part of `--help`. The result is a typed
 //! [`MountConfig`]; the environment comes in as an [`Env`], so parsing is pure.
 
+mod helper;
 mod options;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ssh;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueHint};
 
-use crate::config::{FsConfig, MountConfig, SshConfig, SshExplicit, StrictHostKeyChecking};
+use crate::config::{
+    FsConfig, IdMapMode, MountConfig, NoMap, SshConfig, SshExplicit, StrictHostKeyChecking,
+};
 pub use options::{option_table, NameMatch, OptSpec, Origin, ValueKind};
 use options::{Bad, Draft};
 
@@ -28,6 +33,11 @@ pub enum Command {
     Help(String),
     /// `--version`: print this to stdout and exit 0.
     Version(String),
+    /// `--completions SHELL`: print this script to stdout and exit 0.
+    Completions(String),
+    /// `mount.sftpfs ... -f` (mount(8)'s "fake" mode): the command line was checked; do
+    /// nothing and exit 0.
+    Fake,
 }
 
 /// The environment the defaults come from, injected so that parsing is pure.
@@ -114,7 +124,27 @@ pub enum CliError {
     NoHome { option: String },
     #[error("the mountpoint must not be empty")]
     EmptyMountpoint,
+    #[error("-o {option} is not supported: {reason}")]
+    Unsupported {
+        option: &'static str,
+        reason: &'static str,
+    },
+    #[error("{option}={value} is not supported: {reason}")]
+    UnsupportedValue {
+        option: String,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{option}: {message}")]
+    Rejected { option: String, message: String },
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A `mount.sftpfs` command line that mount(8) would not have made.
+    #[error("{0}; usage: {HELPER_USAGE}")]
+    HelperUsage(String),
 }
+
+const HELPER_USAGE: &str = "mount.sftpfs SOURCE MOUNTPOINT [-sfnv] [-o options]";
 
 const USAGE: &str = "sftpfs [user@]host:[dir] MOUNTPOINT [options]";
 
@@ -134,7 +164,7 @@ struct Args {
     #[arg(value_name = "SOURCE")]
     source: Option<OsString>,
     /// Local directory to mount on
-    #[arg(value_name = "MOUNTPOINT")]
+    #[arg(value_name = "MOUNTPOINT", value_hint = ValueHint::DirPath)]
     mountpoint: Option<OsString>,
     /// Remote SSH port [default: 22]
     #[arg(short = 'p', value_name = "PORT", action = ArgAction::Append)]
@@ -143,15 +173,15 @@ struct Args {
     #[arg(short = 'o', value_name = "OPT[=VAL],...", action = ArgAction::Append)]
     options: Vec<OsString>,
     /// ssh config file instead of ~/.ssh/config
-    #[arg(short = 'F', value_name = "FILE", action = ArgAction::Append)]
+    #[arg(short = 'F', value_name = "FILE", action = ArgAction::Append, value_hint = ValueHint::FilePath)]
     config_file: Vec<OsString>,
     /// Stay in the foreground
     #[arg(short = 'f')]
     foreground: bool,
     /// Debugging output; implies -f (same as -o debug)
-    #[arg(short = 'd')]
+    #[arg(short = 'd', long = "debug")]
     debug: bool,
-    /// Ignored (sshfs's compression flag)
+    /// Compression (same as -o Compression=yes)
     #[arg(short = 'C')]
     compression: bool,
     /// Ignored (sshfs's single-threaded flag)
@@ -163,15 +193,52 @@ struct Args {
     /// Print the version
     #[arg(short = 'V', long = "version")]
     version: bool,
+    /// Print a completion script for SHELL (bash, zsh or fish)
+    #[arg(
+        long = "completions",
+        value_name = "SHELL",
+        value_parser = ["bash", "zsh", "fish"],
+        hide_possible_values = true
+    )]
+    completions: Option<String>,
 }
 
-/// The clap definition, with the `-o` table as its after-help (for `--help` and the man page).
+/// The clap definition, with the `-o` table as its after-help (for `--help`, the man page
+/// and the shell completions).
 pub fn command() -> clap::Command {
     Args::command().after_help(options::help_section())
 }
 
-/// Parse the command line (`args` starts with argv\[0\]).
+/// The `-o` option called `name` (as the parser finds it: ssh's names in any case, prefixes).
+pub fn find_option(name: &str) -> Option<&'static OptSpec> {
+    options::lookup(name)
+}
+
+/// Parse the command line (`args` starts with argv\[0\]). Called as `mount.sftpfs` (argv\[0\]'s
+/// file name), it is read the way mount(8) calls helpers: see [`helper`].
 pub fn parse<I, T>(args: I, env: &Env) -> Result<Command, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    if args.first().is_some_and(|a0| helper::is_helper_name(a0)) {
+        let h = helper::parse(&args[1..])?;
+        let argv = [OsString::from("sftpfs"), h.source, h.mountpoint]
+            .into_iter()
+            .chain(
+                h.options
+                    .into_iter()
+                    .flat_map(|o| [OsString::from("-o"), o]),
+            );
+        let cmd = parse_mount(argv, env, h.sloppy)?;
+        return Ok(if h.fake { Command::Fake } else { cmd });
+    }
+    parse_mount(args, env, false)
+}
+
+/// The ordinary command line. `sloppy` (mount's `-s`) skips unknown `-o` options.
+fn parse_mount<I, T>(args: I, env: &Env, sloppy: bool) -> Result<Command, CliError>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -186,6 +253,9 @@ where
             "sftpfs {}\n",
             env!("CARGO_PKG_VERSION")
         )));
+    }
+    if let Some(shell) = &args.completions {
+        return Ok(Command::Completions(completions(shell)));
     }
     let mut draft = Draft {
         cfg: defaults(env),
@@ -209,7 +279,10 @@ where
             options::apply(spec, &mut draft, value, "-p".to_string())?;
         } else {
             for item in options::split_items(value) {
-                options::apply_item(&mut draft, &item)?;
+                match options::apply_item(&mut draft, &item) {
+                    Err(CliError::UnknownOption(_)) if sloppy => {}
+                    r => r?,
+                }
             }
         }
     }
@@ -222,6 +295,15 @@ where
                 option: "-F".into(),
                 value: String::new(),
                 expected,
+            },
+            Bad::Unsupported(reason) => CliError::UnsupportedValue {
+                option: "-F".into(),
+                value: file.to_string_lossy().into_owned(),
+                reason,
+            },
+            Bad::Rejected(message) => CliError::Rejected {
+                option: "-F".into(),
+                message,
             },
         })?;
         draft.cfg.ssh.config_file = Some(path);
@@ -238,11 +320,22 @@ where
     let source = parse_source(raw_source)?;
 
     let mut cfg = draft.cfg;
+    check_idmap(&cfg.fs)?;
     cfg.source = raw_source.to_string_lossy().into_owned();
     cfg.mountpoint = PathBuf::from(mountpoint);
     cfg.debug |= args.debug;
     cfg.foreground = args.foreground || cfg.debug;
-    cfg.ssh.host = source.host;
+    if !cfg.ssh_explicit.host {
+        cfg.ssh.host = source.host.clone();
+    }
+    cfg.ssh.host_alias = source.host;
+    if args.compression {
+        cfg.ssh.compression = true;
+        cfg.ssh_explicit.compression = true;
+        cfg.ssh
+            .command_line_options
+            .push(("Compression".into(), "yes".into()));
+    }
     cfg.fs.remote_dir = source.dir;
     let (user, explicit) = match (source.user, draft.user_option) {
         (Some(user), _) | (None, Some(user)) => (user, true),
@@ -251,6 +344,33 @@ where
     cfg.ssh.user = user;
     cfg.ssh_explicit.user = explicit;
     Ok(Command::Mount(cfg))
+}
+
+/// `idmap=file` needs a file; the files mean nothing without it.
+fn check_idmap(fs: &FsConfig) -> Result<(), CliError> {
+    let files = fs.uidfile.is_some() || fs.gidfile.is_some();
+    match fs.idmap {
+        IdMapMode::File if !files => Err(CliError::Conflict(
+            "-o idmap=file needs -o uidfile=PATH or -o gidfile=PATH",
+        )),
+        IdMapMode::None | IdMapMode::User if files => Err(CliError::Conflict(
+            "-o uidfile= and -o gidfile= take effect only with -o idmap=file; add it",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The completion script for `shell` (one of the values `--completions` accepts).
+fn completions(shell: &str) -> String {
+    use clap_complete::Shell;
+    let shell = match shell {
+        "zsh" => Shell::Zsh,
+        "fish" => Shell::Fish,
+        _ => Shell::Bash,
+    };
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command(), "sftpfs", &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Everything at its default; source, mountpoint, host, user and remote dir come later.
@@ -285,11 +405,24 @@ fn defaults(env: &Env) -> MountConfig {
             server_alive_interval: Duration::from_secs(15),
             server_alive_count_max: 3,
             config_file: None,
+            host_alias: String::new(),
+            host_key_alias: None,
+            identities_only: false,
+            proxy: None,
+            jump_hosts: Vec::new(),
+            ciphers: None,
+            kex_algorithms: None,
+            macs: None,
+            compression: false,
+            sftp_server: None,
+            command_line_options: Vec::new(),
         },
         ssh_explicit: SshExplicit::default(),
+        transport: Default::default(),
         fs: FsConfig {
             remote_dir: Vec::new(),
             read_only: false,
+            noexec: false,
             allow_other: false,
             allow_root: false,
             default_permissions: false,
@@ -297,9 +430,24 @@ fn defaults(env: &Env) -> MountConfig {
             gid: None,
             umask: None,
             request_timeout: Duration::from_secs(30),
+            max_conns: 4,
+            dir_cache: true,
+            dcache_stat_timeout: Duration::from_secs(20),
+            dcache_dir_timeout: Duration::from_secs(20),
+            dcache_link_timeout: Duration::from_secs(20),
+            dcache_max_size: 10_000,
+            negative_timeout: Duration::ZERO,
+            prefetch: true,
+            contain_symlinks: true,
+            transform_symlinks: false,
+            follow_symlinks: false,
             entry_timeout: Duration::from_secs(1),
             attr_timeout: Duration::from_secs(1),
             reconnect: true,
+            idmap: IdMapMode::None,
+            uidfile: None,
+            gidfile: None,
+            nomap: NoMap::Error,
         },
     }
 }

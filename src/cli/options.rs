@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{CliError, Env};
-use crate::config::{MountConfig, StrictHostKeyChecking};
+use crate::config::{IdMapMode, MountConfig, NoMap, StrictHostKeyChecking};
 
 /// How an option's name is matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +28,13 @@ pub enum ValueKind {
     Flag,
     /// `name=VALUE`; the string is the placeholder shown in help (`N`, `PATH`).
     Value(&'static str),
-    /// Accepted with or without a value and ignored (options meant for mount(8) or fstab).
+    /// Accepted with or without a value and ignored (options meant for mount(8) or fstab, and
+    /// sshfs options that change nothing a program can see); `help` says why. The setter may
+    /// still check the value (`workaround=`).
     Ignored,
+    /// Known but refused: using it is an error that gives `help` as the reason (options whose
+    /// meaning sftpfs does not provide, which must not be ignored silently).
+    Refused,
 }
 
 /// Where an option comes from; for the compatibility table.
@@ -51,6 +56,11 @@ pub enum Origin {
 pub(super) enum Bad {
     /// The value is not of the expected form; the text says what is expected.
     Invalid(&'static str),
+    /// The value is well-formed but not supported; the text says why.
+    Unsupported(&'static str),
+    /// The value is refused for a reason only known at run time (an algorithm the SSH library
+    /// lacks, named); the text says what.
+    Rejected(String),
     /// `~` in a path but no home directory is known.
     NoHome,
 }
@@ -80,6 +90,11 @@ impl OptSpec {
             ValueKind::Value(placeholder) => format!("{}={placeholder}", self.name),
             _ => self.name.to_string(),
         }
+    }
+
+    /// Whether the option does something (neither ignored nor refused).
+    pub fn is_implemented(&self) -> bool {
+        !matches!(self.value, ValueKind::Ignored | ValueKind::Refused)
     }
 
     fn matches_exactly(&self, name: &str) -> bool {
@@ -121,6 +136,34 @@ const fn opt(
         help,
         set,
     }
+}
+
+/// An option accepted and ignored; `why` is its help line (why ignoring it is safe).
+const fn accepted(name: &'static str, origin: Origin, why: &'static str) -> OptSpec {
+    opt(
+        name,
+        Exact,
+        ValueKind::Ignored,
+        None,
+        "",
+        origin,
+        why,
+        |_, _| Ok(()),
+    )
+}
+
+/// An option refused with a reason (its help line).
+const fn refused(name: &'static str, origin: Origin, why: &'static str) -> OptSpec {
+    opt(
+        name,
+        Exact,
+        ValueKind::Refused,
+        None,
+        "",
+        origin,
+        why,
+        |_, _| Ok(()),
+    )
 }
 
 const fn ignored(name: &'static str, matching: NameMatch) -> OptSpec {
@@ -239,6 +282,115 @@ const OPTIONS: &[OptSpec] = &[
             d.cfg.ssh_explicit.server_alive_count_max = true;
             Ok(())
         }),
+    opt("HostName", IgnoreCase, Value("NAME"), Some("the host"), "ssh.host", Origin::Ssh,
+        "connect to NAME (%h: the host as written); known_hosts uses it",
+        |d, v| {
+            let name = text(v);
+            crate::ssh::config::check_name(name).map_err(|_| Bad::Invalid("a host name"))?;
+            d.cfg.ssh.host = name.to_string();
+            d.cfg.ssh_explicit.host = true;
+            Ok(())
+        }),
+    opt("HostKeyAlias", IgnoreCase, Value("NAME"), None, "ssh.host_key_alias", Origin::Ssh,
+        "look up and record the host key under NAME in known_hosts",
+        |d, v| {
+            let name = text(v);
+            crate::ssh::config::check_name(name).map_err(|_| Bad::Invalid("a host name"))?;
+            d.cfg.ssh.host_key_alias = Some(name.to_string());
+            d.cfg.ssh_explicit.host_key_alias = true;
+            Ok(())
+        }),
+    opt("IdentitiesOnly", IgnoreCase, Value("yes|no"), Some("no"), "ssh.identities_only",
+        Origin::Ssh, "offer only the IdentityFile keys, no other agent keys",
+        |d, v| {
+            d.cfg.ssh.identities_only = yes_no(v)?;
+            d.cfg.ssh_explicit.identities_only = true;
+            Ok(())
+        }),
+    opt("ProxyJump", IgnoreCase, Value("[USER@]HOST[:PORT],..."), None, "ssh.proxy",
+        Origin::Ssh, "connect through these SSH hosts in turn (none: directly)",
+        |d, v| {
+            let proxy = crate::ssh::config::parse_proxy_jump(text(v)).map_err(Bad::Rejected)?;
+            d.cfg.ssh.proxy = proxy;
+            d.cfg.ssh_explicit.proxy = true;
+            Ok(())
+        }),
+    opt("ProxyCommand", IgnoreCase, Value("CMD"), None, "ssh.proxy", Origin::Ssh,
+        "reach the server through CMD's stdin/stdout (%h %p %r %n); none: directly",
+        |d, v| {
+            let cmd = text(v).trim();
+            if cmd.is_empty() {
+                return Err(Bad::Invalid("a command, or none"));
+            }
+            d.cfg.ssh.proxy = (cmd != "none").then(|| crate::config::Proxy::Command(cmd.into()));
+            d.cfg.ssh_explicit.proxy = true;
+            Ok(())
+        }),
+    opt("Ciphers", IgnoreCase, Value("[+-^]LIST"), Some("sftpfs's"), "ssh.ciphers", Origin::Ssh,
+        "ciphers to offer, as in ssh_config (separate with \\, inside -o)",
+        |d, v| {
+            let kind = crate::ssh::algorithms::Kind::Cipher;
+            d.cfg.ssh.ciphers = Some(algorithm_list(kind, v)?);
+            d.cfg.ssh_explicit.ciphers = true;
+            Ok(())
+        }),
+    opt("KexAlgorithms", IgnoreCase, Value("[+-^]LIST"), Some("sftpfs's"),
+        "ssh.kex_algorithms", Origin::Ssh, "key exchange algorithms to offer, as in ssh_config",
+        |d, v| {
+            let kind = crate::ssh::algorithms::Kind::Kex;
+            d.cfg.ssh.kex_algorithms = Some(algorithm_list(kind, v)?);
+            d.cfg.ssh_explicit.kex_algorithms = true;
+            Ok(())
+        }),
+    opt("MACs", IgnoreCase, Value("[+-^]LIST"), Some("sftpfs's"), "ssh.macs", Origin::Ssh,
+        "MACs to offer, as in ssh_config",
+        |d, v| {
+            let kind = crate::ssh::algorithms::Kind::Mac;
+            d.cfg.ssh.macs = Some(algorithm_list(kind, v)?);
+            d.cfg.ssh_explicit.macs = true;
+            Ok(())
+        }),
+    opt("Compression", IgnoreCase, Value("yes|no"), Some("no"), "ssh.compression", Origin::Ssh,
+        "zlib compression of the SSH connection (same as -C)",
+        |d, v| {
+            d.cfg.ssh.compression = yes_no(v)?;
+            d.cfg.ssh_explicit.compression = true;
+            Ok(())
+        }),
+    // --- other transports (sshfs's) ---
+    opt("ssh_command", Exact, Value("CMD"), None, "transport.ssh_command", Origin::Sshfs,
+        "run CMD (e.g. ssh, with its options) instead of the built-in SSH client",
+        |d, v| {
+            let words = command_words(text(v));
+            if words.is_empty() {
+                return Err(Bad::Invalid("a command, e.g. ssh or 'ssh -i KEY'"));
+            }
+            d.cfg.transport.ssh_command = Some(words);
+            Ok(())
+        }),
+    opt("sftp_server", Exact, Value("SERV"), Some("sftp"), "ssh.sftp_server", Origin::Sshfs,
+        "SFTP subsystem name, or server command to run when it contains a /",
+        |d, v| {
+            let s = text(v).trim();
+            if s.is_empty() || s.starts_with('-') {
+                return Err(Bad::Invalid("a subsystem name or a path"));
+            }
+            d.cfg.ssh.sftp_server = Some(s.to_string());
+            Ok(())
+        }),
+    opt("directport", Exact, Value("PORT"), None, "transport.direct_port", Origin::Sshfs,
+        "SFTP straight over TCP to host:PORT, no SSH (unencrypted)",
+        |d, v| {
+            let port = number::<u16>(v).filter(|&p| p != 0);
+            d.cfg.transport.direct_port = Some(port.ok_or(Bad::Invalid(PORT_EXPECTED))?);
+            Ok(())
+        }),
+    opt("passive", Exact, Flag, None, "transport.passive", Origin::Sshfs,
+        "SFTP on standard input/output (one connection, no reconnect)",
+        |d, _| {
+            d.cfg.transport.passive = true;
+            Ok(())
+        }),
     // --- filesystem ---
     opt("ro", Exact, Flag, None, "fs.read_only", Origin::Fuse, "mount read-only",
         |d, _| {
@@ -281,7 +433,7 @@ const OPTIONS: &[OptSpec] = &[
             Ok(())
         }),
     opt("umask", Exact, Value("OCTAL"), None, "fs.umask", Origin::Fuse,
-        "remove these bits from every reported mode",
+        "report every mode as 0777 & ~OCTAL (as sshfs)",
         |d, v| {
             let mask = octal(v).ok_or(Bad::Invalid("an octal mask such as 022"))?;
             d.cfg.fs.umask = Some(mask);
@@ -306,6 +458,89 @@ const OPTIONS: &[OptSpec] = &[
             d.cfg.fs.request_timeout = t.ok_or(Bad::Invalid("seconds > 0, e.g. 30 or 2.5"))?;
             Ok(())
         }),
+    opt("max_conns", Exact, Value("N"), Some("4"), "fs.max_conns", Origin::Sshfs,
+        "SSH connections in the pool: files spread over them, metadata beside big copies",
+        |d, v| {
+            let n = number::<u64>(v).filter(|n| (1..=64).contains(n));
+            d.cfg.fs.max_conns = n.ok_or(Bad::Invalid("a number 1-64"))? as usize;
+            Ok(())
+        }),
+    opt("dir_cache", Exact, Value("yes|no"), Some("yes"), "fs.dir_cache", Origin::Sshfs,
+        "cache attributes, directory listings and symlink targets",
+        |d, v| {
+            d.cfg.fs.dir_cache = yes_no(v)?;
+            Ok(())
+        }),
+    opt("dcache_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_*_timeout", Origin::Sshfs,
+        "time-out of all three caches (a change made on the server shows after it)",
+        |d, v| {
+            let t = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 20"))?;
+            d.cfg.fs.dcache_stat_timeout = t;
+            d.cfg.fs.dcache_dir_timeout = t;
+            d.cfg.fs.dcache_link_timeout = t;
+            Ok(())
+        }),
+    opt("dcache_stat_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_stat_timeout", Origin::Sshfs,
+        "time-out of cached attributes",
+        |d, v| {
+            d.cfg.fs.dcache_stat_timeout = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 20"))?;
+            Ok(())
+        }),
+    opt("dcache_dir_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_dir_timeout", Origin::Sshfs,
+        "time-out of cached directory listings",
+        |d, v| {
+            d.cfg.fs.dcache_dir_timeout = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 20"))?;
+            Ok(())
+        }),
+    opt("dcache_link_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_link_timeout", Origin::Sshfs,
+        "time-out of cached symlink targets",
+        |d, v| {
+            d.cfg.fs.dcache_link_timeout = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 20"))?;
+            Ok(())
+        }),
+    opt("dcache_max_size", Exact, Value("N"), Some("10000"), "fs.dcache_max_size", Origin::Sshfs,
+        "entries kept in each cache",
+        |d, v| {
+            let n = number::<u64>(v).filter(|n| *n >= 1);
+            d.cfg.fs.dcache_max_size = n.ok_or(Bad::Invalid("a number >= 1"))? as usize;
+            Ok(())
+        }),
+    opt("negative_timeout", Exact, Value("SECONDS"), Some("0"), "fs.negative_timeout", Origin::Fuse,
+        "believe a name is absent from a cached listing this long (new names made on the server show after it)",
+        |d, v| {
+            d.cfg.fs.negative_timeout = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 0 or 1.5"))?;
+            Ok(())
+        }),
+    opt("prefetch", Exact, Value("yes|no"), Some("yes"), "fs.prefetch", Origin::Sftpfs,
+        "list directories whole and fetch subdirectory listings ahead of a tree walk",
+        |d, v| {
+            d.cfg.fs.prefetch = yes_no(v)?;
+            Ok(())
+        }),
+    opt("contain_symlinks", Exact, Flag, Some("on"), "fs.contain_symlinks", Origin::Sshfs,
+        "refuse (EPERM) symlink targets that lead out of the mount (CVE-2026-47187)",
+        |d, _| {
+            d.cfg.fs.contain_symlinks = true;
+            Ok(())
+        }),
+    opt("no_contain_symlinks", Exact, Flag, None, "fs.contain_symlinks", Origin::Sshfs,
+        "show every symlink target as the server has it",
+        |d, _| {
+            d.cfg.fs.contain_symlinks = false;
+            Ok(())
+        }),
+    opt("transform_symlinks", Exact, Flag, None, "fs.transform_symlinks", Origin::Sshfs,
+        "show absolute targets inside the mount as relative ones",
+        |d, _| {
+            d.cfg.fs.transform_symlinks = true;
+            Ok(())
+        }),
+    opt("follow_symlinks", Exact, Flag, None, "fs.follow_symlinks", Origin::Sshfs,
+        "let the server follow symlinks: they show as what they point to",
+        |d, _| {
+            d.cfg.fs.follow_symlinks = true;
+            Ok(())
+        }),
     opt("entry_timeout", Exact, Value("SECONDS"), Some("1"), "fs.entry_timeout", Origin::Fuse,
         "kernel cache time of names (fractions allowed)",
         |d, v| {
@@ -324,6 +559,121 @@ const OPTIONS: &[OptSpec] = &[
             d.cfg.debug = true;
             Ok(())
         }),
+    // --- ownership ---
+    opt("idmap", Exact, Value("none|user|file"), Some("none"), "fs.idmap", Origin::Sshfs,
+        "user: the remote user's uid/gid show as yours; file: map by name (uidfile, gidfile)",
+        |d, v| {
+            d.cfg.fs.idmap = match text(v) {
+                "none" => IdMapMode::None,
+                "user" => IdMapMode::User,
+                "file" => IdMapMode::File,
+                _ => return Err(Bad::Invalid("none, user or file")),
+            };
+            Ok(())
+        }),
+    opt("uidfile", Exact, Value("PATH"), None, "fs.uidfile", Origin::Sshfs,
+        "idmap=file: lines user:remote_uid, mapped to the local user of that name",
+        |d, v| {
+            d.cfg.fs.uidfile = Some(expand_path(d.env, v)?);
+            Ok(())
+        }),
+    opt("gidfile", Exact, Value("PATH"), None, "fs.gidfile", Origin::Sshfs,
+        "idmap=file: lines group:remote_gid, mapped to the local group of that name",
+        |d, v| {
+            d.cfg.fs.gidfile = Some(expand_path(d.env, v)?);
+            Ok(())
+        }),
+    opt("nomap", Exact, Value("ignore|error"), Some("error"), "fs.nomap", Origin::Sshfs,
+        "idmap=file, unmapped id: keep it, or refuse chown (EPERM) and show owner 65534",
+        |d, v| {
+            d.cfg.fs.nomap = match text(v) {
+                "ignore" => NoMap::Ignore,
+                "error" => NoMap::Error,
+                _ => return Err(Bad::Invalid("ignore or error")),
+            };
+            Ok(())
+        }),
+    // --- sshfs and FUSE options that change nothing a program sees: accepted and ignored ---
+    accepted("sshfs_debug", Origin::Sshfs,
+        "ignored: sshfs's protocol trace; sftpfs's debug output is -d"),
+    accepted("sync_readdir", Origin::Sshfs,
+        "ignored: how sshfs overlaps READDIR requests; listings are the same"),
+    accepted("no_readahead", Origin::Sshfs,
+        "ignored: read-ahead changes how much is fetched, never what a read returns"),
+    accepted("sync_read", Origin::Sshfs,
+        "ignored: old name of no_readahead"),
+    accepted("delay_connect", Origin::Sshfs,
+        "ignored: sftpfs connects at mount time so that errors show; x-systemd.automount delays"),
+    accepted("no_check_root", Origin::Sshfs,
+        "ignored: the remote dir is always checked; a missing one fails the mount"),
+    opt("ssh_protocol", Exact, ValueKind::Ignored, Some("2"), "", Origin::Sshfs,
+        "ignored when 2; SSH protocol 1 is refused",
+        |_, v| match text(v) {
+            "" | "2" => Ok(()),
+            "1" => Err(Bad::Unsupported("SSH protocol 1 is obsolete and unsafe")),
+            _ => Err(Bad::Invalid("2")),
+        }),
+    opt("workaround", Exact, ValueKind::Ignored, None, "", Origin::Sshfs,
+        "ignored: fixes for old servers (rename, truncate, buflimit, fstat, createmode)",
+        |_, v| {
+            for w in text(v).split(':').filter(|w| !w.is_empty() && *w != "none") {
+                match w {
+                    "rename" | "truncate" | "buflimit" | "fstat" | "createmode" => {}
+                    "norename" | "notruncate" | "nobuflimit" | "nofstat" | "nocreatemode" => {}
+                    "norenamexdev" => {}
+                    "renamexdev" => {
+                        return Err(Bad::Unsupported(
+                            "renamexdev is not implemented: mv across remote filesystems fails",
+                        ))
+                    }
+                    _ => {
+                        return Err(Bad::Invalid(
+                            "a :-list of none, [no]rename, [no]renamexdev, [no]truncate, \
+                             [no]buflimit, [no]fstat, [no]createmode",
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        }),
+    accepted("kernel_cache", Origin::Fuse,
+        "ignored: sftpfs decides how the kernel caches file data"),
+    accepted("auto_cache", Origin::Fuse,
+        "ignored: sftpfs decides how the kernel caches file data"),
+    accepted("noauto_cache", Origin::Fuse,
+        "ignored: sftpfs decides how the kernel caches file data"),
+    accepted("ac_attr_timeout", Origin::Fuse, "ignored: belongs to auto_cache"),
+    accepted("negative_timeout", Origin::Fuse,
+        "ignored: the kernel never caches a failed lookup (as with the default 0)"),
+    accepted("no_rofd_flush", Origin::Fuse,
+        "ignored: a libfuse detail of closing read-only files"),
+    accepted("noforget", Origin::Fuse,
+        "ignored: libfuse high-level option; inode numbers stay stable while in use"),
+    accepted("remember", Origin::Fuse,
+        "ignored: libfuse high-level option; inode numbers stay stable while in use"),
+    accepted("auto_unmount", Origin::Fuse,
+        "ignored: SIGTERM/SIGINT unmount; after a crash run fusermount3 -u"),
+    accepted("max_read", Origin::Fuse, "ignored: sftpfs sizes its own requests"),
+    accepted("big_writes", Origin::Fuse, "ignored: FUSE 2 option, always on with FUSE 3"),
+    accepted("large_read", Origin::Fuse, "ignored: FUSE 2 option, obsolete"),
+    accepted("nonempty", Origin::Fuse,
+        "ignored: FUSE 2 option; FUSE 3 mounts on non-empty directories"),
+    // --- known, but their meaning is not provided: refused with the reason ---
+    refused("sshfs_sync", Origin::Sshfs,
+        "synchronous writes are not supported; errors come back at fsync/close, use fsync"),
+    refused("disable_hardlink", Origin::Sshfs,
+        "link(2) makes hard links whenever the server can; they cannot be turned off"),
+    refused("direct_io", Origin::Fuse,
+        "sftpfs always uses the kernel page cache"),
+    refused("modules", Origin::Fuse, "libfuse modules are not supported"),
+    refused("subdir", Origin::Fuse,
+        "libfuse module option; put the directory in the source (host:dir/sub)"),
+    refused("rellinks", Origin::Fuse, "libfuse subdir module option (subdir is refused too)"),
+    refused("norellinks", Origin::Fuse, "libfuse subdir module option (subdir is refused too)"),
+    refused("from_code", Origin::Fuse,
+        "libfuse iconv module: file names are passed unchanged, as bytes"),
+    refused("to_code", Origin::Fuse,
+        "libfuse iconv module: file names are passed unchanged, as bytes"),
     // --- for mount(8), fstab and systemd: accepted and ignored ---
     ignored("_netdev", Exact),
     ignored("noauto", Exact),
@@ -336,12 +686,22 @@ const OPTIONS: &[OptSpec] = &[
     ignored("group", Exact),
     ignored("defaults", Exact),
     ignored("comment", Exact),
-    ignored("exec", Exact),
-    ignored("noexec", Exact),
-    ignored("dev", Exact),
-    ignored("nodev", Exact),
-    ignored("suid", Exact),
-    ignored("nosuid", Exact),
+    opt("exec", Exact, Flag, None, "fs.noexec", Origin::Mount,
+        "allow running programs from the mount (the default)",
+        |d, _| {
+            d.cfg.fs.noexec = false;
+            Ok(())
+        }),
+    opt("noexec", Exact, Flag, None, "fs.noexec", Origin::Mount,
+        "do not allow running programs from the mount",
+        |d, _| {
+            d.cfg.fs.noexec = true;
+            Ok(())
+        }),
+    accepted("dev", Origin::Mount, "ignored: sftpfs always mounts nodev"),
+    accepted("nodev", Origin::Mount, "ignored: sftpfs always mounts nodev"),
+    accepted("suid", Origin::Mount, "ignored: sftpfs always mounts nosuid"),
+    accepted("nosuid", Origin::Mount, "ignored: sftpfs always mounts nosuid"),
     ignored("atime", Exact),
     ignored("noatime", Exact),
     ignored("relatime", Exact),
@@ -353,10 +713,7 @@ const OPTIONS: &[OptSpec] = &[
 
 /// The `-o` part of `--help`, generated from the table.
 pub(super) fn help_section() -> String {
-    let shown: Vec<&OptSpec> = OPTIONS
-        .iter()
-        .filter(|o| o.value != ValueKind::Ignored)
-        .collect();
+    let shown: Vec<&OptSpec> = OPTIONS.iter().filter(|o| o.is_implemented()).collect();
     let width = shown.iter().map(|o| o.synopsis().len()).max().unwrap_or(0);
     let mut out =
         String::from("Mount options (-o NAME[=VALUE],...; ssh's CamelCase names in any case):\n");
@@ -367,25 +724,13 @@ pub(super) fn help_section() -> String {
             .unwrap_or_default();
         out.push_str(&format!("  {:width$}  {}{default}\n", o.synopsis(), o.help));
     }
-    out.push_str("\nAccepted and ignored (for mount(8), fstab and systemd):\n");
-    let names: Vec<&str> = OPTIONS
-        .iter()
-        .filter(|o| o.value == ValueKind::Ignored)
-        .map(|o| o.name)
-        .collect();
-    let mut line = String::from(" ");
-    for name in names {
-        if line.len() + name.len() > 90 {
-            out.push_str(&line);
-            out.push('\n');
-            line = String::from(" ");
-        }
-        line.push(' ');
-        line.push_str(name);
-        line.push(',');
-    }
-    out.push_str(line.trim_end_matches(','));
-    out.push('\n');
+    out.push_str(
+        "\nAccepted and ignored: mount(8), fstab and systemd options (_netdev, noauto, nofail,\n\
+         user, users, x-systemd.*, ...) and sshfs/FUSE options that change nothing a program\n\
+         sees (kernel_cache, workaround=..., ...).\n\
+         \n\
+         'man sftpfs' lists every option with the reasons, fstab use and examples.\n",
+    );
     out
 }
 
@@ -405,7 +750,36 @@ pub(super) fn split_items(arg: &OsStr) -> Vec<Vec<u8>> {
     }
     items.push(current);
     items.retain(|item| !item.is_empty());
-    items
+    merge_list_values(items)
+}
+
+/// ssh options whose value is a comma-separated list.
+const COMMA_LISTS: &[&str] = &["ProxyJump", "Ciphers", "KexAlgorithms", "MACs"];
+
+/// `-o Ciphers=a,b,ro` is split into `Ciphers=a`, `b`, `ro`; an item that is no option (no
+/// `=`, unknown name) after a list-valued option belongs to its value: `Ciphers=a,b`, `ro`.
+/// No algorithm or host is named like an option, so `\,` is needed only for clarity.
+fn merge_list_values(items: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let is_list = |item: &[u8]| {
+        let name = item.split(|&c| c == b'=').next().unwrap_or_default();
+        item.contains(&b'=')
+            && std::str::from_utf8(name)
+                .is_ok_and(|n| COMMA_LISTS.iter().any(|l| l.eq_ignore_ascii_case(n)))
+    };
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(items.len());
+    for item in items {
+        let continues = !item.contains(&b'=')
+            && std::str::from_utf8(&item).map_or(true, |n| lookup(n).is_none())
+            && out.last().is_some_and(|prev| is_list(prev));
+        match out.last_mut() {
+            Some(prev) if continues => {
+                prev.push(b',');
+                prev.extend_from_slice(&item);
+            }
+            _ => out.push(item),
+        }
+    }
+    out
 }
 
 /// The table entry for an option name: an exact name first, then ssh's case-insensitive
@@ -438,7 +812,16 @@ pub(super) fn apply_item(d: &mut Draft<'_>, item: &[u8]) -> Result<(), CliError>
         .and_then(lookup)
         .ok_or_else(|| CliError::UnknownOption(lossy(name)))?;
     match (spec.value, value) {
-        (ValueKind::Ignored, _) => Ok(()),
+        (ValueKind::Ignored, v) => apply(
+            spec,
+            d,
+            OsStr::from_bytes(v.unwrap_or_default()),
+            format!("-o {}", spec.name),
+        ),
+        (ValueKind::Refused, _) => Err(CliError::Unsupported {
+            option: spec.name,
+            reason: spec.help,
+        }),
         (ValueKind::Flag, None) => apply(spec, d, OsStr::new(""), format!("-o {}", spec.name)),
         (ValueKind::Flag, Some(_)) => Err(CliError::UnexpectedValue {
             option: spec.name,
@@ -449,7 +832,15 @@ pub(super) fn apply_item(d: &mut Draft<'_>, item: &[u8]) -> Result<(), CliError>
             synopsis: spec.synopsis(),
         }),
         (ValueKind::Value(_), Some(v)) => {
-            apply(spec, d, OsStr::from_bytes(v), format!("-o {}", spec.name))
+            apply(spec, d, OsStr::from_bytes(v), format!("-o {}", spec.name))?;
+            // ssh options go on to a system ssh (ssh_command=) as given, as sshfs does.
+            if spec.origin == Origin::Ssh {
+                d.cfg
+                    .ssh
+                    .command_line_options
+                    .push((spec.name.to_string(), lossy(v)));
+            }
+            Ok(())
         }
     }
 }
@@ -468,7 +859,43 @@ pub(super) fn apply(
             expected,
         },
         Bad::NoHome => CliError::NoHome { option: label },
+        Bad::Rejected(message) => CliError::Rejected {
+            option: label,
+            message,
+        },
+        Bad::Unsupported(reason) => CliError::UnsupportedValue {
+            option: label,
+            value: value.to_string_lossy().into_owned(),
+            reason,
+        },
     })
+}
+
+/// An ssh algorithm list from the command line: every algorithm must be one sftpfs has.
+fn algorithm_list(kind: crate::ssh::algorithms::Kind, v: &OsStr) -> Result<Vec<String>, Bad> {
+    crate::ssh::algorithms::parse_spec(kind, text(v)).map_err(Bad::Rejected)
+}
+
+/// `ssh_command`'s words: split at whitespace, `\` escapes the next character (as sshfs).
+fn command_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => cur.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
 }
 
 fn set_port(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {
