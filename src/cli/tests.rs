@@ -511,7 +511,7 @@ fn ignored_mount_options() {
         "_netdev,noauto,auto,nofail,user,users,nouser,owner,group,defaults,\
          x-systemd.automount,x-systemd.requires=network-online.target,\
          x-systemd.idle-timeout=60,x-gvfs-show,x-gvfs-name=Srv,comment=hello,\
-         exec,noexec,dev,nodev,suid,nosuid,atime,noatime,relatime,sync,async,rw",
+         dev,nodev,suid,nosuid,atime,noatime,relatime,sync,async,rw,exec",
     );
     let plain = mount(&["host:dir", "/mnt"]);
     assert_eq!(format!("{c:?}"), format!("{plain:?}"));
@@ -652,10 +652,12 @@ fn help_and_version() {
         ] {
             assert!(text.contains(needle), "{needle} not in help:\n{text}");
         }
-        // every table option is in the help, one line each
-        for spec in option_table() {
+        // every implemented option is in the help, one line each; the ignored and refused
+        // ones are in the man page
+        for spec in option_table().iter().filter(|o| o.is_implemented()) {
             assert!(text.contains(spec.name), "{} not in help", spec.name);
         }
+        assert!(text.contains("man sftpfs"));
         assert!(text.contains("  IdentityFile=PATH "));
         assert!(text.contains("[default: 22]"));
     }
@@ -678,7 +680,7 @@ fn option_table_is_consistent() {
         let probe = spec.name.trim_end_matches('*');
         let found = options::lookup(probe).map(|s| s.name);
         assert_eq!(found, Some(spec.name));
-        if spec.value != ValueKind::Ignored {
+        if spec.is_implemented() {
             assert!(!spec.sets.is_empty(), "{}", spec.name);
         }
     }
@@ -694,4 +696,165 @@ fn split_items_unescapes() {
 fn env_from_process_finds_a_user() {
     // USER, LOGNAME or the password database: one of them names whoever runs the tests.
     assert!(Env::from_process().user.is_some());
+}
+
+#[test]
+fn exec_and_noexec() {
+    assert!(!with_o("ro").fs.noexec);
+    assert!(with_o("noexec").fs.noexec);
+    assert!(!with_o("noexec,exec").fs.noexec);
+}
+
+#[test]
+fn idmap_options() {
+    use crate::config::{IdMapMode, NoMap};
+    let c = with_o("idmap=user");
+    assert_eq!(c.fs.idmap, IdMapMode::User);
+    assert_eq!(c.fs.nomap, NoMap::Error);
+    let c = with_o("idmap=file,uidfile=~/uids,gidfile=/etc/g,nomap=ignore");
+    assert_eq!(c.fs.idmap, IdMapMode::File);
+    assert_eq!(c.fs.uidfile, Some(p("/home/alice/uids")));
+    assert_eq!(c.fs.gidfile, Some(p("/etc/g")));
+    assert_eq!(c.fs.nomap, NoMap::Ignore);
+    assert_eq!(with_o("idmap=file,gidfile=/g").fs.uidfile, None);
+    assert_eq!(with_o("idmap=none").fs.idmap, IdMapMode::None);
+    assert_eq!(
+        err(&["h:", "/m", "-o", "idmap=names"]),
+        "invalid value 'names' for -o idmap (expected none, user or file)"
+    );
+    assert_eq!(
+        err(&["h:", "/m", "-o", "nomap=maybe"]),
+        "invalid value 'maybe' for -o nomap (expected ignore or error)"
+    );
+    assert_eq!(
+        err(&["h:", "/m", "-o", "idmap=file"]),
+        "-o idmap=file needs -o uidfile=PATH or -o gidfile=PATH"
+    );
+    assert_eq!(
+        err(&["h:", "/m", "-o", "uidfile=/u"]),
+        "-o uidfile= and -o gidfile= take effect only with -o idmap=file; add it"
+    );
+}
+
+#[test]
+fn sshfs_options_accepted_and_ignored() {
+    let c = with_o(
+        "sshfs_debug,sync_readdir,no_readahead,sync_read,delay_connect,no_check_root,\
+         ssh_protocol=2,workaround=none:rename:norenamexdev:truncate:buflimit:fstat:createmode,\
+         kernel_cache,auto_cache,noauto_cache,ac_attr_timeout=5,negative_timeout=1,\
+         no_rofd_flush,noforget,remember=10,auto_unmount,max_read=65536,big_writes,\
+         large_read,nonempty",
+    );
+    let plain = mount(&["host:dir", "/mnt"]);
+    assert_eq!(format!("{c:?}"), format!("{plain:?}"));
+    for opt in option_table() {
+        if opt.value == ValueKind::Ignored {
+            assert!(
+                opt.help.starts_with("ignored"),
+                "{}: {}",
+                opt.name,
+                opt.help
+            );
+        }
+    }
+}
+
+#[test]
+fn sshfs_options_refused_with_a_reason() {
+    assert_eq!(
+        err(&["h:", "/m", "-o", "direct_io"]),
+        "-o direct_io is not supported: sftpfs always uses the kernel page cache"
+    );
+    for opt in [
+        "sshfs_sync",
+        "disable_hardlink",
+        "subdir=/x",
+        "modules=subdir",
+        "from_code=latin1",
+    ] {
+        let e = err(&["h:", "/m", "-o", opt]);
+        let name = opt.split('=').next().unwrap();
+        assert!(
+            e.starts_with(&format!("-o {name} is not supported: ")),
+            "{opt}: {e}"
+        );
+    }
+    assert_eq!(
+        err(&["h:", "/m", "-o", "ssh_protocol=1"]),
+        "-o ssh_protocol=1 is not supported: SSH protocol 1 is obsolete and unsafe"
+    );
+    assert!(
+        err(&["h:", "/m", "-o", "workaround=renamexdev"]).contains("renamexdev is not implemented")
+    );
+    assert!(err(&["h:", "/m", "-o", "workaround=bogus"]).starts_with("invalid value 'bogus'"));
+}
+
+fn helper(args: &[&str]) -> Result<Command, CliError> {
+    parse(
+        std::iter::once("/sbin/mount.sftpfs").chain(args.iter().copied()),
+        &env(),
+    )
+}
+
+#[test]
+fn mount_helper_command_line() {
+    // what mount(8) runs for `u@h:/srv /mnt/srv sftpfs ro,port=2222,_netdev,user 0 0`
+    let Ok(Command::Mount(c)) = helper(&[
+        "u@h:/srv",
+        "/mnt/srv",
+        "-n",
+        "-o",
+        "ro,port=2222,IdentityFile=/root/k,_netdev,nofail,user,users",
+    ]) else {
+        panic!()
+    };
+    assert_eq!((c.ssh.user.as_str(), c.ssh.host.as_str()), ("u", "h"));
+    assert_eq!(c.mountpoint, p("/mnt/srv"));
+    assert_eq!(c.ssh.port, 2222);
+    assert_eq!(c.ssh.identity_files, [p("/root/k")]);
+    assert!(c.fs.read_only);
+    // a helper goes to the background like a plain mount: -f is mount's "fake"
+    assert!(!c.foreground);
+    assert!(matches!(
+        helper(&["h:", "/m", "-f", "-o", "ro"]),
+        Ok(Command::Fake)
+    ));
+    // a fake mount still checks the options
+    assert!(helper(&["h:", "/m", "-f", "-o", "bogus"]).is_err());
+    // -s (sloppy): unknown options are dropped, known ones still checked
+    let Ok(Command::Mount(c)) = helper(&["h:", "/m", "-s", "-o", "bogus,ro"]) else {
+        panic!()
+    };
+    assert!(c.fs.read_only);
+    assert!(helper(&["h:", "/m", "-s", "-o", "port=x"]).is_err());
+    assert_eq!(
+        helper(&["h:", "/m", "-o", "bogus"])
+            .unwrap_err()
+            .to_string(),
+        "unknown option 'bogus' in -o; see 'sftpfs --help'"
+    );
+    assert!(helper(&["h:"])
+        .unwrap_err()
+        .to_string()
+        .contains("usage: mount.sftpfs SOURCE MOUNTPOINT"));
+    // the ordinary name still parses the ordinary way (-f is foreground)
+    assert!(mount(&["h:", "/m", "-f"]).foreground);
+}
+
+#[test]
+fn completions_for_three_shells() {
+    for (shell, needle) in [
+        ("bash", "_sftpfs()"),
+        ("zsh", "#compdef sftpfs"),
+        ("fish", "complete -c sftpfs"),
+    ] {
+        let Ok(Command::Completions(text)) = try_parse(&["--completions", shell]) else {
+            panic!("{shell}")
+        };
+        assert!(text.contains(needle), "{shell}:\n{text}");
+        assert!(text.contains("completions"), "{shell}");
+    }
+    assert!(err(&["--completions", "tcsh"]).contains("tcsh"));
+    // a source named like the flag is still a source
+    assert_eq!(mount(&["completions:", "/m"]).ssh.host, "completions");
 }
