@@ -142,6 +142,12 @@ impl MetaCache {
     }
 
     pub fn attrs(&self, path: &[u8]) -> Option<Entry> {
+        self.attrs_known(path).filter(|e| !e.stale)
+    }
+
+    /// Like `attrs`, but also when a local write made the size and mtime stale: its owner,
+    /// mode and atime are still right.
+    pub fn attrs_known(&self, path: &[u8]) -> Option<Entry> {
         if !self.opts.enabled {
             return None;
         }
@@ -300,6 +306,21 @@ impl MetaCache {
             self.changed(parent_of(path));
             if let Some(l) = self.listing(parent_of(path)) {
                 // The entry's attributes are stale too; a lookup will fetch them.
+                if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
+                    e.stale = true;
+                }
+            }
+        }
+    }
+
+    /// A local write changed `path`'s size and mtime (not known here until the server says).
+    pub fn mark_written(&self, path: &[u8]) {
+        if let Some(t) = self.attrs.lock().unwrap().get_mut(path) {
+            t.value.stale = true;
+        }
+        if !path.is_empty() {
+            self.changed(parent_of(path));
+            if let Some(l) = self.listing(parent_of(path)) {
                 if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
                     e.stale = true;
                 }

@@ -320,7 +320,7 @@ impl Filesystem {
         }
         self.drop_readahead(f.ino);
         if let Some(p) = self.inodes.lock().unwrap().path(f.ino) {
-            self.cache.invalidate(&p);
+            self.cache.mark_written(&p);
         }
         let len = data.len();
         let data = Bytes::from(data);
@@ -441,6 +441,7 @@ impl Filesystem {
         let Some(f) = self.files.get(fh) else {
             return Err(FsError::new(libc::EBADF));
         };
+        f.closing.store(true, std::sync::atomic::Ordering::SeqCst);
         f.drain().await;
         let (c, h) = f.current();
         let closed = if f.writable {

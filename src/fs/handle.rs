@@ -27,6 +27,8 @@ pub struct OpenFile {
     /// SFTP open flags to re-open with after a reconnect (never create, truncate or exclude).
     pub reopen_flags: u32,
     pub writable: bool,
+    /// Set when the kernel released it: its handle is being closed, not to be borrowed.
+    pub closing: std::sync::atomic::AtomicBool,
     current: Mutex<(Arc<Conn>, Handle)>,
     /// Held while the file is re-opened on a new connection.
     pub recovering: tokio::sync::Mutex<()>,
@@ -53,6 +55,7 @@ impl OpenFile {
             slot: conn.slot,
             reopen_flags,
             writable,
+            closing: std::sync::atomic::AtomicBool::new(false),
             current: Mutex::new((conn, handle)),
             recovering: tokio::sync::Mutex::new(()),
             order: Mutex::new(()),
@@ -61,6 +64,11 @@ impl OpenFile {
             drained: Notify::new(),
             readahead: Mutex::new(ReadAhead::default()),
         }
+    }
+
+    /// Whether another operation on the node may use this file's handle.
+    pub fn usable(&self) -> bool {
+        !self.closing.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The session and handle to use now.

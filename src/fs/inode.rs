@@ -26,6 +26,8 @@ pub struct Node {
     /// (size, mtime) when the kernel last cached the file's pages: unchanged at the next
     /// open, the pages may stay.
     pub version: Option<(Option<u64>, Option<u32>)>,
+    /// File type bits (`S_IFMT`) last seen, 0 when unknown.
+    pub kind: u32,
 }
 
 impl Node {
@@ -81,6 +83,7 @@ impl InodeTable {
                 open: 0,
                 nlink: None,
                 version: None,
+                kind: libc::S_IFDIR,
             },
         );
         t.by_path.insert(Vec::new(), ROOT_INO);
@@ -124,6 +127,7 @@ impl InodeTable {
             open: 0,
             nlink: None,
             version: None,
+            kind: 0,
         });
         node.lookups += 1;
         self.by_path.insert(path.to_vec(), ino);

@@ -82,7 +82,7 @@ impl Filesystem {
             None => {
                 let f = fh
                     .and_then(|fh| self.files.get(fh))
-                    .or_else(|| self.files.find(|f| f.ino == ino))
+                    .or_else(|| self.files.find(|f| f.ino == ino && f.usable()))
                     .ok_or(FsError::new(libc::ENOENT))?;
                 Ok(self
                     .with_file(&f, |c, h| async move { c.sftp.fstat(&h).await })
@@ -99,36 +99,64 @@ impl Filesystem {
             .to_remote_owner(set.uid, set.gid)
             .map_err(FsError::new)?;
         let set = SetAttr { uid, gid, ..set };
-        // Writes still in flight must land before a truncate or a time change.
-        self.drain_inode(ino).await;
         let path = self.inodes.lock().unwrap().path(ino);
-        let file = fh.and_then(|fh| self.files.get(fh)).or_else(|| {
-            path.is_none()
-                .then(|| self.files.find(|f| f.ino == ino))
-                .flatten()
-        });
+        // Through an open file of the node when there is one: on its connection the request
+        // queues behind that file's writes, so they need not be waited for.
+        let file = fh
+            .and_then(|fh| self.files.get(fh))
+            .or_else(|| {
+                self.files
+                    .find(|f| f.ino == ino && f.writable && f.usable())
+            })
+            .or_else(|| {
+                path.is_none()
+                    .then(|| self.files.find(|f| f.ino == ino && f.usable()))
+                    .flatten()
+            });
+        // Writes in flight through other handles must land before a truncate or a time change.
+        for other in self.files.all(|f| f.ino == ino && f.has_pending()) {
+            if !file.as_ref().is_some_and(|f| Arc::ptr_eq(f, &other)) {
+                other.drain().await;
+            }
+        }
         let needs_current = (set.uid.is_some() != set.gid.is_some())
             || (set.atime.is_some() != set.mtime.is_some());
-        let current = if needs_current || path.is_some() {
-            Some(self.stat_node(ino, fh).await?)
-        } else {
+        let current = if !needs_current {
             None
+        } else if let Some(e) = path.as_ref().and_then(|p| self.cache.attrs_known(p)) {
+            // Owner and atime: a local write does not change them.
+            Some(e.attrs)
+        } else {
+            Some(self.stat_node(ino, fh).await?)
         };
         let a = merge(&set, current.as_ref());
         let fresh = match (&file, &path) {
             (Some(f), _) => {
                 let a = &a;
-                self.with_file(f, |c, h| async move {
-                    let (s, st) = join(c.sftp.fsetstat(&h, a), c.sftp.fstat(&h)).await;
-                    s?;
-                    st
-                })
-                .await?
+                let fresh = self
+                    .with_file(f, |c, h| async move {
+                        let (s, st) = join(c.sftp.fsetstat(&h, a), c.sftp.fstat(&h)).await;
+                        s?;
+                        st
+                    })
+                    .await?;
+                if let Some(p) = &path {
+                    // Exact even with writes in flight: the FSTAT queued behind them.
+                    if !f.has_pending() {
+                        self.cache.put_attrs(p, &fresh, None);
+                    }
+                }
+                fresh
             }
             (None, Some(p)) => {
                 let r = self.remote(p);
                 let (r, a) = (&r, &a);
-                let symlink = current.as_ref().is_some_and(|c| c.is_symlink());
+                let symlink = self
+                    .inodes
+                    .lock()
+                    .unwrap()
+                    .get(ino)
+                    .is_some_and(|n| n.kind == libc::S_IFLNK);
                 let fresh = self
                     .call(|c| async move {
                         let set = async {

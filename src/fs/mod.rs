@@ -192,8 +192,9 @@ impl Filesystem {
         let ino = {
             let mut t = self.inodes.lock().unwrap();
             let ino = t.lookup(path);
-            if let (Some(n), Some(l)) = (t.get_mut(ino), nlink) {
-                n.nlink = Some(l);
+            if let Some(n) = t.get_mut(ino) {
+                n.nlink = nlink.or(n.nlink);
+                n.kind = a.file_type().unwrap_or(n.kind);
             }
             ino
         };
