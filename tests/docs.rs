@@ -519,3 +519,82 @@ fn every_sshfs_option_is_known_or_owned_elsewhere() {
         "sshfs options not in the table: {missing:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// --help, --version, --completions from the binary
+
+fn run_binary(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sftpfs"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run sftpfs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_and_version_from_the_binary() {
+    for flag in ["-h", "--help"] {
+        let (ok, out, err) = run_binary(&[flag]);
+        assert!(ok && err.is_empty(), "{flag}: {err}");
+        assert!(out.starts_with("Usage: sftpfs [user@]host:[dir] MOUNTPOINT"));
+        assert!(out.contains("--completions <SHELL>"));
+        assert!(out.contains("idmap=none|user|file"));
+        assert!(out.contains("'man sftpfs'"));
+        // concise: the ignored and refused options are only summed up
+        assert!(!out.contains("sshfs_sync") && !out.contains("no_rofd_flush"));
+    }
+    for flag in ["-V", "--version"] {
+        let (ok, out, _) = run_binary(&[flag]);
+        assert!(ok);
+        assert_eq!(out, format!("sftpfs {}\n", env!("CARGO_PKG_VERSION")));
+    }
+}
+
+#[test]
+fn completions_from_the_binary() {
+    let (ok, bash, _) = run_binary(&["--completions", "bash"]);
+    assert!(ok);
+    // Source the script in bash and ask it to complete, as bash would on Tab.
+    let script =
+        std::env::temp_dir().join(format!("sftpfs-completion-{}.bash", std::process::id()));
+    std::fs::write(&script, &bash).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"source "$1" || exit 1
+               COMP_WORDS=(sftpfs --comp); COMP_CWORD=1; _sftpfs sftpfs --comp sftpfs
+               echo "flags: ${COMPREPLY[*]}"
+               COMP_WORDS=(sftpfs --completions ""); COMP_CWORD=2; _sftpfs sftpfs "" --completions
+               echo "shells: ${COMPREPLY[*]}""#,
+        )
+        .arg("bash")
+        .arg(&script)
+        .output()
+        .expect("run bash");
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("flags: --completions"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("shells: bash zsh fish"), "{text}");
+
+    let (ok, zsh, _) = run_binary(&["--completions", "zsh"]);
+    assert!(ok && zsh.starts_with("#compdef sftpfs"), "{zsh}");
+    assert!(zsh.contains("--completions"));
+    let (ok, fish, _) = run_binary(&["--completions", "fish"]);
+    assert!(ok && fish.contains("complete -c sftpfs"), "{fish}");
+    assert!(fish.contains("-l completions"));
+
+    let (ok, _, err) = run_binary(&["--completions", "tcsh"]);
+    assert!(
+        !ok && err.starts_with("sftpfs: ") && err.contains("tcsh"),
+        "{err}"
+    );
+}

@@ -1,0 +1,479 @@
+//! fstab and mount(8): both fstab types through `mount -T <test fstab> MOUNTPOINT` (no change
+//! to /etc/fstab), mount(8)'s helper conventions, and syslog in the background.
+//!
+//! mount(8) looks for helpers only in /sbin, and `mount.fuse3` runs `sftpfs` with a fixed
+//! search path (mount(8) drops PATH). Each test therefore runs on a thread of its own in a
+//! private mount namespace, where a directory holding `mount.sftpfs` (or `sftpfs`), a symbolic
+//! link to the binary under test, is bound over /sbin (or /usr/local/bin): nothing outside the
+//! namespace changes, and an installed sftpfs is never used. The mounts made there are visible
+//! only in that namespace (`/proc/thread-self/mountinfo`).
+
+mod support;
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Runs `f` on a new thread that has a private mount namespace of its own.
+fn in_private_mount_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            // SAFETY: plain system calls on constant arguments; only this thread changes.
+            unsafe {
+                assert_eq!(
+                    libc::unshare(libc::CLONE_NEWNS),
+                    0,
+                    "unshare(CLONE_NEWNS): {}",
+                    io::Error::last_os_error()
+                );
+                assert_eq!(
+                    libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ),
+                    0,
+                    "making / private: {}",
+                    io::Error::last_os_error()
+                );
+            }
+            f()
+        });
+        match h.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+fn c(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// Binds `src` over `dst` (in this thread's namespace), with what is mounted below `src`.
+fn bind(src: &Path, dst: &Path) {
+    let (s, d) = (c(src), c(dst));
+    // SAFETY: NUL-terminated paths that outlive the call.
+    let r = unsafe {
+        libc::mount(
+            s.as_ptr(),
+            d.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "bind {} over {}: {}",
+        src.display(),
+        dst.display(),
+        io::Error::last_os_error()
+    );
+}
+
+/// A directory `dir` holding `name`, a symbolic link to the binary under test, bound over
+/// `over` (e.g. /sbin, so that mount(8) finds /sbin/mount.sftpfs).
+fn provide_binary_as(dir: &Path, name: &str, over: &str) {
+    fs::create_dir_all(dir).unwrap();
+    std::os::unix::fs::symlink(binary(), dir.join(name)).unwrap();
+    bind(dir, Path::new(over));
+}
+
+/// The mount at `path` as this thread sees it: (fs type, per-mount options, super options).
+fn mounted_here(path: &Path) -> Option<(String, String, String)> {
+    let text = fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+    text.lines().rev().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        (Path::new(l.get(4)?) == path).then(|| {
+            (
+                r.first().unwrap_or(&"").to_string(),
+                l.get(5).unwrap_or(&"").to_string(),
+                r.get(2).unwrap_or(&"").to_string(),
+            )
+        })
+    })
+}
+
+/// The mount made by mount(8) in this namespace: on drop, detaches it if it is still there
+/// and makes sure the daemon is gone.
+struct NsMount {
+    mnt: PathBuf,
+}
+
+impl NsMount {
+    /// The daemon serving the mount: a process with the mountpoint among its arguments
+    /// (`sftpfs SOURCE MNT -o ...` or `/sbin/mount.sftpfs SOURCE MNT -o ...`).
+    fn daemon(&self) -> Option<i32> {
+        processes_with_arg(self.mnt.as_os_str()).first().copied()
+    }
+
+    /// `umount MNT` in this namespace, then waits for the daemon to exit 0.
+    fn unmount(&self) {
+        let pid = self.daemon().expect("no daemon serving the mount");
+        let run = run_to_exit(
+            {
+                let mut c = Command::new("umount");
+                c.arg(&self.mnt);
+                c
+            },
+            self.mnt.parent().unwrap(),
+            EXIT_DEADLINE,
+        );
+        assert!(
+            run.status.is_some_and(|s| s.success()),
+            "umount {}: {:?} {}",
+            self.mnt.display(),
+            run.status,
+            run.stderr
+        );
+        let status = wait_pid(pid, EXIT_DEADLINE).expect("the daemon did not exit after umount");
+        assert_eq!(status, Some(0), "the daemon's exit status after umount");
+        assert!(mounted_here(&self.mnt).is_none());
+    }
+}
+
+impl Drop for NsMount {
+    fn drop(&mut self) {
+        if mounted_here(&self.mnt).is_some() {
+            let m = c(&self.mnt);
+            // SAFETY: a NUL-terminated path.
+            unsafe { libc::umount2(m.as_ptr(), libc::MNT_DETACH) };
+        }
+        if let Some(pid) = self.daemon() {
+            if wait_pid(pid, EXIT_DEADLINE).is_none() {
+                // SAFETY: a process this test started (its daemon).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = wait_pid(pid, EXIT_DEADLINE);
+            }
+        }
+    }
+}
+
+/// Waits for `pid` (a child, or an orphan re-parented to the test process) to exit: its exit
+/// code (`None` when killed by a signal), or `None` at the deadline.
+fn wait_pid(pid: i32, deadline: Duration) -> Option<Option<i32>> {
+    let end = Instant::now() + deadline;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on a pid with a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Some(libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)));
+        }
+        if r < 0 {
+            // Not our child: wait for it to disappear.
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return Some(None);
+            }
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The options field for `sshd`'s server, with `extra` first.
+fn fstab_options(s: &Sshd, extra: &[&str]) -> String {
+    let mut v: Vec<String> = extra.iter().map(|e| e.to_string()).collect();
+    v.extend([
+        format!("port={}", s.port),
+        format!("IdentityFile={}", s.client_key.display()),
+        format!("UserKnownHostsFile={}", s.known_hosts.display()),
+        "StrictHostKeyChecking=yes".into(),
+        "BatchMode=yes".into(),
+    ]);
+    v.join(",")
+}
+
+/// Writes a one-line fstab and returns its path.
+fn write_fstab(s: &Sshd, source: &str, mnt: &Path, fstype: &str, options: &str) -> PathBuf {
+    let path = s.dir.join(format!("fstab-{fstype}"));
+    fs::write(
+        &path,
+        format!("{source} {} {fstype} {options} 0 0\n", mnt.display()),
+    )
+    .unwrap();
+    path
+}
+
+/// `mount [args] -T fstab MNT`, with the environment mount(8) would get from a shell: no
+/// agent, HOME left to mount(8) (which drops it).
+fn mount_with_fstab(s: &Sshd, fstab: &Path, mnt: &Path, args: &[&str]) -> Run {
+    let mut cmd = Command::new("mount");
+    cmd.args(args)
+        .arg("-T")
+        .arg(fstab)
+        .arg(mnt)
+        .env_remove("SSH_AUTH_SOCK")
+        .env("LC_ALL", "C");
+    run_to_exit(cmd, &s.dir, FAIL_DEADLINE)
+}
+
+#[track_caller]
+fn assert_success(run: &Run, what: &str) {
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "{what} failed ({:?}):\nstdout: {}\nstderr: {}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+}
+
+#[test]
+fn fuse_type_entry_mounts_through_mount_fuse3() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("srv")).unwrap();
+    fs::write(s.remote("srv/hello.txt"), "hello\n").unwrap();
+    in_private_mount_namespace(|| {
+        // mount.fuse3 runs `sftpfs` from /usr/local/sbin:/usr/local/bin:/usr/sbin:...
+        provide_binary_as(&s.dir.join("bin"), "sftpfs", "/usr/local/bin");
+        let mnt = s.mountpoint();
+        let options = fstab_options(
+            &s,
+            &[
+                "_netdev",
+                "nofail",
+                "users",
+                "x-systemd.automount",
+                "x-systemd.idle-timeout=600",
+                "exec",
+            ],
+        );
+        let fstab = write_fstab(&s, &s.target("srv"), &mnt, "fuse.sftpfs", &options);
+        let guard = NsMount { mnt: mnt.clone() };
+        let run = mount_with_fstab(&s, &fstab, &mnt, &[]);
+        assert_success(&run, "mount -T (fuse.sftpfs)");
+        // mount returned: the mount is live already, served by a daemon in the background
+        let (fstype, _, _) = mounted_here(&mnt).expect("not mounted when mount(8) returned");
+        assert!(fstype.starts_with("fuse"), "{fstype}");
+        let pid = guard.daemon().expect("no daemon in the background");
+        // mount.fuse3 ran `sftpfs SOURCE MOUNTPOINT -o OPTIONS` from the fixed search path
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            cmdline.starts_with(b"sftpfs\0"),
+            "{:?}",
+            String::from_utf8_lossy(&cmdline)
+        );
+        assert_eq!(
+            fs::read_to_string(mnt.join("hello.txt")).unwrap(),
+            "hello\n"
+        );
+        fs::write(mnt.join("from-fstab.txt"), "written").unwrap();
+        assert_eq!(
+            fs::read_to_string(s.remote("srv/from-fstab.txt")).unwrap(),
+            "written"
+        );
+        guard.unmount();
+    });
+}
+
+#[test]
+fn sftpfs_type_entry_mounts_through_the_mount_helper_read_only() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("data")).unwrap();
+    fs::write(s.remote("data/file.txt"), "content\n").unwrap();
+    in_private_mount_namespace(|| {
+        provide_binary_as(&s.dir.join("sbin"), "mount.sftpfs", "/sbin");
+        let mnt = s.mountpoint();
+        let options = fstab_options(&s, &["ro", "_netdev", "noauto", "nofail"]);
+        let fstab = write_fstab(&s, &s.target("data"), &mnt, "sftpfs", &options);
+        let guard = NsMount { mnt: mnt.clone() };
+        let run = mount_with_fstab(&s, &fstab, &mnt, &[]);
+        assert_success(&run, "mount -T (sftpfs)");
+        let (_, opts, sopts) = mounted_here(&mnt).expect("not mounted when mount(8) returned");
+        assert!(
+            opts.split(',').any(|o| o == "ro") || sopts.split(',').any(|o| o == "ro"),
+            "not read-only: {opts} / {sopts}"
+        );
+        let pid = guard.daemon().expect("no daemon in the background");
+        // the helper's name is what mount(8) ran, and it went to the background
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            cmdline.starts_with(b"/sbin/mount.sftpfs\0"),
+            "{:?}",
+            String::from_utf8_lossy(&cmdline)
+        );
+        assert_eq!(
+            fs::read_to_string(mnt.join("file.txt")).unwrap(),
+            "content\n"
+        );
+        assert_errno(
+            fs::write(mnt.join("new.txt"), "x"),
+            libc::EROFS,
+            "create on a read-only fstab mount",
+        );
+        assert!(!s.remote("data/new.txt").exists());
+        guard.unmount();
+    });
+}
+
+#[test]
+fn mount_helper_fake_and_errors() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("data")).unwrap();
+    in_private_mount_namespace(|| {
+        provide_binary_as(&s.dir.join("sbin"), "mount.sftpfs", "/sbin");
+        let mnt = s.mountpoint();
+        let guard = NsMount { mnt: mnt.clone() };
+        // mount -f: "fake", nothing is mounted and nothing stays behind
+        let fstab = write_fstab(
+            &s,
+            &s.target("data"),
+            &mnt,
+            "sftpfs",
+            &fstab_options(&s, &[]),
+        );
+        let run = mount_with_fstab(&s, &fstab, &mnt, &["-f"]);
+        assert_success(&run, "mount -f -T (sftpfs)");
+        assert!(mounted_here(&mnt).is_none());
+        assert!(guard.daemon().is_none());
+        // the helper itself with -f checks the options
+        let helper = || {
+            let mut c = Command::new("/sbin/mount.sftpfs");
+            c.arg(s.target("data")).arg(&mnt);
+            c
+        };
+        let mut fake = helper();
+        fake.args(["-f", "-o", &fstab_options(&s, &[])]);
+        assert_success(&run_to_exit(fake, &s.dir, FAIL_DEADLINE), "mount.sftpfs -f");
+        let mut bad = helper();
+        bad.args(["-f", "-o", "bogus"]);
+        let line = run_to_exit(bad, &s.dir, FAIL_DEADLINE).one_line_error();
+        assert!(line.contains("unknown option 'bogus'"), "{line}");
+        // a failing mount: mount(8) shows sftpfs's one-line error and fails
+        let fstab = write_fstab(
+            &s,
+            &s.target("missing"),
+            &mnt,
+            "sftpfs",
+            &fstab_options(&s, &[]),
+        );
+        let run = mount_with_fstab(&s, &fstab, &mnt, &[]);
+        assert!(
+            run.status.is_some_and(|st| !st.success()),
+            "mount of a missing remote dir succeeded: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("sftpfs: ") && run.stderr.contains("missing"),
+            "mount did not show the error: {}",
+            run.stderr
+        );
+        assert!(mounted_here(&mnt).is_none());
+        assert!(guard.daemon().is_none());
+    });
+}
+
+/// Replaces /dev in this namespace by a directory with the few devices sftpfs uses and a
+/// datagram socket at /dev/log, which receives what syslog(3) sends.
+fn catch_syslog(dir: &Path) -> UnixDatagram {
+    let dev = dir.join("dev");
+    fs::create_dir(&dev).unwrap();
+    for name in ["null", "zero", "full", "random", "urandom", "tty", "fuse"] {
+        let real = Path::new("/dev").join(name);
+        if real.exists() {
+            fs::File::create(dev.join(name)).unwrap();
+            bind(&real, &dev.join(name));
+        }
+    }
+    let sock = UnixDatagram::bind(dev.join("log")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    bind(&dev, Path::new("/dev"));
+    sock
+}
+
+/// The datagrams received until none came for a while.
+fn received(sock: &UnixDatagram) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = sock.recv(&mut buf) {
+        out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    out
+}
+
+#[test]
+fn background_errors_and_warnings_go_to_syslog() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("data")).unwrap();
+    in_private_mount_namespace(|| {
+        let sock = catch_syslog(&s.dir);
+        let mnt = s.mountpoint();
+        let guard = NsMount { mnt: mnt.clone() };
+
+        // The failure of a background mount (what an automount does) reaches syslog as
+        // daemon.err from "sftpfs[pid]", besides the one line on stderr.
+        let mut cmd = s.command();
+        cmd.args(s.mount_args("missing", &mnt, &[]));
+        let line = run_to_exit(cmd, &s.dir, FAIL_DEADLINE).one_line_error();
+        let got = received(&sock);
+        let daemon_err = format!("<{}>", libc::LOG_DAEMON | libc::LOG_ERR);
+        assert!(
+            got.iter().any(|m| m.starts_with(&daemon_err)
+                && m.contains("sftpfs[")
+                && m.to_lowercase()
+                    .contains(line.trim_start_matches("sftpfs: "))),
+            "the error {line:?} is not in syslog: {got:?}"
+        );
+
+        // The same failure in the foreground stays on stderr.
+        let mut cmd = s.command();
+        cmd.args(s.mount_args("missing", &mnt, &[])).arg("-f");
+        let _ = run_to_exit(cmd, &s.dir, FAIL_DEADLINE).one_line_error();
+        assert_eq!(
+            received(&sock),
+            Vec::<String>::new(),
+            "foreground logged to syslog"
+        );
+
+        // A warning of a background mount (a new host key recorded) goes to syslog too.
+        let kh = s.dir.join("known_hosts.new");
+        fs::write(&kh, "").unwrap();
+        let mut cmd = s.command();
+        cmd.args([
+            s.target("data").into(),
+            mnt.clone().into_os_string(),
+            "-p".into(),
+            s.port.to_string().into(),
+            "-o".into(),
+            format!(
+                "IdentityFile={},UserKnownHostsFile={},StrictHostKeyChecking=accept-new,BatchMode=yes",
+                s.client_key.display(),
+                kh.display()
+            )
+            .into(),
+        ]);
+        let run = run_to_exit(cmd, &s.dir, MOUNT_DEADLINE);
+        assert!(
+            run.status.is_some_and(|st| st.success()),
+            "{:?} {}",
+            run.status,
+            run.stderr
+        );
+        assert!(mounted_here(&mnt).is_some());
+        let got = received(&sock);
+        let daemon_warning = format!("<{}>", libc::LOG_DAEMON | libc::LOG_WARNING);
+        assert!(
+            got.iter()
+                .any(|m| m.starts_with(&daemon_warning) && m.contains("known hosts")),
+            "no warning about the recorded host key in syslog: {got:?}"
+        );
+        guard.unmount();
+    });
+}
