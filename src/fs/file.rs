@@ -235,6 +235,18 @@ impl Filesystem {
         };
         let end = offset + size as u64;
         let eof = f.readahead.lock().unwrap().size_hint;
+        if let [(o, fut)] = &chunks[..] {
+            // Within one chunk (the common case): a slice of it, no copy.
+            if let Ok(data) = fut.clone().await {
+                let from = (offset - o) as usize;
+                if from + size as usize <= data.len()
+                    || eof.is_some_and(|s| o + data.len() as u64 >= s)
+                {
+                    let to = (from + size as usize).min(data.len());
+                    return Ok(data.slice(from.min(to)..to));
+                }
+            }
+        }
         let mut out = BytesMut::with_capacity(size as usize);
         for (o, fut) in chunks {
             let data = match fut.await {

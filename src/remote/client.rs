@@ -168,10 +168,18 @@ async fn read_packet<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Bytes> {
             "server sent a packet of {len} bytes (limit {MAX_INCOMING_PACKET})"
         )));
     }
-    let mut body = BytesMut::zeroed(len);
-    rd.read_exact(&mut body)
-        .await
-        .map_err(|_| RemoteError::ConnectionLost)?;
+    // Filled straight into spare capacity: no zeroing of up to 256 KiB per reply.
+    let mut body = BytesMut::with_capacity(len);
+    while body.len() < len {
+        let n = (&mut *rd)
+            .take((len - body.len()) as u64)
+            .read_buf(&mut body)
+            .await
+            .map_err(|_| RemoteError::ConnectionLost)?;
+        if n == 0 {
+            return Err(RemoteError::ConnectionLost);
+        }
+    }
     Ok(body.freeze())
 }
 
