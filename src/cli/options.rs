@@ -643,8 +643,6 @@ const OPTIONS: &[OptSpec] = &[
     accepted("noauto_cache", Origin::Fuse,
         "ignored: sftpfs decides how the kernel caches file data"),
     accepted("ac_attr_timeout", Origin::Fuse, "ignored: belongs to auto_cache"),
-    accepted("negative_timeout", Origin::Fuse,
-        "ignored: the kernel never caches a failed lookup (as with the default 0)"),
     accepted("no_rofd_flush", Origin::Fuse,
         "ignored: a libfuse detail of closing read-only files"),
     accepted("noforget", Origin::Fuse,

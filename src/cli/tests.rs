@@ -741,7 +741,7 @@ fn sshfs_options_accepted_and_ignored() {
     let c = with_o(
         "sshfs_debug,sync_readdir,no_readahead,sync_read,delay_connect,no_check_root,\
          ssh_protocol=2,workaround=none:rename:norenamexdev:truncate:buflimit:fstat:createmode,\
-         kernel_cache,auto_cache,noauto_cache,ac_attr_timeout=5,negative_timeout=1,\
+         kernel_cache,auto_cache,noauto_cache,ac_attr_timeout=5,\
          no_rofd_flush,noforget,remember=10,auto_unmount,max_read=65536,big_writes,\
          large_read,nonempty",
     );
