@@ -308,6 +308,13 @@ impl Sftp {
         status_ok(r)
     }
 
+    /// Queues a CLOSE whose answer nobody needs (a directory handle fully read).
+    pub fn close_nowait(&self, h: &Handle) {
+        let _ = self
+            .client
+            .send(|id| Packet::new(SSH_FXP_CLOSE, id).string(&h.0));
+    }
+
     /// One READ of at most `limits().max_read` bytes. Empty at end of file; may be short.
     pub async fn read(&self, h: &Handle, offset: u64, len: u32) -> Result<Bytes> {
         let len = len.min(self.limits.max_read);
@@ -378,18 +385,40 @@ impl Sftp {
     }
 
     /// Every entry of a directory (`.` and `..` included, as the server sends them).
+    /// Several READDIRs travel at once: a small directory costs two round trips, not three.
     pub async fn read_dir_all(&self, path: &[u8]) -> Result<Vec<NameEntry>> {
+        const IN_FLIGHT: usize = 4;
         let h = self.opendir(path).await?;
+        let send = |h: &Handle| {
+            self.client
+                .send(|id| Packet::new(SSH_FXP_READDIR, id).string(&h.0))
+        };
+        let mut queue = std::collections::VecDeque::new();
         let mut all = Vec::new();
-        let res = loop {
-            match self.readdir(&h).await {
-                Ok(Some(v)) => all.extend(v),
-                Ok(None) => break Ok(all),
+        let res = 'read: loop {
+            while queue.len() < IN_FLIGHT {
+                match send(&h) {
+                    Ok(p) => queue.push_back(p),
+                    Err(e) => break 'read Err(e),
+                }
+            }
+            let reply = match queue.pop_front().unwrap().wait().await {
+                Ok(r) => r,
                 Err(e) => break Err(e),
+            };
+            match reply {
+                Response::Name(v) => all.extend(v),
+                Response::Status {
+                    code: SSH_FX_EOF, ..
+                } => break Ok(()),
+                other => break Err(unexpected("names", other)),
             }
         };
-        let _ = self.close(&h).await;
-        res
+        // The READDIRs still in flight answer EOF; the CLOSE queues behind them and nothing
+        // waits for it: the listing is complete.
+        drop(queue);
+        self.close_nowait(&h);
+        res.map(|()| all)
     }
 
     pub async fn remove(&self, path: &[u8]) -> Result<()> {
