@@ -46,6 +46,21 @@ fn in_private_mount_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> T {
                     io::Error::last_os_error()
                 );
             }
+            // The copies of other tests' FUSE mounts would keep their connections alive after
+            // those tests unmount them (their daemons would never exit): detach them here.
+            let text = fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+            for line in text.lines() {
+                let Some((left, right)) = line.split_once(" - ") else {
+                    continue;
+                };
+                if right.starts_with("fuse") {
+                    if let Some(mp) = left.split(' ').nth(4) {
+                        let mp = c(&unescape(mp));
+                        // SAFETY: a NUL-terminated path.
+                        unsafe { libc::umount2(mp.as_ptr(), libc::MNT_DETACH) };
+                    }
+                }
+            }
             f()
         });
         match h.join() {
@@ -53,6 +68,30 @@ fn in_private_mount_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> T {
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// A mountinfo path field: `\ooo` octal escapes undone.
+fn unescape(field: &str) -> PathBuf {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).and_then(|o| {
+            let o = std::str::from_utf8(o).ok()?;
+            u8::from_str_radix(o, 8).ok()
+        });
+        match (b[i], octal) {
+            (b'\\', Some(v)) => {
+                out.push(v);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&out))
 }
 
 fn c(p: &Path) -> CString {
@@ -97,7 +136,7 @@ fn mounted_here(path: &Path) -> Option<(String, String, String)> {
         let (left, right) = line.split_once(" - ")?;
         let l: Vec<&str> = left.split(' ').collect();
         let r: Vec<&str> = right.split(' ').collect();
-        (Path::new(l.get(4)?) == path).then(|| {
+        (unescape(l.get(4)?) == path).then(|| {
             (
                 r.first().unwrap_or(&"").to_string(),
                 l.get(5).unwrap_or(&"").to_string(),
