@@ -275,10 +275,10 @@ fn bad_sources() {
         err(&["--", "-oProxyCommand=x:dir", "/m"]),
         "invalid host '-oProxyCommand=x' in '-oProxyCommand=x:dir': a host cannot start with '-'"
     );
-    // without `--`, clap reads it as `-o ProxyCommand=x:dir`, which is refused too
+    // without `--`, clap reads it as the option `-o ProxyCommand=x:dir`, never as a host
     assert_eq!(
         err(&["-oProxyCommand=x:dir", "/m"]),
-        "unknown option 'ProxyCommand' in -o; see 'sftpfs --help'"
+        "missing the MOUNTPOINT; usage: sftpfs [user@]host:[dir] MOUNTPOINT [options]"
     );
     assert_eq!(
         err(&["u@-h:dir", "/m"]),

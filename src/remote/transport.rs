@@ -3,6 +3,13 @@
 //! everything above (pool, caches, reconnect) works the same over any of them.
 
 use std::any::Any;
+use std::sync::Arc;
+
+use crate::config::{MountConfig, TransportKind};
+
+pub use super::transport_direct::DirectTransport;
+pub use super::transport_passive::PassiveTransport;
+pub use super::transport_process::CommandTransport;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -20,6 +27,47 @@ pub struct Opened {
 pub trait Transport: Send + Sync + 'static {
     /// Opens a new stream. Only the first call may prompt the user. The error is one line.
     async fn open(&self) -> Result<Opened, String>;
+
+    /// How many streams this transport can ever give at the same time (`passive`: one);
+    /// `None` when there is no limit. The pool is never larger.
+    fn max_connections(&self) -> Option<usize> {
+        None
+    }
+
+    /// Whether a lost stream can be replaced by a new one (`passive`: no).
+    fn can_reconnect(&self) -> bool {
+        true
+    }
+}
+
+/// The transport the configuration asks for: the built-in SSH client (default),
+/// `ssh_command=` (a child process, the system `ssh` by default), `directport=` (SFTP over
+/// TCP) or `passive` (SFTP on our own standard input and output). The ssh_config resolution
+/// (`ssh::config::resolve`) must have run before, for the built-in SSH client. `passive`
+/// takes over standard input and output here, at once: call this before the daemon detaches
+/// from the terminal. The error is one line.
+pub fn transport_for(cfg: &MountConfig) -> Result<Arc<dyn Transport>, String> {
+    match cfg.transport.kind() {
+        TransportKind::Ssh => Ok(Arc::new(SshTransport::new(crate::ssh::Connector::new(
+            cfg.ssh.clone(),
+        )))),
+        TransportKind::Command(words) => {
+            if cfg.ssh.password_stdin {
+                return Err(
+                    "password_stdin works only with the built-in SSH client, not with \
+                            ssh_command= (use an agent or a key, or your ssh command's own way)"
+                        .into(),
+                );
+            }
+            Ok(Arc::new(CommandTransport::new(&words, cfg)?))
+        }
+        TransportKind::Direct(port) => Ok(Arc::new(DirectTransport::new(
+            cfg.ssh.host_alias.clone(),
+            port,
+            cfg.ssh.connect_timeout,
+        ))),
+        TransportKind::Passive => Ok(Arc::new(PassiveTransport::from_stdio()?)),
+    }
 }
 
 /// SFTP over the `sftp` subsystem of a russh connection; one SSH connection per stream, so

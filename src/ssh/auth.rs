@@ -292,6 +292,18 @@ impl<'a, H: Handler> Authenticator<'a, H> {
                 return Ok(None);
             }
         };
+        if self.cfg.identities_only {
+            // IdentitiesOnly: only agent keys that are one of the identity files.
+            // Listed files whose private half is missing count too (a `.pub` beside a key
+            // that lives only in the agent), as in ssh.
+            let listed = if self.cfg.identity_files.is_empty() {
+                default_identity_files()
+            } else {
+                self.cfg.identity_files.clone()
+            };
+            let allowed = identity_file_blobs(&listed);
+            identities.retain(|id| identity_blob(id).is_some_and(|b| allowed.contains(&b)));
+        }
         if let Some(Worked::Agent(blob)) = last {
             identities.sort_by_key(|id| identity_blob(id).as_ref() != Some(blob));
         }
@@ -756,6 +768,25 @@ fn identity_blob(id: &AgentIdentity) -> Option<Vec<u8>> {
     }
 }
 
+/// The public key blobs of identity files, as far as they can be read without a passphrase
+/// (`path.pub`, or the clear public part of an OpenSSH key).
+fn identity_file_blobs(files: &[PathBuf]) -> HashSet<Vec<u8>> {
+    files
+        .iter()
+        .filter_map(|path| {
+            let mut pub_path = path.as_os_str().to_owned();
+            pub_path.push(".pub");
+            let key = PublicKey::read_openssh_file(Path::new(&pub_path))
+                .ok()
+                .or_else(|| {
+                    let text = std::fs::read_to_string(path).ok()?;
+                    encrypted_key_public_part(path, &text)
+                })?;
+            key.to_bytes().ok()
+        })
+        .collect()
+}
+
 /// The public half of an encrypted key without its passphrase: OpenSSH keys carry it in
 /// clear; for other formats ssh reads `path.pub`.
 fn encrypted_key_public_part(path: &Path, text: &str) -> Option<PublicKey> {
@@ -854,7 +885,7 @@ mod tests {
         let cfg = sshd.config();
         let connector = Connector::new(cfg.clone());
         let clock = Arc::new(PromptClock::default());
-        let mut handle = connector.handshake(false, &clock).await.unwrap();
+        let (mut handle, _) = connector.handshake(false, &clock).await.unwrap();
         let secrets = Secrets::default();
         let mut a = Authenticator::new(&mut handle, &cfg, &secrets, &clock, vec![], false);
         let load = |p: &Path| russh::keys::load_secret_key(p, None).unwrap();

@@ -10,25 +10,37 @@ use std::time::Duration;
 use russh::client::{self, Handle};
 use russh::keys::ssh_key::public::KeyData;
 use russh::keys::PublicKeyOrCertificate;
-use russh::{ChannelMsg, Disconnect, Preferred};
+use russh::{ChannelMsg, Disconnect};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::auth::{self, Authenticator, Secrets};
+use super::child::ChildStream;
 use super::host_key::HostKeyPolicy;
 use super::prompt::{self, PromptClock};
-use super::SshError;
-use crate::config::SshConfig;
+use super::{algorithms, SshError};
+use crate::config::{Proxy, SshConfig};
 
 /// The byte stream of an `sftp` subsystem channel.
 pub type SftpStream = russh::ChannelStream<client::Msg>;
+
+/// What an SSH connection runs over: a TCP socket, a `ProxyCommand` child, or a direct-tcpip
+/// channel of a jump host's connection.
+trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {}
 
 /// Opens authenticated connections to one server, as often as asked (pool, reconnects).
 ///
 /// Only the first successful connection may prompt on the terminal; what it learnt
 /// (passphrase-decrypted keys, password, accepted host key) is kept in memory for the others.
+/// With `ProxyJump`, each connection goes through a new connection to the jump host, made by
+/// the jump host's own connector (which remembers its own secrets).
 pub struct Connector {
     cfg: SshConfig,
+    /// The connector of the last `ProxyJump` host (whose own `via` leads to the one before),
+    /// or why the jump hosts cannot be used.
+    via: Result<Option<Arc<Connector>>, String>,
     secrets: Secrets,
     /// Host keys accepted in this process that could not be written to known_hosts.
     accepted_host_keys: Arc<Mutex<Vec<KeyData>>>,
@@ -50,8 +62,10 @@ impl std::fmt::Debug for Connector {
 
 impl Connector {
     pub fn new(cfg: SshConfig) -> Self {
+        let via = jump_chain(&cfg);
         Connector {
             cfg,
+            via,
             secrets: Secrets::default(),
             accepted_host_keys: Arc::default(),
             connected_once: AtomicBool::new(false),
@@ -72,7 +86,7 @@ impl Connector {
             && !self.connected_once.load(Ordering::Acquire)
             && prompt::tty_available();
         let clock = Arc::new(PromptClock::default());
-        let mut handle = self.handshake(interactive, &clock).await?;
+        let (mut handle, via) = self.handshake(interactive, &clock).await?;
         let authenticator = Authenticator::new(
             &mut handle,
             cfg,
@@ -90,16 +104,20 @@ impl Connector {
         Ok(SshConnection {
             handle: Arc::new(handle),
             timeout: cfg.connect_timeout,
+            sftp_server: cfg.sftp_server.clone(),
+            via: via.map(Box::new),
         })
     }
 
-    /// TCP connection, key exchange and host key verification, within the connect timeout
-    /// (plus the time the user takes to answer a host key question).
+    /// Connection (TCP, ProxyCommand or through the jump host), key exchange and host key
+    /// verification, within the connect timeout (plus the time the user takes to answer a
+    /// host key question). Also returns the jump host's connection, which must live as long
+    /// as this one.
     pub(crate) async fn handshake(
         &self,
         interactive: bool,
         clock: &Arc<PromptClock>,
-    ) -> Result<Handle<ClientHandler>, SshError> {
+    ) -> Result<(Handle<ClientHandler>, Option<SshConnection>), SshError> {
         let cfg = &self.cfg;
         let policy = Arc::new(HostKeyPolicy::new(
             cfg,
@@ -107,7 +125,7 @@ impl Connector {
             self.accepted_host_keys.clone(),
             clock.clone(),
         ));
-        let socket = tcp_connect(&cfg.host, cfg.port, cfg.connect_timeout).await?;
+        let (socket, via, through) = self.open_socket(clock).await?;
         let config = Arc::new(client_config(cfg, &policy));
         let handler = ClientHandler {
             policy,
@@ -116,14 +134,62 @@ impl Connector {
         let handshake = client::connect_stream(config, socket, handler);
         match within(cfg.connect_timeout, clock, handshake).await {
             None => Err(self.timeout()),
-            Some(Ok(handle)) => Ok(handle),
+            Some(Ok(handle)) => Ok((handle, via)),
             Some(Err(HandlerError::HostKey(e))) => Err(e),
             Some(Err(HandlerError::Ssh(e))) => Err(SshError::Handshake {
                 host: cfg.host.clone(),
                 port: cfg.port,
-                reason: handshake_reason(&e),
+                reason: format!("{}{through}", handshake_reason(&e)),
             }),
         }
+    }
+
+    /// The byte stream the SSH connection runs over, the jump connection it depends on, and
+    /// a note for errors (" (through ...)").
+    async fn open_socket(
+        &self,
+        clock: &Arc<PromptClock>,
+    ) -> Result<(Box<dyn Socket>, Option<SshConnection>, String), SshError> {
+        let cfg = &self.cfg;
+        let via = self.via.as_ref().map_err(|e| SshError::Config(e.clone()))?;
+        if let Some(via) = via {
+            // Boxed: connecting to the jump host recurses into this same code.
+            let jump = Box::pin(via.connect()).await?;
+            let jump_name = format!("{}:{}", via.cfg.host, via.cfg.port);
+            let open = jump.handle.channel_open_direct_tcpip(
+                cfg.host.clone(),
+                u32::from(cfg.port),
+                "127.0.0.1",
+                0,
+            );
+            let channel = match within(cfg.connect_timeout, clock, open).await {
+                None => return Err(self.timeout()),
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    return Err(SshError::JumpChannel {
+                        jump: jump_name,
+                        host: cfg.host.clone(),
+                        port: cfg.port,
+                        reason: e.to_string(),
+                    })
+                }
+            };
+            tracing::debug!("tunnel to {}:{} through {jump_name}", cfg.host, cfg.port);
+            let through = format!(" (through jump host {jump_name})");
+            return Ok((Box::new(channel.into_stream()), Some(jump), through));
+        }
+        if let Some(Proxy::Command(command)) = &cfg.proxy {
+            let command = proxy_command(command, cfg);
+            tracing::debug!("ProxyCommand: {command}");
+            let child = ChildStream::shell(&command).map_err(|e| SshError::ProxyCommand {
+                command: command.clone(),
+                reason: e.to_string(),
+            })?;
+            let through = format!(" (through ProxyCommand '{command}')");
+            return Ok((Box::new(child), None, through));
+        }
+        let socket = tcp_connect(&cfg.host, cfg.port, cfg.connect_timeout).await?;
+        Ok((Box::new(socket), None, String::new()))
     }
 
     fn timeout(&self) -> SshError {
@@ -142,6 +208,10 @@ pub struct SshConnection {
     handle: Arc<Handle<ClientHandler>>,
     /// Bound on the wait for the server's answers when opening a channel.
     timeout: Duration,
+    /// `sftp_server=`: another subsystem, or a command to run, instead of `sftp`.
+    sftp_server: Option<String>,
+    /// The jump host's connection this one runs through, kept alive with it.
+    via: Option<Box<SshConnection>>,
 }
 
 impl std::fmt::Debug for SshConnection {
@@ -153,7 +223,8 @@ impl std::fmt::Debug for SshConnection {
 }
 
 impl SshConnection {
-    /// Open a session channel running the `sftp` subsystem.
+    /// Open a session channel running the `sftp` subsystem (or what `sftp_server=` says: a
+    /// subsystem name, or a command when it contains a `/`, as in sshfs).
     pub async fn open_sftp(&self) -> Result<SftpStream, SshError> {
         let open = async {
             let mut channel = self
@@ -161,10 +232,12 @@ impl SshConnection {
                 .channel_open_session()
                 .await
                 .map_err(|e| self.channel_error(e))?;
-            channel
-                .request_subsystem(true, "sftp")
-                .await
-                .map_err(|e| self.channel_error(e))?;
+            match self.sftp_server.as_deref() {
+                Some(cmd) if cmd.contains('/') => channel.exec(true, cmd).await,
+                Some(name) => channel.request_subsystem(true, name).await,
+                None => channel.request_subsystem(true, "sftp").await,
+            }
+            .map_err(|e| self.channel_error(e))?;
             // Wait for the answer before `into_stream()`, which would drop it.
             loop {
                 match channel.wait().await {
@@ -192,6 +265,9 @@ impl SshConnection {
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+        if let Some(via) = &self.via {
+            Box::pin(via.disconnect()).await;
+        }
     }
 
     fn channel_error(&self, e: russh::Error) -> SshError {
@@ -270,12 +346,55 @@ fn client_config(cfg: &SshConfig, policy: &HostKeyPolicy) -> client::Config {
         keepalive_interval: keepalive,
         keepalive_max: cfg.server_alive_count_max,
         inactivity_timeout: None,
-        preferred: Preferred {
-            key: policy.preferred_algorithms(&Preferred::DEFAULT.key).into(),
-            ..Preferred::DEFAULT
+        preferred: {
+            let mut p = algorithms::preferred(
+                cfg.ciphers.as_deref(),
+                cfg.kex_algorithms.as_deref(),
+                cfg.macs.as_deref(),
+                cfg.compression,
+            );
+            p.key = policy.preferred_algorithms(&p.key).into();
+            p
         },
         ..Default::default()
     }
+}
+
+/// The connectors of the `ProxyJump` hosts, chained: each one's `via` is the hop before it.
+/// Hosts that the ssh_config resolution did not fill in are made from the specs with this
+/// config's settings.
+fn jump_chain(cfg: &SshConfig) -> Result<Option<Arc<Connector>>, String> {
+    let hops = match &cfg.proxy {
+        Some(Proxy::Jump(specs)) if cfg.jump_hosts.is_empty() => specs
+            .iter()
+            .map(|spec| super::config::hop_config(cfg, spec, &cfg.user).map(|(hop, _)| hop))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => cfg.jump_hosts.clone(),
+    };
+    let mut via: Option<Arc<Connector>> = None;
+    for hop in hops {
+        let mut c = Connector::new(hop);
+        if via.is_some() {
+            c.via = Ok(via);
+        }
+        via = Some(Arc::new(c));
+    }
+    Ok(via)
+}
+
+/// A `ProxyCommand` with ssh's tokens expanded: `%h` host, `%p` port, `%r` user, `%n` the
+/// host as written, `%%`.
+fn proxy_command(command: &str, cfg: &SshConfig) -> String {
+    let port = cfg.port.to_string();
+    super::config::expand_tokens(
+        command,
+        &[
+            ('h', &cfg.host),
+            ('p', &port),
+            ('r', &cfg.user),
+            ('n', &cfg.host_alias),
+        ],
+    )
 }
 
 /// Resolve and connect, trying each address in turn with `timeout` each (as ssh's

@@ -140,6 +140,21 @@ pub enum SshError {
 
     #[error("the SSH connection is closed")]
     Closed,
+
+    #[error("cannot run ProxyCommand '{command}': {reason}")]
+    ProxyCommand { command: String, reason: String },
+
+    #[error("jump host {jump} could not open a connection to {host} port {port}: {reason}")]
+    JumpChannel {
+        jump: String,
+        host: String,
+        port: u16,
+        reason: String,
+    },
+
+    /// A configuration that cannot be used (a bad ProxyJump host...); the text says what.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// `10s`, or `1.5s` for fractions: how ssh users write timeouts.

@@ -15,7 +15,10 @@ use crate::config::{SshConfig, StrictHostKeyChecking};
 /// Everything needed to judge one server's key. Lives in the connection's handler.
 #[derive(Debug)]
 pub(crate) struct HostKeyPolicy {
+    /// The name known_hosts entries are under: `HostKeyAlias`, else the host connected to.
     pub host: String,
+    /// The host as the user wrote it, for the ssh command we suggest.
+    pub alias: String,
     pub port: u16,
     pub user_files: Vec<PathBuf>,
     pub global_files: Vec<PathBuf>,
@@ -37,7 +40,15 @@ impl HostKeyPolicy {
         clock: Arc<PromptClock>,
     ) -> Self {
         HostKeyPolicy {
-            host: cfg.host.clone(),
+            host: cfg
+                .host_key_alias
+                .clone()
+                .unwrap_or_else(|| cfg.host.clone()),
+            alias: if cfg.host_alias.is_empty() {
+                cfg.host.clone()
+            } else {
+                cfg.host_alias.clone()
+            },
             port: cfg.port,
             user_files: cfg.user_known_hosts_files.clone(),
             global_files: cfg.global_known_hosts_files.clone(),
@@ -171,7 +182,7 @@ impl HostKeyPolicy {
             cmd.push_str(&format!(" -p {}", self.port));
         }
         cmd.push(' ');
-        cmd.push_str(&self.host);
+        cmd.push_str(&self.alias);
         cmd
     }
 }

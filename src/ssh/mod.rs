@@ -1,7 +1,10 @@
 //! SSH transport: TCP connect, host key verification against known_hosts, authentication
 //! (agent, keys, keyboard-interactive, password) and the `sftp` subsystem stream.
 
+pub mod algorithms;
 mod auth;
+mod child;
+pub mod config;
 mod connect;
 mod error;
 mod host_key;
@@ -13,5 +16,6 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 
+pub use child::ChildStream;
 pub use connect::{Connector, SftpStream, SshConnection};
 pub use error::SshError;

@@ -63,6 +63,17 @@ pub(crate) fn config(host: &str, port: u16) -> SshConfig {
         server_alive_interval: Duration::ZERO,
         server_alive_count_max: 3,
         config_file: None,
+        host_alias: host.into(),
+        host_key_alias: None,
+        identities_only: false,
+        proxy: None,
+        jump_hosts: Vec::new(),
+        ciphers: None,
+        kex_algorithms: None,
+        macs: None,
+        compression: false,
+        sftp_server: None,
+        command_line_options: Vec::new(),
     }
 }
 
@@ -240,14 +251,24 @@ impl Agent {
         wait_for(Duration::from_secs(10), "ssh-agent socket", || {
             agent.socket.exists()
         });
-        let status = Command::new("ssh-add")
-            .arg("-q")
-            .arg(key)
-            .env("SSH_AUTH_SOCK", &agent.socket)
-            .stdin(Stdio::null())
-            .status()
-            .expect("ssh-add");
-        assert!(status.success(), "ssh-add failed");
+        // The socket file appears at bind(), a moment before the agent listens: retry.
+        let mut added = false;
+        for _ in 0..50 {
+            let status = Command::new("ssh-add")
+                .arg("-q")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &agent.socket)
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("ssh-add");
+            if status.success() {
+                added = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(added, "ssh-add failed");
         agent
     }
 }

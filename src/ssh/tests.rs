@@ -412,6 +412,9 @@ fn prompts_on_the_terminal() {
             input.write_all(b"yes\n").unwrap();
         } else if chunk.contains("Enter passphrase for key") {
             passphrase_prompts += 1;
+            // The prompt is printed a moment before echo is turned off: typing at once
+            // could be echoed.
+            std::thread::sleep(Duration::from_millis(300));
             let answer: &[u8] = if passphrase_prompts == 1 {
                 b"wrong\n"
             } else {
@@ -474,4 +477,166 @@ async fn tty_child() {
         Ok(()) => println!("CHILD OK"),
         Err(e) => panic!("CHILD FAILED: {e}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ProxyJump, ProxyCommand, algorithms, sftp_server, HostKeyAlias, IdentitiesOnly
+
+/// ProxyJump through the same server: the tunnel is a direct-tcpip channel of a first
+/// connection; a chain `a,b` nests two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_jump_through_one_and_two_hosts() {
+    let sshd = Sshd::start();
+    let mut cfg = sshd.config();
+    cfg.proxy = Some(crate::config::Proxy::Jump(vec!["jump".into()]));
+    cfg.jump_hosts = vec![sshd.config()];
+    let conn = Connector::new(cfg.clone()).connect().await.unwrap();
+    sftp_handshake(&mut conn.open_sftp().await.unwrap()).await;
+    // sshd logs the forwarding it did for us.
+    cfg.jump_hosts = vec![sshd.config(), sshd.config()];
+    let conn2 = Connector::new(cfg).connect().await.unwrap();
+    sftp_handshake(&mut conn2.open_sftp().await.unwrap()).await;
+    // The tunnel lives as long as the connection through it.
+    conn.disconnect().await;
+    sftp_handshake(&mut conn2.open_sftp().await.unwrap()).await;
+}
+
+/// Without resolution, the ProxyJump specs are used as written with this config's settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_jump_from_specs() {
+    let sshd = Sshd::start();
+    let mut cfg = sshd.config();
+    let user = cfg.user.clone();
+    cfg.proxy = Some(crate::config::Proxy::Jump(vec![format!(
+        "{user}@127.0.0.1:{}",
+        sshd.port
+    )]));
+    let conn = Connector::new(cfg.clone()).connect().await.unwrap();
+    sftp_handshake(&mut conn.open_sftp().await.unwrap()).await;
+    // A jump host that refuses: the error names it.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    cfg.proxy = Some(crate::config::Proxy::Jump(vec![format!(
+        "127.0.0.1:{free}"
+    )]));
+    let err = Connector::new(cfg).connect().await.unwrap_err().to_string();
+    assert_eq!(err, format!("connection to 127.0.0.1 port {free} refused"));
+}
+
+/// The jump host cannot reach the target: the error says which did what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_jump_to_a_closed_port() {
+    let sshd = Sshd::start();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = test_support::config("127.0.0.1", free);
+    cfg.proxy = Some(crate::config::Proxy::Jump(vec!["j".into()]));
+    cfg.jump_hosts = vec![sshd.config()];
+    let err = Connector::new(cfg).connect().await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "jump host 127.0.0.1:{} could not open a connection to 127.0.0.1 port {free}",
+            sshd.port
+        )),
+        "{err}"
+    );
+}
+
+/// ProxyCommand: ssh's tokens expanded, the child's stdin/stdout carry the connection. The
+/// command is the classic `ssh -W %h:%p jumphost` with the system ssh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_command_carries_the_connection() {
+    let sshd = Sshd::start();
+    let mut cfg = sshd.config();
+    cfg.proxy = Some(crate::config::Proxy::Command(format!(
+        "ssh -F none -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes \
+         -o BatchMode=yes -p {} %r@127.0.0.1 -W %h:%p",
+        sshd.client_key.display(),
+        sshd.known_hosts.display(),
+        sshd.port
+    )));
+    let conn = Connector::new(cfg.clone()).connect().await.unwrap();
+    sftp_handshake(&mut conn.open_sftp().await.unwrap()).await;
+    // A command that dies at once: the handshake error says it went through the command.
+    cfg.proxy = Some(crate::config::Proxy::Command("false".into()));
+    let err = Connector::new(cfg).connect().await.unwrap_err().to_string();
+    assert!(err.contains("through ProxyCommand 'false'"), "{err}");
+}
+
+/// Ciphers / KexAlgorithms / MACs / Compression reach the wire (sshd's debug log tells what
+/// was negotiated); a cipher the server does not offer fails the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn algorithm_preferences_are_negotiated() {
+    let sshd = Sshd::start_with(true, "LogLevel DEBUG\n");
+    let mut cfg = sshd.config();
+    cfg.ciphers = Some(vec!["aes128-ctr".into()]);
+    cfg.macs = Some(vec!["hmac-sha2-256-etm@openssh.com".into()]);
+    cfg.kex_algorithms = Some(vec!["ecdh-sha2-nistp256".into()]);
+    cfg.compression = true;
+    let conn = Connector::new(cfg.clone()).connect().await.unwrap();
+    sftp_handshake(&mut conn.open_sftp().await.unwrap()).await;
+    let log = fs::read_to_string(sshd.dir.path().join("sshd.log")).unwrap();
+    assert!(log.contains("kex: algorithm: ecdh-sha2-nistp256"), "{log}");
+    assert!(
+        log.contains(
+            "cipher: aes128-ctr MAC: hmac-sha2-256-etm@openssh.com compression: zlib@openssh.com"
+        ),
+        "{log}"
+    );
+    cfg.ciphers = Some(vec!["aes128-cbc".into()]);
+    cfg.compression = false;
+    let err = Connector::new(cfg).connect().await.unwrap_err().to_string();
+    assert!(err.starts_with("SSH handshake with 127.0.0.1"), "{err}");
+}
+
+/// sftp_server=PATH runs a command instead of the subsystem (the server has none here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_server_command_replaces_the_subsystem() {
+    let sshd = Sshd::start_with(false, "");
+    let mut cfg = sshd.config();
+    cfg.sftp_server = Some("/usr/lib/openssh/sftp-server".into());
+    let conn = Connector::new(cfg).connect().await.unwrap();
+    sftp_handshake(&mut conn.open_sftp().await.unwrap()).await;
+}
+
+/// HostKeyAlias: known_hosts is searched under the alias, not the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_key_alias_names_the_known_hosts_entry() {
+    let sshd = Sshd::start();
+    let listed = fs::read_to_string(&sshd.known_hosts).unwrap();
+    let key = listed.split_once(' ').unwrap().1.trim().to_string();
+    let kh = sshd.dir.path().join("known_hosts_alias");
+    fs::write(&kh, format!("[myserver]:{} {key}\n", sshd.port)).unwrap();
+    let mut cfg = sshd.config();
+    cfg.user_known_hosts_files = vec![kh];
+    let err = Connector::new(cfg.clone()).connect().await.unwrap_err();
+    assert!(matches!(err, SshError::HostKeyUnknown { .. }), "{err}");
+    cfg.host_key_alias = Some("myserver".into());
+    Connector::new(cfg).connect().await.unwrap();
+}
+
+/// IdentitiesOnly: an agent key that is not one of the identity files is not offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_only_skips_other_agent_keys() {
+    let sshd = Sshd::start();
+    let agent = Agent::start(sshd.dir.path(), &sshd.client_key);
+    let other = keygen(sshd.dir.path(), "other", "");
+    let mut cfg = sshd.config();
+    cfg.identity_files = vec![other];
+    cfg.agent_socket = Some(agent.socket.clone());
+    Connector::new(cfg.clone()).connect().await.unwrap();
+    cfg.identities_only = true;
+    let err = Connector::new(cfg.clone()).connect().await.unwrap_err();
+    assert!(matches!(err, SshError::AuthFailed { .. }), "{err}");
+    // The agent's key is used when it is one of the files.
+    cfg.identity_files = vec![sshd.client_key.clone()];
+    let _ = fs::remove_file(&sshd.client_key); // only its .pub is left: the agent must sign
+    cfg.identity_files_explicit = false;
+    Connector::new(cfg).connect().await.unwrap();
 }

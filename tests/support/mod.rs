@@ -311,6 +311,35 @@ fn fuse_mounts_for_child() -> Vec<CString> {
         .collect()
 }
 
+/// Makes `cmd` start in its own private mount namespace without the FUSE mounts that are
+/// live now, as sshd is started: for other servers a test runs (an `sftp-server` behind a TCP
+/// port or on a pipe), which must never see, re-enter or keep alive a mount.
+pub fn isolate_from_mounts(cmd: &mut Command) {
+    let fuse_mounts = fuse_mounts_for_child();
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let root = c"/";
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            for m in &fuse_mounts {
+                libc::umount2(m.as_ptr(), libc::MNT_DETACH);
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Sshd {
     /// A server where the client logs in as root.
     pub fn start() -> Sshd {

@@ -1,0 +1,238 @@
+//! sshfs's other transports: `ssh_command=` (the system ssh as a child process),
+//! `sftp_server=` (a server command instead of the subsystem), `directport=` (SFTP straight
+//! over TCP) and `passive` (SFTP on sftpfs's own stdin/stdout). Everything above the transport
+//! is the same, so a round trip of a file through the mount is what is checked.
+
+mod support;
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use support::{isolate_from_mounts, Mount, Sshd, Stop};
+
+const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
+
+fn check_round_trip(m: &Mount, name: &str) {
+    let data = support::random_bytes(300_000, name.len() as u64);
+    fs::write(m.path(name), &data).unwrap();
+    assert_eq!(fs::read(m.remote(name)).unwrap(), data);
+    let moved = format!("{name}.d/{name}");
+    fs::create_dir(m.path(&format!("{name}.d"))).unwrap();
+    fs::rename(m.path(name), m.path(&moved)).unwrap();
+    assert_eq!(fs::read(m.path(&moved)).unwrap(), data);
+    assert!(m.remote(&moved).exists());
+}
+
+/// The system ssh with the test's key and known_hosts, as `ssh_command`.
+fn ssh_command(sshd: &Sshd) -> String {
+    format!(
+        "ssh_command=ssh -F none -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes \
+         -o BatchMode=yes",
+        sshd.client_key.display(),
+        sshd.known_hosts.display()
+    )
+}
+
+fn mount_with<'a>(sshd: &'a Sshd, source: &str, args: &[&str]) -> Mount<'a> {
+    let mnt = sshd.mountpoint();
+    let mut cmd = sshd.command();
+    cmd.arg(source).arg(&mnt).args(args).arg("-f");
+    let dir = source.split_once(':').map(|(_, d)| d).unwrap_or("");
+    Mount::spawn_foreground(sshd, cmd, mnt, sshd.resolve(dir)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `ssh` processes that are children of `pid`.
+fn ssh_children(pid: i32) -> Vec<i32> {
+    let parent = |p: i32| -> Option<i32> {
+        let stat = fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| parent(p) == Some(pid))
+        .filter(|p| fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "ssh"))
+        .collect()
+}
+
+#[test]
+fn ssh_command_runs_the_system_ssh() {
+    let sshd = Sshd::start();
+    let port = sshd.port.to_string();
+    let source = sshd.target("");
+    let mut m = mount_with(&sshd, &source, &["-p", &port, "-o", &ssh_command(&sshd)]);
+    check_round_trip(&m, "sshcmd.bin");
+    let pid = m.pid().unwrap();
+    assert!(
+        !ssh_children(pid).is_empty(),
+        "no ssh child of the mount process"
+    );
+    m.stop(Stop::Fusermount);
+}
+
+/// ssh options given with -o reach the system ssh (here the key and known_hosts).
+#[test]
+fn ssh_command_gets_the_ssh_options() {
+    let sshd = Sshd::start();
+    let opts = sshd.opts(&["ssh_command=ssh -F none"]);
+    let port = sshd.port.to_string();
+    let mut m = mount_with(&sshd, &sshd.target(""), &["-p", &port, "-o", &opts]);
+    check_round_trip(&m, "opts.bin");
+    m.stop(Stop::Fusermount);
+}
+
+/// `sftp_server=PATH` runs the server command instead of the `sftp` subsystem, with the
+/// system ssh and with the built-in client.
+#[test]
+fn sftp_server_command() {
+    let sshd = Sshd::start();
+    let home = sshd.home().display().to_string();
+    let source = sshd.target(&home);
+    let port = sshd.port.to_string();
+    let server = format!("sftp_server={SFTP_SERVER}");
+    let mut m = mount_with(
+        &sshd,
+        &source,
+        &["-p", &port, "-o", &ssh_command(&sshd), "-o", &server],
+    );
+    check_round_trip(&m, "viassh.bin");
+    m.stop(Stop::Fusermount);
+    let mut m = Mount::new(&sshd, &home, &[&server]);
+    check_round_trip(&m, "builtin.bin");
+    m.stop(Stop::Fusermount);
+}
+
+/// An sftp-server behind a TCP port (what inetd or socat would do): one server process per
+/// connection, in its own mount namespace. Stops accepting on drop.
+struct SftpListener {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    children: Arc<Mutex<Vec<Child>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SftpListener {
+    fn start(start_dir: &Path) -> SftpListener {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let children = Arc::new(Mutex::new(Vec::new()));
+        let (s, c, dir) = (stop.clone(), children.clone(), start_dir.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let input = OwnedFd::from(conn.try_clone().unwrap());
+                let mut cmd = Command::new(SFTP_SERVER);
+                cmd.arg("-d")
+                    .arg(&dir)
+                    .stdin(Stdio::from(input))
+                    .stdout(Stdio::from(OwnedFd::from(conn)))
+                    .stderr(Stdio::null());
+                isolate_from_mounts(&mut cmd);
+                c.lock()
+                    .unwrap()
+                    .push(cmd.spawn().expect("start sftp-server"));
+            }
+        });
+        SftpListener {
+            port,
+            stop,
+            children,
+            thread: Some(thread),
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.children.lock().unwrap().len()
+    }
+}
+
+impl Drop for SftpListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for mut c in self.children.lock().unwrap().drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn directport_speaks_sftp_over_tcp() {
+    // The sshd only provides the temp dir layout; no SSH is used.
+    let sshd = Sshd::start();
+    let listener = SftpListener::start(&sshd.home());
+    let home = sshd.home().display().to_string();
+    let opt = format!("directport={}", listener.port);
+    let mut m = mount_with(&sshd, &format!("127.0.0.1:{home}"), &["-o", &opt]);
+    check_round_trip(&m, "direct.bin");
+    assert!(listener.connections() >= 1);
+    m.stop(Stop::Fusermount);
+}
+
+#[test]
+fn passive_speaks_sftp_on_stdin_and_stdout() {
+    let sshd = Sshd::start();
+    let mut server = Command::new(SFTP_SERVER);
+    server
+        .arg("-d")
+        .arg(sshd.home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    isolate_from_mounts(&mut server);
+    let mut server = server.spawn().expect("start sftp-server");
+    let from_server = OwnedFd::from(server.stdout.take().unwrap());
+    let to_server = OwnedFd::from(server.stdin.take().unwrap());
+    let (rd, wr) = (from_server.as_raw_fd(), to_server.as_raw_fd());
+    let mnt = sshd.mountpoint();
+    let mut cmd = sshd.command();
+    let home = sshd.home().display().to_string();
+    cmd.arg(format!("127.0.0.1:{home}"))
+        .arg(&mnt)
+        .args(["-o", "passive", "-f"]);
+    // After the harness's stdio set-up: stdin from the server, stdout to it.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(rd, 0) < 0 || libc::dup2(wr, 1) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let m = Mount::spawn_foreground(&sshd, cmd, mnt, sshd.home());
+    drop((from_server, to_server));
+    let mut m = m.unwrap_or_else(|e| panic!("{e}"));
+    check_round_trip(&m, "passive.bin");
+    m.stop(Stop::Fusermount);
+    // The server ends with the mount (its stdin closes).
+    let ended = support::wait_until(support::EXIT_DEADLINE, || {
+        server.try_wait().ok().flatten().is_some()
+    });
+    if !ended {
+        let _ = server.kill();
+    }
+    let _ = server.wait();
+    assert!(ended, "sftp-server still running after the unmount");
+}
