@@ -14,8 +14,11 @@ fn repo_file(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// `SFTPFS_REGENERATE_DOCS=1` (or `SFTPFS_REGENERATE_MAN=1`) rewrites the files.
 fn regenerating() -> bool {
-    std::env::var_os(REGENERATE).is_some_and(|v| v == "1")
+    [REGENERATE, "SFTPFS_REGENERATE_MAN"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| v == "1"))
 }
 
 /// Compares `path` with `expected`, or writes it when regenerating.
