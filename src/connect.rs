@@ -89,13 +89,11 @@ pub fn is_mount_point(path: &[u8]) -> bool {
 /// The `major:minor` of the last mount on `path` (canonical), from /proc/self/mountinfo.
 pub fn mount_device(path: &[u8]) -> Option<String> {
     let info = std::fs::read("/proc/self/mountinfo").ok()?;
-    info.split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-            let on = fields.get(4).is_some_and(|m| unescape_mountinfo(m) == path);
-            on.then(|| String::from_utf8_lossy(fields[2]).into_owned())
-        })
-        .last()
+    info.split(|&b| b == b'\n').rev().find_map(|line| {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        let on = fields.get(4).is_some_and(|m| unescape_mountinfo(m) == path);
+        on.then(|| String::from_utf8_lossy(fields[2]).into_owned())
+    })
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal `\ooo`.

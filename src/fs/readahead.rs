@@ -90,21 +90,18 @@ impl ReadAhead {
         }
         let mut o = start;
         while o < ahead {
-            if !self.chunks.contains_key(&o) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.chunks.entry(o) {
                 let wanted_now = o < end;
                 let used = w.total.load(Ordering::Relaxed);
                 if !wanted_now && used + w.chunk as usize > w.total_max {
                     break;
                 }
                 w.total.fetch_add(w.chunk as usize, Ordering::Relaxed);
-                self.chunks.insert(
-                    o,
-                    Chunk {
-                        len: w.chunk,
-                        data: fetch(o, w.chunk),
-                        budget: w.total.clone(),
-                    },
-                );
+                slot.insert(Chunk {
+                    len: w.chunk,
+                    data: fetch(o, w.chunk),
+                    budget: w.total.clone(),
+                });
             }
             o += cs;
         }

@@ -309,8 +309,11 @@ pub fn decode_response(body: Bytes) -> Result<(u32, Response), DecodeError> {
     Ok((id, resp))
 }
 
-/// Decodes a VERSION packet body: the version and the (name, data) extension pairs.
-pub fn decode_version(body: Bytes) -> Result<(u32, Vec<(Vec<u8>, Vec<u8>)>), DecodeError> {
+/// Extension (name, data) pairs of a VERSION packet.
+pub type ExtensionList = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Decodes a VERSION packet body: the version and the extension pairs.
+pub fn decode_version(body: Bytes) -> Result<(u32, ExtensionList), DecodeError> {
     let mut r = Reader::new(body);
     if r.u8()? != SSH_FXP_VERSION {
         return Err(DecodeError("expected VERSION"));
