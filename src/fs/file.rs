@@ -166,12 +166,24 @@ impl Filesystem {
     /// Re-opens `f` by path on a new connection after `failed` died, and replays its
     /// unacknowledged writes in order before anything else may use the new handle.
     async fn recover(&self, f: &Arc<OpenFile>, failed: &Arc<Conn>) -> Result<(), RemoteError> {
+        let arrived = tokio::time::Instant::now();
         let _g = f.recovering.lock().await;
         let (cur, _) = f.current();
         if !Arc::ptr_eq(&cur, failed) && cur.is_alive() {
             return Ok(());
         }
+        if f.recover_failed_at
+            .lock()
+            .unwrap()
+            .is_some_and(|t| t > arrived)
+        {
+            // It was just tried, and failed, while we waited: do not wait a second deadline.
+            return Err(RemoteError::ConnectionLost);
+        }
         let res = self.reopen(f).await;
+        if res.is_err() {
+            *f.recover_failed_at.lock().unwrap() = Some(tokio::time::Instant::now());
+        }
         if let Err(e) = &res {
             tracing::warn!("could not re-open a file after reconnecting: {e}");
             // What cannot be replayed is an error on this file, never silent loss.
@@ -251,8 +263,12 @@ impl Filesystem {
         for (o, fut) in chunks {
             let data = match fut.await {
                 Ok(d) => d,
-                Err(_) => {
+                Err(e) => {
                     f.readahead.lock().unwrap().clear();
+                    // The chunk already waited out the connection: report, do not wait again.
+                    if e.is_connection() {
+                        return Err(e.into());
+                    }
                     return Ok(self.read_direct(&f, offset, size).await?);
                 }
             };

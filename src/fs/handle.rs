@@ -32,6 +32,8 @@ pub struct OpenFile {
     current: Mutex<(Arc<Conn>, Handle)>,
     /// Held while the file is re-opened on a new connection.
     pub recovering: tokio::sync::Mutex<()>,
+    /// When the last re-open failed: those who waited for it fail too.
+    pub recover_failed_at: Mutex<Option<tokio::time::Instant>>,
     /// Held while a write is queued on the wire, and while replayed writes are queued on a
     /// new connection: keeps the order of writes on the wire the order they were made.
     pub order: Mutex<()>,
@@ -58,6 +60,7 @@ impl OpenFile {
             closing: std::sync::atomic::AtomicBool::new(false),
             current: Mutex::new((conn, handle)),
             recovering: tokio::sync::Mutex::new(()),
+            recover_failed_at: Mutex::new(None),
             order: Mutex::new(()),
             error: Mutex::new(None),
             writes: Mutex::new(WriteQueue::default()),

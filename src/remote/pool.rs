@@ -29,6 +29,9 @@ impl Conn {
 
 struct Slot {
     current: RwLock<Option<Arc<Conn>>>,
+    /// When the last attempt to (re)connect this member failed: whoever queued behind it
+    /// fails too instead of trying again, so N waiters do not wait N deadlines.
+    failed_at: std::sync::Mutex<Option<Instant>>,
     /// An extra member that could not be connected at all (e.g. the server limits
     /// sessions): its work goes to the first member.
     disabled: std::sync::atomic::AtomicBool,
@@ -67,6 +70,7 @@ impl Pool {
             slots: (0..n)
                 .map(|_| Slot {
                     current: RwLock::new(None),
+                    failed_at: std::sync::Mutex::new(None),
                     disabled: std::sync::atomic::AtomicBool::new(false),
                     connecting: tokio::sync::Mutex::new(()),
                 })
@@ -117,9 +121,23 @@ impl Pool {
         if let Some(c) = self.live(slot) {
             return Ok(c);
         }
-        let _g = self.slots[slot].connecting.lock().await;
+        // One deadline for waiting and reconnecting: a request never waits more than that.
+        let arrived = Instant::now();
+        let deadline = arrived + self.opts.timeout;
+        let Ok(_g) = tokio::time::timeout_at(deadline, self.slots[slot].connecting.lock()).await
+        else {
+            return Err(RemoteError::ConnectionLost);
+        };
         if let Some(c) = self.live(slot) {
             return Ok(c);
+        }
+        if self.slots[slot]
+            .failed_at
+            .lock()
+            .unwrap()
+            .is_some_and(|t| t > arrived)
+        {
+            return Err(RemoteError::ConnectionLost);
         }
         let had_one = self.slots[slot].current.read().unwrap().is_some();
         if had_one && !self.opts.reconnect {
@@ -142,7 +160,6 @@ impl Pool {
                 }
             };
         }
-        let deadline = Instant::now() + self.opts.timeout;
         let mut delay = FIRST_RETRY;
         loop {
             match tokio::time::timeout_at(deadline, self.open_conn(slot)).await {
@@ -158,6 +175,7 @@ impl Pool {
                 Err(_) => {}
             }
             if Instant::now() + delay >= deadline {
+                *self.slots[slot].failed_at.lock().unwrap() = Some(Instant::now());
                 return Err(RemoteError::ConnectionLost);
             }
             tokio::time::sleep(delay).await;
