@@ -15,6 +15,8 @@
 //! arguments (to check the harness itself); `SFTPFS_TEST_OPTS=a,b` adds `-o a,b` to every mount.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::io;
@@ -25,7 +27,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -262,7 +264,8 @@ pub struct Sshd {
     /// sshd's stderr (`-e`).
     pub log: PathBuf,
     config: PathBuf,
-    child: Child,
+    /// The listening sshd; replaced by [`Sshd::restart`], `None` after [`Sshd::kill_server`].
+    child: Mutex<Option<Child>>,
     tmp: TempDir,
 }
 
@@ -340,6 +343,52 @@ pub fn isolate_from_mounts(cmd: &mut Command) {
     }
 }
 
+/// Starts `sshd -D -e -f config` with its stderr in `log` (appended to when `append`), in its
+/// own private mount namespace without the FUSE mounts that are live now.
+fn spawn_sshd(config: &Path, log: &Path, append: bool) -> Child {
+    let logfile = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .unwrap();
+    let mut cmd = Command::new(SSHD);
+    cmd.args(["-D", "-e", "-f"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(logfile.try_clone().unwrap())
+        .stderr(logfile);
+    // `unshare -m --propagation private`, done by hand: a new mount namespace, private,
+    // and without the FUSE mounts that other tests have live right now. A copy of such
+    // a mount in sshd's namespace would keep its FUSE connection alive after the other
+    // test unmounts it, and the server could re-enter a mount through a symlink.
+    let fuse_mounts = fuse_mounts_for_child();
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let root = c"/";
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            for m in &fuse_mounts {
+                libc::umount2(m.as_ptr(), libc::MNT_DETACH);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().expect("spawn sshd")
+}
+
 impl Sshd {
     /// A server where the client logs in as root.
     pub fn start() -> Sshd {
@@ -403,41 +452,7 @@ impl Sshd {
                 ),
             )
             .unwrap();
-            let logfile = fs::File::create(&log).unwrap();
-            let mut cmd = Command::new(SSHD);
-            cmd.args(["-D", "-e", "-f"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(logfile.try_clone().unwrap())
-                .stderr(logfile);
-            // `unshare -m --propagation private`, done by hand: a new mount namespace, private,
-            // and without the FUSE mounts that other tests have live right now. A copy of such
-            // a mount in sshd's namespace would keep its FUSE connection alive after the other
-            // test unmounts it, and the server could re-enter a mount through a symlink.
-            let fuse_mounts = fuse_mounts_for_child();
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    let root = c"/";
-                    if libc::mount(
-                        std::ptr::null(),
-                        root.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REC | libc::MS_PRIVATE,
-                        std::ptr::null(),
-                    ) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                    for m in &fuse_mounts {
-                        libc::umount2(m.as_ptr(), libc::MNT_DETACH);
-                    }
-                    Ok(())
-                });
-            }
-            let mut child = cmd.spawn().expect("spawn sshd");
+            let mut child = spawn_sshd(&config, &log, false);
             let listening = format!("Server listening on 127.0.0.1 port {port}.");
             let end = Instant::now() + Duration::from_secs(15);
             let mut started = false;
@@ -469,7 +484,7 @@ impl Sshd {
                     host_key_pub,
                     log,
                     config,
-                    child,
+                    child: Mutex::new(Some(child)),
                     tmp,
                 };
             }
@@ -551,24 +566,213 @@ impl Sshd {
         }
     }
 
+    /// The pid of the listening sshd.
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.child
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("sshd was killed")
+            .id() as i32
     }
+
+    /// The processes serving the current connections (every descendant of the listening
+    /// sshd: the privileged monitor and the session process of each), deepest first.
+    pub fn connection_pids(&self) -> Vec<i32> {
+        match self.child.lock().unwrap().as_ref() {
+            Some(c) => descendants(c.id() as i32),
+            None => Vec::new(),
+        }
+    }
+
+    /// SIGKILLs every process serving a connection (the listener stays): the connections
+    /// drop as if the server side had crashed. Returns how many processes were killed.
+    pub fn kill_connections(&self) -> usize {
+        let pids = self.connection_pids();
+        kill_and_reap(&pids);
+        pids.len()
+    }
+
+    /// Waits until at least `n` connections are being served (a monitor and a session
+    /// process each); false at the deadline.
+    pub fn wait_connections(&self, n: usize, deadline: Duration) -> bool {
+        wait_until(deadline, || self.connection_pids().len() >= 2 * n)
+    }
+
+    /// SIGSTOPs every process serving a connection, and the listener too when `listener`:
+    /// the server freezes without closing anything. Everything resumes when the guard drops.
+    pub fn freeze(&self, listener: bool) -> Frozen {
+        let mut pids = self.connection_pids();
+        if listener {
+            pids.push(self.pid());
+        }
+        for &p in &pids {
+            signal(p, libc::SIGSTOP);
+        }
+        Frozen { pids }
+    }
+
+    /// The server is gone: SIGKILLs the connections and the listener (nothing listens on
+    /// the port afterwards). [`Sshd::restart`] brings it back.
+    pub fn kill_server(&self) {
+        let mut child = self.child.lock().unwrap();
+        if let Some(mut c) = child.take() {
+            kill_and_reap(&descendants(c.id() as i32));
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the server (as [`Sshd::kill_server`]) and starts a new one on the same port with
+    /// the same keys, config and directories; returns once it accepts connections.
+    pub fn restart(&self) {
+        self.kill_server();
+        let mut child = spawn_sshd(&self.config, &self.log, true);
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "restarted sshd exited ({status}):\n{}",
+                    fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            if Instant::now() >= end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "restarted sshd did not listen on port {} within 15 s",
+                    self.port
+                );
+            }
+            sleep(POLL);
+        }
+        *self.child.lock().unwrap() = Some(child);
+    }
+
+    /// Adds this server's host key for `127.0.0.1:port` to its known_hosts (to reach it
+    /// through a proxy listening on `port`).
+    pub fn trust_port(&self, port: u16) {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.known_hosts)
+            .unwrap();
+        io::Write::write_all(
+            &mut f,
+            format!("[127.0.0.1]:{port} {}\n", self.host_key_pub).as_bytes(),
+        )
+        .unwrap();
+    }
+}
+
+/// Processes SIGSTOPped by [`Sshd::freeze`]; SIGCONT on drop (also when a test fails).
+pub struct Frozen {
+    pids: Vec<i32>,
+}
+
+impl Frozen {
+    /// Lets them run again now.
+    pub fn thaw(self) {}
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for &p in self.pids.iter().rev() {
+            signal(p, libc::SIGCONT);
+        }
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    if pid > 0 {
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// The live (not zombie) descendants of `pid`, deepest first.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut children: Vec<(i32, i32)> = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let mut f = rest.split_whitespace();
+            let state = f.next().unwrap_or("Z");
+            let ppid = f.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+            if state != "Z" && state != "X" {
+                children.push((p, ppid));
+            }
+        }
+    }
+    fn walk(of: i32, all: &[(i32, i32)], out: &mut Vec<i32>) {
+        for &(p, pp) in all {
+            if pp == of {
+                walk(p, all, out);
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(pid, &children, &mut out);
+    out
+}
+
+/// SIGKILLs `pids` (deepest first, as [`descendants`] lists them) and waits until they are
+/// gone; reaps those that were re-parented to this process (a subreaper).
+fn kill_and_reap(pids: &[i32]) {
+    for &p in pids {
+        signal(p, libc::SIGCONT);
+        signal(p, libc::SIGKILL);
+    }
+    let me = std::process::id() as i32;
+    let gone = wait_until(Duration::from_secs(10), || {
+        pids.iter().all(|&p| {
+            if parent_of(p) == Some(me) {
+                let mut st = 0;
+                unsafe { libc::waitpid(p, &mut st, libc::WNOHANG) };
+            }
+            !is_live(p)
+        })
+    });
+    assert!(gone, "processes {pids:?} did not die after SIGKILL");
+}
+
+/// The process exists and is not a zombie.
+fn is_live(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
+        })
+        .unwrap_or(false)
 }
 
 impl Drop for Sshd {
     fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let end = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() >= end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
+        if let Some(child) = self.child.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            signal(child.id() as i32, libc::SIGCONT);
+            signal(child.id() as i32, libc::SIGTERM);
+            let end = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() >= end {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                sleep(POLL);
             }
-            sleep(POLL);
         }
         if std::thread::panicking() {
             eprintln!(
@@ -763,6 +967,21 @@ impl<'a> Mount<'a> {
         let mut cmd = sshd.command();
         cmd.args(sshd.mount_args(remote_dir, &mnt, extra)).arg("-f");
         Mount::spawn_foreground(sshd, cmd, mnt, sshd.resolve(remote_dir))
+    }
+
+    /// Like [`Mount::new`], but connecting to `port` on 127.0.0.1 (a proxy in front of
+    /// `sshd`, see [`proxy::Proxy`]) instead of the server's own port. The server's host key
+    /// is trusted for that port.
+    pub fn via_port(sshd: &'a Sshd, port: u16, remote_dir: &str, extra: &[&str]) -> Mount<'a> {
+        sshd.trust_port(port);
+        let mnt = sshd.mountpoint();
+        let mut args = sshd.mount_args(remote_dir, &mnt, extra);
+        assert_eq!(args[2], "-p");
+        args[3] = port.to_string().into();
+        let mut cmd = sshd.command();
+        cmd.args(args).arg("-f");
+        Mount::spawn_foreground(sshd, cmd, mnt, sshd.resolve(remote_dir))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs `cmd` (the binary with complete arguments including `-f` and `mnt`) and waits for
