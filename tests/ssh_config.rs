@@ -1,14 +1,16 @@
 //! ssh_config: a `Host` alias and everything ssh would apply to it (`-F file`), the command
 //! line winning over the file, `ProxyJump` (once and chained) and `ProxyCommand` through the
 //! test's own sshd, algorithm lists, and the built-in parser used when `ssh` is not installed.
+//! Mounts end through the harness's `Drop` (how a mount stops is tested elsewhere).
 
 mod support;
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use support::{run_to_exit, Mount, Sshd, Stop, FAIL_DEADLINE};
+use support::{run_to_exit, Mount, Sshd, FAIL_DEADLINE};
 
 /// A `Host NAME` block that reaches `sshd` with the test's key and known_hosts.
 fn host_block(sshd: &Sshd, name: &str) -> String {
@@ -86,15 +88,20 @@ fn tcp_connections(pid: i32) -> usize {
 /// Each connection of the mount through `hops` jump hosts costs `hops + 1` logins: sshd
 /// logged that many per TCP connection the mount process holds.
 fn assert_tunnelled(m: &Mount, sshd: &Sshd, logins_before: usize, hops: usize) {
-    // Let connections being made settle, then count both sides.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let conns = tcp_connections(m.pid().unwrap());
-    let logins = logins(sshd) - logins_before;
-    assert!(conns >= 1, "no TCP connection of the mount process");
-    assert_eq!(
-        logins,
-        conns * (hops + 1),
-        "{conns} TCP connection(s) should carry {} logins each",
+    // Pool members may still be connecting: wait until both sides agree.
+    let count = || {
+        let conns = tcp_connections(m.pid().unwrap());
+        (conns, logins(sshd) - logins_before)
+    };
+    let settled = support::wait_until(Duration::from_secs(10), || {
+        let (conns, logins) = count();
+        conns >= 1 && logins == conns * (hops + 1)
+    });
+    let (conns, logins) = count();
+    assert!(
+        settled,
+        "{conns} TCP connection(s) of the mount process should carry {} logins each, \
+         sshd logged {logins}",
         hops + 1
     );
 }
@@ -103,10 +110,9 @@ fn assert_tunnelled(m: &Mount, sshd: &Sshd, logins_before: usize, hops: usize) {
 fn host_alias_from_the_config_file() {
     let sshd = Sshd::start();
     let config = write_config(&sshd, &host_block(&sshd, "myserver"));
-    let mut m =
-        mount_with_config(&sshd, "myserver:", &config, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let m = mount_with_config(&sshd, "myserver:", &config, &[]).unwrap_or_else(|e| panic!("{e}"));
     check_round_trip(&m, "alias.txt");
-    m.stop(Stop::Fusermount);
+    drop(m);
 }
 
 /// Wildcards, the first value winning, and the command line winning over the file.
@@ -121,10 +127,10 @@ fn command_line_wins_over_the_config_file() {
     // The file says port 1 and a user that does not exist: -p and user@ fix both.
     let source = format!("{}@srv-a:", sshd.user);
     let port = sshd.port.to_string();
-    let mut m = mount_with_config(&sshd, &source, &config, &["-p", &port])
+    let m = mount_with_config(&sshd, &source, &config, &["-p", &port])
         .unwrap_or_else(|e| panic!("{e}"));
     check_round_trip(&m, "wins.txt");
-    m.stop(Stop::Fusermount);
+    drop(m);
     // Without them, the file's wrong port is used: refused.
     let mut cmd = sshd.command();
     cmd.arg("srv-a:")
@@ -151,15 +157,14 @@ fn builtin_parser_without_ssh_installed() {
         .arg("-F")
         .arg(&config)
         .args(["-f", "-d"]);
-    let mut m =
-        Mount::spawn_foreground(&sshd, cmd, mnt, sshd.home()).unwrap_or_else(|e| panic!("{e}"));
+    let m = Mount::spawn_foreground(&sshd, cmd, mnt, sshd.home()).unwrap_or_else(|e| panic!("{e}"));
     check_round_trip(&m, "parsed.txt");
     assert!(
         m.stderr().contains("ssh is not installed"),
         "the parser was not used:\n{}",
         m.stderr()
     );
-    m.stop(Stop::Fusermount);
+    drop(m);
 }
 
 /// ProxyJump through the same server (the jump host is the sshd itself): each connection of
@@ -175,17 +180,17 @@ fn proxy_jump_once_and_chained() {
     );
     let config = write_config(&sshd, &text);
     let before = logins(&sshd);
-    let mut m = mount_with_config(&sshd, "target:", &config, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let m = mount_with_config(&sshd, "target:", &config, &[]).unwrap_or_else(|e| panic!("{e}"));
     check_round_trip(&m, "jump.txt");
     assert_tunnelled(&m, &sshd, before, 1);
-    m.stop(Stop::Fusermount);
+    drop(m);
 
     let before = logins(&sshd);
-    let mut m = mount_with_config(&sshd, "target:", &config, &["-o", "ProxyJump=jump,jump"])
+    let m = mount_with_config(&sshd, "target:", &config, &["-o", "ProxyJump=jump,jump"])
         .unwrap_or_else(|e| panic!("{e}"));
     check_round_trip(&m, "jump2.txt");
     assert_tunnelled(&m, &sshd, before, 2);
-    m.stop(Stop::Fusermount);
+    drop(m);
 }
 
 /// ProxyCommand from the config file, with ssh's tokens: the system ssh's `-W` carries the
@@ -201,15 +206,17 @@ fn proxy_command_with_tokens() {
     );
     let config = write_config(&sshd, &format!("{}{proxy}", host_block(&sshd, "viacmd")));
     let before = logins(&sshd);
-    let mut m = mount_with_config(&sshd, "viacmd:", &config, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let m = mount_with_config(&sshd, "viacmd:", &config, &[]).unwrap_or_else(|e| panic!("{e}"));
     check_round_trip(&m, "cmd.txt");
     // The connections go through `ssh -W` children: the mount process has no TCP connection
     // of its own, and each ssh child logged in before ours did through it.
-    std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(tcp_connections(m.pid().unwrap()), 0);
-    let logins = logins(&sshd) - before;
-    assert!(logins >= 2 && logins.is_multiple_of(2), "{logins} logins");
-    m.stop(Stop::Fusermount);
+    let settled = support::wait_until(Duration::from_secs(10), || {
+        let logins = logins(&sshd) - before;
+        logins >= 2 && logins.is_multiple_of(2)
+    });
+    assert!(settled, "{} logins", logins(&sshd) - before);
+    drop(m);
 }
 
 /// Algorithm lists: a cipher the SSH library lacks is an error that names it, from the command
@@ -218,7 +225,7 @@ fn proxy_command_with_tokens() {
 fn algorithm_lists() {
     let sshd = Sshd::start();
     let config = write_config(&sshd, &host_block(&sshd, "algo"));
-    let mut m = mount_with_config(
+    let m = mount_with_config(
         &sshd,
         "algo:",
         &config,
@@ -229,7 +236,7 @@ fn algorithm_lists() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     check_round_trip(&m, "algo.txt");
-    m.stop(Stop::Fusermount);
+    drop(m);
 
     let mut cmd = sshd.command();
     cmd.arg("algo:")

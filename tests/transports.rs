@@ -1,7 +1,8 @@
 //! sshfs's other transports: `ssh_command=` (the system ssh as a child process),
 //! `sftp_server=` (a server command instead of the subsystem), `directport=` (SFTP straight
 //! over TCP) and `passive` (SFTP on sftpfs's own stdin/stdout). Everything above the transport
-//! is the same, so a round trip of a file through the mount is what is checked.
+//! is the same, so a round trip of a file through the mount is what is checked. Mounts end
+//! through the harness's `Drop` (how a mount stops is tested elsewhere).
 
 mod support;
 
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use support::{isolate_from_mounts, Mount, Sshd, Stop};
+use support::{isolate_from_mounts, Mount, Sshd};
 
 const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 
@@ -74,14 +75,14 @@ fn ssh_command_runs_the_system_ssh() {
     let sshd = Sshd::start();
     let port = sshd.port.to_string();
     let source = sshd.target("");
-    let mut m = mount_with(&sshd, &source, &["-p", &port, "-o", &ssh_command(&sshd)]);
+    let m = mount_with(&sshd, &source, &["-p", &port, "-o", &ssh_command(&sshd)]);
     check_round_trip(&m, "sshcmd.bin");
     let pid = m.pid().unwrap();
     assert!(
         !ssh_children(pid).is_empty(),
         "no ssh child of the mount process"
     );
-    m.stop(Stop::Fusermount);
+    drop(m);
 }
 
 /// ssh options given with -o reach the system ssh (here the key and known_hosts).
@@ -90,9 +91,9 @@ fn ssh_command_gets_the_ssh_options() {
     let sshd = Sshd::start();
     let opts = sshd.opts(&["ssh_command=ssh -F none"]);
     let port = sshd.port.to_string();
-    let mut m = mount_with(&sshd, &sshd.target(""), &["-p", &port, "-o", &opts]);
+    let m = mount_with(&sshd, &sshd.target(""), &["-p", &port, "-o", &opts]);
     check_round_trip(&m, "opts.bin");
-    m.stop(Stop::Fusermount);
+    drop(m);
 }
 
 /// `sftp_server=PATH` runs the server command instead of the `sftp` subsystem, with the
@@ -104,16 +105,16 @@ fn sftp_server_command() {
     let source = sshd.target(&home);
     let port = sshd.port.to_string();
     let server = format!("sftp_server={SFTP_SERVER}");
-    let mut m = mount_with(
+    let m = mount_with(
         &sshd,
         &source,
         &["-p", &port, "-o", &ssh_command(&sshd), "-o", &server],
     );
     check_round_trip(&m, "viassh.bin");
-    m.stop(Stop::Fusermount);
-    let mut m = Mount::new(&sshd, &home, &[&server]);
+    drop(m);
+    let m = Mount::new(&sshd, &home, &[&server]);
     check_round_trip(&m, "builtin.bin");
-    m.stop(Stop::Fusermount);
+    drop(m);
 }
 
 /// An sftp-server behind a TCP port (what inetd or socat would do): one server process per
@@ -185,10 +186,10 @@ fn directport_speaks_sftp_over_tcp() {
     let listener = SftpListener::start(&sshd.home());
     let home = sshd.home().display().to_string();
     let opt = format!("directport={}", listener.port);
-    let mut m = mount_with(&sshd, &format!("127.0.0.1:{home}"), &["-o", &opt]);
+    let m = mount_with(&sshd, &format!("127.0.0.1:{home}"), &["-o", &opt]);
     check_round_trip(&m, "direct.bin");
     assert!(listener.connections() >= 1);
-    m.stop(Stop::Fusermount);
+    drop(m);
 }
 
 #[test]
@@ -223,9 +224,9 @@ fn passive_speaks_sftp_on_stdin_and_stdout() {
     }
     let m = Mount::spawn_foreground(&sshd, cmd, mnt, sshd.home());
     drop((from_server, to_server));
-    let mut m = m.unwrap_or_else(|e| panic!("{e}"));
+    let m = m.unwrap_or_else(|e| panic!("{e}"));
     check_round_trip(&m, "passive.bin");
-    m.stop(Stop::Fusermount);
+    drop(m);
     // The server ends with the mount (its stdin closes).
     let ended = support::wait_until(support::EXIT_DEADLINE, || {
         server.try_wait().ok().flatten().is_some()
