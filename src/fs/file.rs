@@ -198,7 +198,7 @@ impl Filesystem {
     }
 
     async fn reopen(&self, f: &Arc<OpenFile>) -> Result<(), RemoteError> {
-        let conn = self.pool.get(f.slot).await?;
+        let conn = self.pool.get_or_live(f.slot()).await?;
         let path =
             self.inodes.lock().unwrap().path(f.ino).ok_or_else(|| {
                 RemoteError::Protocol("file was removed while disconnected".into())

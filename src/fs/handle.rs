@@ -23,7 +23,6 @@ pub struct WriteQueue {
 /// A file opened on the server, pinned to one pool member so its requests stay in order.
 pub struct OpenFile {
     pub ino: u64,
-    pub slot: usize,
     /// SFTP open flags to re-open with after a reconnect (never create, truncate or exclude).
     pub reopen_flags: u32,
     pub writable: bool,
@@ -54,7 +53,6 @@ impl OpenFile {
     ) -> Self {
         OpenFile {
             ino,
-            slot: conn.slot,
             reopen_flags,
             writable,
             closing: std::sync::atomic::AtomicBool::new(false),
@@ -72,6 +70,11 @@ impl OpenFile {
     /// Whether another operation on the node may use this file's handle.
     pub fn usable(&self) -> bool {
         !self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The pool member the file lives on now.
+    pub fn slot(&self) -> usize {
+        self.current.lock().unwrap().0.slot
     }
 
     /// The session and handle to use now.

@@ -29,9 +29,6 @@ impl Conn {
 
 struct Slot {
     current: RwLock<Option<Arc<Conn>>>,
-    /// When the last attempt to (re)connect this member failed: whoever queued behind it
-    /// fails too instead of trying again, so N waiters do not wait N deadlines.
-    failed_at: std::sync::Mutex<Option<Instant>>,
     /// An extra member that could not be connected at all (e.g. the server limits
     /// sessions): its work goes to the first member.
     disabled: std::sync::atomic::AtomicBool,
@@ -52,10 +49,18 @@ pub struct Pool {
     opts: PoolOptions,
     generation: AtomicU64,
     next: AtomicUsize,
+    /// When the last attempt to reconnect failed (any member: it is one server). Whoever
+    /// waited behind it, or comes soon after, fails at once instead of waiting another
+    /// deadline for the same answer.
+    failed_at: std::sync::Mutex<Option<Instant>>,
+    /// Without `reconnect`: a connection was lost, so the mount is dead, every member alike.
+    dead: std::sync::atomic::AtomicBool,
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// After a failed reconnect, requests fail at once for this long (at most half the deadline).
+const COOL_DOWN: Duration = Duration::from_secs(5);
 
 impl Pool {
     /// Connects the first member now (so the mount fails early on bad input); the others
@@ -70,7 +75,6 @@ impl Pool {
             slots: (0..n)
                 .map(|_| Slot {
                     current: RwLock::new(None),
-                    failed_at: std::sync::Mutex::new(None),
                     disabled: std::sync::atomic::AtomicBool::new(false),
                     connecting: tokio::sync::Mutex::new(()),
                 })
@@ -78,6 +82,8 @@ impl Pool {
             opts,
             generation: AtomicU64::new(0),
             next: AtomicUsize::new(0),
+            failed_at: std::sync::Mutex::new(None),
+            dead: std::sync::atomic::AtomicBool::new(false),
         };
         let first = pool.open_conn(0).await?;
         *pool.slots[0].current.write().unwrap() = Some(Arc::new(first));
@@ -105,7 +111,21 @@ impl Pool {
         })
     }
 
+    /// Whether a member that was connected has lost its connection.
+    fn any_lost(&self) -> bool {
+        self.slots.iter().any(|s| {
+            s.current
+                .read()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|c| !c.is_alive())
+        })
+    }
+
     fn live(&self, slot: usize) -> Option<Arc<Conn>> {
+        if self.dead.load(Ordering::SeqCst) {
+            return None;
+        }
         self.slots[slot]
             .current
             .read()
@@ -118,6 +138,12 @@ impl Pool {
     /// The session of `slot`, reconnecting it (with backoff, within the request deadline)
     /// when it died. Without `reconnect`, a dead first member stays dead.
     pub async fn get(&self, slot: usize) -> Result<Arc<Conn>> {
+        if !self.opts.reconnect && self.any_lost() {
+            self.dead.store(true, Ordering::SeqCst);
+        }
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(RemoteError::ConnectionLost);
+        }
         if let Some(c) = self.live(slot) {
             return Ok(c);
         }
@@ -131,16 +157,13 @@ impl Pool {
         if let Some(c) = self.live(slot) {
             return Ok(c);
         }
-        if self.slots[slot]
-            .failed_at
-            .lock()
-            .unwrap()
-            .is_some_and(|t| t > arrived)
-        {
+        if self.recently_failed(arrived) {
             return Err(RemoteError::ConnectionLost);
         }
         let had_one = self.slots[slot].current.read().unwrap().is_some();
         if had_one && !self.opts.reconnect {
+            tracing::error!("connection lost and reconnect is off: every access fails from now on");
+            self.dead.store(true, Ordering::SeqCst);
             return Err(RemoteError::ConnectionLost);
         }
         if !had_one && slot != 0 {
@@ -167,6 +190,8 @@ impl Pool {
                     if had_one {
                         tracing::warn!("reconnected (pool member {slot})");
                     }
+                    // The server answers again: nobody need fail fast any more.
+                    *self.failed_at.lock().unwrap() = None;
                     let c = Arc::new(c);
                     *self.slots[slot].current.write().unwrap() = Some(c.clone());
                     return Ok(c);
@@ -175,11 +200,31 @@ impl Pool {
                 Err(_) => {}
             }
             if Instant::now() + delay >= deadline {
-                *self.slots[slot].failed_at.lock().unwrap() = Some(Instant::now());
+                *self.failed_at.lock().unwrap() = Some(Instant::now());
                 return Err(RemoteError::ConnectionLost);
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_RETRY);
+        }
+    }
+
+    /// Whether a (re)connect of `slot` failed after `since`, or so recently that trying
+    /// again now would only make the caller wait another deadline for the same answer.
+    /// After the cool-down the next request tries again, so the mount recovers on its own.
+    fn recently_failed(&self, since: Instant) -> bool {
+        let cool_down = (self.opts.timeout / 2).min(COOL_DOWN);
+        self.failed_at
+            .lock()
+            .unwrap()
+            .is_some_and(|t| t > since || t.elapsed() < cool_down)
+    }
+
+    /// The session of `slot`, or, when that member cannot be had, any live one (an open
+    /// file being re-opened may move).
+    pub async fn get_or_live(&self, slot: usize) -> Result<Arc<Conn>> {
+        match self.get(slot).await {
+            Ok(c) => Ok(c),
+            Err(e) => (0..self.slots.len()).find_map(|s| self.live(s)).ok_or(e),
         }
     }
 
