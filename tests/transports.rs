@@ -210,7 +210,8 @@ fn passive_speaks_sftp_on_stdin_and_stdout() {
     let mnt = sshd.mountpoint();
     let mut cmd = sshd.command();
     let home = sshd.home().display().to_string();
-    cmd.arg(format!("127.0.0.1:{home}"))
+    // No host: as with sshfs, passive mode takes `:dir`.
+    cmd.arg(format!(":{home}"))
         .arg(&mnt)
         .args(["-o", "passive", "-f"]);
     // After the harness's stdio set-up: stdin from the server, stdout to it.

@@ -317,7 +317,15 @@ where
     if mountpoint.is_empty() {
         return Err(CliError::EmptyMountpoint);
     }
-    let source = parse_source(raw_source)?;
+    // sshfs's passive mode needs no host: `sftpfs :/dir MOUNTPOINT -o passive`.
+    let source = match raw_source.as_bytes().strip_prefix(b":") {
+        Some(dir) if draft.cfg.transport.passive => Source {
+            user: None,
+            host: "stdin".into(),
+            dir: dir.to_vec(),
+        },
+        _ => parse_source(raw_source)?,
+    };
 
     let mut cfg = draft.cfg;
     check_idmap(&cfg.fs)?;

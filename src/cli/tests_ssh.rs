@@ -163,4 +163,8 @@ fn transports() {
         with_o("ssh_command=ssh,directport=7000").transport.kind(),
         TransportKind::Direct(7000)
     );
+    // passive needs no host, as in sshfs; anything else does.
+    let c = mount(&[":/srv", "/m", "-o", "passive"]);
+    assert_eq!(c.fs.remote_dir, b"/srv");
+    assert!(err(&[":/srv", "/m"]).contains("the host is empty"));
 }
