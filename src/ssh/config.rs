@@ -103,6 +103,16 @@ fn resolve_host(
 ) -> Result<(), String> {
     // Jump hosts start from the command line's settings, not from the target's config file.
     let base = ssh.clone();
+    apply_settings(ssh, explicit, lookup)?;
+    resolve_jumps(ssh, &base, lookup, depth)
+}
+
+/// Applies what ssh_config says about `ssh.host_alias`.
+fn apply_settings(
+    ssh: &mut SshConfig,
+    explicit: &SshExplicit,
+    lookup: &Lookup,
+) -> Result<(), String> {
     let port = explicit.port.then_some(ssh.port);
     let user = explicit.user.then_some(ssh.user.as_str());
     let settings = lookup.host(&ssh.host_alias, port, user)?;
@@ -111,22 +121,22 @@ fn resolve_host(
         ssh.host_alias,
         settings.keys().join(", ")
     );
-    apply(ssh, explicit, &settings, &lookup.env)?;
-    ssh.jump_hosts = match &ssh.proxy {
-        Some(Proxy::Jump(specs)) => jump_hosts(&base, specs, lookup, depth)?,
-        _ => Vec::new(),
-    };
-    Ok(())
+    apply(ssh, explicit, &settings, &lookup.env)
 }
 
-/// The `ProxyJump` hosts, each resolved through ssh_config. As in ssh (`-J a,b` runs
-/// `ssh -J a -W ... b`), only the first hop may have a proxy of its own from its config.
-fn jump_hosts(
+/// Fills `ssh.jump_hosts` from its `ProxyJump`, each hop resolved through ssh_config. As in
+/// ssh (`-J a,b` runs `ssh -J a -W ... b`), only the first hop may have a proxy of its own
+/// from its config; a last hop that is the host itself is a loop.
+fn resolve_jumps(
+    ssh: &mut SshConfig,
     base: &SshConfig,
-    specs: &[String],
     lookup: &Lookup,
     depth: usize,
-) -> Result<Vec<SshConfig>, String> {
+) -> Result<(), String> {
+    let Some(Proxy::Jump(specs)) = &ssh.proxy else {
+        ssh.jump_hosts = Vec::new();
+        return Ok(());
+    };
     if depth >= MAX_JUMP_DEPTH {
         return Err(format!(
             "ProxyJump: more than {MAX_JUMP_DEPTH} nested jump hosts (a loop in ssh_config?)"
@@ -136,15 +146,33 @@ fn jump_hosts(
     let mut hops = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         let (mut hop, explicit) = hop_config(base, spec, &local_user)?;
-        resolve_host(&mut hop, &explicit, lookup, depth + 1)?;
-        if i > 0 {
+        let hop_base = hop.clone();
+        apply_settings(&mut hop, &explicit, lookup)?;
+        if i + 1 == specs.len() && same_login(&hop, ssh) {
+            return Err(format!(
+                "ProxyJump loop via {} (exclude the jump host from the Host pattern that sets \
+                 ProxyJump, e.g. Host * !{})",
+                hop.host_alias, hop.host_alias
+            ));
+        }
+        if i == 0 {
+            resolve_jumps(&mut hop, &hop_base, lookup, depth + 1)?;
+        } else {
             // Reached through the hop before it, whatever its own config says.
             hop.proxy = None;
             hop.jump_hosts.clear();
         }
         hops.push(hop);
     }
-    Ok(hops)
+    ssh.jump_hosts = hops;
+    Ok(())
+}
+
+/// Same host as written, port and user: a jump host that is its own destination (as ssh's
+/// "jumphost loop" check, which compares names, so that a jump through the same server under
+/// another name stays possible).
+fn same_login(a: &SshConfig, b: &SshConfig) -> bool {
+    a.host_alias.eq_ignore_ascii_case(&b.host_alias) && a.port == b.port && a.user == b.user
 }
 
 /// A jump host's starting config: the command line's settings (keys, known_hosts, checking,
@@ -1093,11 +1121,18 @@ mod tests {
             &env(),
         )
         .unwrap();
-        let hops = jump_hosts(&base("alias"), &["j".into()], &lookup, 0).unwrap();
+        resolve_jumps(&mut cfg, &base("alias"), &lookup, 0).unwrap();
+        let hops = &cfg.jump_hosts;
         assert_eq!(hops.len(), 1);
         assert_eq!(hops[0].host, "127.0.0.10");
         assert_eq!(hops[0].host_alias, "j");
         assert_eq!(hops[0].port, 22);
+
+        // `Host *` with a ProxyJump that does not exclude the jump host: a loop, named.
+        std::fs::write(&f, "Host *\n ProxyJump j\nHost j\n HostName 127.0.0.10\n").unwrap();
+        let mut cfg = base("j");
+        let e = resolve_host(&mut cfg, &SshExplicit::default(), &lookup, 0).unwrap_err();
+        assert!(e.starts_with("ProxyJump loop via j"), "{e}");
 
         // A broken config file: ssh's own message, one line.
         std::fs::write(&f, "Host x\n NoSuchOption 1\n").unwrap();
