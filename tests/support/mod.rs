@@ -398,6 +398,12 @@ impl Sshd {
     /// A server where the client logs in as `user` (e.g. `nobody`, to test permission errors:
     /// root's server would bypass permission bits). The home dir is owned by that user.
     pub fn start_as(user: &str) -> Sshd {
+        Sshd::start_with(user, |c| c)
+    }
+
+    /// Like [`Sshd::start_as`], with the generated `sshd_config` text passed through `edit`
+    /// first (to turn an authentication method or the sftp subsystem off, say).
+    pub fn start_with(user: &str, edit: impl Fn(String) -> String) -> Sshd {
         require_environment();
         let tmp = TempDir::new("sshd");
         let dir = tmp.path().to_path_buf();
@@ -428,7 +434,7 @@ impl Sshd {
             fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_key_pub}\n")).unwrap();
             fs::write(
                 &config,
-                format!(
+                edit(format!(
                     "ListenAddress 127.0.0.1\n\
                      Port {port}\n\
                      HostKey {}\n\
@@ -449,7 +455,7 @@ impl Sshd {
                     host_key.display(),
                     authorized_keys.display(),
                     home.display(),
-                ),
+                )),
             )
             .unwrap();
             let mut child = spawn_sshd(&config, &log, false);
