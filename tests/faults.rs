@@ -768,3 +768,134 @@ fn noreconnect_fails_with_eio_after_a_kill_and_never_hangs() {
         took.as_secs_f64()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The proxy itself (no sshd): what the tests above rely on
+
+/// An echo server on 127.0.0.1; returns its port. Its threads end with their connections.
+fn echo_server() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let mut w = s;
+                let _ = io::copy(&mut r, &mut w);
+            });
+        }
+    });
+    port
+}
+
+fn echo_once(c: &mut std::net::TcpStream, data: &[u8]) -> io::Result<Vec<u8>> {
+    c.write_all(data)?;
+    let mut got = vec![0u8; data.len()];
+    c.read_exact(&mut got)?;
+    Ok(got)
+}
+
+#[test]
+fn proxy_delays_each_direction_and_keeps_order_and_bytes() {
+    let p = Proxy::start(echo_server());
+    p.delay(Duration::from_millis(40));
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", p.port())).unwrap();
+    let start = Instant::now();
+    assert_eq!(echo_once(&mut c, b"ping").unwrap(), b"ping");
+    let rtt = start.elapsed();
+    assert!(
+        rtt >= Duration::from_millis(80),
+        "round trip {rtt:?} < 2 x 40 ms"
+    );
+    // Many chunks in flight at once, written from one thread and read from another: all
+    // arrive, in order.
+    let data = random_bytes(8 << 20, 77);
+    let mut w = c.try_clone().unwrap();
+    let send = data.clone();
+    let writer = std::thread::spawn(move || {
+        for piece in send.chunks(100_000) {
+            w.write_all(piece).unwrap();
+        }
+    });
+    let mut got = vec![0u8; data.len()];
+    c.read_exact(&mut got).unwrap();
+    writer.join().unwrap();
+    assert!(got == data, "bytes changed or reordered through the proxy");
+}
+
+#[test]
+fn proxy_stall_holds_bytes_and_resume_delivers_them() {
+    let p = Proxy::start(echo_server());
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", p.port())).unwrap();
+    assert_eq!(echo_once(&mut c, b"before").unwrap(), b"before");
+    p.stall();
+    c.write_all(b"held").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 4];
+    let r = c.read(&mut buf);
+    assert!(
+        r.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )),
+        "bytes came through a stalled proxy: {r:?}"
+    );
+    p.resume();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"held");
+}
+
+#[test]
+fn proxy_cut_closes_current_connections_and_refuse_closes_new_ones() {
+    let p = Proxy::start(echo_server());
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", p.port())).unwrap();
+    assert_eq!(echo_once(&mut c, b"x").unwrap(), b"x");
+    assert_eq!(p.live(), 1);
+    p.cut();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 1];
+    assert!(
+        matches!(c.read(&mut buf), Ok(0) | Err(_)),
+        "a cut connection still delivers"
+    );
+    // New connections still work.
+    let mut c2 = std::net::TcpStream::connect(("127.0.0.1", p.port())).unwrap();
+    assert_eq!(echo_once(&mut c2, b"y").unwrap(), b"y");
+    p.refuse();
+    let mut c3 = std::net::TcpStream::connect(("127.0.0.1", p.port())).unwrap();
+    c3.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(
+        matches!(c3.read(&mut buf), Ok(0) | Err(_)),
+        "a refused connection was served"
+    );
+    assert!(p.refused() >= 1);
+    p.admit();
+    let mut c4 = std::net::TcpStream::connect(("127.0.0.1", p.port())).unwrap();
+    assert_eq!(echo_once(&mut c4, b"z").unwrap(), b"z");
+}
+
+#[test]
+fn proxy_drop_is_bounded_with_stalled_connections() {
+    let p = Proxy::start(echo_server());
+    p.delay(Duration::from_millis(20));
+    let mut conns = Vec::new();
+    for _ in 0..5 {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", p.port())).unwrap();
+        assert_eq!(echo_once(&mut c, b"a").unwrap(), b"a");
+        conns.push(c);
+    }
+    p.stall();
+    for c in &mut conns {
+        c.write_all(&[0u8; 100_000]).unwrap();
+    }
+    let start = Instant::now();
+    let dropped = bounded(Duration::from_secs(20), move || drop(p));
+    assert!(dropped.is_ok(), "dropping the proxy blocked");
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "dropping the proxy took {took:?}"
+    );
+}
