@@ -101,6 +101,7 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         IdMapMode::File => file_idmap.expect("loaded above"),
     };
     let pool = Arc::new(pool);
+    rt.block_on(async { pool.warm_up() });
     let fs = Filesystem::new(pool.clone(), root, fs_options(&cfg, idmap));
     let adapter = FuseAdapter::new(
         fs.clone(),

@@ -145,6 +145,14 @@ impl MetaCache {
         self.attrs_known(path).filter(|e| !e.stale)
     }
 
+    /// Attributes the server gave (or confirmed) less than `age` ago.
+    pub fn attrs_within(&self, path: &[u8], age: Duration) -> Option<Entry> {
+        let e = self.attrs(path)?;
+        let c = self.attrs.lock().unwrap();
+        let t = c.peek(path)?;
+        (t.until.checked_sub(self.opts.stat_ttl)?.elapsed() < age).then_some(e)
+    }
+
     /// Like `attrs`, but also when a local write made the size and mtime stale: its owner,
     /// mode and atime are still right.
     pub fn attrs_known(&self, path: &[u8]) -> Option<Entry> {
@@ -184,6 +192,14 @@ impl MetaCache {
             if let Some(l) = self.listing(parent_of(path)) {
                 l.lock().unwrap().entries.insert(name_of(path).to_vec(), e);
             }
+        }
+    }
+
+    /// `put_attrs` for attributes the server sent in answer to a request made when `dir`'s
+    /// generation was `generation`: dropped if a local change in the directory came since.
+    pub fn put_attrs_if(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>, generation: u64) {
+        if self.generation(parent_of(path)) == generation {
+            self.put_attrs(path, attrs, nlink);
         }
     }
 

@@ -196,7 +196,7 @@ impl Filesystem {
                         offset: i as u64 + 1,
                         kind: file_type(mode),
                         name,
-                        attr: self.opts.policy.file_attr(ino, &e.attrs, nlink),
+                        attr: self.attr_in(&t, ino, &e.attrs, nlink),
                     });
                     if ok && plus {
                         t.lookup(&child);

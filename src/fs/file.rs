@@ -42,21 +42,25 @@ impl Filesystem {
         }
         let path = self.path_of(ino)?;
         let r = self.remote(&path);
+        // The LSTAT below must see every write made through other descriptors.
+        self.drain_inode(ino).await;
+        let generation = self.cache.generation(super::inode::parent_of(&path));
         // Never create on open: the kernel sends `create` for that.
         let p = pflags(flags & !(libc::O_CREAT | libc::O_EXCL));
-        let conn = self.pool.any().await?;
         // OPEN and LSTAT travel together: one round trip for the handle and the attributes.
-        let (h, st) = join(
-            conn.sftp.open(&r, p, &Attrs::default()),
-            conn.sftp.lstat(&r),
-        )
-        .await;
+        let r_ = &r;
+        let (conn, h, st) = self
+            .open_on_pool(|c| async move {
+                let (h, st) = join(c.sftp.open(r_, p, &Attrs::default()), c.sftp.lstat(r_)).await;
+                (c, h, st)
+            })
+            .await?;
         let h = match h {
             Ok(h) => h,
             Err(e) => return Err(self.explain_open_failure(e, &path).await),
         };
         let a = st.unwrap_or_default();
-        self.cache.put_attrs(&path, &a, None);
+        self.cache.put_attrs_if(&path, &a, None, generation);
         let version = (a.size, a.atime_mtime.map(|t| t.1));
         let keep_cache = {
             let mut t = self.inodes.lock().unwrap();
@@ -73,6 +77,40 @@ impl Filesystem {
             fh: self.register(ino, conn, h, flags, &a),
             keep_cache,
         })
+    }
+
+    /// Runs an OPEN (with its LSTAT) on a pooled session, once more on a new connection
+    /// when the connection died under it.
+    async fn open_on_pool<F, Fut>(
+        &self,
+        op: F,
+    ) -> Result<
+        (
+            Arc<Conn>,
+            Result<Handle, RemoteError>,
+            Result<Attrs, RemoteError>,
+        ),
+        RemoteError,
+    >
+    where
+        F: Fn(Arc<Conn>) -> Fut,
+        Fut: Future<
+            Output = (
+                Arc<Conn>,
+                Result<Handle, RemoteError>,
+                Result<Attrs, RemoteError>,
+            ),
+        >,
+    {
+        let c = self.pool.any().await?;
+        let (c, h, st) = op(c).await;
+        match h {
+            Err(e) if e.is_dead() => {
+                let c = self.pool.get_or_live(c.slot).await?;
+                Ok(op(c).await)
+            }
+            h => Ok((c, h, st)),
+        }
     }
 
     async fn explain_open_failure(&self, e: RemoteError, rel: &[u8]) -> FsError {
@@ -104,12 +142,19 @@ impl Filesystem {
             permissions: Some(want),
             ..Attrs::default()
         };
-        let conn = self.pool.any().await?;
-        let (h, st) = join(
-            conn.sftp.open(&r, pflags(flags | libc::O_CREAT), &a),
-            conn.sftp.lstat(&r),
-        )
-        .await;
+        let (r_, a_) = (&r, &a);
+        // Repeated on a new connection if this one died under it (with O_EXCL the repeat may
+        // then say EEXIST for our own file: the safe side for lock files).
+        let (conn, h, st) = self
+            .open_on_pool(|c| async move {
+                let (h, st) = join(
+                    c.sftp.open(r_, pflags(flags | libc::O_CREAT), a_),
+                    c.sftp.lstat(r_),
+                )
+                .await;
+                (c, h, st)
+            })
+            .await?;
         let h = match h {
             Ok(h) => h,
             Err(e) => return Err(self.explain_open_failure(e, &path).await),
@@ -347,8 +392,18 @@ impl Filesystem {
             return Err(FsError::new(e));
         }
         self.drop_readahead(f.ino);
-        if let Some(p) = self.inodes.lock().unwrap().path(f.ino) {
-            self.cache.mark_written(&p);
+        let path = self.inodes.lock().unwrap().path(f.ino);
+        let known = path
+            .as_ref()
+            .and_then(|p| self.cache.attrs_known(p))
+            .and_then(|e| e.attrs.size);
+        if let Some(p) = &path {
+            self.cache.mark_written(p);
+        }
+        let end = offset + data.len() as u64;
+        if let Some(n) = self.inodes.lock().unwrap().get_mut(f.ino) {
+            let base = n.local_size.or(known).unwrap_or(0);
+            n.local_size = Some(base.max(end));
         }
         let len = data.len();
         let data = Bytes::from(data);
@@ -471,6 +526,10 @@ impl Filesystem {
         };
         f.closing.store(true, std::sync::atomic::Ordering::SeqCst);
         f.drain().await;
+        let generation = match self.inodes.lock().unwrap().path(f.ino) {
+            Some(p) => self.cache.generation(super::inode::parent_of(&p)),
+            None => 0,
+        };
         let (c, h) = f.current();
         let closed = if f.writable {
             // Learn the final size and time, for the caches and the next open's keep_cache.
@@ -480,10 +539,14 @@ impl Filesystem {
                 if let Some(n) = t.get_mut(f.ino) {
                     n.version = Some((a.size, a.atime_mtime.map(|t| t.1)));
                 }
-                if let Some(p) = t.path(f.ino) {
-                    drop(t);
-                    self.cache.put_attrs(&p, &a, None);
+                let p = t.path(f.ino);
+                drop(t);
+                // Another connection may have changed it since (a chmod right after close):
+                // the cache keeps the newer word.
+                if let Some(p) = p {
+                    self.cache.put_attrs_if(&p, &a, None, generation);
                 }
+                self.server_caught_up(f.ino);
             }
             cl
         } else {

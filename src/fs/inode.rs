@@ -28,6 +28,9 @@ pub struct Node {
     pub version: Option<(Option<u64>, Option<u32>)>,
     /// File type bits (`S_IFMT`) last seen, 0 when unknown.
     pub kind: u32,
+    /// The size local writes and truncates give the file while the server may not have
+    /// caught up (write-behind): shown instead of the server's until it has.
+    pub local_size: Option<u64>,
 }
 
 impl Node {
@@ -84,6 +87,7 @@ impl InodeTable {
                 nlink: None,
                 version: None,
                 kind: libc::S_IFDIR,
+                local_size: None,
             },
         );
         t.by_path.insert(Vec::new(), ROOT_INO);
@@ -128,6 +132,7 @@ impl InodeTable {
             nlink: None,
             version: None,
             kind: 0,
+            local_size: None,
         });
         node.lookups += 1;
         self.by_path.insert(path.to_vec(), ino);

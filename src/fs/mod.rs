@@ -182,9 +182,38 @@ impl Filesystem {
         }
     }
 
+    /// The attributes the kernel sees: the server's, with what this mount knows better
+    /// (link count, and the size of a file whose writes the server has not all applied).
     fn attr(&self, ino: u64, a: &Attrs, nlink: Option<u32>) -> FileAttr {
-        let known = self.inodes.lock().unwrap().get(ino).and_then(|n| n.nlink);
-        self.opts.policy.file_attr(ino, a, known.or(nlink))
+        let t = self.inodes.lock().unwrap();
+        self.attr_in(&t, ino, a, nlink)
+    }
+
+    fn attr_in(&self, t: &InodeTable, ino: u64, a: &Attrs, nlink: Option<u32>) -> FileAttr {
+        let node = t.get(ino);
+        let mut f = self
+            .opts
+            .policy
+            .file_attr(ino, a, node.and_then(|n| n.nlink).or(nlink));
+        if let Some(size) = node.and_then(|n| n.local_size) {
+            f.size = size;
+            f.blocks = size.div_ceil(512);
+        }
+        f
+    }
+
+    /// Fresh attributes from the server after every write of `ino` landed: the server's
+    /// size is right again.
+    fn server_caught_up(&self, ino: u64) {
+        if self
+            .files
+            .all(|f| f.ino == ino && f.has_pending())
+            .is_empty()
+        {
+            if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+                n.local_size = None;
+            }
+        }
     }
 
     /// Hands the kernel an entry for `path`: counts the lookup and builds its attributes.
@@ -244,6 +273,7 @@ impl Filesystem {
     async fn lstat_remote(&self, rel: &[u8]) -> Result<Attrs, RemoteError> {
         let r = self.remote(rel);
         let r = &r;
+        let generation = self.cache.generation(inode::parent_of(rel));
         let follow = self.opts.symlinks.follow;
         let a = self
             .call(|c| async move {
@@ -258,7 +288,8 @@ impl Filesystem {
             let t = self.inodes.lock().unwrap();
             t.get(t.ino_for(rel)).and_then(|n| n.nlink)
         };
-        self.cache.put_attrs(rel, &a, nlink);
+        // Not over a local change made while the request travelled (another connection).
+        self.cache.put_attrs_if(rel, &a, nlink, generation);
         Ok(a)
     }
 

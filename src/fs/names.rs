@@ -152,7 +152,7 @@ impl Filesystem {
         };
         self.cache.invalidate(&from);
         self.cache.put_attrs(&to, &a, nlink);
-        Ok(self.opts.policy.file_attr(ino, &a, nlink))
+        Ok(self.attr(ino, &a, nlink))
     }
 
     pub async fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {

@@ -29,6 +29,8 @@ impl Conn {
 
 struct Slot {
     current: RwLock<Option<Arc<Conn>>>,
+    /// A background connect of this member is under way.
+    starting: std::sync::atomic::AtomicBool,
     /// An extra member that could not be connected at all (e.g. the server limits
     /// sessions): its work goes to the first member.
     disabled: std::sync::atomic::AtomicBool,
@@ -76,6 +78,7 @@ impl Pool {
                 .map(|_| Slot {
                     current: RwLock::new(None),
                     disabled: std::sync::atomic::AtomicBool::new(false),
+                    starting: std::sync::atomic::AtomicBool::new(false),
                     connecting: tokio::sync::Mutex::new(()),
                 })
                 .collect(),
@@ -228,15 +231,42 @@ impl Pool {
         }
     }
 
-    /// A session for new work (metadata, or a file to pin to it), spread round-robin. A
-    /// member that cannot be connected yields to the first one.
-    pub async fn any(&self) -> Result<Arc<Conn>> {
-        let slot = self.pick();
-        match self.get(slot).await {
-            Ok(c) => Ok(c),
-            Err(_) if slot != 0 => self.get(0).await,
-            Err(e) => Err(e),
+    /// A session for new work (metadata, or a file to pin to it), spread round-robin over
+    /// the members that are live; the others are (re)connected in the background, so no
+    /// request waits for an SSH handshake while another member can serve it.
+    pub async fn any(self: &Arc<Self>) -> Result<Arc<Conn>> {
+        for _ in 0..self.slots.len() {
+            let slot = self.pick();
+            if let Some(c) = self.live(slot) {
+                return Ok(c);
+            }
+            self.start(slot);
         }
+        // Nothing live: wait for the first member (reconnecting it within the deadline).
+        self.get(0).await
+    }
+
+    /// Connects every member in the background (after mounting).
+    pub fn warm_up(self: &Arc<Self>) {
+        for slot in 1..self.slots.len() {
+            self.start(slot);
+        }
+    }
+
+    /// (Re)connects `slot` in the background, once at a time.
+    fn start(self: &Arc<Self>, slot: usize) {
+        let s = &self.slots[slot];
+        if s.disabled.load(Ordering::Relaxed)
+            || self.dead.load(Ordering::SeqCst)
+            || s.starting.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let _ = pool.get(slot).await;
+            pool.slots[slot].starting.store(false, Ordering::SeqCst);
+        });
     }
 
     fn pick(&self) -> usize {
