@@ -170,7 +170,15 @@ impl MetaCache {
         }
     }
 
+    /// Attributes after a local change to `path`: listings still in flight are out of date.
     pub fn put_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
+        if !path.is_empty() {
+            self.changed(parent_of(path));
+        }
+        self.store_attrs(path, attrs, nlink);
+    }
+
+    fn store_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
         if !self.opts.enabled {
             return;
         }
@@ -186,9 +194,8 @@ impl MetaCache {
                 until: Instant::now() + self.opts.stat_ttl,
             },
         );
-        // Keep the parent's listing in step, if we have one; listings in flight are stale.
+        // Keep the parent's listing in step, if we have one.
         if !path.is_empty() {
-            self.changed(parent_of(path));
             if let Some(l) = self.listing(parent_of(path)) {
                 l.lock().unwrap().entries.insert(name_of(path).to_vec(), e);
             }
@@ -198,8 +205,9 @@ impl MetaCache {
     /// `put_attrs` for attributes the server sent in answer to a request made when `dir`'s
     /// generation was `generation`: dropped if a local change in the directory came since.
     pub fn put_attrs_if(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>, generation: u64) {
+        // What the server says is no local change: it leaves the generation alone.
         if self.generation(parent_of(path)) == generation {
-            self.put_attrs(path, attrs, nlink);
+            self.store_attrs(path, attrs, nlink);
         }
     }
 
