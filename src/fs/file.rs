@@ -531,7 +531,13 @@ impl Filesystem {
             None => 0,
         };
         let (c, h) = f.current();
-        let closed = if f.writable {
+        // With another descriptor writing the file, this handle's last word on its size is
+        // not the file's: leave the caches to that one.
+        let others_writing = !self
+            .files
+            .all(|x| x.ino == f.ino && x.writable && !std::ptr::eq(x, &*f))
+            .is_empty();
+        let closed = if f.writable && !others_writing {
             // Learn the final size and time, for the caches and the next open's keep_cache.
             let (st, cl) = join(c.sftp.fstat(&h), c.sftp.close(&h)).await;
             if let Ok(a) = st {

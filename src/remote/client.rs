@@ -22,6 +22,9 @@ type Pending = HashMap<u32, oneshot::Sender<Response>>;
 struct Shared {
     pending: Mutex<Pending>,
     closed: AtomicBool,
+    /// Why the session ended, when the server broke the protocol: every request that
+    /// fails because of it says so, instead of a bare "connection lost".
+    fatal: Mutex<Option<RemoteError>>,
 }
 
 impl Shared {
@@ -30,6 +33,20 @@ impl Shared {
         let mut p = self.pending.lock().unwrap();
         self.closed.store(true, Ordering::SeqCst);
         p.clear();
+    }
+
+    fn close_with(&self, e: RemoteError) {
+        self.fatal.lock().unwrap().get_or_insert(e);
+        self.close();
+    }
+
+    /// The error for a request cut off by the end of the session.
+    fn lost(&self) -> RemoteError {
+        self.fatal
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(RemoteError::ConnectionLost)
     }
 }
 
@@ -78,6 +95,7 @@ impl Client {
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            fatal: Mutex::new(None),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_loop(wr, rx, shared.clone()));
@@ -114,7 +132,7 @@ impl Client {
         {
             let mut p = self.shared.pending.lock().unwrap();
             if self.shared.closed.load(Ordering::SeqCst) {
-                return Err(RemoteError::ConnectionLost);
+                return Err(self.shared.lost());
             }
             p.insert(id, reply_tx);
         }
@@ -148,7 +166,7 @@ impl PendingReply {
     pub async fn wait(self) -> Result<Response> {
         match tokio::time::timeout(self.timeout, self.rx).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(_)) => Err(RemoteError::ConnectionLost),
+            Ok(Err(_)) => Err(self.shared.lost()),
             Err(_) => {
                 self.shared.pending.lock().unwrap().remove(&self.id);
                 Err(RemoteError::Timeout(self.timeout))
@@ -187,6 +205,11 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
     loop {
         let body = match read_packet(&mut rd).await {
             Ok(b) => b,
+            Err(e @ RemoteError::Protocol(_)) => {
+                tracing::debug!("closing the SFTP session: {e}");
+                shared.close_with(e);
+                return;
+            }
             Err(e) => {
                 tracing::debug!("sftp reader stops: {e}");
                 break;
@@ -202,8 +225,11 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
                 }
             }
             Err(e) => {
-                tracing::error!("closing SFTP session: {e}");
-                break;
+                // Reported to every request it cuts off; the log is for -d only, so that a
+                // mount that fails says it once, on one line.
+                tracing::debug!("closing the SFTP session: {e}");
+                shared.close_with(RemoteError::Protocol(e.to_string()));
+                return;
             }
         }
     }

@@ -13,7 +13,7 @@ pub enum RemoteError {
     Timeout(Duration),
     #[error("connection to the server lost")]
     ConnectionLost,
-    #[error("protocol error: {0}")]
+    #[error("the server broke the SFTP protocol ({0})")]
     Protocol(String),
     #[error("the server does not support {0}")]
     Unsupported(&'static str),
