@@ -1,25 +1,9 @@
-//! From a mount configuration to a working SFTP session on the remote root directory.
+//! Checks before mounting: the local mount point, and the remote root directory.
 
 use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
 
 use crate::config::MountConfig;
 use crate::remote::{RemoteError, Sftp};
-use crate::ssh::{Connector, SshConnection};
-
-/// Connects, authenticates and starts SFTP. Errors are one line for the user. The SSH
-/// connection is returned too: the session lives only as long as it does.
-pub async fn open_sftp(
-    connector: &Connector,
-    timeout: Duration,
-) -> Result<(SshConnection, Sftp), String> {
-    let conn = connector.connect().await.map_err(|e| e.to_string())?;
-    let stream = conn.open_sftp().await.map_err(|e| e.to_string())?;
-    let sftp = Sftp::start(stream, timeout)
-        .await
-        .map_err(|e| format!("SFTP session failed to start: {e}"))?;
-    Ok((conn, sftp))
-}
 
 /// The absolute remote path of the mount root, checked to be a directory.
 pub async fn resolve_root(sftp: &Sftp, cfg: &MountConfig) -> Result<Vec<u8>, String> {
