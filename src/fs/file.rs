@@ -287,6 +287,7 @@ impl Filesystem {
             let mut ra = f.readahead.lock().unwrap();
             ra.plan(offset, size, &w, |o, l| self.fetch(&f, o, l))
         };
+        tracing::trace!(offset, size, planned = plan.is_some(), "read");
         let Some(chunks) = plan else {
             return Ok(self.read_direct(&f, offset, size).await?);
         };

@@ -86,8 +86,8 @@ impl Default for Options {
             prefetch_parallel: 4,
             // Together with the caches these keep the daemon near 40 MiB resident.
             write_behind_bytes: 8 << 20,
-            readahead_max: 4 << 20,
-            readahead_total: 16 << 20,
+            readahead_max: 8 << 20,
+            readahead_total: 24 << 20,
         }
     }
 }

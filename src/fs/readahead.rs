@@ -14,8 +14,11 @@ use crate::remote::RemoteError;
 
 pub type ChunkFuture = Shared<BoxFuture<'static, Result<Bytes, RemoteError>>>;
 
+/// How far from the expected offset a read may land and still belong to the run.
+const NEAR: u64 = 2 * 1024 * 1024;
+
 /// The first window of a sequential run.
-const INITIAL_WINDOW: u64 = 512 * 1024;
+const INITIAL_WINDOW: u64 = 1024 * 1024;
 
 /// One READ in flight or done, counted against the mount-wide read-ahead budget.
 pub struct Chunk {
@@ -70,8 +73,11 @@ impl ReadAhead {
             .range(..=off)
             .next_back()
             .is_some_and(|(o, c)| off < o + c.len as u64);
-        let sequential = off == self.next || in_window;
-        self.next = end;
+        // The kernel's synchronous and asynchronous read-ahead requests may arrive out of
+        // order: a read near where the run is counts as part of it.
+        let near = off.saturating_add(NEAR) >= self.next && off <= self.next + self.window + NEAR;
+        let sequential = off == self.next || in_window || (self.window > 0 && near);
+        self.next = if sequential { self.next.max(end) } else { end };
         if !sequential {
             self.clear();
             return None;
