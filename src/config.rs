@@ -173,6 +173,8 @@ pub struct FsConfig {
     pub allow_other: bool,
     pub allow_root: bool,
     pub default_permissions: bool,
+    /// With `allow_other`, do not add `default_permissions` (the server alone decides).
+    pub no_default_permissions: bool,
     /// Override the owner / group reported for every file.
     pub uid: Option<u32>,
     pub gid: Option<u32>,

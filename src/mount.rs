@@ -21,7 +21,9 @@ pub fn fuse_config(cfg: &MountConfig) -> fuser::Config {
     if cfg.fs.noexec {
         opts.push(MountOption::NoExec);
     }
-    if cfg.fs.default_permissions {
+    // Other users let in must not bypass the modes: the server checks only as the one SSH
+    // user, so the kernel checks the modes, unless asked not to.
+    if cfg.fs.default_permissions || (cfg.fs.allow_other && !cfg.fs.no_default_permissions) {
         opts.push(MountOption::DefaultPermissions);
     }
     c.mount_options = opts;
@@ -65,24 +67,36 @@ fn raise_readahead(mountpoint: &std::path::Path) {
 
 /// Serves the kernel until the filesystem is unmounted (by `umount`, `fusermount3 -u`, or
 /// SIGTERM/SIGINT, which unmount it here).
+/// SIGTERM and SIGINT, caught from before the mount appears until it is gone: a signal in
+/// between must unmount, not kill the process and leave a dead mount behind.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Must run inside the runtime.
+    pub fn catch() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 pub fn serve(
     mut session: Session<FuseAdapter>,
+    mut signals: Signals,
     mountpoint: &std::path::Path,
     rt: &tokio::runtime::Handle,
 ) -> std::io::Result<()> {
     let unmounter = Arc::new(Mutex::new(session.unmount_callable()));
     let mountpoint = mountpoint.to_path_buf();
     rt.spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = signals.term.recv() => {}
+            _ = signals.int.recv() => {}
         }
         tracing::info!("signal received, unmounting");
         if let Err(e) = unmounter.lock().unwrap().unmount() {

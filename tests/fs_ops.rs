@@ -1278,7 +1278,8 @@ fn allow_other_lets_other_users_in_and_default_permissions_checks_modes() {
     fs::write(s.remote("w/private"), "private").unwrap();
     fs::set_permissions(s.remote("w/private"), fs::Permissions::from_mode(0o600)).unwrap();
     fs::set_permissions(s.remote("w"), fs::Permissions::from_mode(0o755)).unwrap();
-    let m = Mount::new(&s, "w", &["allow_other", "default_permissions"]);
+    // allow_other alone implies default_permissions.
+    let m = Mount::new(&s, "w", &["allow_other"]);
     let out = as_nobody(&["cat", m.path("public").to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -1303,4 +1304,12 @@ fn allow_other_lets_other_users_in_and_default_permissions_checks_modes() {
         "nobody created a file in a 0755 root dir"
     );
     assert!(!s.remote("w/new").exists());
+    drop(m);
+    // Opting out leaves the check to the server, which runs as root here and allows it.
+    let m = Mount::new(&s, "w", &["allow_other", "no_default_permissions"]);
+    let out = as_nobody(&["cat", m.path("private").to_str().unwrap()]);
+    assert_eq!(
+        out.stdout, b"private",
+        "no_default_permissions: only the server decides"
+    );
 }

@@ -434,6 +434,7 @@ fn defaults(env: &Env) -> MountConfig {
             allow_other: false,
             allow_root: false,
             default_permissions: false,
+            no_default_permissions: false,
             uid: None,
             gid: None,
             umask: None,

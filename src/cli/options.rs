@@ -403,7 +403,7 @@ const OPTIONS: &[OptSpec] = &[
             Ok(())
         }),
     opt("allow_other", Exact, Flag, None, "fs.allow_other", Origin::Fuse,
-        "let other users in (non-root needs user_allow_other in fuse.conf)",
+        "let other users in, with default_permissions (non-root needs user_allow_other in fuse.conf)",
         |d, _| {
             d.cfg.fs.allow_other = true;
             Ok(())
@@ -418,6 +418,12 @@ const OPTIONS: &[OptSpec] = &[
         "let the kernel check access against the reported modes",
         |d, _| {
             d.cfg.fs.default_permissions = true;
+            Ok(())
+        }),
+    opt("no_default_permissions", Exact, Flag, None, "fs.no_default_permissions", Origin::Sftpfs,
+        "with allow_other, leave access checks to the server alone",
+        |d, _| {
+            d.cfg.fs.no_default_permissions = true;
             Ok(())
         }),
     opt("uid", Exact, Value("N"), None, "fs.uid", Origin::Fuse,
