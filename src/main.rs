@@ -10,6 +10,10 @@ use sftpfs::remote::{transport_for, Pool, PoolOptions, Transport};
 use sftpfs::{connect, daemon, logging, mount};
 
 fn main() -> ExitCode {
+    // glibc gives every thread that allocates its own arena, and keeps what they held: with
+    // the runtime's threads that is ~10 MiB of peak RSS for nothing. Two arenas suffice.
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let env = Env::from_process();
     let mut cfg = match cli::parse(std::env::args_os(), &env) {
         Ok(Command::Mount(cfg)) => cfg,
@@ -109,11 +113,14 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         cfg.fs.entry_timeout,
         cfg.fs.attr_timeout,
     );
+    let signals = rt
+        .block_on(async { mount::Signals::catch() })
+        .map_err(|e| format!("cannot catch signals: {e}"))?;
     let session = mount::mount(adapter, &cfg)?;
     if let Some(r) = ready {
         r.ready();
     }
-    let served = mount::serve(session, &cfg.mountpoint, rt.handle());
+    let served = mount::serve(session, signals, &cfg.mountpoint, rt.handle());
     fs.shutdown();
     pool.shutdown();
     served.map_err(|e| format!("FUSE session ended with an error: {e}"))

@@ -43,6 +43,48 @@ fn foreground_mount_of_absolute_dir() {
     assert_serves(&m, "abs.txt", "absolute\n");
 }
 
+/// `host:~/dir` is below the SFTP session's home (its start directory: the login directory on
+/// an ordinary server, `internal-sftp -d` here) and `host:~user/dir` below that user's home in
+/// the server's password database, both through expand-path@openssh.com.
+#[test]
+fn tilde_dirs_are_expanded_by_the_server() {
+    struct RemoveOnDrop(std::path::PathBuf);
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let s = Sshd::start();
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .expect("the test user has a passwd entry");
+    let name = format!(".sftpfs-test-tilde-{}", std::process::id());
+    let in_session_home = RemoveOnDrop(s.home().join(&name));
+    let in_passwd_home = RemoveOnDrop(me.dir.join(&name));
+    for (d, text) in [
+        (&in_session_home, "session home\n"),
+        (&in_passwd_home, "passwd home\n"),
+    ] {
+        fs::create_dir(&d.0).unwrap();
+        fs::write(d.0.join("t.txt"), text).unwrap();
+    }
+    for (src, dir, text) in [
+        (format!("~/{name}"), &in_session_home, "session home\n"),
+        (
+            format!("~{}/{name}", me.name),
+            &in_passwd_home,
+            "passwd home\n",
+        ),
+    ] {
+        let mnt = s.mountpoint();
+        let mut cmd = s.command();
+        cmd.args(s.mount_args(&src, &mnt, &[])).arg("-f");
+        let m = Mount::spawn_foreground(&s, cmd, mnt, dir.0.clone())
+            .unwrap_or_else(|e| panic!("mount of {src}: {e}"));
+        assert_serves(&m, "t.txt", text);
+    }
+}
+
 #[test]
 fn foreground_mount_of_empty_dir_is_the_home() {
     let s = Sshd::start();
