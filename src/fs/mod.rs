@@ -87,7 +87,7 @@ impl Default for Options {
             // Together with the caches these keep the daemon near 40 MiB resident.
             write_behind_bytes: 8 << 20,
             readahead_max: 8 << 20,
-            readahead_total: 24 << 20,
+            readahead_total: 16 << 20,
         }
     }
 }

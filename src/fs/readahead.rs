@@ -158,11 +158,14 @@ mod tests {
         let before = fetched.lock().unwrap().len();
         ra.plan(150, 150, &w, &f).unwrap();
         assert!(fetched.lock().unwrap().len() >= before);
-        // A jump elsewhere is not sequential: no plan, window dropped, budget returned.
-        assert!(ra.plan(50_000, 100, &w, &f).is_none());
+        // The kernel's read-ahead may come a little out of order: still the same run.
+        assert!(ra.plan(500, 100, &w, &f).is_some());
+        assert!(ra.plan(400, 100, &w, &f).is_some());
+        // A jump far away is not sequential: no plan, window dropped, budget returned.
+        assert!(ra.plan(50_000_000, 100, &w, &f).is_none());
         assert_eq!(total.load(Ordering::Relaxed), 0);
         // ...and a read following it starts a new run.
-        assert!(ra.plan(50_100, 100, &w, &f).is_some());
+        assert!(ra.plan(50_000_100, 100, &w, &f).is_some());
     }
 
     #[test]
