@@ -941,36 +941,9 @@ fn seconds(v: &OsStr) -> Option<Duration> {
     Duration::try_from_secs_f64(s.parse().ok()?).ok()
 }
 
-/// ssh's time format: `30`, `90s`, `2m`, `1h30m` (units s, m, h, d, w; any case).
+/// ssh's time format (`30`, `90s`, `1h30m`), as ssh_config values are read.
 fn ssh_seconds(v: &OsStr) -> Option<u64> {
-    let s = v.to_str()?;
-    if s.is_empty() {
-        return None;
-    }
-    if s.bytes().all(|c| c.is_ascii_digit()) {
-        return s.parse().ok();
-    }
-    let mut total: u64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (n, tail) = rest.split_at(end);
-        let n: u64 = n.parse().ok()?;
-        let mut chars = tail.chars();
-        let unit = match chars.next().map(|c| c.to_ascii_lowercase()) {
-            None | Some('s') => 1,
-            Some('m') => 60,
-            Some('h') => 3600,
-            Some('d') => 86_400,
-            Some('w') => 604_800,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        rest = chars.as_str();
-    }
-    Some(total)
+    crate::ssh::config::ssh_seconds(v.to_str()?)
 }
 
 fn yes_no(v: &OsStr) -> Result<bool, Bad> {

@@ -458,8 +458,8 @@ fn yes_no(v: &str) -> Option<bool> {
     }
 }
 
-/// ssh's time format: `30`, `90s`, `2m`, `1h30m`.
-fn ssh_seconds(s: &str) -> Option<u64> {
+/// ssh's time format: `30`, `90s`, `2m`, `1h30m` (units s, m, h, d, w; any case).
+pub fn ssh_seconds(s: &str) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
