@@ -7,7 +7,6 @@ mod support;
 use std::ffi::OsString;
 use std::fs;
 use std::net::TcpListener;
-use std::path::Path;
 use std::time::Duration;
 use support::*;
 
@@ -16,27 +15,6 @@ fn run(s: &Sshd, args: Vec<OsString>) -> Run {
     let mut cmd = s.command();
     cmd.args(args);
     run_to_exit(cmd, &s.dir, FAIL_DEADLINE)
-}
-
-/// The checks every failure shares; returns the error line, lower-cased.
-#[track_caller]
-fn failed_cleanly(run: &Run, mnt: &Path) -> String {
-    let line = run.one_line_error();
-    assert!(
-        !is_mounted(mnt),
-        "{} is mounted after a failure",
-        mnt.display()
-    );
-    let gone = wait_until(Duration::from_secs(5), || {
-        processes_with_arg(mnt.as_os_str()).is_empty()
-    });
-    assert!(
-        gone,
-        "a process serving {} is still running after the failure: {:?}",
-        mnt.display(),
-        processes_with_arg(mnt.as_os_str())
-    );
-    line
 }
 
 #[track_caller]

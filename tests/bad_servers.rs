@@ -38,26 +38,6 @@ fn run_capped(home: &Path, args: Vec<OsString>) -> Run {
     run_to_exit(cmd, home, FAIL_DEADLINE)
 }
 
-/// The checks every failure shares; returns the error line, lower-cased.
-#[track_caller]
-fn failed_cleanly(run: &Run, mnt: &Path) -> String {
-    let line = run.one_line_error();
-    assert!(
-        !is_mounted(mnt),
-        "{} is mounted after a failure",
-        mnt.display()
-    );
-    let gone = wait_until(Duration::from_secs(5), || {
-        processes_with_arg(mnt.as_os_str()).is_empty()
-    });
-    assert!(
-        gone,
-        "a process serving {} is still running after the failure",
-        mnt.display()
-    );
-    line
-}
-
 #[track_caller]
 fn assert_mentions(line: &str, all: &[&str], any: &[&str]) {
     for a in all {

@@ -1362,3 +1362,25 @@ pub fn sh(cwd: &Path, program: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A mount attempt that failed left nothing behind: one line of error (returned, lower-cased),
+/// no mount, no process still serving the mountpoint.
+#[track_caller]
+pub fn failed_cleanly(run: &Run, mnt: &Path) -> String {
+    let line = run.one_line_error();
+    assert!(
+        !is_mounted(mnt),
+        "{} is mounted after a failure",
+        mnt.display()
+    );
+    let gone = wait_until(Duration::from_secs(5), || {
+        processes_with_arg(mnt.as_os_str()).is_empty()
+    });
+    assert!(
+        gone,
+        "a process serving {} is still running after the failure: {:?}",
+        mnt.display(),
+        processes_with_arg(mnt.as_os_str())
+    );
+    line
+}
