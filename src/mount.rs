@@ -49,8 +49,8 @@ pub fn mount(adapter: FuseAdapter, cfg: &MountConfig) -> Result<Session<FuseAdap
 const READ_AHEAD_KB: u32 = 4096;
 
 /// The kernel sends buffered reads no larger than the bdi's read-ahead (128 KiB by default):
-/// with 4 MiB it sends 1 MiB requests (FUSE's limit), several in flight, on sequential reads. Only root may set it;
-/// without it everything works, a little slower.
+/// with 4 MiB it sends 1 MiB requests (FUSE's limit), several in flight, on sequential reads.
+/// Only root may set it; without it everything works, a little slower.
 fn raise_readahead(mountpoint: &std::path::Path) {
     // From mountinfo, not stat(2): the session loop is not serving requests yet.
     let Some(dev) = std::fs::canonicalize(mountpoint)
