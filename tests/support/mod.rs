@@ -363,29 +363,7 @@ fn spawn_sshd(config: &Path, log: &Path, append: bool) -> Child {
     // and without the FUSE mounts that other tests have live right now. A copy of such
     // a mount in sshd's namespace would keep its FUSE connection alive after the other
     // test unmounts it, and the server could re-enter a mount through a symlink.
-    let fuse_mounts = fuse_mounts_for_child();
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let root = c"/";
-            if libc::mount(
-                std::ptr::null(),
-                root.as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            for m in &fuse_mounts {
-                libc::umount2(m.as_ptr(), libc::MNT_DETACH);
-            }
-            Ok(())
-        });
-    }
+    isolate_from_mounts(&mut cmd);
     cmd.spawn().expect("spawn sshd")
 }
 
