@@ -60,6 +60,9 @@ pub struct Listing {
     pub negative_until: Option<Instant>,
     /// Set once the subdirectories' listings were prefetched for it.
     pub prefetched: bool,
+    /// No local change came while it was read (one kept in the cache is then updated by
+    /// every later change); otherwise it may be out of date.
+    pub current: bool,
 }
 
 impl Listing {
@@ -88,6 +91,10 @@ pub struct MetaCache {
     attrs: Mutex<LruCache<RelPath, Timed<Entry>>>,
     dirs: Mutex<LruCache<RelPath, Timed<Arc<Mutex<Listing>>>>>,
     links: Mutex<LruCache<RelPath, Timed<Vec<u8>>>>,
+    /// Held by each local change (its generation bump with what it stores or drops) and by
+    /// each store of a server answer checked against a generation: the check and the store
+    /// are then one step, and no answer can land between a change's bump and its removals.
+    changes: Mutex<()>,
 }
 
 /// What a cached listing says about one name.
@@ -110,6 +117,7 @@ impl MetaCache {
             attrs: Mutex::new(LruCache::new(n)),
             dirs: Mutex::new(LruCache::new(d)),
             links: Mutex::new(LruCache::new(n)),
+            changes: Mutex::new(()),
         }
     }
 
@@ -172,6 +180,26 @@ impl MetaCache {
 
     /// Attributes after a local change to `path`: listings still in flight are out of date.
     pub fn put_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
+        let _change = self.changes.lock().unwrap();
+        self.put_local(path, attrs, nlink);
+    }
+
+    /// `put_attrs` for a change whose request went out before `still` could be known
+    /// (the file may have been renamed meanwhile): stored only if `still` holds.
+    pub fn put_attrs_where(
+        &self,
+        path: &[u8],
+        attrs: &Attrs,
+        nlink: Option<u32>,
+        still: impl FnOnce() -> bool,
+    ) {
+        let _change = self.changes.lock().unwrap();
+        if still() {
+            self.put_local(path, attrs, nlink);
+        }
+    }
+
+    fn put_local(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
         if !path.is_empty() {
             self.changed(parent_of(path));
         }
@@ -206,6 +234,7 @@ impl MetaCache {
     /// generation was `generation`: dropped if a local change in the directory came since.
     pub fn put_attrs_if(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>, generation: u64) {
         // What the server says is no local change: it leaves the generation alone.
+        let _change = self.changes.lock().unwrap();
         if self.generation(parent_of(path)) == generation {
             self.store_attrs(path, attrs, nlink);
         }
@@ -235,13 +264,14 @@ impl MetaCache {
         dir: &[u8],
         entries: &[NameEntry],
         generation: u64,
+        on_current: impl FnOnce(),
     ) -> Arc<Mutex<Listing>> {
-        self.store_listing(dir, entries, generation, self.opts.negative_ttl)
+        self.store_listing(dir, entries, generation, self.opts.negative_ttl, on_current)
     }
 
     /// The listing of a directory just created here: empty, and believed for `dir_ttl`.
     pub fn put_new_dir(&self, dir: &[u8]) {
-        self.store_listing(dir, &[], self.generation(dir), self.opts.dir_ttl);
+        self.store_listing(dir, &[], self.generation(dir), self.opts.dir_ttl, || {});
     }
 
     fn store_listing(
@@ -250,10 +280,17 @@ impl MetaCache {
         entries: &[NameEntry],
         generation: u64,
         negative_ttl: Duration,
+        on_current: impl FnOnce(),
     ) -> Arc<Mutex<Listing>> {
-        let keep = self.opts.enabled && self.generation(dir) == generation;
+        let _change = self.changes.lock().unwrap();
+        let current = self.generation(dir) == generation;
+        if current {
+            on_current();
+        }
+        let keep = self.opts.enabled && current;
         let mut l = Listing {
             generation,
+            current,
             negative_until: Some(Instant::now() + negative_ttl),
             ..Listing::default()
         };
@@ -325,6 +362,13 @@ impl MetaCache {
     /// `path` changed in a way we cannot describe: forget its attributes (the listing keeps
     /// the name, which still exists).
     pub fn invalidate(&self, path: &[u8]) {
+        self.invalidate_with(path, || {});
+    }
+
+    /// `invalidate`, with `update` (the inode table's side of the change) in the same step.
+    pub fn invalidate_with(&self, path: &[u8], update: impl FnOnce()) {
+        let _change = self.changes.lock().unwrap();
+        update();
         self.attrs.lock().unwrap().pop(path);
         if !path.is_empty() {
             self.changed(parent_of(path));
@@ -339,6 +383,7 @@ impl MetaCache {
 
     /// A local write changed `path`'s size and mtime (not known here until the server says).
     pub fn mark_written(&self, path: &[u8]) {
+        let _change = self.changes.lock().unwrap();
         if let Some(t) = self.attrs.lock().unwrap().get_mut(path) {
             t.value.stale = true;
         }
@@ -354,6 +399,17 @@ impl MetaCache {
 
     /// `path` is gone (unlink, rmdir, renamed away), and everything below it.
     pub fn remove(&self, path: &[u8]) {
+        self.remove_with(path, || {});
+    }
+
+    /// `remove`, with `update` (the inode table's side of the change) in the same step.
+    pub fn remove_with(&self, path: &[u8], update: impl FnOnce()) {
+        let _change = self.changes.lock().unwrap();
+        update();
+        self.remove_local(path);
+    }
+
+    fn remove_local(&self, path: &[u8]) {
         self.forget_tree(path);
         self.changed(path);
         if !path.is_empty() {
@@ -374,12 +430,20 @@ impl MetaCache {
     }
 
     /// `from` was renamed to `to`.
+    #[cfg(test)]
     pub fn rename(&self, from: &[u8], to: &[u8]) {
+        self.rename_with(from, to, || {});
+    }
+
+    /// `rename`, with `update` (the inode table's side of the change) in the same step.
+    pub fn rename_with(&self, from: &[u8], to: &[u8], update: impl FnOnce()) {
+        let _change = self.changes.lock().unwrap();
+        update();
         let moved = self.attrs(from);
-        self.remove(to);
-        self.remove(from);
+        self.remove_local(to);
+        self.remove_local(from);
         match moved {
-            Some(e) if !e.attrs.is_dir() => self.put_attrs(to, &e.attrs, e.nlink),
+            Some(e) if !e.attrs.is_dir() => self.put_local(to, &e.attrs, e.nlink),
             _ => {
                 // Unknown attributes: the new parent's listing no longer tells the truth.
                 self.changed(parent_of(to));
@@ -390,6 +454,7 @@ impl MetaCache {
 
     /// Drops everything (e.g. after a reconnect to a server that may have changed).
     pub fn clear(&self) {
+        let _change = self.changes.lock().unwrap();
         self.attrs.lock().unwrap().clear();
         self.dirs.lock().unwrap().clear();
         self.links.lock().unwrap().clear();
@@ -437,7 +502,12 @@ mod tests {
             negative_ttl: Duration::from_secs(20),
             ..CacheOptions::default()
         });
-        c.put_listing(b"d", &[entry("a", 1), entry("b", 2)], c.generation(b"d"));
+        c.put_listing(
+            b"d",
+            &[entry("a", 1), entry("b", 2)],
+            c.generation(b"d"),
+            || {},
+        );
         assert!(matches!(c.known(b"d/a"), Known::Present(e) if e.attrs.size == Some(1)));
         assert!(matches!(c.known(b"d/zz"), Known::Absent));
         assert!(matches!(c.known(b"other/a"), Known::Unknown));
@@ -462,7 +532,7 @@ mod tests {
             matches!(c.known(b"fresh/x"), Known::Absent),
             "a new dir is known empty"
         );
-        c.put_listing(b"old", &[], c.generation(b"old"));
+        c.put_listing(b"old", &[], c.generation(b"old"), || {});
         assert!(
             matches!(c.known(b"old/x"), Known::Unknown),
             "negative_timeout 0 by default"
@@ -470,8 +540,11 @@ mod tests {
         let g = c.generation(b"d");
         // While the READDIR is on its way, a file is created here.
         c.put_attrs(b"d/new", &entry("new", 5).attrs, None);
-        let l = c.put_listing(b"d", &[entry("old", 1)], g);
+        let mut learned = false;
+        let l = c.put_listing(b"d", &[entry("old", 1)], g, || learned = true);
         assert!(!c.trusted(b"d", &l.lock().unwrap()));
+        assert!(!l.lock().unwrap().current, "opendir must read it again");
+        assert!(!learned, "link counts from a stale listing");
         assert!(
             matches!(c.known(b"d/new"), Known::Unknown),
             "stale listing not cached"
@@ -480,9 +553,60 @@ mod tests {
             b"d",
             &[entry("old", 1), entry("new", 5)],
             c.generation(b"d"),
+            || {},
         );
         assert!(c.trusted(b"d", &l.lock().unwrap()));
         assert!(matches!(c.known(b"d/new"), Known::Present(_)));
+    }
+
+    /// An answer asked for before a removal must never outlive it, however the two
+    /// interleave (found by fsx: a listing stored between a rename's bump and its removal
+    /// left the old name behind).
+    #[test]
+    fn an_answer_racing_a_removal_never_outlives_it() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+        let c = Arc::new(MetaCache::new(CacheOptions::default()));
+        let on_server = Arc::new(AtomicBool::new(false));
+        let (rounds, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let reader = {
+            let (c, on_server, rounds, stop) =
+                (c.clone(), on_server.clone(), rounds.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(SeqCst) {
+                    // A lookup and a listing: the generation first, then the server's answer.
+                    let g = c.generation(b"d");
+                    if on_server.load(SeqCst) {
+                        c.put_attrs_if(b"d/a", &entry("a", 1).attrs, None, g);
+                        c.put_listing(b"d", &[entry("a", 1)], g, || {});
+                    } else {
+                        c.put_listing(b"d", &[], g, || {});
+                    }
+                    rounds.fetch_add(1, SeqCst);
+                }
+            })
+        };
+        for _ in 0..3000 {
+            on_server.store(true, SeqCst);
+            c.put_attrs(b"d/a", &entry("a", 1).attrs, None);
+            on_server.store(false, SeqCst);
+            c.remove(b"d/a");
+            // Every answer asked for before the removal has landed (or been dropped) once
+            // the reader has finished two more rounds.
+            let r = rounds.load(SeqCst);
+            while rounds.load(SeqCst) < r + 2 {
+                std::thread::yield_now();
+            }
+            assert!(c.attrs(b"d/a").is_none(), "stale attributes survived");
+            assert!(
+                !matches!(c.known(b"d/a"), Known::Present(_)),
+                "stale listing survived"
+            );
+        }
+        stop.store(true, SeqCst);
+        reader.join().unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -492,7 +616,7 @@ mod tests {
             dir_ttl: Duration::from_secs(2),
             ..CacheOptions::default()
         });
-        c.put_listing(b"", &[entry("a", 1)], c.generation(b""));
+        c.put_listing(b"", &[entry("a", 1)], c.generation(b""), || {});
         tokio::time::advance(Duration::from_millis(1500)).await;
         assert!(c.attrs(b"a").is_none());
         assert!(matches!(c.known(b"a"), Known::Present(_)));
@@ -506,7 +630,7 @@ mod tests {
             enabled: false,
             ..CacheOptions::default()
         });
-        c.put_listing(b"", &[entry("a", 1)], c.generation(b""));
+        c.put_listing(b"", &[entry("a", 1)], c.generation(b""), || {});
         assert!(matches!(c.known(b"a"), Known::Unknown));
         assert!(c.attrs(b"a").is_none());
     }

@@ -68,7 +68,8 @@ impl Filesystem {
         if self.opts.symlinks.follow {
             self.follow_links(dir, &mut entries).await;
         }
-        {
+        // Link counts only from a listing no local change overtook (a link made meanwhile).
+        let learn_links = || {
             let mut t = self.inodes.lock().unwrap();
             for e in &entries {
                 let child = t.ino_for(&join(dir, &e.name));
@@ -76,8 +77,10 @@ impl Filesystem {
                     n.nlink = Some(l);
                 }
             }
-        }
-        Ok(self.cache.put_listing(dir, &entries, generation))
+        };
+        Ok(self
+            .cache
+            .put_listing(dir, &entries, generation, learn_links))
     }
 
     /// With `follow_symlinks`, symlinks show as what they point to (when it exists).
@@ -139,7 +142,12 @@ impl Filesystem {
 
     pub async fn opendir(self: &Arc<Self>, ino: u64) -> FsResult<u64> {
         let path = self.path_of(ino)?;
-        let listing = self.listing_shared(&path).await?;
+        let mut listing = self.listing_shared(&path).await?;
+        let current = listing.lock().unwrap().current;
+        if !current {
+            // Read while something here changed (`rm x; ls` must not show x): read again.
+            listing = self.fetch_listing(&path).await?;
+        }
         let entries: Vec<(Vec<u8>, Entry)> = listing
             .lock()
             .unwrap()

@@ -612,7 +612,9 @@ impl Filesystem {
         }
         res?;
         self.drop_readahead(fo.ino);
-        if let Some(p) = self.inodes.lock().unwrap().path(fo.ino) {
+        // The inode table's lock is let go first: the cache's change lock comes before it.
+        let path = self.inodes.lock().unwrap().path(fo.ino);
+        if let Some(p) = path {
             self.cache.invalidate(&p);
         }
         Ok(n)

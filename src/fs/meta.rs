@@ -153,7 +153,7 @@ impl Filesystem {
                     .await?;
                 if let Some(p) = &path {
                     // Exact even with writes in flight: the FSTAT queued behind them.
-                    self.cache.put_attrs(p, &fresh, None);
+                    self.put_attrs_if_still_at(ino, p, &fresh);
                 }
                 fresh
             }
@@ -180,7 +180,7 @@ impl Filesystem {
                         st
                     })
                     .await?;
-                self.cache.put_attrs(p, &fresh, None);
+                self.put_attrs_if_still_at(ino, p, &fresh);
                 fresh
             }
             (None, None) => return Err(FsError::new(libc::ENOENT)),

@@ -293,6 +293,14 @@ impl Filesystem {
         Ok(a)
     }
 
+    /// Caches what a change to node `ino` left at `path`, unless the node was renamed or
+    /// removed while the request travelled: `path` then names another file, or none.
+    fn put_attrs_if_still_at(&self, ino: u64, path: &[u8], a: &Attrs) {
+        self.cache.put_attrs_where(path, a, None, || {
+            self.inodes.lock().unwrap().path(ino).as_deref() == Some(path)
+        });
+    }
+
     async fn exists(&self, rel: &[u8]) -> Option<Attrs> {
         self.lstat_remote(rel).await.ok()
     }

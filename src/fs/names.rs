@@ -144,13 +144,15 @@ impl Filesystem {
             Err(RemoteError::Unsupported(_)) => return Err(FsError::new(libc::EPERM)),
             Err(e) => return Err(self.explain_create_failure(e, &to).await),
         };
-        let nlink = {
+        let mut nlink = None;
+        // In one step with the cache's change: a listing read before the link must not
+        // put the old link count back.
+        self.cache.invalidate_with(&from, || {
             let mut t = self.inodes.lock().unwrap();
             t.link(ino, &to);
             t.lookup(&to);
-            t.get(ino).and_then(|n| n.nlink)
-        };
-        self.cache.invalidate(&from);
+            nlink = t.get(ino).and_then(|n| n.nlink);
+        });
         self.cache.put_attrs(&to, &a, nlink);
         Ok(self.attr(ino, &a, nlink))
     }
@@ -172,8 +174,8 @@ impl Filesystem {
             }
             return Err(e.into());
         }
-        self.inodes.lock().unwrap().unlink(&path);
-        self.cache.remove(&path);
+        self.cache
+            .remove_with(&path, || self.inodes.lock().unwrap().unlink(&path));
         Ok(())
     }
 
@@ -191,8 +193,8 @@ impl Filesystem {
         if let Err(e) = res {
             return Err(self.explain_rmdir_failure(e, &path).await);
         }
-        self.inodes.lock().unwrap().unlink(&path);
-        self.cache.remove(&path);
+        self.cache
+            .remove_with(&path, || self.inodes.lock().unwrap().unlink(&path));
         Ok(())
     }
 
@@ -259,8 +261,9 @@ impl Filesystem {
         if let Err(e) = res {
             return Err(self.explain_rename_failure(e, &from, &to, noreplace).await);
         }
-        self.inodes.lock().unwrap().rename(&from, &to);
-        self.cache.rename(&from, &to);
+        self.cache.rename_with(&from, &to, || {
+            self.inodes.lock().unwrap().rename(&from, &to)
+        });
         Ok(())
     }
 
