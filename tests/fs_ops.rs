@@ -131,6 +131,8 @@ fn getattr_reports_the_servers_size_mode_mtime_and_owner() {
         "st_blocks {} too small",
         md.blocks()
     );
+    // Large buffers in cat, cp and stdio: fewer, larger requests over SFTP.
+    assert_eq!(md.blksize(), 1 << 20, "st_blksize");
 
     let d = fs::metadata(m.path("dir")).unwrap();
     assert!(d.is_dir());

@@ -35,9 +35,10 @@ impl AttrPolicy {
     }
 }
 
-/// Preferred I/O size reported in `st_blksize`: tools such as `cp` size their buffers by it,
-/// and larger requests travel better over SFTP.
-const BLKSIZE: u32 = 128 * 1024;
+/// Preferred I/O size reported in `st_blksize`: `cat`, `cp` and stdio size their buffers by
+/// it, and fewer, larger requests cost less CPU per byte (NFS reports its 1 MiB rsize too).
+/// 128 KiB made `cat` of 64 MiB at 20 ms RTT about 5 % slower.
+pub const BLKSIZE: u32 = 1024 * 1024;
 
 pub fn file_type(mode: u32) -> FileType {
     match mode & libc::S_IFMT {
