@@ -13,10 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// fuser's only warning there is its own unmount of a mount already gone (`umount` or
+/// `fusermount3 -u` ended it; after a signal, `mount.rs` unmounted and reports failures).
+const QUIET: &str = "fuser::session=error";
 
 /// Set once syslog has been opened (background mode).
 static SYSLOG: AtomicBool = AtomicBool::new(false);
@@ -27,13 +31,16 @@ pub fn init(debug: bool, background: bool, filter: Option<String>) {
     let level = if debug { "debug" } else { "warn" };
     let stderr_filter = filter
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(format!("sftpfs={level},warn")));
+        .unwrap_or_else(|| EnvFilter::new(format!("sftpfs={level},{QUIET},warn")));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(stderr_filter);
     let syslog = background.then(|| {
         open_syslog();
-        SyslogLayer { sink: LibcSyslog }.with_filter(LevelFilter::WARN)
+        let quiet = Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target(QUIET.split('=').next().unwrap(), LevelFilter::ERROR);
+        SyslogLayer { sink: LibcSyslog }.with_filter(quiet)
     });
     let _ = tracing_subscriber::registry()
         .with(stderr)

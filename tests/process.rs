@@ -174,6 +174,12 @@ fn umount_ends_the_foreground_process_with_0() {
     let mut m = Mount::new(&s, "w", &[]);
     let status = m.stop(Stop::Umount);
     assert!(status.success(), "exit status after umount: {status}");
+    // An unmount from outside is the normal end: nothing to warn about.
+    let log = fs::read_to_string(&m.log).unwrap();
+    assert!(
+        !log.contains("WARN") && !log.contains("ERROR"),
+        "warnings after a clean umount: {log}"
+    );
 }
 
 #[test]
