@@ -244,6 +244,9 @@ impl Filesystem {
 
     async fn reopen(&self, f: &Arc<OpenFile>) -> Result<(), RemoteError> {
         let conn = self.pool.get_or_live(f.slot()).await?;
+        // A rename finishing between reading the path and the OPEN would make it fail, and
+        // the writes to replay would be lost.
+        let _no_renames = self.path_changes.write().await;
         let path =
             self.inodes.lock().unwrap().path(f.ino).ok_or_else(|| {
                 RemoteError::Protocol("file was removed while disconnected".into())

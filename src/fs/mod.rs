@@ -109,6 +109,9 @@ pub struct Filesystem {
     prefetch_slots: Arc<Semaphore>,
     /// Listings being fetched, shared by everyone who needs them.
     listing_inflight: dir::Inflight,
+    /// Shared by renames and removals for their round trip and inode-table update; taken
+    /// alone by a re-open after a reconnect, so the path it opens cannot move under it.
+    path_changes: tokio::sync::RwLock<()>,
     stopping: AtomicBool,
 }
 
@@ -127,6 +130,7 @@ impl Filesystem {
             readahead_bytes: Arc::new(AtomicUsize::new(0)),
             prefetch_slots: Arc::new(Semaphore::new(opts.prefetch_parallel.max(1))),
             listing_inflight: dir::Inflight::default(),
+            path_changes: tokio::sync::RwLock::new(()),
             stopping: AtomicBool::new(false),
             opts,
         })

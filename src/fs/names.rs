@@ -162,6 +162,7 @@ impl Filesystem {
         let path = self.child_path(parent, name)?;
         let r = self.remote(&path);
         let r_ = &r;
+        let _moving = self.path_changes.read().await;
         let res = self
             .call_once(
                 |c| async move { c.sftp.remove(r_).await },
@@ -184,6 +185,7 @@ impl Filesystem {
         let path = self.child_path(parent, name)?;
         let r = self.remote(&path);
         let r_ = &r;
+        let _moving = self.path_changes.read().await;
         let res = self
             .call_once(
                 |c| async move { c.sftp.rmdir(r_).await },
@@ -240,6 +242,7 @@ impl Filesystem {
         let (rf, rt) = (self.remote(&from), self.remote(&to));
         let (rf_, rt_) = (&rf, &rt);
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        let _moving = self.path_changes.read().await;
         let res = self
             .call_once(
                 |c| async move {
