@@ -11,6 +11,7 @@ use futures::FutureExt;
 
 use super::handle::OpenFile;
 use super::readahead::{ChunkFuture, Window};
+use super::split;
 use super::{pflags, Filesystem, FsError, FsResult};
 use crate::remote::{Attrs, Conn, Handle, RemoteError};
 
@@ -294,6 +295,7 @@ impl Filesystem {
         let Some(chunks) = plan else {
             return Ok(self.read_direct(&f, offset, size).await?);
         };
+        self.maybe_split(&f, offset);
         let end = offset + size as u64;
         let eof = f.readahead.lock().unwrap().size_hint;
         if let [(o, fut)] = &chunks[..] {
@@ -340,7 +342,21 @@ impl Filesystem {
 
     fn fetch(self: &Arc<Self>, f: &Arc<OpenFile>, off: u64, len: u32) -> ChunkFuture {
         let (fs, f) = (self.clone(), f.clone());
+        let second = split::second_for(&f, off, len);
         let task = tokio::spawn(async move {
+            if let Some((c, h)) = second {
+                match c.sftp.read(&h, off, len).await {
+                    Ok(data) => {
+                        f.second_chunks
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Ok(data);
+                    }
+                    Err(e) => {
+                        tracing::debug!("second handle failed ({e}): back to one");
+                        split::drop_second(&f);
+                    }
+                }
+            }
             fs.with_file(&f, |c, h| async move { c.sftp.read(&h, off, len).await })
                 .await
         });
@@ -529,6 +545,7 @@ impl Filesystem {
             return Err(FsError::new(libc::EBADF));
         };
         f.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        split::drop_second(&f);
         f.drain().await;
         let generation = match self.inodes.lock().unwrap().path(f.ino) {
             Some(p) => self.cache.generation(super::inode::parent_of(&p)),

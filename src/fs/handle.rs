@@ -41,6 +41,19 @@ pub struct OpenFile {
     writes: Mutex<WriteQueue>,
     drained: Notify,
     pub readahead: Mutex<ReadAhead>,
+    /// A second handle on another connection for a long sequential read (`split.rs`).
+    pub second: Mutex<Second>,
+    /// Read-ahead chunks the second handle delivered.
+    pub second_chunks: AtomicU64,
+}
+
+/// The state of an open file's second handle.
+pub enum Second {
+    Unopened,
+    Opening,
+    Ready(Arc<Conn>, Handle),
+    /// Not to be tried again for this open file.
+    Unavailable,
 }
 
 impl OpenFile {
@@ -64,6 +77,8 @@ impl OpenFile {
             writes: Mutex::new(WriteQueue::default()),
             drained: Notify::new(),
             readahead: Mutex::new(ReadAhead::default()),
+            second: Mutex::new(Second::Unopened),
+            second_chunks: AtomicU64::new(0),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod inode;
 pub mod meta;
 pub mod names;
 pub mod readahead;
+pub mod split;
 pub mod symlink;
 
 use std::future::Future;

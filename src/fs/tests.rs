@@ -377,6 +377,49 @@ async fn sequential_reads_use_read_ahead_and_match_the_file() {
 }
 
 #[tokio::test]
+async fn a_long_sequential_read_uses_two_connections_and_survives_losing_one() {
+    use super::handle::Second;
+    let d = TempDir::new();
+    let (fs, t) = mount_with(&d, Options::default()).await;
+    fs.pool.warm_up();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fs.pool().live_other(0).is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no second pool member"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let data: Vec<u8> = (0..24_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.join("big"), &data).unwrap();
+    let a = fs.lookup(ROOT_INO, b"big").await.unwrap();
+    let o = fs.open(a.ino.0, libc::O_RDONLY).await.ok().unwrap();
+    let f = fs.files.get(o.fh).unwrap();
+    let mut got = Vec::new();
+    let (mut second_slot, mut killed) = (None, false);
+    while got.len() < data.len() {
+        let b = fs.read(o.fh, got.len() as u64, 1 << 20).await.unwrap();
+        assert!(!b.is_empty(), "early end of file at {}", got.len());
+        got.extend_from_slice(&b);
+        if let Second::Ready(c, _) = &*f.second.lock().unwrap() {
+            second_slot.get_or_insert(c.slot);
+        }
+        if let (Some(slot), false, true) = (second_slot, killed, got.len() > 12_000_000) {
+            // The second connection dies mid-read: its chunks go back to the first.
+            t.kill_nth(slot);
+            killed = true;
+        }
+    }
+    assert!(second_slot.is_some(), "the read never got a second handle");
+    let n = f.second_chunks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n >= 10, "the second handle served {n} chunks");
+    assert!(killed);
+    assert!(got == data, "bytes differ");
+    fs.release(o.fh).await.unwrap();
+    assert!(matches!(*f.second.lock().unwrap(), Second::Unavailable));
+}
+
+#[tokio::test]
 async fn lookups_after_a_listing_cost_no_round_trip_and_server_changes_show_after_the_ttl() {
     let d = TempDir::new();
     let (fs, _) = mount_with(

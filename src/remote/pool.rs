@@ -125,6 +125,12 @@ impl Pool {
         })
     }
 
+    /// A live member other than `slot`, if there is one (nothing is connected for it).
+    pub fn live_other(&self, slot: usize) -> Option<Arc<Conn>> {
+        let n = self.slots.len();
+        (1..n).map(|i| (slot + i) % n).find_map(|s| self.live(s))
+    }
+
     fn live(&self, slot: usize) -> Option<Arc<Conn>> {
         if self.dead.load(Ordering::SeqCst) {
             return None;

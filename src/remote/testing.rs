@@ -68,6 +68,14 @@ pub struct ChildTransport {
 }
 
 impl ChildTransport {
+    /// Kills the `n`-th server started (0: the first), if it is still in the list.
+    pub fn kill_nth(&self, n: usize) {
+        if let Some(&pid) = self.pids.lock().unwrap().get(n) {
+            // SAFETY: signalling a child we started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+
     /// Kills every server started so far.
     pub fn kill_all(&self) {
         for pid in self.pids.lock().unwrap().drain(..) {

@@ -1,0 +1,98 @@
+//! A long sequential read over two connections. On one connection the server side is a
+//! single pipeline (sftp-server reads the file, sshd encrypts), and on a small machine a
+//! read at full speed keeps it busy while the rest of the CPU idles: the file gets a second,
+//! read-only handle on another pool member, and every other read-ahead chunk goes there.
+//! Reads drain the file's writes first, so either handle sees them; any failure of the
+//! second handle just sends its chunks back to the first.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::handle::{OpenFile, Second};
+use super::{pflags, Filesystem};
+use crate::remote::{Attrs, Conn, Handle};
+
+/// Smaller files: one pipeline finishes them about as soon.
+const MIN_SIZE: u64 = 16 << 20;
+/// How far a sequential run goes before the second handle is opened (a `head` or a
+/// `file` reading the start of a big file opens nothing).
+const AFTER: u64 = 2 << 20;
+
+impl Filesystem {
+    /// For a read that is part of a sequential run: opens the second handle, once, in the
+    /// background, when the file is long enough and the pool has another live member.
+    pub(super) fn maybe_split(self: &Arc<Self>, f: &Arc<OpenFile>, offset: u64) {
+        let big = f
+            .readahead
+            .lock()
+            .unwrap()
+            .size_hint
+            .is_some_and(|s| s >= MIN_SIZE);
+        if offset < AFTER || !big || self.pool.size() < 2 {
+            return;
+        }
+        {
+            let mut s = f.second.lock().unwrap();
+            if !matches!(*s, Second::Unopened) {
+                return;
+            }
+            *s = Second::Opening;
+        }
+        let (fs, f) = (self.clone(), f.clone());
+        tokio::spawn(async move {
+            let opened = fs.open_second(&f).await;
+            let mut s = f.second.lock().unwrap();
+            // `release` sets `closing` before it takes the second handle: one of the two
+            // closes it.
+            *s = match opened {
+                Some((c, h)) if !f.closing.load(Ordering::SeqCst) => Second::Ready(c, h),
+                Some((c, h)) => {
+                    c.sftp.close_nowait(&h);
+                    Second::Unavailable
+                }
+                None => Second::Unavailable,
+            };
+        });
+    }
+
+    async fn open_second(&self, f: &OpenFile) -> Option<(Arc<Conn>, Handle)> {
+        let (primary, _) = f.current();
+        let c = self.pool.live_other(primary.slot)?;
+        // As for a re-open: the path must still name this file when the OPEN arrives.
+        let _no_renames = self.path_changes.write().await;
+        let path = self.inodes.lock().unwrap().path(f.ino)?;
+        let h = c
+            .sftp
+            .open(
+                &self.remote(&path),
+                pflags(libc::O_RDONLY),
+                &Attrs::default(),
+            )
+            .await
+            .ok()?;
+        tracing::debug!(
+            "second handle for a sequential read, on pool member {}",
+            c.slot
+        );
+        Some((c, h))
+    }
+}
+
+/// The second handle, when the chunk at `offset` (of `len`-byte chunks) is one of its share.
+pub(super) fn second_for(f: &OpenFile, offset: u64, len: u32) -> Option<(Arc<Conn>, Handle)> {
+    if len == 0 || (offset / len as u64).is_multiple_of(2) {
+        return None;
+    }
+    match &*f.second.lock().unwrap() {
+        Second::Ready(c, h) if c.is_alive() => Some((c.clone(), h.clone())),
+        _ => None,
+    }
+}
+
+/// Gives the second handle up (it failed, or the file is being closed).
+pub(super) fn drop_second(f: &OpenFile) {
+    let old = std::mem::replace(&mut *f.second.lock().unwrap(), Second::Unavailable);
+    if let Second::Ready(c, h) = old {
+        c.sftp.close_nowait(&h);
+    }
+}
