@@ -14,6 +14,8 @@ use crate::remote::{Attrs, Conn, Handle};
 
 /// Smaller files: one pipeline finishes them about as soon.
 const MIN_SIZE: u64 = 16 << 20;
+/// The most renames wait for the second handle's OPEN (an answer later: no second handle).
+const OPEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// How far a sequential run goes before the second handle is opened (a `head` or a
 /// `file` reading the start of a big file opens nothing).
 const AFTER: u64 = 2 << 20;
@@ -58,18 +60,13 @@ impl Filesystem {
     async fn open_second(&self, f: &OpenFile) -> Option<(Arc<Conn>, Handle)> {
         let (primary, _) = f.current();
         let c = self.pool.live_other(primary.slot)?;
-        // As for a re-open: the path must still name this file when the OPEN arrives.
-        let _no_renames = self.path_changes.write().await;
+        // As for a re-open, the path must still name this file when the OPEN arrives; but
+        // this handle is optional: it neither waits for renames nor holds them up for long.
+        let _no_renames = self.path_changes.try_write().ok()?;
         let path = self.inodes.lock().unwrap().path(f.ino)?;
-        let h = c
-            .sftp
-            .open(
-                &self.remote(&path),
-                pflags(libc::O_RDONLY),
-                &Attrs::default(),
-            )
-            .await
-            .ok()?;
+        let (remote, no_attrs) = (self.remote(&path), Attrs::default());
+        let open = c.sftp.open(&remote, pflags(libc::O_RDONLY), &no_attrs);
+        let h = tokio::time::timeout(OPEN_WITHIN, open).await.ok()?.ok()?;
         tracing::debug!(
             "second handle for a sequential read, on pool member {}",
             c.slot
