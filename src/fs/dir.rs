@@ -143,9 +143,14 @@ impl Filesystem {
     pub async fn opendir(self: &Arc<Self>, ino: u64) -> FsResult<u64> {
         let path = self.path_of(ino)?;
         let mut listing = self.listing_shared(&path).await?;
-        let current = listing.lock().unwrap().current;
-        if !current {
-            // Read while something here changed (`rm x; ls` must not show x): read again.
+        let (current, stale) = {
+            let l = listing.lock().unwrap();
+            (l.current, l.entries.values().any(|e| e.stale))
+        };
+        if !current || stale {
+            // Read while something here changed (`rm x; ls` must not show x), or with
+            // attributes a local change made stale (readdirplus would hand the kernel an old
+            // size): read again.
             listing = self.fetch_listing(&path).await?;
         }
         let entries: Vec<(Vec<u8>, Entry)> = listing
