@@ -9,7 +9,7 @@ use fuser::FileAttr;
 use futures::future::{join, join_all};
 use futures::FutureExt;
 
-use super::handle::OpenFile;
+use super::handle::{OpenFile, Queued};
 use super::readahead::{ChunkFuture, Window};
 use super::split;
 use super::{pflags, Filesystem, FsError, FsResult};
@@ -184,6 +184,11 @@ impl Filesystem {
             n.version = Some((got.size, got.atime_mtime.map(|t| t.1)));
         }
         let fh = self.register(attr.ino.0, conn, h, flags, &got);
+        if flags & libc::O_EXCL != 0 {
+            if let Some(f) = self.files.get(fh) {
+                f.made_here.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
         Ok((attr, fh))
     }
 
@@ -233,10 +238,10 @@ impl Filesystem {
         if let Err(e) = &res {
             tracing::warn!("could not re-open a file after reconnecting: {e}");
             // What cannot be replayed is an error on this file, never silent loss.
-            if !f.pending_writes().is_empty() || f.writable {
+            if !f.pending().is_empty() || f.writable {
                 f.latch(libc::EIO);
             }
-            for (seq, _, _) in f.pending_writes() {
+            for (seq, _) in f.pending() {
                 f.ack(seq);
             }
         }
@@ -261,9 +266,9 @@ impl Filesystem {
             // new handle before the replayed ones.
             let _order = f.order.lock().unwrap();
             let replay: Vec<_> = f
-                .pending_writes()
+                .pending()
                 .into_iter()
-                .map(|(seq, off, data)| (seq, conn.sftp.write_send(&h, off, &data)))
+                .map(|(seq, op)| (seq, send_queued(&conn, &h, &op)))
                 .collect();
             f.set_current(conn.clone(), h);
             replay
@@ -441,14 +446,26 @@ impl Filesystem {
             let bytes = data.slice(i * max..i * max + chunk.len());
             let (seq, conn, sent) = {
                 let _order = f.order.lock().unwrap();
-                let seq = f.push_write(off, bytes.clone(), permit);
+                let op = Queued::Write(off, bytes);
                 let (conn, h) = f.current();
-                let sent = conn.sftp.write_send(&h, off, &bytes);
-                (seq, conn, sent)
+                let sent = send_queued(&conn, &h, &op);
+                (f.push(op, Some(permit)), conn, sent)
             };
             self.await_write(&f, conn, seq, sent);
         }
         Ok(len as u32)
+    }
+
+    /// Queues a request behind the file's writes (write-behind), answered by the server
+    /// later: its failure is latched like a write's, a reconnect replays it.
+    pub(super) fn queue(&self, f: &Arc<OpenFile>, op: Queued) {
+        let (seq, conn, sent) = {
+            let _order = f.order.lock().unwrap();
+            let (conn, h) = f.current();
+            let sent = send_queued(&conn, &h, &op);
+            (f.push(op, None), conn, sent)
+        };
+        self.await_write(f, conn, seq, sent);
     }
 
     /// Waits for one queued write in the background: acknowledged → done; connection died →
@@ -638,5 +655,17 @@ impl Filesystem {
             self.cache.invalidate(&p);
         }
         Ok(n)
+    }
+}
+
+/// Sends a queued request on `h`; the returned future waits for its answer.
+fn send_queued(
+    conn: &Conn,
+    h: &Handle,
+    op: &Queued,
+) -> impl Future<Output = Result<(), RemoteError>> + Send + 'static {
+    match op {
+        Queued::Write(off, data) => conn.sftp.write_send(h, *off, data).boxed(),
+        Queued::SetStat(a) => conn.sftp.fsetstat_send(h, a).boxed(),
     }
 }

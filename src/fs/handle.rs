@@ -11,13 +11,22 @@ use super::cache::Entry;
 use super::readahead::ReadAhead;
 use crate::remote::{Conn, Handle};
 
-/// Writes sent but not yet acknowledged, in the order they were made. Kept so that they can
-/// be replayed on a new connection (WRITE at an offset is idempotent).
+/// Requests sent but not yet acknowledged, in the order they were made. Kept so that they
+/// can be replayed on a new connection (each is idempotent).
 #[derive(Default)]
 pub struct WriteQueue {
     next_seq: u64,
-    /// seq → (offset, data, its share of the write-behind budget).
-    pending: BTreeMap<u64, (u64, Bytes, OwnedSemaphorePermit)>,
+    /// seq → (the request, its share of the write-behind budget).
+    pending: BTreeMap<u64, (Queued, Option<OwnedSemaphorePermit>)>,
+}
+
+/// A request answered before the server did.
+#[derive(Clone, Debug)]
+pub enum Queued {
+    /// WRITE of the data at the offset.
+    Write(u64, Bytes),
+    /// FSETSTAT of mode and times, on a file this mount created (see `meta.rs`).
+    SetStat(crate::remote::Attrs),
 }
 
 /// A file opened on the server, pinned to one pool member so its requests stay in order.
@@ -26,6 +35,9 @@ pub struct OpenFile {
     /// SFTP open flags to re-open with after a reconnect (never create, truncate or exclude).
     pub reopen_flags: u32,
     pub writable: bool,
+    /// Made by this mount with `O_EXCL`: ours, so a change of its mode or times cannot be
+    /// refused for want of permission, and may be answered before the server does.
+    pub made_here: std::sync::atomic::AtomicBool,
     /// Set when the kernel released it: its handle is being closed, not to be borrowed.
     pub closing: std::sync::atomic::AtomicBool,
     current: Mutex<(Arc<Conn>, Handle)>,
@@ -68,6 +80,7 @@ impl OpenFile {
             ino,
             reopen_flags,
             writable,
+            made_here: std::sync::atomic::AtomicBool::new(false),
             closing: std::sync::atomic::AtomicBool::new(false),
             current: Mutex::new((conn, handle)),
             recovering: tokio::sync::Mutex::new(()),
@@ -114,12 +127,12 @@ impl OpenFile {
         *self.error.lock().unwrap()
     }
 
-    /// Records a write about to be sent; returns its sequence number.
-    pub fn push_write(&self, offset: u64, data: Bytes, budget: OwnedSemaphorePermit) -> u64 {
+    /// Records a request about to be sent; returns its sequence number.
+    pub fn push(&self, op: Queued, budget: Option<OwnedSemaphorePermit>) -> u64 {
         let mut q = self.writes.lock().unwrap();
         let seq = q.next_seq;
         q.next_seq += 1;
-        q.pending.insert(seq, (offset, data, budget));
+        q.pending.insert(seq, (op, budget));
         seq
     }
 
@@ -140,12 +153,12 @@ impl OpenFile {
         !self.writes.lock().unwrap().pending.is_empty()
     }
 
-    /// Every unacknowledged write, oldest first.
-    pub fn pending_writes(&self) -> Vec<(u64, u64, Bytes)> {
+    /// Every unacknowledged request, oldest first.
+    pub fn pending(&self) -> Vec<(u64, Queued)> {
         let q = self.writes.lock().unwrap();
         q.pending
             .iter()
-            .map(|(&s, (o, d, _))| (s, *o, d.clone()))
+            .map(|(&s, (op, _))| (s, op.clone()))
             .collect()
     }
 

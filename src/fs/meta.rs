@@ -130,6 +130,11 @@ impl Filesystem {
                 }
             }
         }
+        if let (Some(f), Some(p)) = (&file, &path) {
+            if let Some(a) = self.set_mode_times_behind(ino, f, p, &set) {
+                return Ok(a);
+            }
+        }
         let needs_current = (set.uid.is_some() != set.gid.is_some())
             || (set.atime.is_some() != set.mtime.is_some());
         let current = if !needs_current {
@@ -278,6 +283,53 @@ impl Filesystem {
 const NOOP_EVIDENCE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether `set` asks only for owner and mode values `a` already has.
+impl Filesystem {
+    /// The mode and times of a file this mount made with `O_EXCL` and has open for writing
+    /// (tar, cp and rsync set them on every file they make): the FSETSTAT is queued behind
+    /// the file's writes and answered at once, like a write. The owner cannot be refused
+    /// them; should the server fail anyway, the next write, flush, fsync or close says so.
+    /// `None`: not such a change, or not enough known to answer; do it the usual way.
+    fn set_mode_times_behind(
+        &self,
+        ino: u64,
+        f: &Arc<super::handle::OpenFile>,
+        path: &[u8],
+        set: &SetAttr,
+    ) -> Option<FileAttr> {
+        let eligible = f.made_here.load(std::sync::atomic::Ordering::SeqCst)
+            && f.writable
+            && f.usable()
+            && f.peek_error().is_none()
+            && set.size.is_none()
+            && set.uid.is_none()
+            && set.gid.is_none()
+            && (set.mode.is_some() || set.atime.is_some() || set.mtime.is_some());
+        if !eligible {
+            return None;
+        }
+        let known = self.cache.attrs_known(path)?;
+        let local_size = self.inodes.lock().unwrap().get(ino)?.local_size;
+        // The size in the answer must be right: the cache's, or the one the writes imply.
+        if known.stale && local_size.is_none() {
+            return None;
+        }
+        let change = merge(set, Some(&known.attrs));
+        let mut after = known.attrs.clone();
+        if let Some(m) = change.permissions {
+            let kind = after.permissions.unwrap_or(libc::S_IFREG) & libc::S_IFMT;
+            after.permissions = Some(kind | m);
+        }
+        if change.atime_mtime.is_some() {
+            after.atime_mtime = change.atime_mtime;
+        }
+        self.queue(f, super::handle::Queued::SetStat(change));
+        // Kept for the next change's merge; stale, so a stat drains and asks the server.
+        self.cache.put_attrs(path, &after, known.nlink);
+        self.cache.mark_written(path);
+        Some(self.attr(ino, &after, known.nlink))
+    }
+}
+
 fn changes_nothing(set: &SetAttr, a: &Attrs) -> bool {
     let owner_same = match (set.uid, set.gid, a.uid_gid) {
         (None, None, _) => true,

@@ -377,6 +377,72 @@ async fn sequential_reads_use_read_ahead_and_match_the_file() {
 }
 
 #[tokio::test]
+async fn mode_and_times_of_a_new_file_are_set_behind_its_writes_and_replayed() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = TempDir::new();
+    let (fs, t) = mount_with(&d, Options::default()).await;
+    let excl = RW | libc::O_CREAT | libc::O_EXCL;
+    let (a, fh) = fs
+        .create(ROOT_INO, b"f", libc::S_IFREG | 0o600, 0, excl)
+        .await
+        .unwrap();
+    let ino = a.ino.0;
+    fs.write(fh, 0, b"content".to_vec()).await.unwrap();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let set = |mode, mtime| SetAttr {
+        mode,
+        uid: None,
+        gid: None,
+        size: None,
+        atime: None,
+        mtime,
+    };
+    // As tar does it: times, then mode, both answered at once with what they will be.
+    let got = fs
+        .setattr(ino, None, set(None, Some(SetTime::At(when))))
+        .await
+        .unwrap();
+    assert_eq!(got.mtime, when);
+    assert_eq!(got.size, 7, "the size the write implies");
+    // With the server frozen, the answer still comes at once: nothing waits for it.
+    t.signal_all(libc::SIGSTOP);
+    let got = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        fs.setattr(ino, None, set(Some(0o644), None)),
+    )
+    .await
+    .expect("setattr waited for the server")
+    .unwrap();
+    assert_eq!(got.perm, 0o644);
+    assert!(fs.files.get(fh).unwrap().has_pending(), "queued");
+    // The connection dies with the FSETSTAT unanswered: it is replayed after the writes.
+    t.kill_all();
+    fs.flush(fh).await.unwrap();
+    let md = std::fs::metadata(d.join("f")).unwrap();
+    assert_eq!(md.permissions().mode() & 0o7777, 0o644);
+    assert_eq!(md.mtime(), 1_000_000_000);
+    assert_eq!(std::fs::read(d.join("f")).unwrap(), b"content");
+    // A stat waits for them and asks the server.
+    let st = fs.getattr(ino, None).await.unwrap();
+    assert_eq!((st.perm, st.mtime), (0o644, when));
+    fs.release(fh).await.unwrap();
+    // A file opened without O_EXCL (maybe not ours) is changed the usual way.
+    let a = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let o = fs.open(a.ino.0, RW).await.ok().unwrap();
+    let f = fs.files.get(o.fh).unwrap();
+    assert!(!f.made_here.load(std::sync::atomic::Ordering::SeqCst));
+    fs.setattr(a.ino.0, None, set(Some(0o640), None))
+        .await
+        .unwrap();
+    assert!(!f.has_pending(), "nothing queued");
+    assert_eq!(
+        std::fs::metadata(d.join("f")).unwrap().permissions().mode() & 0o7777,
+        0o640
+    );
+    fs.release(o.fh).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_long_sequential_read_uses_two_connections_and_survives_losing_one() {
     use super::handle::Second;
     let d = TempDir::new();

@@ -369,6 +369,19 @@ impl Sftp {
         async move { status_ok(sent?.wait().await?) }
     }
 
+    /// Queues one FSETSTAT now and returns the wait for its reply, in order with the WRITEs
+    /// queued on the handle (see `write_send`).
+    pub fn fsetstat_send(
+        &self,
+        h: &Handle,
+        a: &Attrs,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let sent = self
+            .client
+            .send(|id| Packet::new(SSH_FXP_FSETSTAT, id).string(&h.0).attrs(a));
+        async move { status_ok(sent?.wait().await?) }
+    }
+
     /// One READDIR batch; `None` at the end of the directory.
     pub async fn readdir(&self, h: &Handle) -> Result<Option<Vec<NameEntry>>> {
         let r = self

@@ -76,6 +76,14 @@ impl ChildTransport {
         }
     }
 
+    /// Sends `sig` to every server started so far and still in the list.
+    pub fn signal_all(&self, sig: i32) {
+        for &pid in self.pids.lock().unwrap().iter() {
+            // SAFETY: signalling a child we started.
+            unsafe { libc::kill(pid as i32, sig) };
+        }
+    }
+
     /// Kills every server started so far.
     pub fn kill_all(&self) {
         for pid in self.pids.lock().unwrap().drain(..) {
