@@ -153,9 +153,9 @@ impl MetaCache {
         self.attrs_known(path).filter(|e| !e.stale)
     }
 
-    /// Attributes the server gave (or confirmed) less than `age` ago.
-    pub fn attrs_within(&self, path: &[u8], age: Duration) -> Option<Entry> {
-        let e = self.attrs(path)?;
+    /// `attrs_known`, stored less than `age` ago (stale ones too: their owner is right).
+    pub fn attrs_known_within(&self, path: &[u8], age: Duration) -> Option<Entry> {
+        let e = self.attrs_known(path)?;
         let c = self.attrs.lock().unwrap();
         let t = c.peek(path)?;
         (t.until.checked_sub(self.opts.stat_ttl)?.elapsed() < age).then_some(e)

@@ -67,9 +67,15 @@ impl Filesystem {
         Ok(self.attr(ino, &a, None))
     }
 
-    /// Current attributes: pending writes first (so the size is right), then the cache,
-    /// the path, or — for a node unlinked while open — an open handle.
+    /// Current attributes: the cache when fresh; otherwise pending writes first (so the
+    /// size is right), then the path, or — for a node unlinked while open — an open handle.
     pub(super) async fn stat_node(&self, ino: u64, fh: Option<u64>) -> FsResult<Attrs> {
+        let path = self.inodes.lock().unwrap().path(ino);
+        // Fresh attributes with writes still in flight are what the file will be (a write
+        // makes them stale; the size the writes imply is applied on top): no need to wait.
+        if let Some(e) = path.as_ref().and_then(|p| self.cache.attrs(p)) {
+            return Ok(e.attrs);
+        }
         self.drain_inode(ino).await;
         let path = self.inodes.lock().unwrap().path(ino);
         match path {
@@ -124,8 +130,18 @@ impl Filesystem {
         // A change to what the server said a moment ago it already is costs nothing: tar,
         // cp -a and rsync chown every file they make to the owner it already has.
         if let Some(p) = &path {
-            if let Some(e) = self.cache.attrs_within(p, NOOP_EVIDENCE_AGE) {
-                if changes_nothing(&set, &e.attrs) {
+            if let Some(e) = self.cache.attrs_known_within(p, NOOP_EVIDENCE_AGE) {
+                // A write (or a mode or time change queued behind writes) leaves the owner
+                // as it was; the answer's size then comes from the writes.
+                let local_size = self
+                    .inodes
+                    .lock()
+                    .unwrap()
+                    .get(ino)
+                    .and_then(|n| n.local_size);
+                let owner_only = set.mode.is_none() && set.atime.is_none() && set.mtime.is_none();
+                let usable = !e.stale || (owner_only && local_size.is_some());
+                if usable && changes_nothing(&set, &e.attrs) {
                     return Ok(self.attr(ino, &e.attrs, e.nlink));
                 }
             }
@@ -282,7 +298,6 @@ impl Filesystem {
 /// How recent the server's word must be to answer a no-op change without asking it.
 const NOOP_EVIDENCE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Whether `set` asks only for owner and mode values `a` already has.
 impl Filesystem {
     /// The mode and times of a file this mount made with `O_EXCL` and has open for writing
     /// (tar, cp and rsync set them on every file they make): the FSETSTAT is queued behind
@@ -315,6 +330,7 @@ impl Filesystem {
         }
         let change = merge(set, Some(&known.attrs));
         let mut after = known.attrs.clone();
+        after.size = local_size.or(known.attrs.size);
         if let Some(m) = change.permissions {
             let kind = after.permissions.unwrap_or(libc::S_IFREG) & libc::S_IFMT;
             after.permissions = Some(kind | m);
@@ -322,14 +338,19 @@ impl Filesystem {
         if change.atime_mtime.is_some() {
             after.atime_mtime = change.atime_mtime;
         }
+        // What the file will be once the queue lands: exact, unless a write since the last
+        // time change left its mtime to the server.
+        let exact = change.atime_mtime.is_some() || !known.stale;
         self.queue(f, super::handle::Queued::SetStat(change));
-        // Kept for the next change's merge; stale, so a stat drains and asks the server.
         self.cache.put_attrs(path, &after, known.nlink);
-        self.cache.mark_written(path);
+        if !exact {
+            self.cache.mark_written(path);
+        }
         Some(self.attr(ino, &after, known.nlink))
     }
 }
 
+/// Whether `set` asks only for owner and mode values `a` already has.
 fn changes_nothing(set: &SetAttr, a: &Attrs) -> bool {
     let owner_same = match (set.uid, set.gid, a.uid_gid) {
         (None, None, _) => true,
