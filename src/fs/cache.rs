@@ -370,15 +370,7 @@ impl MetaCache {
         let _change = self.changes.lock().unwrap();
         update();
         self.attrs.lock().unwrap().pop(path);
-        if !path.is_empty() {
-            self.changed(parent_of(path));
-            if let Some(l) = self.listing(parent_of(path)) {
-                // The entry's attributes are stale too; a lookup will fetch them.
-                if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
-                    e.stale = true;
-                }
-            }
-        }
+        self.changed_entry(path);
     }
 
     /// A local write changed `path`'s size and mtime (not known here until the server says).
@@ -387,12 +379,19 @@ impl MetaCache {
         if let Some(t) = self.attrs.lock().unwrap().get_mut(path) {
             t.value.stale = true;
         }
-        if !path.is_empty() {
-            self.changed(parent_of(path));
-            if let Some(l) = self.listing(parent_of(path)) {
-                if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
-                    e.stale = true;
-                }
+        self.changed_entry(path);
+    }
+
+    /// `path` still exists but changed: listings in flight are out of date, and the cached
+    /// one's entry is stale (a lookup will fetch its attributes).
+    fn changed_entry(&self, path: &[u8]) {
+        if path.is_empty() {
+            return;
+        }
+        self.changed(parent_of(path));
+        if let Some(l) = self.listing(parent_of(path)) {
+            if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
+                e.stale = true;
             }
         }
     }

@@ -158,6 +158,16 @@ impl Filesystem {
     }
 
     pub async fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.remove_name(parent, name, false).await
+    }
+
+    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.remove_name(parent, name, true).await
+    }
+
+    /// REMOVE (or RMDIR) of `parent/name`; repeated on a new connection if this one died
+    /// before the name was gone. Then the caches and the inode table forget it.
+    async fn remove_name(&self, parent: u64, name: &[u8], dir: bool) -> FsResult<()> {
         self.writable()?;
         let path = self.child_path(parent, name)?;
         let r = self.remote(&path);
@@ -165,39 +175,34 @@ impl Filesystem {
         let _moving = self.path_changes.read().await;
         let res = self
             .call_once(
-                |c| async move { c.sftp.remove(r_).await },
+                |c| async move {
+                    if dir {
+                        c.sftp.rmdir(r_).await
+                    } else {
+                        c.sftp.remove(r_).await
+                    }
+                },
                 || async { self.exists(&path).await.is_none().then_some(()) },
             )
             .await;
         if let Err(e) = res {
-            if e.is_failure() && self.exists(&path).await.is_some_and(|a| a.is_dir()) {
-                return Err(FsError::new(libc::EISDIR));
-            }
-            return Err(e.into());
+            return Err(if dir {
+                self.explain_rmdir_failure(e, &path).await
+            } else {
+                self.explain_unlink_failure(e, &path).await
+            });
         }
         self.cache
             .remove_with(&path, || self.inodes.lock().unwrap().unlink(&path));
         Ok(())
     }
 
-    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
-        self.writable()?;
-        let path = self.child_path(parent, name)?;
-        let r = self.remote(&path);
-        let r_ = &r;
-        let _moving = self.path_changes.read().await;
-        let res = self
-            .call_once(
-                |c| async move { c.sftp.rmdir(r_).await },
-                || async { self.exists(&path).await.is_none().then_some(()) },
-            )
-            .await;
-        if let Err(e) = res {
-            return Err(self.explain_rmdir_failure(e, &path).await);
+    /// A directory is not a file to REMOVE.
+    async fn explain_unlink_failure(&self, e: RemoteError, rel: &[u8]) -> FsError {
+        if e.is_failure() && self.exists(rel).await.is_some_and(|a| a.is_dir()) {
+            return FsError::new(libc::EISDIR);
         }
-        self.cache
-            .remove_with(&path, || self.inodes.lock().unwrap().unlink(&path));
-        Ok(())
+        e.into()
     }
 
     /// OpenSSH folds ENOTDIR into NO_SUCH_FILE and ENOTEMPTY into FAILURE.
