@@ -172,14 +172,7 @@ fn wrong_identity_fails_authentication() {
     let other = s.local("other_key");
     keygen(&other);
     let mnt = s.mountpoint();
-    let mut args = s.mount_args("", &mnt, &[]);
-    args[5] = s
-        .opts(&[])
-        .replace(
-            &format!("IdentityFile={}", s.client_key.display()),
-            &format!("IdentityFile={}", other.display()),
-        )
-        .into();
+    let args = s.mount_args_with("", &mnt, "IdentityFile", &other);
     let r = run(&s, args);
     let line = failed_cleanly(&r, &mnt);
     assert_mentions(
@@ -195,14 +188,7 @@ fn missing_identity_file_is_named() {
     let s = Sshd::start();
     let mnt = s.mountpoint();
     let missing = s.local("no_such_key");
-    let mut args = s.mount_args("", &mnt, &[]);
-    args[5] = s
-        .opts(&[])
-        .replace(
-            &format!("IdentityFile={}", s.client_key.display()),
-            &format!("IdentityFile={}", missing.display()),
-        )
-        .into();
+    let args = s.mount_args_with("", &mnt, "IdentityFile", &missing);
     let r = run(&s, args);
     let line = failed_cleanly(&r, &mnt);
     assert_mentions(&line, &["no_such_key"], &[]);
@@ -214,17 +200,18 @@ fn unknown_host_key_with_strict_checking() {
     let empty = s.local("known_hosts_empty");
     fs::write(&empty, "").unwrap();
     let mnt = s.mountpoint();
-    let mut args = s.mount_args("", &mnt, &[]);
-    args[5] = s
-        .opts(&[])
-        .replace(
-            &format!("UserKnownHostsFile={}", s.known_hosts.display()),
-            &format!("UserKnownHostsFile={}", empty.display()),
-        )
-        .into();
+    let args = s.mount_args_with("", &mnt, "UserKnownHostsFile", &empty);
     let r = run(&s, args);
     let line = failed_cleanly(&r, &mnt);
     assert_mentions(&line, &["host key", "127.0.0.1"], &[]);
+    // A way to trust it: accept-new, ssh-keyscan, or connecting once with ssh.
+    assert_mentions(
+        &line,
+        &[],
+        &["accept-new", "ssh-keyscan", "known_hosts", "ssh "],
+    );
+    // And the key itself, so that it can be checked out of band.
+    assert_mentions(&line, &[], &["sha256:", "ed25519"]);
     assert!(
         !line.contains("changed"),
         "an unknown key is not a changed key: {line}"

@@ -412,35 +412,6 @@ fn no_usable_authentication_method() {
     assert_mentions(&line, &[], &["password", "publickey", "batchmode"]);
 }
 
-#[test]
-fn unknown_host_key_says_how_to_trust_it() {
-    let s = Sshd::start();
-    let empty = s.local("known_hosts_empty");
-    fs::write(&empty, "").unwrap();
-    let mnt = s.mountpoint();
-    let mut args = s.mount_args("", &mnt, &[]);
-    args[5] = s
-        .opts(&[])
-        .replace(
-            &format!("UserKnownHostsFile={}", s.known_hosts.display()),
-            &format!("UserKnownHostsFile={}", empty.display()),
-        )
-        .into();
-    let mut cmd = s.command();
-    cmd.args(args);
-    let r = run_to_exit(cmd, &s.dir, FAIL_DEADLINE);
-    let line = failed_cleanly(&r, &mnt);
-    assert_mentions(&line, &["host key"], &[]);
-    // A way to trust it: accept-new, ssh-keyscan, or connecting once with ssh.
-    assert_mentions(
-        &line,
-        &[],
-        &["accept-new", "ssh-keyscan", "known_hosts", "ssh "],
-    );
-    // And the key itself, so that it can be checked out of band.
-    assert_mentions(&line, &[], &["sha256:", "ed25519"]);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Malformed option values
 

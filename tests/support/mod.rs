@@ -527,6 +527,29 @@ impl Sshd {
         command_in(&self.dir)
     }
 
+    /// `mount_args`, with the usual `key=` option (`IdentityFile`, `UserKnownHostsFile`)
+    /// naming `with` instead.
+    pub fn mount_args_with(
+        &self,
+        remote_dir: &str,
+        mnt: &Path,
+        key: &str,
+        with: &Path,
+    ) -> Vec<OsString> {
+        let prefix = format!("{key}=");
+        let opts: Vec<String> = self
+            .opts(&[])
+            .split(',')
+            .map(|o| match o.starts_with(&prefix) {
+                true => format!("{prefix}{}", with.display()),
+                false => o.to_string(),
+            })
+            .collect();
+        let mut args = self.mount_args(remote_dir, mnt, &[]);
+        args[5] = opts.join(",").into();
+        args
+    }
+
     /// `[user@]127.0.0.1:dir MNT -p PORT -o <opts(extra)>`.
     pub fn mount_args(&self, remote_dir: &str, mnt: &Path, extra: &[&str]) -> Vec<OsString> {
         vec![
