@@ -67,15 +67,11 @@ impl Filesystem {
         Ok(self.attr(ino, &a, None))
     }
 
-    /// Current attributes: the cache when fresh; otherwise pending writes first (so the
-    /// size is right), then the path, or — for a node unlinked while open — an open handle.
+    /// Current attributes: pending writes first (so the size is right), then the cache,
+    /// the path, or — for a node unlinked while open — an open handle. Not the cache first:
+    /// an entry stored while writes were being replayed can be fresh and still too short
+    /// (fsx with connections killed caught it).
     pub(super) async fn stat_node(&self, ino: u64, fh: Option<u64>) -> FsResult<Attrs> {
-        let path = self.inodes.lock().unwrap().path(ino);
-        // Fresh attributes with writes still in flight are what the file will be (a write
-        // makes them stale; the size the writes imply is applied on top): no need to wait.
-        if let Some(e) = path.as_ref().and_then(|p| self.cache.attrs(p)) {
-            return Ok(e.attrs);
-        }
         self.drain_inode(ino).await;
         let path = self.inodes.lock().unwrap().path(ino);
         match path {
