@@ -14,8 +14,13 @@ use crate::remote::RemoteError;
 
 pub type ChunkFuture = Shared<BoxFuture<'static, Result<Bytes, RemoteError>>>;
 
-/// How far from the expected offset a read may land and still belong to the run.
+/// How far ahead of the run's front a read may land and still belong to the run.
 const NEAR: u64 = 2 * 1024 * 1024;
+
+/// How far behind the run's front a read may land and still belong to the run: the kernel
+/// keeps its read-ahead (4 MiB on our mounts) in flight as 1 MiB requests, and FUSE hands
+/// them over in any order.
+const BEHIND: u64 = 8 * 1024 * 1024;
 
 /// The first window of a sequential run.
 const INITIAL_WINDOW: u64 = 1024 * 1024;
@@ -35,9 +40,12 @@ impl Drop for Chunk {
 
 #[derive(Default)]
 pub struct ReadAhead {
-    /// Where a sequential reader reads next.
+    /// Where a sequential reader reads next: the front of the run.
     next: u64,
     window: u64,
+    /// Chunks are issued up to here: ahead of a run, each chunk is fetched once, even after
+    /// a read took it out of `chunks`.
+    issued: u64,
     chunks: BTreeMap<u64, Chunk>,
     /// The file's size when known: no reading ahead past it.
     pub size_hint: Option<u64>,
@@ -55,6 +63,7 @@ impl ReadAhead {
     pub fn clear(&mut self) {
         self.chunks.clear();
         self.window = 0;
+        self.issued = 0;
     }
 
     /// The chunks that make up `[off, off + size)` — from the window, started now if need
@@ -73,9 +82,7 @@ impl ReadAhead {
             .range(..=off)
             .next_back()
             .is_some_and(|(o, c)| off < o + c.len as u64);
-        // The kernel's synchronous and asynchronous read-ahead requests may arrive out of
-        // order: a read near where the run is counts as part of it.
-        let near = off.saturating_add(NEAR) >= self.next && off <= self.next + self.window + NEAR;
+        let near = off.saturating_add(BEHIND) >= self.next && off <= self.next + self.window + NEAR;
         let sequential = off == self.next || in_window || (self.window > 0 && near);
         self.next = if sequential { self.next.max(end) } else { end };
         if !sequential {
@@ -87,36 +94,53 @@ impl ReadAhead {
         } else {
             (self.window * 2).min(w.max)
         };
-        // What the reader has passed is not needed again.
-        self.chunks.retain(|o, c| o + c.len as u64 > off);
+        // Far behind the front: skipped, or passed long ago.
+        let floor = self.next.saturating_sub(BEHIND);
+        self.chunks.retain(|o, c| o + c.len as u64 > floor);
         let start = off / cs * cs;
-        let mut ahead = end + self.window;
+        let needed_to = end.div_ceil(cs) * cs;
+        let mut ahead = self.next + self.window;
         if let Some(size) = self.size_hint {
             ahead = ahead.min(size.max(end));
         }
-        let mut o = start;
-        while o < ahead {
-            if let std::collections::btree_map::Entry::Vacant(slot) = self.chunks.entry(o) {
-                let wanted_now = o < end;
-                let used = w.total.load(Ordering::Relaxed);
-                if !wanted_now && used + w.chunk as usize > w.total_max {
-                    break;
-                }
-                w.total.fetch_add(w.chunk as usize, Ordering::Relaxed);
-                slot.insert(Chunk {
+        let fetch_at = |o: u64, chunks: &mut BTreeMap<u64, Chunk>| {
+            w.total.fetch_add(w.chunk as usize, Ordering::Relaxed);
+            chunks.insert(
+                o,
+                Chunk {
                     len: w.chunk,
                     data: fetch(o, w.chunk),
                     budget: w.total.clone(),
-                });
+                },
+            );
+        };
+        // What this read needs now, whatever the budget; then the window ahead, within it.
+        for o in (start..needed_to).step_by(cs as usize) {
+            if !self.chunks.contains_key(&o) {
+                fetch_at(o, &mut self.chunks);
+            }
+        }
+        let mut o = self.issued.max(needed_to);
+        while o < ahead {
+            if !self.chunks.contains_key(&o) {
+                if w.total.load(Ordering::Relaxed) + w.chunk as usize > w.total_max {
+                    break;
+                }
+                fetch_at(o, &mut self.chunks);
             }
             o += cs;
         }
-        Some(
-            self.chunks
-                .range(start..end)
-                .map(|(&o, c)| (o, c.data.clone()))
-                .collect(),
-        )
+        self.issued = self.issued.max(o);
+        let planned = self
+            .chunks
+            .range(start..end)
+            .map(|(&o, c)| (o, c.data.clone()))
+            .collect();
+        // A chunk this read covers whole is done with: the kernel keeps those pages, and
+        // out-of-order reads must not keep it in the budget until the front passes it.
+        self.chunks
+            .retain(|&o, c| !(o >= off && o + c.len as u64 <= end));
+        Some(planned)
     }
 }
 
@@ -185,5 +209,48 @@ mod tests {
         };
         ra.plan(0, 100, &window(&total), &f).unwrap();
         assert_eq!(*count.lock().unwrap(), 3, "chunks 0, 100, 200 and no more");
+    }
+
+    #[test]
+    fn out_of_order_reads_stay_in_the_run_and_fetch_each_chunk_once() {
+        const MIB: u64 = 1 << 20;
+        let total = Arc::new(AtomicUsize::new(0));
+        let fetched = Arc::new(Mutex::new(Vec::new()));
+        let f = {
+            let fetched = fetched.clone();
+            move |o: u64, _l: u32| {
+                fetched.lock().unwrap().push(o);
+                async { Ok(Bytes::new()) }.boxed().shared()
+            }
+        };
+        let w = Window {
+            chunk: 256 * 1024,
+            max: 8 * MIB,
+            total: total.clone(),
+            total_max: 16 << 20,
+        };
+        let mut ra = ReadAhead {
+            size_hint: Some(64 * MIB),
+            ..ReadAhead::default()
+        };
+        // The kernel's first read, then 1 MiB requests of a 4 MiB read-ahead, handed over
+        // out of order.
+        let mut order: Vec<u64> = vec![0];
+        for group in (1..64).collect::<Vec<u64>>().chunks(4) {
+            order.extend(group.iter().rev());
+        }
+        for i in order {
+            assert!(
+                ra.plan(i * MIB, MIB as u32, &w, &f).is_some(),
+                "read at {i} MiB"
+            );
+            assert!(total.load(Ordering::Relaxed) <= w.total_max);
+        }
+        let mut offsets = fetched.lock().unwrap().clone();
+        let n = offsets.len();
+        offsets.sort();
+        offsets.dedup();
+        assert_eq!(offsets.len(), n, "a chunk was fetched twice");
+        assert_eq!(n, 256, "the whole file, no more");
     }
 }
