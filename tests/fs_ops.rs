@@ -196,6 +196,44 @@ fn chown_changes_the_servers_owner_and_keeps_what_is_not_given() {
 }
 
 #[test]
+fn chown_clears_setuid_and_setgid_as_a_local_disk_does() {
+    setup!(s, m);
+    fs::create_dir(s.remote("ref")).unwrap();
+    let me = fs::metadata(s.remote("w")).unwrap();
+    let owner = (Some(me.uid()), Some(me.gid()));
+    for (name, want) in [("suid", 0o4755), ("sgid", 0o2755), ("sgid-nox", 0o2745)] {
+        // The same steps on the mount and, as a reference, on the server's local disk.
+        let local = s.remote(&format!("ref/{name}"));
+        fs::write(m.path(name), "x").unwrap();
+        fs::write(&local, "x").unwrap();
+        fs::set_permissions(m.path(name), fs::Permissions::from_mode(want)).unwrap();
+        fs::set_permissions(&local, fs::Permissions::from_mode(want)).unwrap();
+        assert_eq!(mode(&m.path(name)), want, "{name} before chown");
+        // To the owner it already has: tar and cp -a do this.
+        std::os::unix::fs::chown(m.path(name), owner.0, owner.1).unwrap();
+        std::os::unix::fs::chown(&local, owner.0, owner.1).unwrap();
+        let expected = mode(&local);
+        assert_eq!(
+            mode(&s.remote(&format!("w/{name}"))),
+            expected,
+            "{name} on the server"
+        );
+        assert_eq!(mode(&m.path(name)), expected, "{name} on the mount");
+    }
+    assert_eq!(
+        mode(&s.remote("ref/suid")),
+        0o755,
+        "the reference clears setuid"
+    );
+    // A directory keeps its setgid bit.
+    fs::create_dir(m.path("d")).unwrap();
+    fs::set_permissions(m.path("d"), fs::Permissions::from_mode(0o2755)).unwrap();
+    std::os::unix::fs::chown(m.path("d"), owner.0, owner.1).unwrap();
+    assert_eq!(mode(&s.remote("w/d")), 0o2755);
+    assert_eq!(mode(&m.path("d")), 0o2755);
+}
+
+#[test]
 fn truncate_up_and_down() {
     setup!(s, m);
     fs::write(m.path("f"), b"0123456789").unwrap();

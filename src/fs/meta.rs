@@ -358,7 +358,20 @@ fn changes_nothing(set: &SetAttr, a: &Attrs) -> bool {
         (Some(m), Some(p)) => m & 0o7777 == p & 0o7777,
         _ => false,
     };
-    set.size.is_none() && set.atime.is_none() && set.mtime.is_none() && owner_same && mode_same
+    // The kernel leaves clearing setuid and setgid on chown to us (FUSE_HANDLE_KILLPRIV): the
+    // server's chown does it, so such a chown is never a no-op.
+    let kills_privileges = (set.uid.is_some() || set.gid.is_some())
+        && !a.is_dir()
+        && a.permissions.is_some_and(|p| {
+            p & libc::S_ISUID != 0
+                || p & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP
+        });
+    set.size.is_none()
+        && set.atime.is_none()
+        && set.mtime.is_none()
+        && owner_same
+        && mode_same
+        && !kills_privileges
 }
 
 /// The SETSTAT attributes for a change. SFTP sets uid and gid (and atime and mtime) only
