@@ -303,22 +303,29 @@ impl Filesystem {
         self.maybe_split(&f, offset);
         let end = offset + size as u64;
         let eof = f.readahead.lock().unwrap().size_hint;
-        if let [(o, fut)] = &chunks[..] {
-            // Within one chunk (the common case): a slice of it, no copy.
-            if let Ok(data) = fut.clone().await {
-                let from = (offset - o) as usize;
+        if let [p] = &chunks[..] {
+            // Within one chunk: a slice of it, no copy.
+            if let Ok(data) = p.data.clone().await {
+                let from = (offset - p.offset) as usize;
                 if from + size as usize <= data.len()
-                    || eof.is_some_and(|s| o + data.len() as u64 >= s)
+                    || eof.is_some_and(|s| p.offset + data.len() as u64 >= s)
                 {
                     let to = (from + size as usize).min(data.len());
                     return Ok(data.slice(from.min(to)..to));
                 }
             }
         }
-        let mut out = BytesMut::with_capacity(size as usize);
-        for (o, fut) in chunks {
-            let data = match fut.await {
-                Ok(d) => d,
+        // All the data first, then one buffer for the answer: no buffer waits on the network.
+        let mut parts = Vec::with_capacity(chunks.len());
+        for p in &chunks {
+            match p.data.clone().await {
+                Ok(d) => {
+                    let short = (d.len() as u64) < w.chunk as u64;
+                    parts.push((p.offset, d));
+                    if short {
+                        break;
+                    }
+                }
                 Err(e) => {
                     f.readahead.lock().unwrap().clear();
                     // The chunk already waited out the connection: report, do not wait again.
@@ -327,7 +334,10 @@ impl Filesystem {
                     }
                     return Ok(self.read_direct(&f, offset, size).await?);
                 }
-            };
+            }
+        }
+        let mut out = BytesMut::with_capacity(size as usize);
+        for (o, data) in parts {
             let from = (offset.max(o) - o) as usize;
             let to = (end.min(o + data.len() as u64)).saturating_sub(o) as usize;
             if from < to {

@@ -38,6 +38,14 @@ impl Drop for Chunk {
     }
 }
 
+/// A chunk a read is made of. One the read covers whole has left the window: the read holds
+/// it, and with it its share of the budget, until the read is done with its data.
+pub struct Planned {
+    pub offset: u64,
+    pub data: ChunkFuture,
+    _held: Option<Chunk>,
+}
+
 #[derive(Default)]
 pub struct ReadAhead {
     /// Where a sequential reader reads next: the front of the run.
@@ -74,7 +82,7 @@ impl ReadAhead {
         size: u32,
         w: &Window,
         fetch: impl Fn(u64, u32) -> ChunkFuture,
-    ) -> Option<Vec<(u64, ChunkFuture)>> {
+    ) -> Option<Vec<Planned>> {
         let cs = w.chunk as u64;
         let end = off + size as u64;
         let in_window = self
@@ -131,15 +139,25 @@ impl ReadAhead {
             o += cs;
         }
         self.issued = self.issued.max(o);
-        let planned = self
-            .chunks
-            .range(start..end)
-            .map(|(&o, c)| (o, c.data.clone()))
+        // A chunk this read covers whole leaves the window (the kernel keeps those pages):
+        // out-of-order reads must not keep it until the front passes it.
+        let offsets: Vec<u64> = self.chunks.range(start..end).map(|(&o, _)| o).collect();
+        let planned = offsets
+            .into_iter()
+            .map(|o| {
+                let whole = o >= off && o + cs <= end;
+                let held = if whole { self.chunks.remove(&o) } else { None };
+                let data = match &held {
+                    Some(c) => c.data.clone(),
+                    None => self.chunks[&o].data.clone(),
+                };
+                Planned {
+                    offset: o,
+                    data,
+                    _held: held,
+                }
+            })
             .collect();
-        // A chunk this read covers whole is done with: the kernel keeps those pages, and
-        // out-of-order reads must not keep it in the budget until the front passes it.
-        self.chunks
-            .retain(|&o, c| !(o >= off && o + c.len as u64 <= end));
         Some(planned)
     }
 }
@@ -175,7 +193,10 @@ mod tests {
         let mut ra = ReadAhead::default();
         let w = window(&total);
         let got = ra.plan(0, 150, &w, &f).unwrap();
-        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![0, 100]);
+        assert_eq!(
+            got.iter().map(|g| g.offset).collect::<Vec<_>>(),
+            vec![0, 100]
+        );
         // The window runs ahead, limited by the mount-wide budget of 1000 bytes.
         assert!(fetched.lock().unwrap().len() > 2);
         assert!(total.load(Ordering::Relaxed) <= 1000);
@@ -185,8 +206,11 @@ mod tests {
         // The kernel's read-ahead may come a little out of order: still the same run.
         assert!(ra.plan(500, 100, &w, &f).is_some());
         assert!(ra.plan(400, 100, &w, &f).is_some());
-        // A jump far away is not sequential: no plan, window dropped, budget returned.
+        // A jump far away is not sequential: no plan, window dropped, budget returned once
+        // the reads holding chunks are done with them.
         assert!(ra.plan(50_000_000, 100, &w, &f).is_none());
+        assert_eq!(total.load(Ordering::Relaxed), 100, "chunk 0, held by the first read");
+        drop(got);
         assert_eq!(total.load(Ordering::Relaxed), 0);
         // ...and a read following it starts a new run.
         assert!(ra.plan(50_000_100, 100, &w, &f).is_some());
