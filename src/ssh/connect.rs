@@ -343,6 +343,7 @@ fn client_config(cfg: &SshConfig, policy: &HostKeyPolicy) -> client::Config {
         nodelay: true,
         window_size: 16 * 1024 * 1024,
         maximum_packet_size: 65535,
+        channel_buffer_size: 32,
         keepalive_interval: keepalive,
         keepalive_max: cfg.server_alive_count_max,
         inactivity_timeout: None,
