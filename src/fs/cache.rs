@@ -240,6 +240,29 @@ impl MetaCache {
         }
     }
 
+    /// Every write to `path` may have landed: `landed` clears the inode's own idea of the
+    /// size and says whether it had one. Entries stored while the writes were on their way
+    /// can hold the size from before them, and so can answers still travelling: the entry
+    /// goes and those answers are refused. `exact` (attributes read after the writes) takes
+    /// its place if `still` holds (checked before this change counts as one).
+    pub fn writes_landed(
+        &self,
+        path: &[u8],
+        exact: Option<(&Attrs, Option<u32>)>,
+        still: impl FnOnce(&Self) -> bool,
+        landed: impl FnOnce() -> bool,
+    ) {
+        let _change = self.changes.lock().unwrap();
+        let keep = exact.is_some() && still(self);
+        if landed() {
+            self.attrs.lock().unwrap().pop(path);
+            self.changed_entry(path);
+        }
+        if let (Some((a, nlink)), true) = (exact, keep) {
+            self.store_attrs(path, a, nlink);
+        }
+    }
+
     /// The cached listing of `dir`, if fresh.
     pub fn listing(&self, dir: &[u8]) -> Option<Arc<Mutex<Listing>>> {
         if !self.opts.enabled {
@@ -606,6 +629,39 @@ mod tests {
         }
         stop.store(true, SeqCst);
         reader.join().unwrap();
+    }
+
+    /// fsx with connections killed: a lookup answered while a file's writes were being
+    /// replayed cached its old size as fresh; once the writes landed, `stat` showed it.
+    #[test]
+    fn sizes_seen_while_writes_travelled_do_not_outlive_them() {
+        let c = MetaCache::new(CacheOptions::default());
+        let (short, long) = (entry("a", 100).attrs, entry("a", 300).attrs);
+        // A write is queued, then a lookup asks the server (which has not applied it yet).
+        c.put_attrs(b"d/a", &short, None);
+        c.mark_written(b"d/a");
+        let asked_at = c.generation(b"d");
+        c.put_attrs_if(b"d/a", &short, None, asked_at);
+        let late_answer_asked_at = c.generation(b"d");
+        assert_eq!(c.attrs(b"d/a").unwrap().attrs.size, Some(100));
+        // The writes land, nothing exact to put in place: the entry goes...
+        c.writes_landed(b"d/a", None, |_| true, || true);
+        assert!(c.attrs(b"d/a").is_none());
+        // ...and an answer that was still on its way is refused.
+        c.put_attrs_if(b"d/a", &short, None, late_answer_asked_at);
+        assert!(c.attrs(b"d/a").is_none());
+        // With attributes read after the writes, those are kept.
+        c.put_attrs_if(b"d/a", &short, None, c.generation(b"d"));
+        c.writes_landed(b"d/a", Some((&long, None)), |_| true, || true);
+        assert_eq!(c.attrs(b"d/a").unwrap().attrs.size, Some(300));
+        // Unless a local change came since they were asked for.
+        c.put_attrs_if(b"d/a", &short, None, c.generation(b"d"));
+        c.writes_landed(b"d/a", Some((&long, None)), |_| false, || true);
+        assert!(c.attrs(b"d/a").is_none());
+        // Writes still pending elsewhere: the size they imply still counts, entry stays.
+        c.put_attrs(b"d/a", &short, None);
+        c.writes_landed(b"d/a", None, |_| true, || false);
+        assert_eq!(c.attrs(b"d/a").unwrap().attrs.size, Some(100));
     }
 
     #[tokio::test(start_paused = true)]

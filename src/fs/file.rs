@@ -593,14 +593,12 @@ impl Filesystem {
                 if let Some(n) = t.get_mut(f.ino) {
                     n.version = Some((a.size, a.atime_mtime.map(|t| t.1)));
                 }
-                let p = t.path(f.ino);
                 drop(t);
                 // Another connection may have changed it since (a chmod right after close):
                 // the cache keeps the newer word.
-                if let Some(p) = p {
-                    self.cache.put_attrs_if(&p, &a, None, generation);
-                }
-                self.server_caught_up(f.ino);
+                self.server_caught_up(f.ino, Some((&a, None)), |c, p| {
+                    c.generation(super::inode::parent_of(p)) == generation
+                });
             }
             cl
         } else {

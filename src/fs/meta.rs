@@ -79,8 +79,12 @@ impl Filesystem {
                 if let Some(e) = self.cache.attrs(&p) {
                     return Ok(e.attrs);
                 }
+                let generation = self.cache.generation(super::inode::parent_of(&p));
                 let a = self.lstat_remote(&p).await?;
-                self.server_caught_up(ino);
+                let nlink = self.inodes.lock().unwrap().get(ino).and_then(|n| n.nlink);
+                self.server_caught_up(ino, Some((&a, nlink)), |c, p| {
+                    c.generation(super::inode::parent_of(p)) == generation
+                });
                 Ok(a)
             }
             None => {
@@ -211,7 +215,9 @@ impl Filesystem {
                 n.local_size = fresh.size;
             }
         }
-        self.server_caught_up(ino);
+        self.server_caught_up(ino, Some((&fresh, None)), |_, p| {
+            self.inodes.lock().unwrap().path(ino).as_deref() == Some(p)
+        });
         Ok(self.attr(ino, &fresh, None))
     }
 

@@ -207,16 +207,33 @@ impl Filesystem {
         f
     }
 
-    /// Fresh attributes from the server after every write of `ino` landed: the server's
-    /// size is right again.
-    fn server_caught_up(&self, ino: u64) {
-        if self
-            .files
-            .all(|f| f.ino == ino && f.has_pending())
-            .is_empty()
-        {
-            if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
-                n.local_size = None;
+    /// Once every write of `ino` has landed the server's size is right again: the size the
+    /// writes imply is dropped, and with it any cached entry stored while they travelled.
+    /// `exact` (attributes read after the writes) is cached instead if `still` holds.
+    fn server_caught_up(
+        &self,
+        ino: u64,
+        exact: Option<(&Attrs, Option<u32>)>,
+        still: impl FnOnce(&cache::MetaCache, &[u8]) -> bool,
+    ) {
+        let landed = || {
+            if !self
+                .files
+                .all(|f| f.ino == ino && f.has_pending())
+                .is_empty()
+            {
+                return false;
+            }
+            let mut t = self.inodes.lock().unwrap();
+            t.get_mut(ino).and_then(|n| n.local_size.take()).is_some()
+        };
+        let path = self.inodes.lock().unwrap().path(ino);
+        match path {
+            Some(p) => self
+                .cache
+                .writes_landed(&p, exact, |c| still(c, &p), landed),
+            None => {
+                landed();
             }
         }
     }

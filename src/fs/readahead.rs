@@ -209,7 +209,11 @@ mod tests {
         // A jump far away is not sequential: no plan, window dropped, budget returned once
         // the reads holding chunks are done with them.
         assert!(ra.plan(50_000_000, 100, &w, &f).is_none());
-        assert_eq!(total.load(Ordering::Relaxed), 100, "chunk 0, held by the first read");
+        assert_eq!(
+            total.load(Ordering::Relaxed),
+            100,
+            "chunk 0, held by the first read"
+        );
         drop(got);
         assert_eq!(total.load(Ordering::Relaxed), 0);
         // ...and a read following it starts a new run.
