@@ -428,10 +428,23 @@ impl Filesystem {
         }
         self.drop_readahead(f.ino);
         let path = self.inodes.lock().unwrap().path(f.ino);
-        let known = path
+        let mut known = path
             .as_ref()
             .and_then(|p| self.cache.attrs_known(p))
             .and_then(|e| e.attrs.size);
+        let size_unknown = || {
+            let t = self.inodes.lock().unwrap();
+            t.get(f.ino).is_some_and(|n| n.local_size.is_none())
+        };
+        if known.is_none() && size_unknown() {
+            // The size this write extends must be the file's, not 0: ask the handle (every
+            // earlier write landed, or the size would be known here).
+            known = self
+                .with_file(&f, |c, h| async move { c.sftp.fstat(&h).await })
+                .await
+                .ok()
+                .and_then(|a| a.size);
+        }
         if let Some(p) = &path {
             self.cache.mark_written(p);
         }

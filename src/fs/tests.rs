@@ -495,6 +495,33 @@ async fn a_long_sequential_read_uses_two_connections_and_survives_losing_one() {
     assert!(matches!(*f.second.lock().unwrap(), Second::Unavailable));
 }
 
+/// A write into a file whose size the cache does not hold (cache off, or its entry gone
+/// when another descriptor's writes landed): the size it implies is the file's, not its end.
+#[tokio::test]
+async fn a_write_inside_a_file_of_unknown_size_keeps_the_size() {
+    let d = TempDir::new();
+    let (fs, _) = mount_with(
+        &d,
+        Options {
+            cache: CacheOptions {
+                enabled: false,
+                ..CacheOptions::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    std::fs::write(d.join("big"), vec![b'x'; 100_000]).unwrap();
+    let ino = fs.lookup(ROOT_INO, b"big").await.unwrap().ino.0;
+    let o = fs.open(ino, RW).await.unwrap();
+    fs.write(o.fh, 10, b"hello".to_vec()).await.unwrap();
+    // Answered with the size the queued write implies (no drain, unlike getattr).
+    assert_eq!(fs.lookup(ROOT_INO, b"big").await.unwrap().size, 100_000);
+    fs.release(o.fh).await.unwrap();
+    assert_eq!(fs.getattr(ino, None).await.unwrap().size, 100_000);
+    assert_eq!(std::fs::metadata(d.join("big")).unwrap().len(), 100_000);
+}
+
 #[tokio::test]
 async fn lookups_after_a_listing_cost_no_round_trip_and_server_changes_show_after_the_ttl() {
     let d = TempDir::new();
