@@ -162,16 +162,25 @@ impl Filesystem {
             Some(self.stat_node(ino, fh).await?)
         };
         let a = merge(&set, current.as_ref());
-        let fresh = match (&file, &path) {
-            (Some(f), _) => {
-                let a = &a;
-                let fresh = self
-                    .with_file(f, |c, h| async move {
-                        let (s, st) = join(c.sftp.fsetstat(&h, a), c.sftp.fstat(&h)).await;
-                        s?;
-                        st
-                    })
-                    .await?;
+        let mut via_file = None;
+        if let Some(f) = &file {
+            let a = &a;
+            let r = self
+                .with_file(f, |c, h| async move {
+                    let (s, st) = join(c.sftp.fsetstat(&h, a), c.sftp.fstat(&h)).await;
+                    s?;
+                    st
+                })
+                .await;
+            match r {
+                // A handle found here (not the caller's) may have been closed under us by
+                // a release that came just after the lookup: by path instead.
+                Err(e) if fh.is_none() && !f.usable() && path.is_some() && e.is_failure() => {}
+                r => via_file = Some(r?),
+            }
+        }
+        let fresh = match (via_file, &path) {
+            (Some(fresh), _) => {
                 if let Some(p) = &path {
                     // Exact even with writes in flight: the FSTAT queued behind them.
                     self.put_attrs_if_still_at(ino, p, &fresh);
