@@ -10,6 +10,7 @@ mod options;
 mod tests;
 #[cfg(test)]
 mod tests_ssh;
+mod values;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -287,7 +288,7 @@ where
         }
     }
     if let Some(file) = args.config_file.last() {
-        let path = options::expand_path(env, file).map_err(|bad| match bad {
+        let path = values::expand_path(env, file).map_err(|bad| match bad {
             Bad::NoHome => CliError::NoHome {
                 option: "-F".into(),
             },
@@ -495,16 +496,17 @@ fn parse_source(raw: &OsStr) -> Result<Source, CliError> {
         Some(at) => (Some(&login[..at]), &login[at + 1..]),
         None => (None, login),
     };
-    let user =
-        match user {
-            None => None,
-            Some(u) => Some(options::valid_user(OsStr::from_bytes(u)).ok_or_else(|| {
-                CliError::BadUser {
+    let user = match user {
+        None => None,
+        Some(u) => {
+            Some(
+                values::valid_user(OsStr::from_bytes(u)).ok_or_else(|| CliError::BadUser {
                     user: String::from_utf8_lossy(u).into_owned(),
                     given: given(),
-                }
-            })?),
-        };
+                })?,
+            )
+        }
+    };
     let bad_host = |reason| CliError::BadHost {
         host: String::from_utf8_lossy(host).into_owned(),
         given: given(),

@@ -2,8 +2,11 @@
 //! password. Secrets that worked are remembered in memory (never on disk, never in logs) so
 //! that reconnections and extra pool connections authenticate without asking again.
 
+mod keys;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -16,6 +19,11 @@ use russh::{MethodKind, MethodSet};
 use super::prompt::{self, PromptClock};
 use super::SshError;
 use crate::config::SshConfig;
+pub(crate) use keys::identity_files;
+use keys::{
+    default_identity_files, encrypted_key_public_part, identity_blob, identity_file_blobs,
+    warn_if_unprotected, ProbeError, ProbeSigner,
+};
 
 /// How many times ssh asks for a passphrase or password (`NumberOfPasswordPrompts`).
 const PROMPT_TRIES: usize = 3;
@@ -67,35 +75,6 @@ enum Step {
     Files,
     KeyboardInteractive,
     Password,
-}
-
-/// The identity files to try: the configured ones, or ssh's defaults that exist.
-/// An explicitly configured file that is missing is an error (checked before connecting).
-pub(crate) fn identity_files(cfg: &SshConfig) -> Result<Vec<PathBuf>, SshError> {
-    if cfg.identity_files_explicit {
-        if let Some(path) = cfg.identity_files.iter().find(|p| !p.exists()) {
-            return Err(SshError::IdentityFileMissing { path: path.clone() });
-        }
-        return Ok(cfg.identity_files.clone());
-    }
-    let files = if cfg.identity_files.is_empty() {
-        default_identity_files()
-    } else {
-        cfg.identity_files.clone()
-    };
-    Ok(files.into_iter().filter(|p| p.exists()).collect())
-}
-
-/// `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` of the user running us (from the password
-/// database, as ssh does, not `$HOME`).
-fn default_identity_files() -> Vec<PathBuf> {
-    let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::getuid()) else {
-        return Vec::new();
-    };
-    ["id_ed25519", "id_ecdsa", "id_rsa"]
-        .iter()
-        .map(|name| user.dir.join(".ssh").join(name))
-        .collect()
 }
 
 /// One authentication conversation on a fresh connection.
@@ -759,143 +738,4 @@ fn method_names(methods: &MethodSet) -> String {
     }
     let names: Vec<&str> = methods.iter().map(<&str>::from).collect();
     names.join(", ")
-}
-
-fn identity_blob(id: &AgentIdentity) -> Option<Vec<u8>> {
-    match id {
-        AgentIdentity::PublicKey { key, .. } => key.to_bytes().ok(),
-        AgentIdentity::Certificate { certificate, .. } => certificate.to_bytes().ok(),
-    }
-}
-
-/// The public key blobs of identity files, as far as they can be read without a passphrase
-/// (`path.pub`, or the clear public part of an OpenSSH key).
-fn identity_file_blobs(files: &[PathBuf]) -> HashSet<Vec<u8>> {
-    files
-        .iter()
-        .filter_map(|path| {
-            let mut pub_path = path.as_os_str().to_owned();
-            pub_path.push(".pub");
-            let key = PublicKey::read_openssh_file(Path::new(&pub_path))
-                .ok()
-                .or_else(|| {
-                    let text = std::fs::read_to_string(path).ok()?;
-                    encrypted_key_public_part(path, &text)
-                })?;
-            key.to_bytes().ok()
-        })
-        .collect()
-}
-
-/// The public half of an encrypted key without its passphrase: OpenSSH keys carry it in
-/// clear; for other formats ssh reads `path.pub`.
-fn encrypted_key_public_part(path: &Path, text: &str) -> Option<PublicKey> {
-    if let Ok(k) = PrivateKey::from_openssh(text) {
-        return Some(k.public_key().clone());
-    }
-    let mut pub_path = path.as_os_str().to_owned();
-    pub_path.push(".pub");
-    PublicKey::read_openssh_file(Path::new(&pub_path)).ok()
-}
-
-/// ssh refuses private keys that others can read; we only warn.
-fn warn_if_unprotected(path: &Path) {
-    if let Ok(meta) = std::fs::metadata(path) {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                "private key file {} is accessible by others (mode {mode:04o}); \
-                 restrict it with chmod 600",
-                path.display()
-            );
-        }
-    }
-}
-
-/// A signer that never signs: reaching it means the server accepted the key (PK_OK).
-struct ProbeSigner;
-
-#[derive(Debug)]
-enum ProbeError {
-    Accepted,
-    Send(russh::SendError),
-}
-
-impl From<russh::SendError> for ProbeError {
-    fn from(e: russh::SendError) -> Self {
-        ProbeError::Send(e)
-    }
-}
-
-impl russh::Signer for ProbeSigner {
-    type Error = ProbeError;
-
-    async fn auth_sign(
-        &mut self,
-        _key: &AgentIdentity,
-        _hash_alg: Option<HashAlg>,
-        _to_sign: Vec<u8>,
-    ) -> Result<Vec<u8>, ProbeError> {
-        Err(ProbeError::Accepted)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_order_puts_what_worked_first() {
-        use Step::*;
-        assert_eq!(
-            step_order(None),
-            vec![Agent, Files, KeyboardInteractive, Password]
-        );
-        assert_eq!(
-            step_order(Some(&Worked::Password)),
-            vec![Password, Agent, Files, KeyboardInteractive]
-        );
-        assert_eq!(
-            step_order(Some(&Worked::File("/k".into()))),
-            vec![Files, Agent, KeyboardInteractive, Password]
-        );
-    }
-
-    #[test]
-    fn explicit_missing_identity_file_is_an_error() {
-        let mut cfg = crate::ssh::test_support::config("h", 22);
-        cfg.identity_files = vec!["/nonexistent/id_test".into()];
-        cfg.identity_files_explicit = true;
-        let e = identity_files(&cfg).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "identity file /nonexistent/id_test does not exist (check the IdentityFile option)"
-        );
-        cfg.identity_files_explicit = false;
-        assert!(identity_files(&cfg).unwrap().is_empty());
-    }
-
-    /// The passphrase probe: offering a public key without signing tells whether the server
-    /// would take it, and leaves the session usable for a real attempt.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn probe_tells_acceptance_and_keeps_the_session_usable() {
-        use crate::ssh::test_support::{keygen, Sshd};
-        use crate::ssh::Connector;
-        let sshd = Sshd::start();
-        let cfg = sshd.config();
-        let connector = Connector::new(cfg.clone());
-        let clock = Arc::new(PromptClock::default());
-        let (mut handle, _) = connector.handshake(false, &clock).await.unwrap();
-        let secrets = Secrets::default();
-        let mut a = Authenticator::new(&mut handle, &cfg, &secrets, &clock, vec![], false);
-        let load = |p: &Path| russh::keys::load_secret_key(p, None).unwrap();
-        let other = load(&keygen(sshd.dir.path(), "other", ""));
-        let good = load(&sshd.client_key);
-        assert!(!a.probe(other.public_key().clone()).await.unwrap());
-        assert!(a.probe(good.public_key().clone()).await.unwrap());
-        let key = PrivateKeyWithHashAlg::new(Arc::new(good), None);
-        let user = cfg.user.clone();
-        let result = a.handle.authenticate_publickey(user, key).await.unwrap();
-        assert!(result.success(), "{result:?}");
-    }
 }
