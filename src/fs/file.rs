@@ -467,26 +467,25 @@ impl Filesystem {
                 .map_err(|_| FsError::new(libc::EIO))?;
             let off = offset + (i * max) as u64;
             let bytes = data.slice(i * max..i * max + chunk.len());
-            let (seq, conn, sent) = {
-                let _order = f.order.lock().unwrap();
-                let op = Queued::Write(off, bytes);
-                let (conn, h) = f.current();
-                let sent = send_queued(&conn, &h, &op);
-                (f.push(op, Some(permit)), conn, sent)
-            };
-            self.await_write(&f, conn, seq, sent);
+            self.queue(&f, Queued::Write(off, bytes), Some(permit));
         }
         Ok(len as u32)
     }
 
     /// Queues a request behind the file's writes (write-behind), answered by the server
-    /// later: its failure is latched like a write's, a reconnect replays it.
-    pub(super) fn queue(&self, f: &Arc<OpenFile>, op: Queued) {
+    /// later: its failure is latched like a write's, a reconnect replays it. `budget` is a
+    /// write's share of the bytes in flight, held until the server acknowledges it.
+    pub(super) fn queue(
+        &self,
+        f: &Arc<OpenFile>,
+        op: Queued,
+        budget: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
         let (seq, conn, sent) = {
             let _order = f.order.lock().unwrap();
             let (conn, h) = f.current();
             let sent = send_queued(&conn, &h, &op);
-            (f.push(op, None), conn, sent)
+            (f.push(op, budget), conn, sent)
         };
         self.await_write(f, conn, seq, sent);
     }

@@ -352,7 +352,7 @@ impl Filesystem {
         // What the file will be once the queue lands: exact, unless a write since the last
         // time change left its mtime to the server.
         let exact = change.atime_mtime.is_some() || !known.stale;
-        self.queue(f, super::handle::Queued::SetStat(change));
+        self.queue(f, super::handle::Queued::SetStat(change), None);
         self.cache.put_attrs(path, &after, known.nlink);
         if !exact {
             self.cache.mark_written(path);
