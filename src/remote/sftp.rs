@@ -270,11 +270,7 @@ impl Sftp {
     }
 
     pub async fn fsetstat(&self, h: &Handle, a: &Attrs) -> Result<()> {
-        let r = self
-            .client
-            .request(|id| Packet::new(SSH_FXP_FSETSTAT, id).string(&h.0).attrs(a))
-            .await?;
-        status_ok(r)
+        self.fsetstat_send(h, a).await
     }
 
     pub async fn open(&self, path: &[u8], pflags: u32, a: &Attrs) -> Result<Handle> {
@@ -338,17 +334,7 @@ impl Sftp {
 
     /// One WRITE; `data` must not exceed `limits().max_write`.
     pub async fn write(&self, h: &Handle, offset: u64, data: &[u8]) -> Result<()> {
-        debug_assert!(data.len() <= self.limits.max_write as usize);
-        let r = self
-            .client
-            .request(|id| {
-                Packet::new(SSH_FXP_WRITE, id)
-                    .string(&h.0)
-                    .u64(offset)
-                    .string(data)
-            })
-            .await?;
-        status_ok(r)
+        self.write_send(h, offset, data).await
     }
 
     /// Queues one WRITE now and returns the wait for its reply: writes queued in a given
