@@ -2,6 +2,10 @@
 //! time-to-live and an LRU bound. Fed by READDIR's attributes; every local change updates or
 //! drops what it touches, so a local change is visible at once and a change made on the
 //! server after the time-out.
+//!
+//! Attributes belong to the file, not to the name: a change through one name of a
+//! hard-linked file reaches every name the inode table knows for it, and a change of a
+//! directory's entries drops the directory's own attributes (its mtime moved).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -11,7 +15,7 @@ use std::time::Duration;
 use lru::LruCache;
 use tokio::time::Instant;
 
-use super::inode::{join, parent_of, RelPath};
+use super::inode::{join, parent_of, InodeTable, RelPath};
 use crate::remote::{Attrs, NameEntry};
 
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +99,8 @@ pub struct MetaCache {
     /// each store of a server answer checked against a generation: the check and the store
     /// are then one step, and no answer can land between a change's bump and its removals.
     changes: Mutex<()>,
+    /// Which names share a file. Locked after `changes`, never while a cache map is held.
+    inodes: Arc<Mutex<InodeTable>>,
 }
 
 /// What a cached listing says about one name.
@@ -105,7 +111,7 @@ pub enum Known {
 }
 
 impl MetaCache {
-    pub fn new(opts: CacheOptions) -> Self {
+    pub fn new(opts: CacheOptions, inodes: Arc<Mutex<InodeTable>>) -> Self {
         let n = NonZeroUsize::new(opts.max_size.max(1)).unwrap();
         // Listings are larger than single entries: keep fewer of them.
         let d = NonZeroUsize::new((opts.max_size / 10).max(1)).unwrap();
@@ -118,7 +124,14 @@ impl MetaCache {
             dirs: Mutex::new(LruCache::new(d)),
             links: Mutex::new(LruCache::new(n)),
             changes: Mutex::new(()),
+            inodes,
         }
+    }
+
+    /// Every name of the file at `path` (itself first), and whether it has links not known
+    /// by name (see [`InodeTable::names`]).
+    fn names(&self, path: &[u8]) -> (Vec<RelPath>, bool) {
+        self.inodes.lock().unwrap().names(path)
     }
 
     pub fn enabled(&self) -> bool {
@@ -200,12 +213,31 @@ impl MetaCache {
     }
 
     fn put_local(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
-        if !path.is_empty() {
-            self.changed(parent_of(path));
+        let (names, more) = self.names(path);
+        if more {
+            self.forget_linked();
+        }
+        for n in names.iter().filter(|n| !n.is_empty()) {
+            self.changed(parent_of(n));
         }
         self.store_attrs(path, attrs, nlink);
     }
 
+    /// A file created here at `path` (mkdir, create, symlink, link): its attributes, and
+    /// the parent's are no longer known (its mtime moved).
+    pub fn put_new(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
+        let _change = self.changes.lock().unwrap();
+        self.put_local(path, attrs, nlink);
+        self.entries_changed(parent_of(path));
+    }
+
+    /// An entry of `dir` came or went: its times and link count changed on the server.
+    fn entries_changed(&self, dir: &[u8]) {
+        self.attrs.lock().unwrap().pop(dir);
+        self.changed_entry(dir);
+    }
+
+    /// Stores `attrs` for the file at `path` under every name it has.
     fn store_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
         if !self.opts.enabled {
             return;
@@ -215,19 +247,39 @@ impl MetaCache {
             nlink,
             stale: false,
         };
-        self.attrs.lock().unwrap().put(
-            path.to_vec(),
-            Timed {
-                value: e.clone(),
-                until: Instant::now() + self.opts.stat_ttl,
-            },
-        );
-        // Keep the parent's listing in step, if we have one.
-        if !path.is_empty() {
-            if let Some(l) = self.listing(parent_of(path)) {
-                l.lock().unwrap().entries.insert(name_of(path).to_vec(), e);
+        for name in self.names(path).0 {
+            self.attrs.lock().unwrap().put(
+                name.clone(),
+                Timed {
+                    value: e.clone(),
+                    until: Instant::now() + self.opts.stat_ttl,
+                },
+            );
+            // Keep the parent's listing in step, if we have one.
+            if !name.is_empty() {
+                if let Some(l) = self.listing(parent_of(&name)) {
+                    l.lock()
+                        .unwrap()
+                        .entries
+                        .insert(name_of(&name).to_vec(), e.clone());
+                }
             }
         }
+    }
+
+    /// A file with links not known by name changed: every cached link count above one may
+    /// be wrong now, and every attribute stored with one may belong to that file. The
+    /// listings that told them go too: the next stat learns the counts again from one.
+    fn forget_linked(&self) {
+        let linked = |e: &Entry| e.nlink.is_some_and(|l| l > 1);
+        let dropped = drop_matching(&mut self.attrs.lock().unwrap(), |_, t| linked(&t.value));
+        for k in &dropped {
+            self.changed(parent_of(k));
+        }
+        drop_matching(&mut self.dirs.lock().unwrap(), |_, l| {
+            l.value.lock().unwrap().entries.values().any(linked)
+        });
+        self.inodes.lock().unwrap().forget_unknown_links();
     }
 
     /// `put_attrs` for attributes the server sent in answer to a request made when `dir`'s
@@ -255,8 +307,7 @@ impl MetaCache {
         let _change = self.changes.lock().unwrap();
         let keep = exact.is_some() && still(self);
         if landed() {
-            self.attrs.lock().unwrap().pop(path);
-            self.changed_entry(path);
+            self.forget_names(path);
         }
         if let (Some((a, nlink)), true) = (exact, keep) {
             self.store_attrs(path, a, nlink);
@@ -392,17 +443,34 @@ impl MetaCache {
     pub fn invalidate_with(&self, path: &[u8], update: impl FnOnce()) {
         let _change = self.changes.lock().unwrap();
         update();
-        self.attrs.lock().unwrap().pop(path);
-        self.changed_entry(path);
+        self.forget_names(path);
+    }
+
+    /// Drops the attributes of the file at `path` under every name it has.
+    fn forget_names(&self, path: &[u8]) {
+        let (names, more) = self.names(path);
+        if more {
+            self.forget_linked();
+        }
+        for n in names {
+            self.attrs.lock().unwrap().pop(&n);
+            self.changed_entry(&n);
+        }
     }
 
     /// A local write changed `path`'s size and mtime (not known here until the server says).
     pub fn mark_written(&self, path: &[u8]) {
         let _change = self.changes.lock().unwrap();
-        if let Some(t) = self.attrs.lock().unwrap().get_mut(path) {
-            t.value.stale = true;
+        let (names, more) = self.names(path);
+        if more {
+            self.forget_linked();
         }
-        self.changed_entry(path);
+        for n in names {
+            if let Some(t) = self.attrs.lock().unwrap().get_mut(&n) {
+                t.value.stale = true;
+            }
+            self.changed_entry(&n);
+        }
     }
 
     /// `path` still exists but changed: listings in flight are out of date, and the cached
@@ -427,8 +495,21 @@ impl MetaCache {
     /// `remove`, with `update` (the inode table's side of the change) in the same step.
     pub fn remove_with(&self, path: &[u8], update: impl FnOnce()) {
         let _change = self.changes.lock().unwrap();
+        let names = self.names(path);
         update();
         self.remove_local(path);
+        self.lost_a_name(names);
+    }
+
+    /// The file that had `names` lost the first of them: the others' link count changed.
+    fn lost_a_name(&self, (names, more): (Vec<RelPath>, bool)) {
+        if more {
+            self.forget_linked();
+        }
+        for n in names.iter().skip(1) {
+            self.attrs.lock().unwrap().pop(n);
+            self.changed_entry(n);
+        }
     }
 
     fn remove_local(&self, path: &[u8]) {
@@ -439,6 +520,7 @@ impl MetaCache {
             if let Some(l) = self.listing(parent_of(path)) {
                 l.lock().unwrap().entries.remove(name_of(path));
             }
+            self.entries_changed(parent_of(path));
         }
     }
 
@@ -446,9 +528,9 @@ impl MetaCache {
         let mut prefix = path.to_vec();
         prefix.push(b'/');
         let under = |p: &RelPath| p.as_slice() == path || p.starts_with(&prefix);
-        drop_matching(&mut self.attrs.lock().unwrap(), under);
-        drop_matching(&mut self.dirs.lock().unwrap(), under);
-        drop_matching(&mut self.links.lock().unwrap(), under);
+        drop_matching(&mut self.attrs.lock().unwrap(), |k, _| under(k));
+        drop_matching(&mut self.dirs.lock().unwrap(), |k, _| under(k));
+        drop_matching(&mut self.links.lock().unwrap(), |k, _| under(k));
     }
 
     /// `from` was renamed to `to`.
@@ -460,10 +542,13 @@ impl MetaCache {
     /// `rename`, with `update` (the inode table's side of the change) in the same step.
     pub fn rename_with(&self, from: &[u8], to: &[u8], update: impl FnOnce()) {
         let _change = self.changes.lock().unwrap();
+        // The file replaced at `to`, if any, loses that name.
+        let replaced = self.names(to);
         update();
         let moved = self.attrs(from);
         self.remove_local(to);
         self.remove_local(from);
+        self.lost_a_name(replaced);
         match moved {
             Some(e) if !e.attrs.is_dir() => self.put_local(to, &e.attrs, e.nlink),
             _ => {
@@ -483,16 +568,20 @@ impl MetaCache {
     }
 }
 
-fn drop_matching<V>(c: &mut LruCache<RelPath, V>, pred: impl Fn(&RelPath) -> bool) {
+/// Drops the entries `pred` picks; returns their keys.
+fn drop_matching<V>(
+    c: &mut LruCache<RelPath, V>,
+    pred: impl Fn(&RelPath, &V) -> bool,
+) -> Vec<RelPath> {
     let keys: Vec<RelPath> = c
         .iter()
-        .map(|(k, _)| k)
-        .filter(|k| pred(k))
-        .cloned()
+        .filter(|(k, v)| pred(k, v))
+        .map(|(k, _)| k.clone())
         .collect();
-    for k in keys {
-        c.pop(&k);
+    for k in &keys {
+        c.pop(k);
     }
+    keys
 }
 
 pub fn name_of(path: &[u8]) -> &[u8] {
@@ -520,10 +609,13 @@ mod tests {
 
     #[tokio::test]
     async fn listings_answer_lookups_and_follow_local_changes() {
-        let c = MetaCache::new(CacheOptions {
-            negative_ttl: Duration::from_secs(20),
-            ..CacheOptions::default()
-        });
+        let c = MetaCache::new(
+            CacheOptions {
+                negative_ttl: Duration::from_secs(20),
+                ..CacheOptions::default()
+            },
+            Default::default(),
+        );
         c.put_listing(
             b"d",
             &[entry("a", 1), entry("b", 2)],
@@ -548,7 +640,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_listing_requested_before_a_local_change_is_not_kept() {
-        let c = MetaCache::new(CacheOptions::default());
+        let c = MetaCache::new(CacheOptions::default(), Default::default());
         c.put_new_dir(b"fresh");
         assert!(
             matches!(c.known(b"fresh/x"), Known::Absent),
@@ -587,7 +679,7 @@ mod tests {
     #[test]
     fn an_answer_racing_a_removal_never_outlives_it() {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-        let c = Arc::new(MetaCache::new(CacheOptions::default()));
+        let c = Arc::new(MetaCache::new(CacheOptions::default(), Default::default()));
         let on_server = Arc::new(AtomicBool::new(false));
         let (rounds, stop) = (
             Arc::new(AtomicU64::new(0)),
@@ -635,7 +727,7 @@ mod tests {
     /// replayed cached its old size as fresh; once the writes landed, `stat` showed it.
     #[test]
     fn sizes_seen_while_writes_travelled_do_not_outlive_them() {
-        let c = MetaCache::new(CacheOptions::default());
+        let c = MetaCache::new(CacheOptions::default(), Default::default());
         let (short, long) = (entry("a", 100).attrs, entry("a", 300).attrs);
         // A write is queued, then a lookup asks the server (which has not applied it yet).
         c.put_attrs(b"d/a", &short, None);
@@ -666,11 +758,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire() {
-        let c = MetaCache::new(CacheOptions {
-            stat_ttl: Duration::from_secs(1),
-            dir_ttl: Duration::from_secs(2),
-            ..CacheOptions::default()
-        });
+        let c = MetaCache::new(
+            CacheOptions {
+                stat_ttl: Duration::from_secs(1),
+                dir_ttl: Duration::from_secs(2),
+                ..CacheOptions::default()
+            },
+            Default::default(),
+        );
         c.put_listing(b"", &[entry("a", 1)], c.generation(b""), || {});
         tokio::time::advance(Duration::from_millis(1500)).await;
         assert!(c.attrs(b"a").is_none());
@@ -681,10 +776,13 @@ mod tests {
 
     #[test]
     fn disabled_cache_keeps_nothing() {
-        let c = MetaCache::new(CacheOptions {
-            enabled: false,
-            ..CacheOptions::default()
-        });
+        let c = MetaCache::new(
+            CacheOptions {
+                enabled: false,
+                ..CacheOptions::default()
+            },
+            Default::default(),
+        );
         c.put_listing(b"", &[entry("a", 1)], c.generation(b""), || {});
         assert!(matches!(c.known(b"a"), Known::Unknown));
         assert!(c.attrs(b"a").is_none());

@@ -75,6 +75,7 @@ impl Filesystem {
                 let child = t.ino_for(&join(dir, &e.name));
                 if let (Some(n), Some(l)) = (t.get_mut(child), e.nlink()) {
                     n.nlink = Some(l);
+                    n.relist = false;
                 }
             }
         };

@@ -178,7 +178,7 @@ impl Filesystem {
                 got.permissions = Some((have & libc::S_IFMT) | want);
             }
         }
-        self.cache.put_attrs(&path, &got, None);
+        self.cache.put_new(&path, &got, None);
         let attr = self.entry(&path, &got, None);
         if let Some(n) = self.inodes.lock().unwrap().get_mut(attr.ino.0) {
             n.version = Some((got.size, got.atime_mtime.map(|t| t.1)));
@@ -628,7 +628,10 @@ impl Filesystem {
         }
     }
 
-    /// Server-side copy (`copy-data`): no file data crosses the network.
+    /// Server-side copy (`copy-data`): no file data crosses the network. What the server
+    /// cannot copy (no extension; source and destination one file, which OpenSSH refuses;
+    /// any other refusal) is EOPNOTSUPP, on which the kernel copies through read and write
+    /// for this call alone (ENOSYS would turn server-side copies off for the whole mount).
     pub async fn copy_file_range(
         &self,
         fh_in: u64,
@@ -638,6 +641,9 @@ impl Filesystem {
         len: u64,
     ) -> FsResult<u64> {
         let (fi, fo) = (self.file(fh_in)?, self.file(fh_out)?);
+        if fi.ino == fo.ino {
+            return Err(FsError::new(libc::EOPNOTSUPP));
+        }
         self.drain_inode(fi.ino).await;
         fo.drain().await;
         let (cin, hin) = fi.current();
@@ -667,7 +673,12 @@ impl Filesystem {
         if let Some(h) = temp {
             let _ = cout.sftp.close(&h).await;
         }
-        res?;
+        match res {
+            Err(e) if e.is_failure() || matches!(e, RemoteError::Unsupported(_)) => {
+                return Err(FsError::new(libc::EOPNOTSUPP))
+            }
+            r => r?,
+        }
         self.drop_readahead(fo.ino);
         // The inode table's lock is let go first: the cache's change lock comes before it.
         let path = self.inodes.lock().unwrap().path(fo.ino);

@@ -31,6 +31,9 @@ pub struct Node {
     /// The size local writes and truncates give the file while the server may not have
     /// caught up (write-behind): shown instead of the server's until it has.
     pub local_size: Option<u64>,
+    /// Its link count went doubtful (see `forget_unknown_links`): the next stat learns it
+    /// from a listing, as LSTAT does not carry one.
+    pub relist: bool,
 }
 
 impl Node {
@@ -88,6 +91,7 @@ impl InodeTable {
                 version: None,
                 kind: libc::S_IFDIR,
                 local_size: None,
+                relist: false,
             },
         );
         t.by_path.insert(Vec::new(), ROOT_INO);
@@ -133,6 +137,7 @@ impl InodeTable {
             version: None,
             kind: 0,
             local_size: None,
+            relist: false,
         });
         node.lookups += 1;
         self.by_path.insert(path.to_vec(), ino);
@@ -177,14 +182,42 @@ impl InodeTable {
         }
     }
 
-    /// `path` was removed on the server. Its node keeps working through open handles.
+    /// `path` was removed on the server. Its node keeps working through open handles, with
+    /// a link count of 0 once its last name is gone, as on a local disk.
     pub fn unlink(&mut self, path: &[u8]) {
         if let Some(ino) = self.by_path.remove(path) {
             if let Some(n) = self.nodes.get_mut(&ino) {
                 n.paths.retain(|p| p != path);
-                if let Some(l) = n.nlink.as_mut() {
-                    *l = l.saturating_sub(1).max(1);
-                }
+                n.nlink = match n.nlink {
+                    Some(l) => Some(l.saturating_sub(1)),
+                    None if n.paths.is_empty() => Some(0),
+                    None => None,
+                };
+            }
+        }
+    }
+
+    /// Every name of the file at `path` known here (itself first), and whether the file
+    /// has more links than that: hard links made on the server are not known by name.
+    pub fn names(&self, path: &[u8]) -> (Vec<RelPath>, bool) {
+        let node = self.by_path.get(path).and_then(|i| self.nodes.get(i));
+        let Some(n) = node.filter(|n| n.paths.len() > 1 || n.nlink.is_some_and(|l| l > 1)) else {
+            return (vec![path.to_vec()], false);
+        };
+        let mut all = vec![path.to_vec()];
+        all.extend(n.paths.iter().filter(|p| p.as_slice() != path).cloned());
+        let more = n.nlink.is_some_and(|l| l as usize > all.len());
+        (all, more)
+    }
+
+    /// A file with links not known by name changed: link counts learned from listings may
+    /// now be wrong for any file with several links, so those are forgotten. Counts of
+    /// files whose every name is known here stay.
+    pub fn forget_unknown_links(&mut self) {
+        for n in self.nodes.values_mut() {
+            if n.nlink.is_some_and(|l| l as usize > n.paths.len().max(1)) {
+                n.nlink = None;
+                n.relist = true;
             }
         }
     }
@@ -296,9 +329,31 @@ mod tests {
         t.link(a, b"b");
         assert_eq!(t.ino_for(b"b"), a);
         assert_eq!(t.get(a).unwrap().nlink, Some(2));
+        assert_eq!(t.names(b"b"), (vec![b"b".to_vec(), b"a".to_vec()], false));
         t.unlink(b"a");
         assert_eq!(t.path(a).unwrap(), b"b");
         assert_eq!(t.get(a).unwrap().nlink, Some(1));
+        assert_eq!(t.names(b"b"), (vec![b"b".to_vec()], false));
+        t.unlink(b"b");
+        assert_eq!(t.get(a).unwrap().nlink, Some(0), "the last name went");
+    }
+
+    #[test]
+    fn links_made_on_the_server_are_unknown_names() {
+        let mut t = InodeTable::new();
+        let p = t.lookup(b"p");
+        t.get_mut(p).unwrap().nlink = Some(2);
+        assert_eq!(t.names(b"p"), (vec![b"p".to_vec()], true));
+        assert_eq!(t.names(b"unknown"), (vec![b"unknown".to_vec()], false));
+        let q = t.lookup(b"q");
+        t.link(q, b"q2");
+        t.forget_unknown_links();
+        assert_eq!(t.get(p).unwrap().nlink, None);
+        assert!(t.get(p).unwrap().relist);
+        assert_eq!(t.get(q).unwrap().nlink, Some(2), "every name known: kept");
+        let o = t.lookup(b"o");
+        t.unlink(b"o");
+        assert_eq!(t.get(o).unwrap().nlink, Some(0));
     }
 
     #[test]

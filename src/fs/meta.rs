@@ -79,8 +79,23 @@ impl Filesystem {
                 if let Some(e) = self.cache.attrs(&p) {
                     return Ok(e.attrs);
                 }
-                let generation = self.cache.generation(super::inode::parent_of(&p));
-                let a = self.lstat_remote(&p).await?;
+                let parent = super::inode::parent_of(&p);
+                let generation = self.cache.generation(parent);
+                let relist = self
+                    .inodes
+                    .lock()
+                    .unwrap()
+                    .get(ino)
+                    .is_some_and(|n| n.relist);
+                let a = match self.me.upgrade().filter(|_| relist) {
+                    // In the same round trip, a listing to learn the link count from.
+                    Some(me) => {
+                        join(self.lstat_remote(&p), me.listing_shared(parent))
+                            .await
+                            .0
+                    }
+                    None => self.lstat_remote(&p).await,
+                }?;
                 let nlink = self.inodes.lock().unwrap().get(ino).and_then(|n| n.nlink);
                 self.server_caught_up(ino, Some((&a, nlink)), |c, p| {
                     c.generation(super::inode::parent_of(p)) == generation
@@ -176,7 +191,7 @@ impl Filesystem {
                 // A handle found here (not the caller's) may have been closed under us by
                 // a release that came just after the lookup: by path instead.
                 Err(e) if fh.is_none() && !f.usable() && path.is_some() && e.is_failure() => {}
-                r => via_file = Some(r?),
+                r => via_file = Some(r.map_err(|e| setattr_error(&set, e))?),
             }
         }
         let fresh = match (via_file, &path) {
@@ -209,7 +224,8 @@ impl Filesystem {
                         s?;
                         st
                     })
-                    .await?;
+                    .await
+                    .map_err(|e| setattr_error(&set, e))?;
                 self.put_attrs_if_still_at(ino, p, &fresh);
                 fresh
             }
@@ -358,6 +374,16 @@ impl Filesystem {
             self.cache.mark_written(path);
         }
         Some(self.attr(ino, &after, known.nlink))
+    }
+}
+
+/// OpenSSH folds the EFBIG of a size the server's filesystem cannot hold into a generic
+/// FAILURE; nothing else a client can ask makes a size change fail that way.
+fn setattr_error(set: &SetAttr, e: RemoteError) -> FsError {
+    if set.size.is_some() && e.is_failure() {
+        FsError::new(libc::EFBIG)
+    } else {
+        e.into()
     }
 }
 

@@ -99,7 +99,7 @@ pub struct Filesystem {
     pool: Arc<Pool>,
     /// Absolute remote path of the mount root.
     root: Vec<u8>,
-    inodes: Mutex<InodeTable>,
+    inodes: Arc<Mutex<InodeTable>>,
     files: HandleTable<OpenFile>,
     dirs: HandleTable<DirListing>,
     cache: MetaCache,
@@ -119,14 +119,15 @@ pub struct Filesystem {
 impl Filesystem {
     /// `root` must be an absolute remote directory (see `connect::resolve_root`).
     pub fn new(pool: Arc<Pool>, root: Vec<u8>, opts: Options) -> Arc<Self> {
+        let inodes = Arc::new(Mutex::new(InodeTable::new()));
         Arc::new_cyclic(|me| Filesystem {
             me: me.clone(),
             pool,
             root,
-            inodes: Mutex::new(InodeTable::new()),
+            inodes: inodes.clone(),
             files: HandleTable::default(),
             dirs: HandleTable::default(),
-            cache: MetaCache::new(opts.cache),
+            cache: MetaCache::new(opts.cache, inodes),
             write_budget: Arc::new(Semaphore::new(opts.write_behind_bytes)),
             readahead_bytes: Arc::new(AtomicUsize::new(0)),
             prefetch_slots: Arc::new(Semaphore::new(opts.prefetch_parallel.max(1))),

@@ -43,7 +43,7 @@ impl Filesystem {
             Err(e) => return Err(self.explain_create_failure(e, &path).await),
         };
         self.fix_mode(&r, want, &mut got).await?;
-        self.cache.put_attrs(&path, &got, None);
+        self.cache.put_new(&path, &got, None);
         // A new directory is empty: lookups in it need not ask the server.
         self.cache.put_new_dir(&path);
         Ok(self.entry(&path, &got, None))
@@ -118,7 +118,7 @@ impl Filesystem {
             Ok(a) => a,
             Err(e) => return Err(self.explain_create_failure(e, &path).await),
         };
-        self.cache.put_attrs(&path, &a, None);
+        self.cache.put_new(&path, &a, None);
         self.cache.put_link(&path, target);
         Ok(self.entry(&path, &a, None))
     }
@@ -153,7 +153,7 @@ impl Filesystem {
             t.lookup(&to);
             nlink = t.get(ino).and_then(|n| n.nlink);
         });
-        self.cache.put_attrs(&to, &a, nlink);
+        self.cache.put_new(&to, &a, nlink);
         Ok(self.attr(ino, &a, nlink))
     }
 

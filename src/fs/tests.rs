@@ -599,3 +599,66 @@ async fn copy_file_range_copies_on_the_server() {
     fs.release(i.fh).await.unwrap();
     assert!(std::fs::read(d.join("dst")).unwrap() == data);
 }
+
+/// The server refuses what it cannot copy (OpenSSH: one file as both ends): EOPNOTSUPP, on
+/// which the kernel copies through read and write, never EIO.
+#[tokio::test]
+async fn copy_file_range_leaves_to_the_kernel_what_the_server_cannot_copy() {
+    let d = TempDir::new();
+    let fs = mounted(&d).await;
+    std::fs::write(d.join("f"), vec![7u8; 100_000]).unwrap();
+    let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let a = fs.open(f.ino.0, libc::O_RDWR).await.ok().unwrap();
+    let b = fs.open(f.ino.0, libc::O_RDWR).await.ok().unwrap();
+    for (i, o) in [(a.fh, a.fh), (a.fh, b.fh)] {
+        let e = fs.copy_file_range(i, 0, o, 50_000, 10).await.unwrap_err();
+        assert_eq!(e.errno, libc::EOPNOTSUPP);
+    }
+    fs.release(a.fh).await.unwrap();
+    fs.release(b.fh).await.unwrap();
+}
+
+/// A change through one name of a hard-linked file is seen through the other at once; a
+/// change of a directory's entries drops the directory's attributes (its mtime moved).
+#[tokio::test]
+async fn attributes_belong_to_the_file_and_entries_to_the_directory() {
+    let d = TempDir::new();
+    let fs = mounted(&d).await;
+    std::fs::create_dir(d.join("dir")).unwrap();
+    let dir = fs.lookup(ROOT_INO, b"dir").await.unwrap();
+    let (a, fh) = fs
+        .create(dir.ino.0, b"a", libc::S_IFREG | 0o644, 0, libc::O_WRONLY)
+        .await
+        .unwrap();
+    fs.release(fh).await.unwrap();
+    fs.link(a.ino.0, ROOT_INO, b"b").await.unwrap();
+    let b = fs.lookup(ROOT_INO, b"b").await.unwrap();
+    assert_eq!((b.ino, b.nlink), (a.ino, 2));
+    let set = SetAttr {
+        size: Some(777),
+        mode: Some(0o600),
+        ..SetAttr::default()
+    };
+    fs.setattr(a.ino.0, None, set).await.unwrap();
+    // The kernel asks by inode; the cache answers by name: every name must agree.
+    for name in [&b"dir/a"[..], b"b"] {
+        let e = fs.cache.attrs(name).expect("cached");
+        assert_eq!(e.attrs.size, Some(777), "{}", String::from_utf8_lossy(name));
+        assert_eq!(e.attrs.permissions.unwrap() & 0o7777, 0o600);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.join("dir"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let old = std::fs::metadata(d.join("dir")).unwrap().mtime();
+    let stat = |fs: &Arc<Filesystem>, ino| {
+        let fs = fs.clone();
+        async move { fs.getattr(ino, None).await.unwrap() }
+    };
+    assert_eq!(stat(&fs, dir.ino.0).await.perm, 0o700);
+    fs.unlink(dir.ino.0, b"a").await.unwrap();
+    assert!(
+        fs.cache.attrs(b"dir").is_none(),
+        "the directory's times moved"
+    );
+    assert_eq!(stat(&fs, b.ino.0).await.nlink, 1);
+    assert!(std::fs::metadata(d.join("dir")).unwrap().mtime() >= old);
+}

@@ -1,0 +1,338 @@
+//! Behaviours that independent suites (fsx, pjdfstest) check and the other tests did not:
+//! `copy_file_range` within one file, a directory's times after a change of its entries,
+//! every name of a hard-linked file agreeing, link counts after rename and unlink, and the
+//! errno of an impossible truncate. Each compares the mount with a local filesystem doing
+//! the same calls, not only with the server.
+
+mod support;
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::*;
+
+/// A time long past, for "did the directory's mtime move?" without waiting for the clock.
+const OLD: i64 = 1_000_000_000;
+
+macro_rules! setup {
+    ($s:ident, $m:ident) => {
+        let $s = Sshd::start();
+        fs::create_dir($s.remote("w")).unwrap();
+        let $m = Mount::new(&$s, "w", &[]);
+    };
+}
+
+fn copy_range(fin: &File, off_in: i64, fout: &File, off_out: i64, len: usize) -> io::Result<usize> {
+    let (mut i, mut o) = (off_in, off_out);
+    let n =
+        unsafe { libc::copy_file_range(fin.as_raw_fd(), &mut i, fout.as_raw_fd(), &mut o, len, 0) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn rw(p: &Path) -> File {
+    OpenOptions::new().read(true).write(true).open(p).unwrap()
+}
+
+fn set_mtime(p: &Path, secs: i64) {
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    let c = cstr(p);
+    let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) };
+    assert_eq!(
+        r,
+        0,
+        "utimensat {}: {}",
+        p.display(),
+        io::Error::last_os_error()
+    );
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// `copy_file_range` to another offset of the same file, through one descriptor and
+/// through two, gives what a local filesystem gives; so does an overlapping range (EINVAL),
+/// a range past the end, and a copy between two names of one hard-linked file.
+#[test]
+fn copy_file_range_within_one_file_matches_a_local_filesystem() {
+    setup!(s, m);
+    let local = TempDir::new("cfr-local");
+    let data = random_bytes(300_000, 9);
+    for dir in [m.path(""), local.path().to_path_buf()] {
+        let p = dir.join("f");
+        fs::write(&p, &data).unwrap();
+        fs::hard_link(&p, dir.join("g")).unwrap();
+        let f = rw(&p);
+        assert_eq!(
+            copy_range(&f, 0, &f, 200_000, 50_000).unwrap(),
+            50_000,
+            "{}: same descriptor",
+            dir.display()
+        );
+        let f2 = rw(&p);
+        assert_eq!(
+            copy_range(&f, 10_000, &f2, 290_000, 20_000).unwrap(),
+            20_000,
+            "{}: two descriptors of one file, growing it",
+            dir.display()
+        );
+        assert_errno(
+            copy_range(&f, 0, &f, 1000, 5000),
+            libc::EINVAL,
+            "overlapping ranges of one file",
+        );
+        assert_eq!(
+            copy_range(&f, 1_000_000, &f2, 0, 100).unwrap(),
+            0,
+            "past EOF"
+        );
+        let g = rw(&dir.join("g"));
+        assert_eq!(
+            copy_range(&g, 100, &f, 5, 7).unwrap(),
+            7,
+            "{}: from another name of the file",
+            dir.display()
+        );
+    }
+    let want = fs::read(local.path().join("f")).unwrap();
+    assert_eq!(want.len(), 310_000);
+    let got = fs::read(m.path("f")).unwrap();
+    assert!(got == want, "the mount's copy differs from the local one");
+    let on_server = fs::read(s.remote("w/f")).unwrap();
+    assert!(
+        on_server == want,
+        "the server's copy differs from the local one"
+    );
+}
+
+/// A directory's mtime moves with every change of its entries made through the mount, at
+/// once, as on a local disk (make, rsync and file managers look at it).
+#[test]
+fn directory_mtime_moves_with_every_namespace_change() {
+    setup!(s, m);
+    fs::create_dir(m.path("d")).unwrap();
+    fs::create_dir(m.path("e")).unwrap();
+    fs::write(m.path("d/file"), "x").unwrap();
+    fs::create_dir(m.path("d/sub")).unwrap();
+    let d = m.path("d");
+    let e = m.path("e");
+    type Change<'a> = (&'a str, Box<dyn Fn() -> io::Result<()> + 'a>, Vec<&'a Path>);
+    let changes: Vec<Change> = vec![
+        (
+            "mkdir",
+            Box::new(|| fs::create_dir(d.join("new"))),
+            vec![&d],
+        ),
+        (
+            "create",
+            Box::new(|| File::create(d.join("c")).map(drop)),
+            vec![&d],
+        ),
+        (
+            "symlink",
+            Box::new(|| std::os::unix::fs::symlink("c", d.join("l"))),
+            vec![&d],
+        ),
+        (
+            "link",
+            Box::new(|| fs::hard_link(d.join("c"), d.join("h"))),
+            vec![&d],
+        ),
+        (
+            "unlink",
+            Box::new(|| fs::remove_file(d.join("h"))),
+            vec![&d],
+        ),
+        (
+            "rmdir",
+            Box::new(|| fs::remove_dir(d.join("new"))),
+            vec![&d],
+        ),
+        (
+            "rename within",
+            Box::new(|| fs::rename(d.join("c"), d.join("c2"))),
+            vec![&d],
+        ),
+        (
+            "rename across",
+            Box::new(|| fs::rename(d.join("file"), e.join("file"))),
+            vec![&d, &e],
+        ),
+        (
+            "rename of a directory across",
+            Box::new(|| fs::rename(d.join("sub"), e.join("sub"))),
+            vec![&d, &e],
+        ),
+    ];
+    for (what, change, parents) in &changes {
+        for p in [&d, &e] {
+            set_mtime(p, OLD);
+            // Seen through the mount first, so that the old time is what the caches hold.
+            assert_eq!(fs::metadata(p).unwrap().mtime(), OLD);
+        }
+        let before = now_secs();
+        change().unwrap_or_else(|err| panic!("{what}: {err}"));
+        for p in parents {
+            let mt = fs::metadata(p).unwrap().mtime();
+            assert!(
+                mt >= before - 1 && mt <= now_secs() + 1,
+                "{what}: {} still shows mtime {mt} (server: {})",
+                p.display(),
+                fs::metadata(s.remote(&format!("w/{}", p.file_name().unwrap().to_str().unwrap())))
+                    .unwrap()
+                    .mtime()
+            );
+        }
+    }
+}
+
+/// What is done through one name of a hard-linked file is seen through every other name at
+/// once: size, data, mode, owner.
+#[test]
+fn every_name_of_a_hard_linked_file_agrees() {
+    setup!(s, m);
+    fs::write(m.path("a"), "").unwrap();
+    fs::hard_link(m.path("a"), m.path("b")).unwrap();
+    // Both names known to the caches before the change.
+    assert_eq!(fs::metadata(m.path("a")).unwrap().len(), 0);
+    assert_eq!(fs::metadata(m.path("b")).unwrap().len(), 0);
+    File::options()
+        .write(true)
+        .open(m.path("b"))
+        .unwrap()
+        .set_len(77777)
+        .unwrap();
+    assert_eq!(
+        fs::metadata(m.path("a")).unwrap().len(),
+        77777,
+        "size through a"
+    );
+    fs::set_permissions(m.path("a"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        fs::metadata(m.path("b")).unwrap().mode() & 0o7777,
+        0o600,
+        "mode through b"
+    );
+    std::os::unix::fs::chown(m.path("b"), Some(1234), Some(4321)).unwrap();
+    let a = fs::metadata(m.path("a")).unwrap();
+    assert_eq!((a.uid(), a.gid()), (1234, 4321), "owner through a");
+    // The issue's sequence: truncate through one name, remove the other.
+    fs::write(m.path("x"), "").unwrap();
+    fs::hard_link(m.path("x"), m.path("y")).unwrap();
+    let c = cstr(&m.path("y"));
+    assert_eq!(unsafe { libc::truncate(c.as_ptr(), 77777) }, 0);
+    fs::remove_file(m.path("x")).unwrap();
+    assert_eq!(fs::metadata(m.path("y")).unwrap().len(), 77777, "stat y");
+    assert_eq!(fs::read(m.path("y")).unwrap().len(), 77777, "cat y");
+    assert_eq!(fs::metadata(s.remote("w/y")).unwrap().len(), 77777);
+    // A write through one name, read through the other with a descriptor open on each.
+    let fa = rw(&m.path("a"));
+    let fb = rw(&m.path("b"));
+    fa.write_all_at(b"through a", 10).unwrap();
+    let mut buf = [0u8; 9];
+    fb.read_exact_at(&mut buf, 10).unwrap();
+    assert_eq!(&buf, b"through a");
+    assert_eq!(fb.metadata().unwrap().len(), 77777);
+}
+
+/// Link counts follow renames over a name and unlinks, through the surviving names and
+/// through the descriptor of an unlinked file (0, as on a local disk).
+#[test]
+fn link_counts_follow_rename_over_and_unlink() {
+    setup!(s, m);
+    // Made on the server before the mount saw the directory.
+    fs::create_dir(s.remote("w/srv")).unwrap();
+    fs::write(s.remote("w/srv/p"), "old").unwrap();
+    fs::hard_link(s.remote("w/srv/p"), s.remote("w/srv/q")).unwrap();
+    fs::hard_link(s.remote("w/srv/p"), s.remote("w/srv/p2")).unwrap();
+    fs::write(s.remote("w/srv/r"), "new").unwrap();
+    // Links made through the mount.
+    fs::write(m.path("a"), "old").unwrap();
+    fs::hard_link(m.path("a"), m.path("b")).unwrap();
+    fs::write(m.path("c"), "new").unwrap();
+    assert_eq!(fs::metadata(m.path("a")).unwrap().nlink(), 2);
+    fs::rename(m.path("c"), m.path("b")).unwrap();
+    assert_eq!(
+        fs::metadata(m.path("a")).unwrap().nlink(),
+        1,
+        "a after mv c b"
+    );
+    assert_eq!(
+        fs::metadata(m.path("b")).unwrap().nlink(),
+        1,
+        "b after mv c b"
+    );
+    // Links made on the server, learned from a listing. The kernel keeps what it was told
+    // of another inode for attr_timeout (1 s); the mount must not keep it longer.
+    assert_eq!(fs::read_dir(m.path("srv")).unwrap().count(), 4);
+    assert_eq!(fs::metadata(m.path("srv/p")).unwrap().nlink(), 3);
+    assert_eq!(fs::metadata(m.path("srv/q")).unwrap().nlink(), 3);
+    fs::rename(m.path("srv/r"), m.path("srv/q")).unwrap();
+    assert_eq!(fs::metadata(s.remote("w/srv/p")).unwrap().nlink(), 2);
+    let nlink = |p: &str| fs::metadata(m.path(p)).unwrap().nlink();
+    assert!(
+        wait_until(Duration::from_secs(5), || nlink("srv/p") == 2),
+        "p after mv r q: nlink {}",
+        nlink("srv/p")
+    );
+    fs::remove_file(m.path("srv/p2")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || nlink("srv/p") == 1),
+        "p after rm p2: nlink {}",
+        nlink("srv/p")
+    );
+    // An open file, unlinked.
+    let f = File::create(m.path("open")).unwrap();
+    assert_eq!(f.metadata().unwrap().nlink(), 1);
+    fs::remove_file(m.path("open")).unwrap();
+    assert_eq!(
+        f.metadata().unwrap().nlink(),
+        0,
+        "fstat of an unlinked file"
+    );
+    let local = TempDir::new("nlink-local");
+    let lf = File::create(local.path().join("open")).unwrap();
+    fs::remove_file(local.path().join("open")).unwrap();
+    assert_eq!(lf.metadata().unwrap().nlink(), 0);
+}
+
+/// A size the server's filesystem cannot hold is EFBIG (as the same call on that filesystem
+/// gives), not EIO.
+#[test]
+fn an_impossible_truncate_gives_the_local_errno() {
+    setup!(s, m);
+    let huge: i64 = 999_999_999_999_999;
+    let truncate = |p: &Path| {
+        let c = cstr(p);
+        if unsafe { libc::truncate(c.as_ptr(), huge) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    fs::write(s.remote("w/f"), "x").unwrap();
+    fs::write(s.remote("local"), "x").unwrap();
+    let want = truncate(&s.remote("local")).map_err(|e| e.raw_os_error().unwrap());
+    let got = truncate(&m.path("f")).map_err(|e| e.raw_os_error().unwrap());
+    assert_eq!(
+        got.map_err(errno_name),
+        want.map_err(errno_name),
+        "truncate -s {huge} on the mount and on the server's own filesystem"
+    );
+    let f = File::options().write(true).open(m.path("f")).unwrap();
+    assert_errno(f.set_len(huge as u64), want.unwrap_err(), "ftruncate");
+    assert_eq!(fs::metadata(m.path("f")).unwrap().len(), 1);
+}
