@@ -36,6 +36,7 @@ impl FsError {
                 | libc::EOPNOTSUPP
                 | libc::ENODATA
                 | libc::ENAMETOOLONG
+                | libc::EFBIG
         )
     }
 }

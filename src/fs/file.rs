@@ -657,16 +657,23 @@ impl Filesystem {
         if n == 0 {
             return Ok(0);
         }
-        // Both handles must live in one session.
+        // Both handles must live in one session: the source is opened again on the
+        // destination's, by its path (an unlinked source has none: the kernel copies).
         let (src, temp) = if Arc::ptr_eq(&cin, &cout) {
             (hin, None)
         } else {
-            let path = self.path_of(fi.ino)?;
+            let path = self
+                .path_of(fi.ino)
+                .map_err(|_| FsError::new(libc::EOPNOTSUPP))?;
             let p = crate::remote::protocol::SSH_FXF_READ;
-            let h = cout
+            let h = match cout
                 .sftp
                 .open(&self.remote(&path), p, &Attrs::default())
-                .await?;
+                .await
+            {
+                Err(e) if !e.is_dead() => return Err(FsError::new(libc::EOPNOTSUPP)),
+                h => h?,
+            };
             (h.clone(), Some(h))
         };
         let res = cout.sftp.copy_data(&src, off_in, n, &hout, off_out).await;
@@ -680,6 +687,8 @@ impl Filesystem {
             r => r?,
         }
         self.drop_readahead(fo.ino);
+        // Its writes were drained first: the size they implied is the server's to say now.
+        self.server_caught_up(fo.ino, None, |_, _| false);
         // The inode table's lock is let go first: the cache's change lock comes before it.
         let path = self.inodes.lock().unwrap().path(fo.ino);
         if let Some(p) = path {
