@@ -336,3 +336,49 @@ fn an_impossible_truncate_gives_the_local_errno() {
     assert_errno(f.set_len(huge as u64), want.unwrap_err(), "ftruncate");
     assert_eq!(fs::metadata(m.path("f")).unwrap().len(), 1);
 }
+
+/// The mtime a write gave a file survives a change that keeps it (`utimensat` with the
+/// mtime `UTIME_OMIT`) and shows in the answer to a chown that changes nothing, as on a
+/// local disk (found by fsx: the cache's pre-write mtime was sent back to the server).
+#[test]
+fn a_write_moves_the_mtime_whatever_attribute_change_follows() {
+    setup!(s, m);
+    let local = TempDir::new("mtime-local");
+    for dir in [m.path(""), local.path().to_path_buf()] {
+        let p = dir.join("f");
+        let f = File::create_new(&p).unwrap();
+        f.write_all_at(b"first", 0).unwrap();
+        set_mtime(&p, OLD);
+        let before = now_secs();
+        f.write_all_at(b"second", 5).unwrap();
+        std::os::unix::fs::chown(&p, Some(0), Some(0)).unwrap();
+        let mt = fs::metadata(&p).unwrap().mtime();
+        assert!(mt >= before - 1, "{}: after chown, mtime {mt}", p.display());
+        let at = libc::timespec {
+            tv_sec: (OLD + 5) as libc::time_t,
+            tv_nsec: 0,
+        };
+        let omit = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        };
+        let c = cstr(&p);
+        let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [at, omit].as_ptr(), 0) };
+        assert_eq!(r, 0);
+        drop(f);
+        let st = fs::metadata(&p).unwrap();
+        assert_eq!(st.atime(), OLD + 5, "{}", p.display());
+        assert!(
+            st.mtime() >= before - 1,
+            "{}: mtime {}",
+            p.display(),
+            st.mtime()
+        );
+    }
+    let st = fs::metadata(s.remote("w/f")).unwrap();
+    assert!(
+        st.mtime() > OLD + 5,
+        "the server's mtime went back to {}",
+        st.mtime()
+    );
+}

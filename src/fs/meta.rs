@@ -157,7 +157,12 @@ impl Filesystem {
                 let owner_only = set.mode.is_none() && set.atime.is_none() && set.mtime.is_none();
                 let usable = !e.stale || (owner_only && local_size.is_some());
                 if usable && changes_nothing(&set, &e.attrs) {
-                    return Ok(self.attr(ino, &e.attrs, e.nlink));
+                    let a = if e.stale {
+                        written_now(&e.attrs)
+                    } else {
+                        e.attrs
+                    };
+                    return Ok(self.attr(ino, &a, e.nlink));
                 }
             }
         }
@@ -168,9 +173,15 @@ impl Filesystem {
         }
         let needs_current = (set.uid.is_some() != set.gid.is_some())
             || (set.atime.is_some() != set.mtime.is_some());
+        // A write since the cache was filled moved the mtime: one kept as it is must be read.
+        let keeps_mtime = set.atime.is_some() && set.mtime.is_none();
         let current = if !needs_current {
             None
-        } else if let Some(e) = path.as_ref().and_then(|p| self.cache.attrs_known(p)) {
+        } else if let Some(e) = path
+            .as_ref()
+            .and_then(|p| self.cache.attrs_known(p))
+            .filter(|e| !(e.stale && keeps_mtime))
+        {
             // Owner and atime: a local write does not change them.
             Some(e.attrs)
         } else {
@@ -351,12 +362,18 @@ impl Filesystem {
         }
         let known = self.cache.attrs_known(path)?;
         let local_size = self.inodes.lock().unwrap().get(ino)?.local_size;
-        // The size in the answer must be right: the cache's, or the one the writes imply.
-        if known.stale && local_size.is_none() {
+        // The size in the answer must be right: the cache's, or the one the writes imply;
+        // and an mtime kept as it is must be the one the writes gave it, not the cache's.
+        let keeps_mtime = set.atime.is_some() && set.mtime.is_none();
+        if known.stale && (local_size.is_none() || keeps_mtime) {
             return None;
         }
         let change = merge(set, Some(&known.attrs));
-        let mut after = known.attrs.clone();
+        let mut after = if known.stale {
+            written_now(&known.attrs)
+        } else {
+            known.attrs.clone()
+        };
         after.size = local_size.or(known.attrs.size);
         if let Some(m) = change.permissions {
             let kind = after.permissions.unwrap_or(libc::S_IFREG) & libc::S_IFMT;
@@ -375,6 +392,16 @@ impl Filesystem {
         }
         Some(self.attr(ino, &after, known.nlink))
     }
+}
+
+/// Cached attributes of a file written since they were read: the server stamps its mtime
+/// when the writes land; until it says, the time of this answer is nearer than the old one.
+fn written_now(a: &Attrs) -> Attrs {
+    let mut a = a.clone();
+    if let Some((atime, _)) = a.atime_mtime {
+        a.atime_mtime = Some((atime, attr::to_secs(SystemTime::now())));
+    }
+    a
 }
 
 /// OpenSSH folds the EFBIG of a size the server's filesystem cannot hold into a generic
