@@ -426,6 +426,14 @@ impl Filesystem {
         if let Some(e) = f.peek_error() {
             return Err(FsError::new(e));
         }
+        // Another descriptor's writes travel in their own queue, maybe on another
+        // connection: they land first, so that the later write wins, as on a local disk.
+        for other in self
+            .files
+            .all(|x| x.ino == f.ino && !std::ptr::eq(x, &*f) && x.has_pending())
+        {
+            other.drain().await;
+        }
         self.drop_readahead(f.ino);
         let path = self.inodes.lock().unwrap().path(f.ino);
         let mut known = path
