@@ -408,3 +408,40 @@ fn the_later_of_two_descriptors_writes_wins() {
         assert!(got == want, "round {round}: the older write landed last");
     }
 }
+
+/// A rename over one name of a hard-linked file leaves the others with one link fewer, not
+/// none (found by fsx: `link b c; rename l b; stat c` gave nlink 0).
+#[test]
+fn a_rename_over_one_name_of_a_linked_file_keeps_the_others() {
+    setup!(s, m);
+    let local = TempDir::new("rename-over-link");
+    for dir in [m.path(""), local.path().to_path_buf()] {
+        fs::write(dir.join("b"), "linked").unwrap();
+        fs::hard_link(dir.join("b"), dir.join("c")).unwrap();
+        fs::write(dir.join("l"), "other").unwrap();
+        assert_eq!(fs::metadata(dir.join("c")).unwrap().nlink(), 2);
+        fs::rename(dir.join("l"), dir.join("b")).unwrap();
+        assert_eq!(
+            fs::metadata(dir.join("c")).unwrap().nlink(),
+            1,
+            "{}",
+            dir.display()
+        );
+        fs::hard_link(dir.join("c"), dir.join("d")).unwrap();
+        fs::hard_link(dir.join("c"), dir.join("e")).unwrap();
+        fs::rename(dir.join("b"), dir.join("d")).unwrap();
+        assert_eq!(
+            fs::metadata(dir.join("c")).unwrap().nlink(),
+            2,
+            "{}",
+            dir.display()
+        );
+        assert_eq!(
+            fs::metadata(dir.join("e")).unwrap().nlink(),
+            2,
+            "{}",
+            dir.display()
+        );
+    }
+    assert_eq!(fs::metadata(s.remote("w/c")).unwrap().nlink(), 2);
+}
