@@ -42,6 +42,10 @@ impl Fsx<'_> {
         if self.handles.len() >= MAX_OPEN {
             let h = self.handles.remove(0);
             self.log(format!("close {} (too many open)", h.label()));
+            drop(h);
+            // That may have been the last reference to an unlinked file: its inode number is
+            // free, and the open below may create a new file with it. Forget it now.
+            self.gc();
         }
         let id = self.next_handle;
         self.next_handle += 1;
