@@ -290,13 +290,22 @@ impl Fsx<'_> {
         self.note("fsync", what.clone());
         let hd = &self.handles[h];
         self.both(&what, sys::fsync(&hd.m), sys::fsync(&hd.r));
-        // After fsync the server holds exactly the model's bytes (under any name).
+        // After fsync the server holds exactly the reference's bytes (under any name); the
+        // reference's are the model's.
         let ino = self.handles[h].ino;
         if let Some(name) = self.names_of(ino).first() {
             let got = fs::read(self.m.remote(name))
                 .unwrap_or_else(|e| self.fail(format!("server read of {name}: {e}")));
+            let r = sys::read_path(&self.rp(name))
+                .unwrap_or_else(|e| self.fail(format!("reference read of {name}: {e}")));
             let what = format!("the server's {name} after {what}");
-            self.compare_bytes(&what, 0, &got, &self.content[&ino]);
+            self.compare_bytes(
+                &format!("{what} (reference vs model)"),
+                0,
+                &r,
+                &self.content[&ino],
+            );
+            self.compare_bytes(&format!("{what} (server vs reference)"), 0, &got, &r);
         }
     }
 
