@@ -246,8 +246,11 @@ impl Fsx<'_> {
         if r.is_file() {
             let got = sys::read_path(other)
                 .unwrap_or_else(|e| self.fail(format!("final read of the {side}'s {name}: {e}")));
+            let want = sys::read_path(&self.rp(name)).unwrap_or_else(|e| {
+                self.fail(format!("final read of the reference's {name}: {e}"))
+            });
             let what = format!("final: the {side}'s {name}");
-            self.compare_bytes(&what, 0, &got, &self.content[&r.ino]);
+            self.compare_data(&what, 0, &got, &want, &self.content[&r.ino]);
         } else if !r.is_dir() {
             let what = format!("final readlink of the {side}'s {name}");
             self.same(&what, sys::readlink(other), sys::readlink(&self.rp(name)));

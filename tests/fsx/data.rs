@@ -42,6 +42,10 @@ impl Fsx<'_> {
         if self.handles.len() >= MAX_OPEN {
             let h = self.handles.remove(0);
             self.log(format!("close {} (too many open)", h.label()));
+            drop(h);
+            // That may have been the last reference to an unlinked file: its inode number is
+            // free, and the open below may create a new file with it. Forget it now.
+            self.gc();
         }
         let id = self.next_handle;
         self.next_handle += 1;
@@ -286,13 +290,22 @@ impl Fsx<'_> {
         self.note("fsync", what.clone());
         let hd = &self.handles[h];
         self.both(&what, sys::fsync(&hd.m), sys::fsync(&hd.r));
-        // After fsync the server holds exactly the model's bytes (under any name).
+        // After fsync the server holds exactly the reference's bytes (under any name); the
+        // reference's are the model's.
         let ino = self.handles[h].ino;
         if let Some(name) = self.names_of(ino).first() {
             let got = fs::read(self.m.remote(name))
                 .unwrap_or_else(|e| self.fail(format!("server read of {name}: {e}")));
+            let r = sys::read_path(&self.rp(name))
+                .unwrap_or_else(|e| self.fail(format!("reference read of {name}: {e}")));
             let what = format!("the server's {name} after {what}");
-            self.compare_bytes(&what, 0, &got, &self.content[&ino]);
+            self.compare_bytes(
+                &format!("{what} (reference vs model)"),
+                0,
+                &r,
+                &self.content[&ino],
+            );
+            self.compare_bytes(&format!("{what} (server vs reference)"), 0, &got, &r);
         }
     }
 
