@@ -42,6 +42,10 @@ impl Fsx<'_> {
         if self.handles.len() >= MAX_OPEN {
             let h = self.handles.remove(0);
             self.log(format!("close {} (too many open)", h.label()));
+            drop(h);
+            // Its file may have had no name left: the model forgets it now, or a file this
+            // open creates could get its inode number and be taken for it.
+            self.gc();
         }
         let id = self.next_handle;
         self.next_handle += 1;
