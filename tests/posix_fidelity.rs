@@ -444,4 +444,60 @@ fn a_rename_over_one_name_of_a_linked_file_keeps_the_others() {
         );
     }
     assert_eq!(fs::metadata(s.remote("w/c")).unwrap().nlink(), 2);
+
+/// open(O_TRUNC) of a file another descriptor has written (and still holds) empties it for
+/// every view: stat by name and through either descriptor, reads through the first one, and
+/// after both are closed — as on a local filesystem. fsx found the size of the writes kept.
+#[test]
+fn a_truncating_open_beside_a_writing_descriptor_empties_the_file() {
+    setup!(s, m);
+    let local = TempDir::new("otrunc-local");
+    let data = random_bytes(5000, 3);
+    let run = |dir: &Path| {
+        let p = dir.join("f");
+        let mut seen = Vec::new();
+        let fd = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .unwrap();
+        fd.write_all_at(&data, 0).unwrap();
+        // Read back, so that any read-ahead of the first descriptor holds the old bytes.
+        let mut buf = vec![0; 5000];
+        assert_eq!(fd.read_at(&mut buf, 0).unwrap(), 5000);
+        let t = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        let size = |what: &str, seen: &mut Vec<(String, u64)>, fd: Option<&File>| {
+            let n = match fd {
+                Some(f) => f.metadata().unwrap().len(),
+                None => fs::symlink_metadata(&p).unwrap().len(),
+            };
+            seen.push((what.to_string(), n));
+        };
+        size("lstat after O_TRUNC", &mut seen, None);
+        size("fstat of the writer", &mut seen, Some(&fd));
+        size("fstat of the truncating fd", &mut seen, Some(&t));
+        let n = fd.read_at(&mut buf, 0).unwrap();
+        seen.push(("read through the writer".into(), n as u64));
+        t.write_all_at(b"abc", 0).unwrap();
+        size("lstat after 3 bytes at 0", &mut seen, None);
+        fd.write_all_at(b"xyz", 10).unwrap();
+        size("lstat after 3 bytes at 10", &mut seen, None);
+        drop(fd);
+        size("lstat after closing the writer", &mut seen, None);
+        size("fstat of the truncating fd", &mut seen, Some(&t));
+        drop(t);
+        size("lstat after closing both", &mut seen, None);
+        (seen, fs::read(&p).unwrap())
+    };
+    let (want, want_data) = run(local.path());
+    let (got, got_data) = run(&m.path(""));
+    assert_eq!(got, want, "mount vs local filesystem");
+    assert_eq!(got_data, want_data, "contents, mount vs local");
+    assert_eq!(fs::read(s.remote("w/f")).unwrap(), want_data, "server");
 }

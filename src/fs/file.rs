@@ -60,8 +60,12 @@ impl Filesystem {
             Ok(h) => h,
             Err(e) => return Err(self.explain_open_failure(e, &path).await),
         };
-        let a = st.unwrap_or_default();
+        let st = st.ok();
+        let a = st.clone().unwrap_or_default();
         self.cache.put_attrs_if(&path, &a, None, generation);
+        if flags & libc::O_TRUNC != 0 {
+            self.truncated_by_open(ino, st.as_ref(), generation);
+        }
         let version = (a.size, a.atime_mtime.map(|t| t.1));
         let keep_cache = {
             let mut t = self.inodes.lock().unwrap();
@@ -78,6 +82,23 @@ impl Filesystem {
             fh: self.register(ino, conn, h, flags, &a),
             keep_cache,
         })
+    }
+
+    /// An OPEN with `O_TRUNC` emptied the file after every earlier write of it landed
+    /// (drained before the OPEN went out): like a truncate, it ends the size those writes
+    /// implied and what read-ahead holds. `st` is the LSTAT sent after the OPEN.
+    fn truncated_by_open(&self, ino: u64, st: Option<&Attrs>, generation: u64) {
+        self.drop_readahead(ino);
+        match st {
+            Some(a) => self.exact_after_writes(ino, a, |c, p| {
+                c.generation(super::inode::parent_of(p)) == generation
+            }),
+            None => {
+                if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+                    n.local_size = n.local_size.map(|_| 0);
+                }
+            }
+        }
     }
 
     /// Runs an OPEN (with its LSTAT) on a pooled session, once more on a new connection

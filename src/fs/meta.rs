@@ -246,12 +246,7 @@ impl Filesystem {
             self.drop_readahead(ino);
         }
         // The answer is exact (queued behind the file's writes, or after they landed).
-        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
-            if n.local_size.is_some() {
-                n.local_size = fresh.size;
-            }
-        }
-        self.server_caught_up(ino, Some((&fresh, None)), |_, p| {
+        self.exact_after_writes(ino, &fresh, |_, p| {
             self.inodes.lock().unwrap().path(ino).as_deref() == Some(p)
         });
         Ok(self.attr(ino, &fresh, None))

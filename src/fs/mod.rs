@@ -239,6 +239,24 @@ impl Filesystem {
         }
     }
 
+    /// `fresh` was read after every earlier write of `ino` landed (or queued behind them on
+    /// one handle), by the request that changed the file or after it: its size is the file's
+    /// now. A size the writes implied before the change (say, before a truncate) is history:
+    /// kept only as long as writes are still pending, and then as the server's size.
+    fn exact_after_writes(
+        &self,
+        ino: u64,
+        fresh: &Attrs,
+        still: impl FnOnce(&cache::MetaCache, &[u8]) -> bool,
+    ) {
+        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+            if n.local_size.is_some() {
+                n.local_size = fresh.size;
+            }
+        }
+        self.server_caught_up(ino, Some((fresh, None)), still);
+    }
+
     /// Hands the kernel an entry for `path`: counts the lookup and builds its attributes.
     fn entry(&self, path: &[u8], a: &Attrs, nlink: Option<u32>) -> FileAttr {
         let ino = {

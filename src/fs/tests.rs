@@ -662,3 +662,39 @@ async fn attributes_belong_to_the_file_and_entries_to_the_directory() {
     assert_eq!(stat(&fs, b.ino.0).await.nlink, 1);
     assert!(std::fs::metadata(d.join("dir")).unwrap().mtime() >= old);
 }
+
+/// open(O_TRUNC) while another descriptor that wrote the file is open: the size its writes
+/// implied and the data its read-ahead holds end with the truncate, as after a setattr.
+#[tokio::test]
+async fn a_truncating_open_ends_the_size_and_read_ahead_of_another_descriptor() {
+    let d = TempDir::new();
+    let fs = mounted(&d).await;
+    let (a, fh) = fs
+        .create(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, RW | libc::O_EXCL)
+        .await
+        .unwrap();
+    let ino = a.ino.0;
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    fs.write(fh, 0, data.clone()).await.unwrap();
+    // A sequential run: read-ahead fetches past what was asked.
+    for off in [0u64, 131_072] {
+        let b = fs.read(fh, off, 131_072).await.unwrap();
+        assert_eq!(&b[..], &data[off as usize..off as usize + 131_072]);
+    }
+    let t = fs.open(ino, RW | libc::O_TRUNC).await.unwrap().fh;
+    assert_eq!(std::fs::metadata(d.join("f")).unwrap().len(), 0);
+    assert_eq!(fs.getattr(ino, None).await.unwrap().size, 0, "stat by name");
+    assert_eq!(fs.getattr(ino, Some(fh)).await.unwrap().size, 0, "fstat");
+    assert!(
+        fs.read(fh, 262_144, 131_072).await.unwrap().is_empty(),
+        "read-ahead of the first descriptor outlived the truncate"
+    );
+    fs.write(t, 0, b"abc".to_vec()).await.unwrap();
+    assert_eq!(fs.getattr(ino, None).await.unwrap().size, 3);
+    for h in [fh, t] {
+        fs.flush(h).await.unwrap();
+        fs.release(h).await.unwrap();
+        assert_eq!(fs.getattr(ino, None).await.unwrap().size, 3);
+    }
+    assert_eq!(std::fs::read(d.join("f")).unwrap(), b"abc");
+}
