@@ -444,6 +444,7 @@ fn a_rename_over_one_name_of_a_linked_file_keeps_the_others() {
         );
     }
     assert_eq!(fs::metadata(s.remote("w/c")).unwrap().nlink(), 2);
+}
 
 /// open(O_TRUNC) of a file another descriptor has written (and still holds) empties it for
 /// every view: stat by name and through either descriptor, reads through the first one, and
