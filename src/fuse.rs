@@ -303,14 +303,17 @@ impl fuser::Filesystem for FuseAdapter {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        write_flags: WriteFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let (fs, data) = (self.fs.clone(), data.to_vec());
         self.rt.spawn(async move {
-            match fs.write(fh.0, offset, data).await {
+            match fs
+                .write(fh.0, offset, data, flags.0, write_flags.bits())
+                .await
+            {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno("write", e)),
             }

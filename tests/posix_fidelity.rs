@@ -502,3 +502,116 @@ fn a_truncating_open_beside_a_writing_descriptor_empties_the_file() {
     assert_eq!(got_data, want_data, "contents, mount vs local");
     assert_eq!(fs::read(s.remote("w/f")).unwrap(), want_data, "server");
 }
+
+/// A page of a `MAP_SHARED` mapping made through an `O_APPEND` descriptor is written back at
+/// its own offset: `O_APPEND` is about `write(2)`, not about the page cache (fsx found the
+/// page appended at the end instead).
+#[test]
+fn an_mmap_write_through_an_o_append_descriptor_stays_in_place() {
+    setup!(s, m);
+    let local = TempDir::new("mmap-append-local");
+    let data = random_bytes(20_000, 11);
+    for dir in [m.path(""), local.path().to_path_buf()] {
+        let p = dir.join("f");
+        fs::write(&p, &data).unwrap();
+        let f = OpenOptions::new().read(true).append(true).open(&p).unwrap();
+        unsafe {
+            let map = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            );
+            assert_ne!(map, libc::MAP_FAILED, "{}: mmap", dir.display());
+            std::ptr::copy_nonoverlapping(b"0123456789".as_ptr(), map as *mut u8, 10);
+            assert_eq!(libc::msync(map, 4096, libc::MS_SYNC), 0, "msync");
+            assert_eq!(libc::munmap(map, 4096), 0);
+        }
+        drop(f);
+    }
+    let want = fs::read(local.path().join("f")).unwrap();
+    assert_eq!(want.len(), 20_000);
+    let got = fs::read(m.path("f")).unwrap();
+    assert_eq!(got.len(), want.len(), "size through the mount");
+    assert!(
+        got == want,
+        "the mount's contents differ from the local ones"
+    );
+    let on_server = fs::read(s.remote("w/f")).unwrap();
+    assert!(
+        on_server == want,
+        "the server's contents differ from the local ones"
+    );
+}
+
+/// An `O_APPEND` write lands at the end the file has for its other descriptors, also while
+/// their writes are still on their way to the server (write-behind, on other connections):
+/// before the append (the server's end is short of the file's) and after it (a later write
+/// may overtake it). Several rounds, as the order in which the server sees them varies.
+#[test]
+fn an_o_append_write_lands_at_the_end_other_descriptors_see() {
+    setup!(s, m);
+    let local = TempDir::new("append-local");
+    let appended = random_bytes(65_451, 12);
+    let later = random_bytes(20_547, 13);
+    let big = random_bytes(1 << 20, 14);
+    for round in 0..6 {
+        let name = format!("f{round}");
+        let mut reads = Vec::new();
+        for dir in [m.path(""), local.path().to_path_buf()] {
+            let p = dir.join(&name);
+            let a = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)
+                .unwrap();
+            let b = rw(&p);
+            b.set_len(35_100).unwrap();
+            let append = || OpenOptions::new().read(true).append(true).open(&p).unwrap();
+            // What fsx did: the append, then a write through another descriptor.
+            let mut c = append();
+            io::Write::write_all(&mut c, &appended).unwrap();
+            a.write_all_at(&later, 100_551).unwrap();
+            let mut buf = vec![0u8; 30_000];
+            let n = a.read_at(&mut buf, 93_437).unwrap();
+            buf.truncate(n);
+            reads.push(buf);
+            assert_eq!(
+                a.metadata().unwrap().len(),
+                121_098,
+                "{}: size",
+                p.display()
+            );
+            // The other way round: a big write still travelling when the append comes.
+            let mut d = append();
+            b.write_all_at(&big, 200_000).unwrap();
+            io::Write::write_all(&mut d, &appended).unwrap();
+            let want = 200_000 + big.len() as u64 + appended.len() as u64;
+            assert_eq!(d.metadata().unwrap().len(), want, "{}: size", p.display());
+        }
+        assert!(
+            reads[0] == reads[1],
+            "round {round}: pread after the writes differs"
+        );
+        let want = fs::read(local.path().join(&name)).unwrap();
+        let got = fs::read(m.path(&name)).unwrap();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "round {round}: size through the mount"
+        );
+        assert!(
+            got == want,
+            "round {round}: the mount's contents differ from the local ones"
+        );
+        let on_server = fs::read(s.remote(&format!("w/{name}"))).unwrap();
+        assert!(
+            on_server == want,
+            "round {round}: the server's contents differ"
+        );
+    }
+}

@@ -15,6 +15,9 @@ use super::split;
 use super::{pflags, Filesystem, FsError, FsResult};
 use crate::remote::{Attrs, Conn, Handle, RemoteError};
 
+/// `write_flags` bit of a write from the page cache (writeback, mmap), not from `write(2)`.
+pub const FUSE_WRITE_CACHE: u32 = 1;
+
 /// What `open` hands the kernel.
 #[derive(Debug)]
 pub struct Opened {
@@ -62,9 +65,15 @@ impl Filesystem {
         };
         let st = st.ok();
         let a = st.clone().unwrap_or_default();
-        self.cache.put_attrs_if(&path, &a, None, generation);
         if flags & libc::O_TRUNC != 0 {
             self.truncated_by_open(ino, st.as_ref(), generation);
+        } else if let Some(a) = &st {
+            // Read after the drain: the server's size is the file's again, and a size that
+            // landed writes implied must not outlive it (an O_APPEND write is placed at the
+            // end this mount knows, and the file may have grown on the server since).
+            self.server_caught_up(ino, Some((a, None)), |c, p| {
+                c.generation(super::inode::parent_of(p)) == generation
+            });
         }
         let version = (a.size, a.atime_mtime.map(|t| t.1));
         let keep_cache = {
@@ -442,8 +451,21 @@ impl Filesystem {
 
     /// Queues `data` at `offset` and answers at once (write-behind). Bytes in flight are
     /// bounded; a failure is latched and reported by the next write, flush, fsync or close.
-    pub async fn write(self: &Arc<Self>, fh: u64, offset: u64, data: Vec<u8>) -> FsResult<u32> {
+    /// `flags` (the descriptor's open flags) and `write_flags` are the kernel's: a
+    /// `write(2)` through an `O_APPEND` descriptor goes at the file's end as this mount
+    /// knows it, whatever `offset` says.
+    pub async fn write(
+        self: &Arc<Self>,
+        fh: u64,
+        offset: u64,
+        data: Vec<u8>,
+        flags: i32,
+        write_flags: u32,
+    ) -> FsResult<u32> {
         let f = self.file(fh)?;
+        // The kernel's writeback of (mmap) pages may borrow an O_APPEND handle: those stay at
+        // their offset.
+        let appends = flags & libc::O_APPEND != 0 && write_flags & FUSE_WRITE_CACHE == 0;
         if let Some(e) = f.peek_error() {
             return Err(FsError::new(e));
         }
@@ -477,11 +499,23 @@ impl Filesystem {
         if let Some(p) = &path {
             self.cache.mark_written(p);
         }
-        let end = offset + data.len() as u64;
-        if let Some(n) = self.inodes.lock().unwrap().get_mut(f.ino) {
-            let base = n.local_size.or(known).unwrap_or(0);
-            n.local_size = Some(base.max(end));
-        }
+        let offset = match self.inodes.lock().unwrap().get_mut(f.ino) {
+            Some(n) => {
+                // The kernel offers its own idea of the size, which open does not refresh (a
+                // file grown on the server stays short). The end the queued writes imply
+                // comes first, else the server's (the open's LSTAT, the cache or FSTAT); the
+                // server's own end (SSH_FXF_APPEND) would miss writes still travelling.
+                let size = n.local_size.or(known);
+                let offset = match size {
+                    Some(end) if appends => end,
+                    _ => offset,
+                };
+                let end = offset + data.len() as u64;
+                n.local_size = Some(size.unwrap_or(0).max(end));
+                offset
+            }
+            None => offset,
+        };
         let len = data.len();
         let data = Bytes::from(data);
         let max = f.current().0.sftp.limits().max_write as usize;

@@ -357,16 +357,17 @@ fn in_group(pid: u32, gid: u32) -> bool {
         .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
 }
 
-/// SFTP open flags for open(2) flags.
+/// SFTP open flags for open(2) flags. `O_APPEND` is not among them: with SSH_FXF_APPEND
+/// every WRITE on the handle lands at the server's end of file, also the kernel's writeback
+/// of mmap pages (which must stay where they are) and writes replayed after a reconnect;
+/// and the server's end is not the file's while writes of other descriptors travel. The
+/// core places `O_APPEND` writes itself (`file.rs`, `write`).
 pub fn pflags(flags: i32) -> u32 {
     let mut p = match flags & libc::O_ACCMODE {
         libc::O_WRONLY => SSH_FXF_WRITE,
         libc::O_RDWR => SSH_FXF_READ | SSH_FXF_WRITE,
         _ => SSH_FXF_READ,
     };
-    if flags & libc::O_APPEND != 0 {
-        p |= SSH_FXF_APPEND;
-    }
     if flags & libc::O_CREAT != 0 {
         p |= SSH_FXF_CREAT;
     }

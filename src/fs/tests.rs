@@ -4,6 +4,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
+use super::file::FUSE_WRITE_CACHE;
 use super::inode::ROOT_INO;
 use super::*;
 use crate::remote::testing::{ChildTransport, TempDir};
@@ -53,7 +54,7 @@ async fn create_write_read_and_attributes() {
     );
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     assert_eq!(
-        fs.write(fh, 0, data.clone()).await.unwrap(),
+        fs.write(fh, 0, data.clone(), RW, 0).await.unwrap(),
         data.len() as u32
     );
     let back = fs.read(fh, 0, 2_000_000).await.unwrap();
@@ -160,10 +161,10 @@ async fn unlinked_open_file_keeps_working() {
         .create(ROOT_INO, b"tmp", libc::S_IFREG | 0o600, 0, RW)
         .await
         .unwrap();
-    fs.write(fh, 0, b"hello".to_vec()).await.unwrap();
+    fs.write(fh, 0, b"hello".to_vec(), RW, 0).await.unwrap();
     fs.unlink(ROOT_INO, b"tmp").await.unwrap();
     assert!(!d.join("tmp").exists());
-    fs.write(fh, 5, b" world".to_vec()).await.unwrap();
+    fs.write(fh, 5, b" world".to_vec(), RW, 0).await.unwrap();
     assert_eq!(&fs.read(fh, 0, 100).await.unwrap()[..], b"hello world");
     assert_eq!(fs.getattr(a.ino.0, None).await.unwrap().size, 11);
     let t = fs
@@ -310,7 +311,7 @@ async fn writes_survive_a_dead_connection_and_are_replayed_in_order() {
             chunk.fill(round * 10 + i as u8);
         }
         for (i, chunk) in model.chunks(700_000).enumerate() {
-            fs.write(fh, (i * 700_000) as u64, chunk.to_vec())
+            fs.write(fh, (i * 700_000) as u64, chunk.to_vec(), RW, 0)
                 .await
                 .unwrap();
         }
@@ -335,7 +336,7 @@ async fn a_refused_write_is_reported_at_flush_and_close() {
     let a = fs.lookup(ROOT_INO, b"ro").await.unwrap();
     // A read-only handle: the server refuses the write, which was already answered.
     let o = fs.open(a.ino.0, libc::O_RDONLY).await.ok().unwrap();
-    fs.write(o.fh, 0, b"data".to_vec()).await.unwrap();
+    fs.write(o.fh, 0, b"data".to_vec(), RW, 0).await.unwrap();
     let e = fs.flush(o.fh).await.unwrap_err();
     assert_ne!(e.errno, 0);
     // Reported once, like a local filesystem.
@@ -387,7 +388,7 @@ async fn mode_and_times_of_a_new_file_are_set_behind_its_writes_and_replayed() {
         .await
         .unwrap();
     let ino = a.ino.0;
-    fs.write(fh, 0, b"content".to_vec()).await.unwrap();
+    fs.write(fh, 0, b"content".to_vec(), RW, 0).await.unwrap();
     let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
     let set = |mode, mtime| SetAttr {
         mode,
@@ -514,7 +515,7 @@ async fn a_write_inside_a_file_of_unknown_size_keeps_the_size() {
     std::fs::write(d.join("big"), vec![b'x'; 100_000]).unwrap();
     let ino = fs.lookup(ROOT_INO, b"big").await.unwrap().ino.0;
     let o = fs.open(ino, RW).await.unwrap();
-    fs.write(o.fh, 10, b"hello".to_vec()).await.unwrap();
+    fs.write(o.fh, 10, b"hello".to_vec(), RW, 0).await.unwrap();
     // Answered with the size the queued write implies (no drain, unlike getattr).
     assert_eq!(fs.lookup(ROOT_INO, b"big").await.unwrap().size, 100_000);
     fs.release(o.fh).await.unwrap();
@@ -675,7 +676,7 @@ async fn a_truncating_open_ends_the_size_and_read_ahead_of_another_descriptor() 
         .unwrap();
     let ino = a.ino.0;
     let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
-    fs.write(fh, 0, data.clone()).await.unwrap();
+    fs.write(fh, 0, data.clone(), RW, 0).await.unwrap();
     // A sequential run: read-ahead fetches past what was asked.
     for off in [0u64, 131_072] {
         let b = fs.read(fh, off, 131_072).await.unwrap();
@@ -689,7 +690,7 @@ async fn a_truncating_open_ends_the_size_and_read_ahead_of_another_descriptor() 
         fs.read(fh, 262_144, 131_072).await.unwrap().is_empty(),
         "read-ahead of the first descriptor outlived the truncate"
     );
-    fs.write(t, 0, b"abc".to_vec()).await.unwrap();
+    fs.write(t, 0, b"abc".to_vec(), RW, 0).await.unwrap();
     assert_eq!(fs.getattr(ino, None).await.unwrap().size, 3);
     for h in [fh, t] {
         fs.flush(h).await.unwrap();
@@ -697,4 +698,42 @@ async fn a_truncating_open_ends_the_size_and_read_ahead_of_another_descriptor() 
         assert_eq!(fs.getattr(ino, None).await.unwrap().size, 3);
     }
     assert_eq!(std::fs::read(d.join("f")).unwrap(), b"abc");
+}
+
+#[tokio::test]
+async fn o_append_writes_go_at_the_end_this_mount_knows_and_cache_writes_stay_put() {
+    let d = TempDir::new();
+    let (fs, t) = mount_with(&d, Options::default()).await;
+    std::fs::write(d.join("f"), vec![b'a'; 100]).unwrap();
+    let ino = fs.lookup(ROOT_INO, b"f").await.unwrap().ino.0;
+    // Grown behind the mount's back: the kernel still says 100, open's LSTAT says 150.
+    std::fs::write(d.join("f"), vec![b'a'; 150]).unwrap();
+    let append = RW | libc::O_APPEND;
+    let a = fs.open(ino, append).await.unwrap().fh;
+    fs.write(a, 100, b"one".to_vec(), append, 0).await.unwrap();
+    // Writeback of an mmap page through the O_APPEND handle: at its own offset.
+    fs.write(a, 0, b"page".to_vec(), append, FUSE_WRITE_CACHE)
+        .await
+        .unwrap();
+    // Another descriptor's write, perhaps still travelling, sets the end for the next append.
+    let b = fs.open(ino, RW).await.unwrap().fh;
+    fs.write(b, 1000, vec![b'b'; 1000], RW, 0).await.unwrap();
+    fs.write(a, 153, b"two".to_vec(), append, 0).await.unwrap();
+    assert_eq!(fs.getattr(ino, None).await.unwrap().size, 2003);
+    // A reconnect re-opens the handle without SSH_FXF_APPEND: replayed and later writes
+    // land where they were placed.
+    fs.write(a, 0, b"PAGE".to_vec(), append, FUSE_WRITE_CACHE)
+        .await
+        .unwrap();
+    t.kill_all();
+    fs.write(a, 0, b"three".to_vec(), append, 0).await.unwrap();
+    fs.release(b).await.unwrap();
+    fs.release(a).await.unwrap();
+    let mut want = vec![b'a'; 150];
+    want[..4].copy_from_slice(b"PAGE");
+    want.extend_from_slice(b"one");
+    want.resize(1000, 0);
+    want.extend_from_slice(&[b'b'; 1000]);
+    want.extend_from_slice(b"twothree");
+    assert!(std::fs::read(d.join("f")).unwrap() == want);
 }
