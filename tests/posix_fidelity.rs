@@ -615,3 +615,38 @@ fn an_o_append_write_lands_at_the_end_other_descriptors_see() {
         );
     }
 }
+
+/// A directory made in a setgid directory inherits the bit, as the server's filesystem
+/// gives it (fsx: the mount took it away again).
+#[test]
+fn mkdir_keeps_a_setgid_bit_inherited_from_the_parent() {
+    setup!(s, m);
+    let local = TempDir::new("setgid-local");
+    for dir in [m.path(""), local.path().to_path_buf()] {
+        fs::create_dir(dir.join("g")).unwrap();
+        fs::set_permissions(dir.join("g"), fs::Permissions::from_mode(0o2755)).unwrap();
+        fs::create_dir(dir.join("g/sub")).unwrap();
+        let mode = fs::metadata(dir.join("g/sub")).unwrap().mode() & 0o7777;
+        assert_eq!(mode & 0o2000, 0o2000, "{}: mode {mode:o}", dir.display());
+    }
+    let mode = fs::metadata(s.remote("w/g/sub")).unwrap().mode() & 0o7777;
+    assert_eq!(mode & 0o2000, 0o2000, "server: mode {mode:o}");
+}
+
+/// fsync of one descriptor puts on the server what every descriptor of the file wrote.
+#[test]
+fn fsync_covers_the_writes_of_every_descriptor_of_the_file() {
+    setup!(s, m);
+    fs::write(m.path("f"), "").unwrap();
+    let (a, b) = (rw(&m.path("f")), rw(&m.path("f")));
+    let data = random_bytes(3 << 20, 5);
+    a.write_all_at(&data, 0).unwrap();
+    b.sync_all().unwrap();
+    let got = fs::read(s.remote("w/f")).unwrap();
+    assert!(
+        got == data,
+        "the server has {} of {} bytes",
+        got.len(),
+        data.len()
+    );
+}

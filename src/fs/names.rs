@@ -49,9 +49,15 @@ impl Filesystem {
         Ok(self.entry(&path, &got, None))
     }
 
-    /// Applies the permissions asked for when the server's umask took some away.
+    /// Applies the permissions asked for when the server's umask took some away; a setgid
+    /// bit a directory inherited from its parent stays, as on a local disk.
     pub(super) async fn fix_mode(&self, remote: &[u8], want: u32, got: &mut Attrs) -> FsResult<()> {
         let have = got.permissions.unwrap_or(0);
+        let want = if got.is_dir() {
+            want | (have & libc::S_ISGID)
+        } else {
+            want
+        };
         if have & 0o7777 != want {
             let a = Attrs {
                 permissions: Some(want),
