@@ -899,3 +899,96 @@ fn proxy_drop_is_bounded_with_stalled_connections() {
         "dropping the proxy took {took:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Open files after a kill, once the pool has reconnected
+
+/// `pwrite` of all of `data`, as one system call: its own count, not a loop's.
+fn pwrite_once(f: &File, data: &[u8], off: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor and buffer.
+    let n = unsafe {
+        libc::pwrite(
+            f.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            off as libc::off_t,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// After a kill, every request on a file opened before it works on the new connections
+/// (copy_file_range failed with EIO); and a write that spans a page boundary at an unaligned
+/// offset (the kernel sends it as two WRITEs) to a file that cannot be re-opened (renamed
+/// over while open) fails whole or reports its loss, never as a short count of lost bytes.
+#[test]
+fn after_a_kill_open_files_copy_and_write_and_no_write_is_cut_short() {
+    let data = random_bytes(200_000, 31);
+    let s = server_with(&[("f", b"warm"), ("src", &data), ("other", b"new")]);
+    let m = Mount::new(&s, "w", OPTS);
+    warm_up(&m, "f", b"warm");
+    let rw = |name: &str| {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(m.path(name))
+            .unwrap()
+    };
+    let src = File::open(m.path("src")).unwrap();
+    let dst = rw("dst");
+    let victim = rw("victim");
+    victim.write_all_at(&[1; 20_000], 0).unwrap();
+    victim.sync_all().unwrap();
+    fs::rename(m.path("other"), m.path("victim")).unwrap();
+
+    assert!(
+        s.kill_connections() > 0,
+        "no sshd process was serving the mount"
+    );
+    wait_recovered("read of a file after the kill", {
+        let p = m.path("f");
+        move || fs::read(&p).map(drop)
+    });
+
+    use std::os::fd::AsRawFd;
+    let (mut off_in, mut off_out) = (1000i64, 0i64);
+    // SAFETY: valid descriptors and offsets.
+    let copied = unsafe {
+        libc::copy_file_range(
+            src.as_raw_fd(),
+            &mut off_in,
+            dst.as_raw_fd(),
+            &mut off_out,
+            100_000,
+            0,
+        )
+    };
+    assert_eq!(
+        copied,
+        100_000,
+        "copy_file_range after the kill: {}",
+        io::Error::last_os_error()
+    );
+    // At an offset inside a page not in the page cache, longer than the rest of the page.
+    let piece = random_bytes(60_000, 32);
+    let at = 10 * 4096 + 1000;
+    assert_eq!(pwrite_once(&dst, &piece, 100_000).unwrap(), piece.len());
+    dst.sync_all().unwrap();
+    let mut want = data[1000..101_000].to_vec();
+    want.extend_from_slice(&piece);
+    assert!(fs::read(m.remote("dst")).unwrap() == want, "dst differs");
+
+    match pwrite_once(&victim, &piece, at) {
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+        // Whole (a mount that can keep an unlinked file across connections).
+        Ok(n) => assert_eq!(n, piece.len(), "a short write after the kill"),
+    }
+    assert_eq!(fs::read(m.remote("victim")).unwrap(), b"new");
+}

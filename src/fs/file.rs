@@ -244,6 +244,16 @@ impl Filesystem {
         }
     }
 
+    /// Makes sure `f` lives on a live connection, re-opening it if its connection died:
+    /// for requests that do not go through [`Self::with_file`].
+    async fn ensure_live(&self, f: &Arc<OpenFile>) -> Result<(), RemoteError> {
+        let (c, _) = f.current();
+        if c.is_alive() {
+            return Ok(());
+        }
+        self.recover(f, &c).await
+    }
+
     /// Re-opens `f` by path on a new connection after `failed` died, and replays its
     /// unacknowledged writes in order before anything else may use the new handle.
     async fn recover(&self, f: &Arc<OpenFile>, failed: &Arc<Conn>) -> Result<(), RemoteError> {
@@ -466,9 +476,15 @@ impl Filesystem {
         // The kernel's writeback of (mmap) pages may borrow an O_APPEND handle: those stay at
         // their offset.
         let appends = flags & libc::O_APPEND != 0 && write_flags & FUSE_WRITE_CACHE == 0;
+        // A file whose connection died is re-opened before this write is answered: one that
+        // cannot be (unlinked on the server meanwhile) then fails this request whole. Answered
+        // first, it would fail only the next one, and the kernel, which splits a write(2) at
+        // the first page boundary, would report a short write of bytes that never landed.
+        let revived = self.ensure_live(&f).await;
         if let Some(e) = f.peek_error() {
             return Err(FsError::new(e));
         }
+        revived?;
         // Another descriptor's writes travel in their own queue, maybe on another
         // connection: they land first, so that the later write wins, as on a local disk.
         for other in self
@@ -711,10 +727,48 @@ impl Filesystem {
         }
         self.drain_inode(fi.ino).await;
         fo.drain().await;
+        let copied = match self.copy_once(&fi, off_in, &fo, off_out, len).await {
+            // A handle died with its connection: both files on live ones, and once more.
+            Err(e) if e.is_dead() => {
+                self.ensure_live(&fi).await?;
+                self.ensure_live(&fo).await?;
+                self.copy_once(&fi, off_in, &fo, off_out, len).await
+            }
+            r => r,
+        };
+        let n = match copied {
+            Err(e) if e.is_failure() || matches!(e, RemoteError::Unsupported(_)) => {
+                return Err(FsError::new(libc::EOPNOTSUPP))
+            }
+            r => r?,
+        };
+        if n == 0 {
+            return Ok(0);
+        }
+        self.drop_readahead(fo.ino);
+        // Its writes were drained first: the size they implied is the server's to say now.
+        self.server_caught_up(fo.ino, None, |_, _| false);
+        // The inode table's lock is let go first: the cache's change lock comes before it.
+        let path = self.inodes.lock().unwrap().path(fo.ino);
+        if let Some(p) = path {
+            self.cache.invalidate(&p);
+        }
+        Ok(n)
+    }
+
+    /// One `copy-data` of up to `len` bytes on the files' current handles; how many it copied.
+    async fn copy_once(
+        &self,
+        fi: &OpenFile,
+        off_in: u64,
+        fo: &OpenFile,
+        off_out: u64,
+        len: u64,
+    ) -> Result<u64, RemoteError> {
         let (cin, hin) = fi.current();
         let (cout, hout) = fo.current();
         if !cout.sftp.extensions().copy_data {
-            return Err(FsError::new(libc::EOPNOTSUPP));
+            return Err(RemoteError::Unsupported("copy-data"));
         }
         // How much there is to copy: copy-data does not say.
         let size = cin.sftp.fstat(&hin).await?.size.unwrap_or(0);
@@ -727,16 +781,17 @@ impl Filesystem {
         let (src, temp) = if Arc::ptr_eq(&cin, &cout) {
             (hin, None)
         } else {
+            // An unlinked source cannot be opened again here: the kernel copies it instead.
             let path = self
                 .path_of(fi.ino)
-                .map_err(|_| FsError::new(libc::EOPNOTSUPP))?;
+                .map_err(|_| RemoteError::Unsupported("copy-data from an unlinked file"))?;
             let p = crate::remote::protocol::SSH_FXF_READ;
             let h = match cout
                 .sftp
                 .open(&self.remote(&path), p, &Attrs::default())
                 .await
             {
-                Err(e) if !e.is_dead() => return Err(FsError::new(libc::EOPNOTSUPP)),
+                Err(e) if !e.is_dead() => return Err(RemoteError::Unsupported("copy-data source")),
                 h => h?,
             };
             (h.clone(), Some(h))
@@ -745,21 +800,7 @@ impl Filesystem {
         if let Some(h) = temp {
             let _ = cout.sftp.close(&h).await;
         }
-        match res {
-            Err(e) if e.is_failure() || matches!(e, RemoteError::Unsupported(_)) => {
-                return Err(FsError::new(libc::EOPNOTSUPP))
-            }
-            r => r?,
-        }
-        self.drop_readahead(fo.ino);
-        // Its writes were drained first: the size they implied is the server's to say now.
-        self.server_caught_up(fo.ino, None, |_, _| false);
-        // The inode table's lock is let go first: the cache's change lock comes before it.
-        let path = self.inodes.lock().unwrap().path(fo.ino);
-        if let Some(p) = path {
-            self.cache.invalidate(&p);
-        }
-        Ok(n)
+        res.map(|()| n)
     }
 }
 

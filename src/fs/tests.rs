@@ -737,3 +737,69 @@ async fn o_append_writes_go_at_the_end_this_mount_knows_and_cache_writes_stay_pu
     want.extend_from_slice(b"twothree");
     assert!(std::fs::read(d.join("f")).unwrap() == want);
 }
+
+/// Waits until the filesystem has seen the connection of open file `fh` die.
+async fn until_dead(fs: &Filesystem, fh: u64) {
+    let f = fs.files.get(fh).unwrap();
+    for _ in 0..500 {
+        if !f.current().0.is_alive() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the killed connection still looks alive");
+}
+
+/// A file renamed over while open cannot be re-opened after its connection dies: a write to
+/// it fails as a whole. Answered before the re-open was tried, it would fail only the next
+/// write, and the kernel (which splits a write(2) at the first page boundary) would report
+/// a short write of bytes that never landed.
+#[tokio::test]
+async fn a_write_to_a_file_that_cannot_be_reopened_fails_whole() {
+    let d = TempDir::new();
+    let (fs, t) = mount_with(&d, Options::default()).await;
+    let (_, fh) = fs
+        .create(ROOT_INO, b"victim", libc::S_IFREG | 0o644, 0, RW)
+        .await
+        .unwrap();
+    fs.write(fh, 0, vec![1; 5000], RW, 0).await.unwrap();
+    fs.flush(fh).await.unwrap();
+    std::fs::write(d.join("other"), b"new").unwrap();
+    fs.lookup(ROOT_INO, b"other").await.unwrap();
+    fs.rename(ROOT_INO, b"other", ROOT_INO, b"victim", 0)
+        .await
+        .unwrap();
+    t.kill_all();
+    until_dead(&fs, fh).await;
+    let e = fs.write(fh, 5000, vec![2; 3000], RW, 0).await.unwrap_err();
+    assert_eq!(e.errno, libc::EIO);
+    assert_eq!(fs.flush(fh).await.unwrap_err().errno, libc::EIO);
+    fs.release(fh).await.unwrap();
+    assert_eq!(std::fs::read(d.join("victim")).unwrap(), b"new");
+}
+
+/// copy_file_range on files whose connection died re-opens them, as every other request
+/// on an open file does, instead of failing with EIO.
+#[tokio::test]
+async fn copy_file_range_after_a_dead_connection_reopens_the_files() {
+    let d = TempDir::new();
+    let (fs, t) = mount_with(&d, Options::default()).await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.join("src"), &data).unwrap();
+    let s = fs.lookup(ROOT_INO, b"src").await.unwrap();
+    let i = fs.open(s.ino.0, libc::O_RDONLY).await.ok().unwrap();
+    let (_, o) = fs
+        .create(ROOT_INO, b"dst", libc::S_IFREG | 0o644, 0, RW)
+        .await
+        .unwrap();
+    t.kill_all();
+    until_dead(&fs, i.fh).await;
+    until_dead(&fs, o).await;
+    assert_eq!(
+        fs.copy_file_range(i.fh, 1000, o, 0, 100_000).await.unwrap(),
+        100_000
+    );
+    fs.release(o).await.unwrap();
+    fs.release(i.fh).await.unwrap();
+    assert!(std::fs::read(d.join("dst")).unwrap() == data[1000..101_000]);
+}

@@ -145,6 +145,11 @@ impl Fsx<'_> {
             sys::rename(&self.rp(&from), &self.rp(&to)),
         );
         self.both(&what, m, r);
+        if self.skips("unlinked") {
+            // A file renamed over is unlinked like one removed: out of the model too.
+            self.handles
+                .retain(|h| sys::fstat(&h.r).map_or(true, |s| s.nlink > 0));
+        }
         self.settle(&dirs, &[&from, &to], &[a, b]);
     }
 
