@@ -176,7 +176,7 @@ impl<'a> Fsx<'a> {
 
 /// Runs `ops` operations with `seed`; with `kill_every`, kills the connections serving the
 /// mount every that many operations (between two operations; writes may be in flight).
-fn run(seed: u64, ops: usize, kill_every: Option<usize>, extra: &[&str]) {
+fn run(seed: u64, ops: usize, kill_every: Option<usize>, extra: &[&str], skip: &[&str]) {
     let s = Sshd::start();
     fs::create_dir(s.remote("w")).unwrap();
     let m = Mount::new(&s, "w", extra);
@@ -194,7 +194,7 @@ fn run(seed: u64, ops: usize, kill_every: Option<usize>, extra: &[&str]) {
         next_handle: 0,
         history: VecDeque::new(),
         counts: BTreeMap::new(),
-        skip: skip_from_env(),
+        skip: skip_from_env(skip),
     };
     eprintln!(
         "fsx: seed {seed}, {ops} operations, kill every {kill_every:?}, skipping {:?}",
@@ -226,7 +226,13 @@ fn run(seed: u64, ops: usize, kill_every: Option<usize>, extra: &[&str]) {
 
 #[test]
 fn fsx_random_operations_match_the_model() {
-    run(seed_from_env(0x5eed_0001), ops_from_env(4000), None, &[]);
+    run(
+        seed_from_env(0x5eed_0001),
+        ops_from_env(4000),
+        None,
+        &[],
+        &[],
+    );
 }
 
 #[test]
@@ -240,5 +246,8 @@ fn fsx_random_operations_match_the_model_with_connections_killed() {
             "ServerAliveCountMax=2",
             "timeout=10",
         ],
+        // A file with no name left cannot be opened again on a new connection (SFTP has
+        // only paths), so an open file unlinked or renamed over does not survive a kill.
+        &["unlinked"],
     );
 }

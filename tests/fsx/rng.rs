@@ -63,10 +63,11 @@ pub const FAMILIES: &[&str] = &[
     "unlinked",
 ];
 
-/// `FSX_SKIP=mtime,links`: families switched off (for diagnosis; the tests run them all).
-pub fn skip_from_env() -> BTreeSet<String> {
-    let mut skip = BTreeSet::new();
+/// `FSX_SKIP=mtime,links`: families switched off (for diagnosis); without it, `default`.
+pub fn skip_from_env(default: &[&str]) -> BTreeSet<String> {
+    let mut skip: BTreeSet<String> = default.iter().map(|f| f.to_string()).collect();
     if let Ok(s) = std::env::var("FSX_SKIP") {
+        skip.clear();
         for f in s.split(',').map(str::trim).filter(|f| !f.is_empty()) {
             assert!(
                 FAMILIES.contains(&f),
