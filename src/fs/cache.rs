@@ -220,7 +220,7 @@ impl MetaCache {
         for n in names.iter().filter(|n| !n.is_empty()) {
             self.changed(parent_of(n));
         }
-        self.store_attrs(path, attrs, nlink);
+        self.store_attrs_as(&names, attrs, nlink);
     }
 
     /// A file created here at `path` (mkdir, create, symlink, link): its attributes, and
@@ -239,6 +239,11 @@ impl MetaCache {
 
     /// Stores `attrs` for the file at `path` under every name it has.
     fn store_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
+        self.store_attrs_as(&self.names(path).0, attrs, nlink);
+    }
+
+    /// Stores `attrs` under each of `names` (the names of one file).
+    fn store_attrs_as(&self, names: &[RelPath], attrs: &Attrs, nlink: Option<u32>) {
         if !self.opts.enabled {
             return;
         }
@@ -247,7 +252,7 @@ impl MetaCache {
             nlink,
             stale: false,
         };
-        for name in self.names(path).0 {
+        for name in names {
             self.attrs.lock().unwrap().put(
                 name.clone(),
                 Timed {
@@ -257,11 +262,11 @@ impl MetaCache {
             );
             // Keep the parent's listing in step, if we have one.
             if !name.is_empty() {
-                if let Some(l) = self.listing(parent_of(&name)) {
+                if let Some(l) = self.listing(parent_of(name)) {
                     l.lock()
                         .unwrap()
                         .entries
-                        .insert(name_of(&name).to_vec(), e.clone());
+                        .insert(name_of(name).to_vec(), e.clone());
                 }
             }
         }
@@ -449,12 +454,18 @@ impl MetaCache {
     /// Drops the attributes of the file at `path` under every name it has.
     fn forget_names(&self, path: &[u8]) {
         let (names, more) = self.names(path);
+        self.forget_attrs(&names, more);
+    }
+
+    /// Drops the attributes stored under `names`, which belong to one file; `more`: it has
+    /// links not known by name, whose counts may be anywhere in the cache.
+    fn forget_attrs(&self, names: &[RelPath], more: bool) {
         if more {
             self.forget_linked();
         }
         for n in names {
-            self.attrs.lock().unwrap().pop(&n);
-            self.changed_entry(&n);
+            self.attrs.lock().unwrap().pop(n);
+            self.changed_entry(n);
         }
     }
 
@@ -503,13 +514,7 @@ impl MetaCache {
 
     /// The file that had `names` lost the first of them: the others' link count changed.
     fn lost_a_name(&self, (names, more): (Vec<RelPath>, bool)) {
-        if more {
-            self.forget_linked();
-        }
-        for n in names.iter().skip(1) {
-            self.attrs.lock().unwrap().pop(n);
-            self.changed_entry(n);
-        }
+        self.forget_attrs(&names[1..], more);
     }
 
     fn remove_local(&self, path: &[u8]) {
