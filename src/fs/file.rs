@@ -639,9 +639,8 @@ impl Filesystem {
 
     pub async fn fsync(&self, fh: u64) -> FsResult<()> {
         let f = self.file(fh)?;
-        // The file's data, whichever descriptor wrote it, as on a local disk.
+        // The file's data, whichever descriptor wrote it (this one too), as on a local disk.
         self.drain_inode(f.ino).await;
-        f.drain().await;
         if let Some(e) = f.take_error() {
             return Err(FsError::new(e));
         }
