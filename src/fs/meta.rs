@@ -174,13 +174,12 @@ impl Filesystem {
         let needs_current = (set.uid.is_some() != set.gid.is_some())
             || (set.atime.is_some() != set.mtime.is_some());
         // A write since the cache was filled moved the mtime: one kept as it is must be read.
-        let keeps_mtime = set.atime.is_some() && set.mtime.is_none();
         let current = if !needs_current {
             None
         } else if let Some(e) = path
             .as_ref()
             .and_then(|p| self.cache.attrs_known(p))
-            .filter(|e| !(e.stale && keeps_mtime))
+            .filter(|e| !(e.stale && set.keeps_mtime()))
         {
             // Owner and atime: a local write does not change them.
             Some(e.attrs)
@@ -359,8 +358,7 @@ impl Filesystem {
         let local_size = self.inodes.lock().unwrap().get(ino)?.local_size;
         // The size in the answer must be right: the cache's, or the one the writes imply;
         // and an mtime kept as it is must be the one the writes gave it, not the cache's.
-        let keeps_mtime = set.atime.is_some() && set.mtime.is_none();
-        if known.stale && (local_size.is_none() || keeps_mtime) {
+        if known.stale && (local_size.is_none() || set.keeps_mtime()) {
             return None;
         }
         let change = merge(set, Some(&known.attrs));

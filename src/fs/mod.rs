@@ -50,6 +50,14 @@ pub struct SetAttr {
     pub mtime: Option<SetTime>,
 }
 
+impl SetAttr {
+    /// A time change that leaves the mtime as it is (`UTIME_OMIT`): SFTP sets both times
+    /// together, so the current one must be sent back.
+    pub fn keeps_mtime(&self) -> bool {
+        self.atime.is_some() && self.mtime.is_none()
+    }
+}
+
 /// Who is asking, for `access`.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
