@@ -73,6 +73,9 @@ impl Filesystem {
             let mut t = self.inodes.lock().unwrap();
             for e in &entries {
                 let child = t.ino_for(&join(dir, &e.name));
+                if !t.learns_links(child) {
+                    continue;
+                }
                 if let (Some(n), Some(l)) = (t.get_mut(child), e.nlink()) {
                     n.nlink = Some(l);
                     n.relist = false;

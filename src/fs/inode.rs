@@ -6,6 +6,7 @@
 //! when renamed for as long as the kernel remembers it.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 pub const ROOT_INO: u64 = 1;
 
@@ -34,11 +35,30 @@ pub struct Node {
     /// Its link count went doubtful (see `forget_unknown_links`): the next stat learns it
     /// from a listing, as LSTAT does not carry one.
     pub relist: bool,
+    /// Links and removals of it on their way to the server: listings answered meanwhile may
+    /// already count them, and the local update that follows counts them again.
+    pub changing: u32,
 }
 
 impl Node {
     pub fn path(&self) -> Option<&RelPath> {
         self.paths.first()
+    }
+}
+
+/// See [`InodeTable::begin_change`].
+pub struct ChangeGuard {
+    table: Arc<Mutex<InodeTable>>,
+    ino: Option<u64>,
+}
+
+impl Drop for ChangeGuard {
+    fn drop(&mut self) {
+        if let Some(ino) = self.ino {
+            if let Some(n) = self.table.lock().unwrap().nodes.get_mut(&ino) {
+                n.changing = n.changing.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -92,6 +112,7 @@ impl InodeTable {
                 kind: libc::S_IFDIR,
                 local_size: None,
                 relist: false,
+                changing: 0,
             },
         );
         t.by_path.insert(Vec::new(), ROOT_INO);
@@ -138,6 +159,7 @@ impl InodeTable {
             kind: 0,
             local_size: None,
             relist: false,
+            changing: 0,
         });
         node.lookups += 1;
         self.by_path.insert(path.to_vec(), ino);
@@ -220,6 +242,25 @@ impl InodeTable {
                 n.relist = true;
             }
         }
+    }
+
+    /// Listings stop teaching the link count of the file at `path` until the returned
+    /// guard goes, after the change's local update (see `Node::changing`).
+    pub fn begin_change(table: &Arc<Mutex<InodeTable>>, path: &[u8]) -> ChangeGuard {
+        let mut t = table.lock().unwrap();
+        let ino = t.by_path.get(path).copied();
+        if let Some(n) = ino.and_then(|i| t.nodes.get_mut(&i)) {
+            n.changing += 1;
+        }
+        ChangeGuard {
+            table: table.clone(),
+            ino,
+        }
+    }
+
+    /// Whether a listing may set this node's link count.
+    pub fn learns_links(&self, ino: u64) -> bool {
+        self.nodes.get(&ino).is_some_and(|n| n.changing == 0)
     }
 
     /// A new name for an existing node (hard link).

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use fuser::FileAttr;
 use futures::future::join;
 
+use super::inode::InodeTable;
 use super::{Filesystem, FsError, FsResult};
 use crate::remote::protocol::SSH_FX_NO_SUCH_FILE;
 use crate::remote::{Attrs, RemoteError};
@@ -135,6 +136,7 @@ impl Filesystem {
         let to = self.child_path(new_parent, new_name)?;
         let (rf, rt) = (self.remote(&from), self.remote(&to));
         let (rf_, rt_) = (&rf, &rt);
+        let _counting = InodeTable::begin_change(&self.inodes, &from);
         let made = self
             .call_once(
                 |c| async move {
@@ -179,6 +181,7 @@ impl Filesystem {
         let r = self.remote(&path);
         let r_ = &r;
         let _moving = self.path_changes.read().await;
+        let _counting = InodeTable::begin_change(&self.inodes, &path);
         let res = self
             .call_once(
                 |c| async move {
@@ -254,6 +257,8 @@ impl Filesystem {
         let (rf_, rt_) = (&rf, &rt);
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
         let _moving = self.path_changes.read().await;
+        // The file replaced at `to`, if any, loses a link.
+        let _counting = InodeTable::begin_change(&self.inodes, &to);
         let res = self
             .call_once(
                 |c| async move {

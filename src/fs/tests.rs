@@ -803,3 +803,27 @@ async fn copy_file_range_after_a_dead_connection_reopens_the_files() {
     fs.release(i.fh).await.unwrap();
     assert!(std::fs::read(d.join("dst")).unwrap() == data[1000..101_000]);
 }
+
+/// A listing answered while a link of the file travels may already count it; it must not
+/// set the count that the link's own update then raises once more (fsx: nlink 4 for 3).
+#[tokio::test]
+async fn a_listing_answered_during_a_link_does_not_count_it_twice() {
+    let d = TempDir::new();
+    let fs = mounted(&d).await;
+    std::fs::write(d.join("a"), "x").unwrap();
+    std::fs::hard_link(d.join("a"), d.join("b")).unwrap();
+    let a = fs.lookup(ROOT_INO, b"a").await.unwrap().ino.0;
+    fs.listing_shared(b"").await.unwrap();
+    let nlink = |fs: &Arc<Filesystem>| fs.inodes.lock().unwrap().get(a).unwrap().nlink;
+    assert_eq!(nlink(&fs), Some(2));
+    let change = super::inode::InodeTable::begin_change(&fs.inodes, b"a");
+    // The server made the link; a listing fetched now shows it.
+    std::fs::hard_link(d.join("a"), d.join("c")).unwrap();
+    fs.cache.clear();
+    fs.listing_shared(b"").await.unwrap();
+    assert_eq!(nlink(&fs), Some(2), "learned while the link travelled");
+    drop(change);
+    fs.cache.clear();
+    fs.listing_shared(b"").await.unwrap();
+    assert_eq!(nlink(&fs), Some(3));
+}
