@@ -210,7 +210,12 @@ impl fuser::Filesystem for FuseAdapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let (fs, name, ttl) = (self.fs.clone(), bytes(link_name), self.entry_ttl);
+        let ttl = if self.fs.follows_symlinks() {
+            Duration::ZERO
+        } else {
+            self.entry_ttl
+        };
+        let (fs, name) = (self.fs.clone(), bytes(link_name));
         let target = bytes(target.as_os_str());
         self.rt.spawn(async move {
             match fs.symlink(parent.0, &name, &target).await {

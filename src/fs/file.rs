@@ -55,7 +55,11 @@ impl Filesystem {
         let r_ = &r;
         let (conn, h, st) = self
             .open_on_pool(|c| async move {
-                let (h, st) = join(c.sftp.open(r_, p, &Attrs::default()), c.sftp.lstat(r_)).await;
+                let (h, st) = join(
+                    c.sftp.open(r_, p, &Attrs::default()),
+                    self.attrs_at(&c.sftp, r_),
+                )
+                .await;
                 (c, h, st)
             })
             .await?;
@@ -180,7 +184,7 @@ impl Filesystem {
             .open_on_pool(|c| async move {
                 let (h, st) = join(
                     c.sftp.open(r_, pflags(flags | libc::O_CREAT), a_),
-                    c.sftp.lstat(r_),
+                    self.attrs_at(&c.sftp, r_),
                 )
                 .await;
                 (c, h, st)

@@ -230,7 +230,14 @@ impl Filesystem {
                                 c.sftp.setstat(r, a).await
                             }
                         };
-                        let (s, st) = join(set, c.sftp.lstat(r)).await;
+                        let stat = async {
+                            if symlink {
+                                c.sftp.lstat(r).await
+                            } else {
+                                self.attrs_at(&c.sftp, r).await
+                            }
+                        };
+                        let (s, st) = join(set, stat).await;
                         s?;
                         st
                     })

@@ -23,7 +23,7 @@ use fuser::FileAttr;
 use tokio::sync::Semaphore;
 
 use crate::remote::protocol::*;
-use crate::remote::{Attrs, Conn, Pool, RemoteError};
+use crate::remote::{Attrs, Conn, Pool, RemoteError, Sftp};
 pub use attr::AttrPolicy;
 pub use cache::CacheOptions;
 use cache::MetaCache;
@@ -144,6 +144,12 @@ impl Filesystem {
             stopping: AtomicBool::new(false),
             opts,
         })
+    }
+
+    /// With `follow_symlinks` the kernel must not cache the entry `symlink` answers: a link
+    /// shows as its target from the next lookup on.
+    pub fn follows_symlinks(&self) -> bool {
+        self.opts.symlinks.follow
     }
 
     pub fn pool(&self) -> &Pool {
@@ -318,20 +324,27 @@ impl Filesystem {
         }
     }
 
+    /// The attributes a name shows: LSTAT, or with `follow_symlinks` STAT, so that a link
+    /// shows as what it points to, and as itself when that is missing (a dangling link).
+    /// Every request that tells the kernel about a name goes through here: one answer of
+    /// another file type for the same inode is EIO to the kernel.
+    async fn attrs_at(&self, sftp: &Sftp, r: &[u8]) -> Result<Attrs, RemoteError> {
+        if !self.opts.symlinks.follow {
+            return sftp.lstat(r).await;
+        }
+        match sftp.stat(r).await {
+            Err(e) if e.is_status(SSH_FX_NO_SUCH_FILE) => sftp.lstat(r).await,
+            other => other,
+        }
+    }
+
     /// Fresh attributes of a remote path, bypassing the cache; stored in it.
     async fn lstat_remote(&self, rel: &[u8]) -> Result<Attrs, RemoteError> {
         let r = self.remote(rel);
         let r = &r;
         let generation = self.cache.generation(inode::parent_of(rel));
-        let follow = self.opts.symlinks.follow;
         let a = self
-            .call(|c| async move {
-                if follow {
-                    c.sftp.stat(r).await
-                } else {
-                    c.sftp.lstat(r).await
-                }
-            })
+            .call(|c| async move { self.attrs_at(&c.sftp, r).await })
             .await?;
         let nlink = {
             let t = self.inodes.lock().unwrap();

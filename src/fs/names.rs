@@ -126,7 +126,13 @@ impl Filesystem {
             Err(e) => return Err(self.explain_create_failure(e, &path).await),
         };
         self.cache.put_new(&path, &a, None);
-        self.cache.put_link(&path, target);
+        if self.opts.symlinks.follow {
+            // The kernel gets the link itself for this reply only (it must: it asked for a
+            // link), not to be cached (`follows_symlinks`); every later lookup shows the target.
+            self.cache.invalidate(&path);
+        } else {
+            self.cache.put_link(&path, target);
+        }
         Ok(self.entry(&path, &a, None))
     }
 
@@ -140,7 +146,8 @@ impl Filesystem {
         let made = self
             .call_once(
                 |c| async move {
-                    let (l, st) = join(c.sftp.hardlink(rf_, rt_), c.sftp.lstat(rt_)).await;
+                    let (l, st) =
+                        join(c.sftp.hardlink(rf_, rt_), self.attrs_at(&c.sftp, rt_)).await;
                     l?;
                     st
                 },
