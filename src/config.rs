@@ -197,6 +197,23 @@ pub struct FsConfig {
     pub contain_symlinks: bool,
     pub transform_symlinks: bool,
     pub follow_symlinks: bool,
+    /// libfuse's subdir module: mount this directory below `remote_dir` (relative to it, as
+    /// sshfs prepends it); empty for none. `rellinks`: rewrite absolute link targets below it
+    /// as relative ones.
+    pub subdir: Vec<u8>,
+    pub rellinks: bool,
+    /// `direct_io`: file data bypasses the kernel page cache.
+    pub direct_io: bool,
+    /// `disable_hardlink`: link(2) fails (ENOSYS, as sshfs) even where the server could.
+    pub disable_hardlink: bool,
+    /// `sshfs_sync`: each write(2) returns once the server acknowledged it.
+    pub sync_writes: bool,
+    /// sshfs's cache cleaning: expired entries are dropped every `dcache_clean_interval`, and
+    /// never more often than `dcache_min_clean_interval` (when the cache is over its size).
+    pub dcache_clean_interval: Duration,
+    pub dcache_min_clean_interval: Duration,
+    /// sshfs's `workaround=` list.
+    pub workarounds: Workarounds,
     /// Deadline for every remote request.
     pub request_timeout: Duration,
     /// Kernel entry / attribute cache time-outs.
@@ -212,6 +229,22 @@ pub struct FsConfig {
     pub gidfile: Option<PathBuf>,
     /// What `idmap=file` does with an id that has no mapping (`nomap=`).
     pub nomap: NoMap,
+}
+
+/// sshfs's `workaround=` fixes for servers that need them. `rename` and `buflimit` have no
+/// field: sftpfs always does what they do (see the option's help).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Workarounds {
+    /// `renamexdev`: a rename the server refuses for no reason it can name gives EXDEV, so
+    /// that `mv` copies and removes instead (a rename across the server's filesystems).
+    pub rename_xdev: bool,
+    /// `truncate`: sizes change by rewriting the file, for servers without SETSTAT of a size.
+    pub truncate: bool,
+    /// `fstat`: the attributes after a change through an open file are asked by path.
+    pub fstat: bool,
+    /// `createmode`: files are created without a mode (for servers that refuse one) and get
+    /// their mode right after.
+    pub create_mode: bool,
 }
 
 /// `idmap=`: how the owners of remote files are shown locally and how `chown` ids are sent.

@@ -269,12 +269,14 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.open(ino.0, flags.0).await {
                 Ok(o) => {
-                    let keep = if o.keep_cache {
+                    let flags = if fs.direct_io() {
+                        FopenFlags::FOPEN_DIRECT_IO
+                    } else if o.keep_cache {
                         FopenFlags::FOPEN_KEEP_CACHE
                     } else {
                         FopenFlags::empty()
                     };
-                    reply.opened(FileHandle(o.fh), keep)
+                    reply.opened(FileHandle(o.fh), flags)
                 }
                 Err(e) => reply.error(errno("open", e)),
             }
@@ -490,7 +492,12 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.create(parent.0, &name, mode, umask, flags).await {
                 Ok((a, fh)) => {
-                    reply.created(&ttl, &a, Generation(0), FileHandle(fh), FopenFlags::empty())
+                    let flags = if fs.direct_io() {
+                        FopenFlags::FOPEN_DIRECT_IO
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.created(&ttl, &a, Generation(0), FileHandle(fh), flags)
                 }
                 Err(e) => reply.error(errno("create", e)),
             }

@@ -137,13 +137,21 @@ fn fs_options(cfg: &MountConfig, idmap: IdMap) -> Options {
             link_ttl: cfg.fs.dcache_link_timeout,
             negative_ttl: cfg.fs.negative_timeout,
             max_size: cfg.fs.dcache_max_size,
+            clean_interval: cfg.fs.dcache_clean_interval,
+            min_clean_interval: cfg.fs.dcache_min_clean_interval,
         },
         prefetch: cfg.fs.prefetch,
         symlinks: SymlinkPolicy {
             contain: cfg.fs.contain_symlinks,
             transform: cfg.fs.transform_symlinks,
             follow: cfg.fs.follow_symlinks,
+            subdir: cfg.fs.subdir.clone(),
+            rellinks: cfg.fs.rellinks,
         },
+        hardlinks: !cfg.fs.disable_hardlink,
+        sync_writes: cfg.fs.sync_writes,
+        direct_io: cfg.fs.direct_io,
+        workarounds: cfg.fs.workarounds,
         ..Options::default()
     }
 }

@@ -477,3 +477,17 @@ fn malformed_o_syntax() {
         assert!(line.contains(what), "-o {bad:?}: {line}");
     }
 }
+
+#[test]
+fn zero_length_reply_names_the_bad_length() {
+    let line = against_fake(|s| {
+        if !handshake(s) {
+            return;
+        }
+        if read_packet(s).is_some() {
+            let _ = s.write_all(&0u32.to_be_bytes());
+        }
+    });
+    // sshfs 3.7.6's words, which scripts look for.
+    assert_mentions(&line, &["bad reply len: 0"], &[]);
+}

@@ -884,9 +884,15 @@ fn symlink_and_readlink_keep_the_target_exactly() {
 fn symlinks_leading_out_of_the_mount_are_contained_by_default() {
     setup!(s, m);
     fs::create_dir(s.remote("w/d")).unwrap();
+    // sshfs 3.7.6's rule is lexical: no absolute target, no `..` component anywhere.
     for (link, target, shown) in [
-        ("d/inside", "../real", Some("../real")),
+        ("d/safe", "sub/target", Some("sub/target")),
+        ("d/safe_dot", "./sub/target", Some("./sub/target")),
+        ("d/dots", "...", Some("...")),
+        ("d/inside", "../real", None),
         ("d/dotdot", "../../outside", None),
+        ("d/interleaved", "sub/../../etc/passwd", None),
+        ("d/bare_dotdot", "..", None),
         ("abs", "/etc/passwd", None),
         ("abs-inside", "/anything/in/the/mount", None),
     ] {
@@ -907,9 +913,37 @@ fn symlinks_leading_out_of_the_mount_are_contained_by_default() {
     let root = s.resolve("w");
     std::os::unix::fs::symlink(root.join("d"), s.remote("w/d/self")).unwrap();
     std::os::unix::fs::symlink(root.join("d/inside"), s.remote("w/top")).unwrap();
+    std::os::unix::fs::symlink(root.join("top"), s.remote("w/d/up")).unwrap();
+    fs::write(s.remote("w/d/real"), "data").unwrap();
+    std::os::unix::fs::symlink(root.join("d/real"), s.remote("w/d/sibling")).unwrap();
     let m = Mount::new(&s, "w", &["transform_symlinks"]);
     assert_eq!(fs::read_link(m.path("d/self")).unwrap(), Path::new("."));
     assert_eq!(fs::read_link(m.path("top")).unwrap(), Path::new("d/inside"));
+    assert_eq!(
+        fs::read_link(m.path("d/sibling")).unwrap(),
+        Path::new("real")
+    );
+    assert_eq!(fs::read(m.path("d/sibling")).unwrap(), b"data");
+    // Transformed to `../top`, then refused by contain_symlinks, as in sshfs.
+    assert_errno(fs::read_link(m.path("d/up")), libc::EPERM, "d/up");
+    assert_errno(
+        fs::metadata(m.path("d/up")),
+        libc::EPERM,
+        "stat through d/up",
+    );
+    drop(m);
+    let m = Mount::new(&s, "w", &["transform_symlinks", "no_contain_symlinks"]);
+    assert_eq!(fs::read_link(m.path("d/up")).unwrap(), Path::new("../top"));
+    // The last of contain_symlinks / no_contain_symlinks wins.
+    drop(m);
+    let m = Mount::new(&s, "w", &["contain_symlinks", "no_contain_symlinks"]);
+    assert_eq!(
+        fs::read_link(m.path("abs")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    drop(m);
+    let m = Mount::new(&s, "w", &["no_contain_symlinks", "contain_symlinks"]);
+    assert_errno(fs::read_link(m.path("abs")), libc::EPERM, "abs");
 }
 
 #[test]

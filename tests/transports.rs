@@ -194,6 +194,15 @@ fn directport_speaks_sftp_over_tcp() {
 
 #[test]
 fn passive_speaks_sftp_on_stdin_and_stdout() {
+    passive_round_trip("passive");
+}
+
+#[test]
+fn slave_is_sshfs_old_name_of_passive() {
+    passive_round_trip("slave");
+}
+
+fn passive_round_trip(option: &str) {
     let sshd = Sshd::start();
     let mut server = Command::new(SFTP_SERVER);
     server
@@ -213,7 +222,7 @@ fn passive_speaks_sftp_on_stdin_and_stdout() {
     // No host: as with sshfs, passive mode takes `:dir`.
     cmd.arg(format!(":{home}"))
         .arg(&mnt)
-        .args(["-o", "passive", "-f"]);
+        .args(["-o", option, "-f"]);
     // After the harness's stdio set-up: stdin from the server, stdout to it.
     unsafe {
         cmd.pre_exec(move || {
@@ -226,7 +235,7 @@ fn passive_speaks_sftp_on_stdin_and_stdout() {
     let m = Mount::spawn_foreground(&sshd, cmd, mnt, sshd.home());
     drop((from_server, to_server));
     let m = m.unwrap_or_else(|e| panic!("{e}"));
-    check_round_trip(&m, "passive.bin");
+    check_round_trip(&m, &format!("{option}.bin"));
     drop(m);
     // The server ends with the mount (its stdin closes).
     let ended = support::wait_until(support::EXIT_DEADLINE, || {

@@ -21,6 +21,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueHint};
 
 use crate::config::{
     FsConfig, IdMapMode, MountConfig, NoMap, SshConfig, SshExplicit, StrictHostKeyChecking,
+    Workarounds,
 };
 pub use options::{option_table, NameMatch, OptSpec, Origin, ValueKind};
 use options::{Bad, Draft};
@@ -109,7 +110,7 @@ pub enum CliError {
     UnexpectedValue { option: &'static str, given: String },
     #[error("source must be [user@]host:[dir], got '{0}'")]
     SourceFormat(String),
-    #[error("invalid host '{host}' in '{given}': {reason}")]
+    #[error("invalid hostname '{host}' in '{given}': {reason}")]
     BadHost {
         host: String,
         given: String,
@@ -451,6 +452,14 @@ fn defaults(env: &Env) -> MountConfig {
             contain_symlinks: true,
             transform_symlinks: false,
             follow_symlinks: false,
+            subdir: Vec::new(),
+            rellinks: false,
+            direct_io: false,
+            disable_hardlink: false,
+            sync_writes: false,
+            dcache_clean_interval: Duration::from_secs(60),
+            dcache_min_clean_interval: Duration::from_secs(5),
+            workarounds: Workarounds::default(),
             entry_timeout: Duration::from_secs(1),
             attr_timeout: Duration::from_secs(1),
             reconnect: true,

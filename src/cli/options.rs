@@ -390,10 +390,10 @@ const OPTIONS: &[OptSpec] = &[
         }),
     opt("passive", Exact, Flag, None, "transport.passive", Origin::Sshfs,
         "SFTP on standard input/output (one connection, no reconnect)",
-        |d, _| {
-            d.cfg.transport.passive = true;
-            Ok(())
-        }),
+        set_passive),
+    opt("slave", Exact, Flag, None, "transport.passive", Origin::Sshfs,
+        "same as passive (sshfs's old name)",
+        set_passive),
     // --- filesystem ---
     opt("ro", Exact, Flag, None, "fs.read_only", Origin::Fuse, "mount read-only",
         |d, _| {
@@ -482,38 +482,52 @@ const OPTIONS: &[OptSpec] = &[
         }),
     opt("dcache_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_*_timeout", Origin::Sshfs,
         "time-out of all three caches (a change made on the server shows after it)",
-        |d, v| {
-            let t = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 20"))?;
-            d.cfg.fs.dcache_stat_timeout = t;
-            d.cfg.fs.dcache_dir_timeout = t;
-            d.cfg.fs.dcache_link_timeout = t;
-            Ok(())
-        }),
+        set_cache_timeout),
     opt("dcache_stat_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_stat_timeout", Origin::Sshfs,
         "time-out of cached attributes",
-        |d, v| {
-            d.cfg.fs.dcache_stat_timeout = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 20"))?;
-            Ok(())
-        }),
+        |d, v| cache_seconds(v, &mut d.cfg.fs.dcache_stat_timeout)),
     opt("dcache_dir_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_dir_timeout", Origin::Sshfs,
         "time-out of cached directory listings",
-        |d, v| {
-            d.cfg.fs.dcache_dir_timeout = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 20"))?;
-            Ok(())
-        }),
+        |d, v| cache_seconds(v, &mut d.cfg.fs.dcache_dir_timeout)),
     opt("dcache_link_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_link_timeout", Origin::Sshfs,
         "time-out of cached symlink targets",
-        |d, v| {
-            d.cfg.fs.dcache_link_timeout = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 20"))?;
-            Ok(())
-        }),
+        |d, v| cache_seconds(v, &mut d.cfg.fs.dcache_link_timeout)),
     opt("dcache_max_size", Exact, Value("N"), Some("10000"), "fs.dcache_max_size", Origin::Sshfs,
         "entries kept in each cache",
+        set_cache_max_size),
+    opt("dcache_clean_interval", Exact, Value("SECONDS"), Some("60"), "fs.dcache_clean_interval",
+        Origin::Sshfs,
+        "drop expired cache entries this often",
+        set_clean_interval),
+    opt("dcache_min_clean_interval", Exact, Value("SECONDS"), Some("5"),
+        "fs.dcache_min_clean_interval", Origin::Sshfs,
+        "drop expired entries of a cache over dcache_max_size, at most this often",
+        set_min_clean_interval),
+    // sshfs's older names of the dcache options.
+    opt("cache", Exact, Value("yes|no"), Some("yes"), "fs.dir_cache", Origin::Sshfs,
+        "same as dir_cache",
         |d, v| {
-            let n = number::<u64>(v).filter(|n| *n >= 1);
-            d.cfg.fs.dcache_max_size = n.ok_or(Bad::Invalid("a number >= 1"))? as usize;
+            d.cfg.fs.dir_cache = yes_no(v)?;
             Ok(())
         }),
+    opt("cache_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_*_timeout",
+        Origin::Sshfs, "same as dcache_timeout", set_cache_timeout),
+    opt("cache_stat_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_stat_timeout",
+        Origin::Sshfs, "same as dcache_stat_timeout",
+        |d, v| cache_seconds(v, &mut d.cfg.fs.dcache_stat_timeout)),
+    opt("cache_dir_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_dir_timeout",
+        Origin::Sshfs, "same as dcache_dir_timeout",
+        |d, v| cache_seconds(v, &mut d.cfg.fs.dcache_dir_timeout)),
+    opt("cache_link_timeout", Exact, Value("SECONDS"), Some("20"), "fs.dcache_link_timeout",
+        Origin::Sshfs, "same as dcache_link_timeout",
+        |d, v| cache_seconds(v, &mut d.cfg.fs.dcache_link_timeout)),
+    opt("cache_max_size", Exact, Value("N"), Some("10000"), "fs.dcache_max_size",
+        Origin::Sshfs, "same as dcache_max_size", set_cache_max_size),
+    opt("cache_clean_interval", Exact, Value("SECONDS"), Some("60"), "fs.dcache_clean_interval",
+        Origin::Sshfs, "same as dcache_clean_interval", set_clean_interval),
+    opt("cache_min_clean_interval", Exact, Value("SECONDS"), Some("5"),
+        "fs.dcache_min_clean_interval", Origin::Sshfs, "same as dcache_min_clean_interval",
+        set_min_clean_interval),
     opt("negative_timeout", Exact, Value("SECONDS"), Some("0"), "fs.negative_timeout", Origin::Fuse,
         "believe a name is absent from a cached listing this long (new names made on the server show after it)",
         |d, v| {
@@ -527,7 +541,7 @@ const OPTIONS: &[OptSpec] = &[
             Ok(())
         }),
     opt("contain_symlinks", Exact, Flag, Some("on"), "fs.contain_symlinks", Origin::Sshfs,
-        "refuse (EPERM) symlink targets that lead out of the mount (CVE-2026-47187)",
+        "readlink refuses (EPERM) absolute targets and targets with a .. component (sshfs 3.7.6, CVE-2026-47187)",
         |d, _| {
             d.cfg.fs.contain_symlinks = true;
             Ok(())
@@ -539,15 +553,56 @@ const OPTIONS: &[OptSpec] = &[
             Ok(())
         }),
     opt("transform_symlinks", Exact, Flag, None, "fs.transform_symlinks", Origin::Sshfs,
-        "show absolute targets inside the mount as relative ones",
+        "show absolute targets inside the mount as relative ones (before contain_symlinks, as sshfs)",
         |d, _| {
             d.cfg.fs.transform_symlinks = true;
             Ok(())
         }),
     opt("follow_symlinks", Exact, Flag, None, "fs.follow_symlinks", Origin::Sshfs,
-        "let the server follow symlinks: they show as what they point to",
+        "let the server follow symlinks: they show as what they point to (a dangling one as a link)",
         |d, _| {
             d.cfg.fs.follow_symlinks = true;
+            Ok(())
+        }),
+    opt("subdir", Exact, Value("DIR"), None, "fs.subdir", Origin::Fuse,
+        "mount DIR below the remote directory (libfuse's subdir module; modules=subdir optional)",
+        |d, v| {
+            let dir = v.as_bytes();
+            let rel = dir.strip_prefix(b"/").unwrap_or(dir);
+            if rel.is_empty() || rel.split(|&c| c == b'/').any(|c| c == b"..") {
+                return Err(Bad::Invalid("a directory below the remote directory, e.g. sub/dir"));
+            }
+            d.cfg.fs.subdir = rel.to_vec();
+            Ok(())
+        }),
+    opt("rellinks", Exact, Flag, None, "fs.rellinks", Origin::Fuse,
+        "with subdir: show absolute symlink targets below DIR as relative ones",
+        |d, _| {
+            d.cfg.fs.rellinks = true;
+            Ok(())
+        }),
+    opt("norellinks", Exact, Flag, Some("on"), "fs.rellinks", Origin::Fuse,
+        "with subdir: show symlink targets as sshfs gives them",
+        |d, _| {
+            d.cfg.fs.rellinks = false;
+            Ok(())
+        }),
+    opt("direct_io", Exact, Flag, None, "fs.direct_io", Origin::Sshfs,
+        "bypass the kernel page cache: every read and write goes to the server (still pipelined)",
+        |d, _| {
+            d.cfg.fs.direct_io = true;
+            Ok(())
+        }),
+    opt("disable_hardlink", Exact, Flag, None, "fs.disable_hardlink", Origin::Sshfs,
+        "link(2) fails with ENOSYS, as in sshfs, even where the server can make hard links",
+        |d, _| {
+            d.cfg.fs.disable_hardlink = true;
+            Ok(())
+        }),
+    opt("sshfs_sync", Exact, Flag, None, "fs.sync_writes", Origin::Sshfs,
+        "synchronous writes: each write(2) returns once the server has it, with its error",
+        |d, _| {
+            d.cfg.fs.sync_writes = true;
             Ok(())
         }),
     opt("entry_timeout", Exact, Value("SECONDS"), Some("1"), "fs.entry_timeout", Origin::Fuse,
@@ -622,29 +677,13 @@ const OPTIONS: &[OptSpec] = &[
             "1" => Err(Bad::Unsupported("SSH protocol 1 is obsolete and unsafe")),
             _ => Err(Bad::Invalid("2")),
         }),
-    opt("workaround", Exact, ValueKind::Ignored, None, "", Origin::Sshfs,
-        "ignored: fixes for old servers (rename, truncate, buflimit, fstat, createmode)",
-        |_, v| {
-            for w in text(v).split(':').filter(|w| !w.is_empty() && *w != "none") {
-                match w {
-                    "rename" | "truncate" | "buflimit" | "fstat" | "createmode" => {}
-                    "norename" | "notruncate" | "nobuflimit" | "nofstat" | "nocreatemode" => {}
-                    "norenamexdev" => {}
-                    "renamexdev" => {
-                        return Err(Bad::Unsupported(
-                            "renamexdev is not implemented: mv across remote filesystems fails",
-                        ))
-                    }
-                    _ => {
-                        return Err(Bad::Invalid(
-                            "a :-list of none, [no]rename, [no]renamexdev, [no]truncate, \
-                             [no]buflimit, [no]fstat, [no]createmode",
-                        ))
-                    }
-                }
-            }
-            Ok(())
-        }),
+    opt("workaround", Exact, Value("LIST"), Some("none"), "fs.workarounds", Origin::Sshfs,
+        "fixes for servers, a :-list: rename (always on: a rename over a name replaces it \
+         even without posix-rename), renamexdev (an unexplained rename failure gives EXDEV, so \
+         mv copies), truncate (change sizes by rewriting the file), fstat (ask attributes by \
+         path), createmode (create files without a mode, then set it), buflimit (always on: \
+         unacknowledged writes are bounded), none; noNAME turns one off",
+        set_workarounds),
     accepted("kernel_cache", Origin::Fuse,
         "ignored: sftpfs decides how the kernel caches file data"),
     accepted("auto_cache", Origin::Fuse,
@@ -666,17 +705,7 @@ const OPTIONS: &[OptSpec] = &[
     accepted("nonempty", Origin::Fuse,
         "ignored: FUSE 2 option; FUSE 3 mounts on non-empty directories"),
     // --- known, but their meaning is not provided: refused with the reason ---
-    refused("sshfs_sync", Origin::Sshfs,
-        "synchronous writes are not supported; errors come back at fsync/close, use fsync"),
-    refused("disable_hardlink", Origin::Sshfs,
-        "link(2) makes hard links whenever the server can; they cannot be turned off"),
-    refused("direct_io", Origin::Fuse,
-        "sftpfs always uses the kernel page cache"),
     refused("modules", Origin::Fuse, "libfuse modules are not supported"),
-    refused("subdir", Origin::Fuse,
-        "libfuse module option; put the directory in the source (host:dir/sub)"),
-    refused("rellinks", Origin::Fuse, "libfuse subdir module option (subdir is refused too)"),
-    refused("norellinks", Origin::Fuse, "libfuse subdir module option (subdir is refused too)"),
     refused("from_code", Origin::Fuse,
         "libfuse iconv module: file names are passed unchanged, as bytes"),
     refused("to_code", Origin::Fuse,
@@ -876,6 +905,67 @@ pub(super) fn apply(
             reason,
         },
     })
+}
+
+fn set_workarounds(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {
+    let w = &mut d.cfg.fs.workarounds;
+    for item in text(v).split(':').filter(|w| !w.is_empty()) {
+        let (on, name) = match item.strip_prefix("no") {
+            Some(rest) if rest != "ne" => (false, rest),
+            _ => (true, item),
+        };
+        match name {
+            // sshfs's `none` clears these four, not renamexdev or createmode.
+            "none" => {
+                w.truncate = false;
+                w.fstat = false;
+            }
+            "rename" | "buflimit" => {}
+            "renamexdev" => w.rename_xdev = on,
+            "truncate" => w.truncate = on,
+            "fstat" => w.fstat = on,
+            "createmode" => w.create_mode = on,
+            _ => {
+                return Err(Bad::Invalid(
+                    "a :-list of none, [no]rename, [no]renamexdev, [no]truncate, \
+                     [no]buflimit, [no]fstat, [no]createmode",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_passive(d: &mut Draft<'_>, _: &OsStr) -> Result<(), Bad> {
+    d.cfg.transport.passive = true;
+    Ok(())
+}
+
+fn cache_seconds(v: &OsStr, field: &mut Duration) -> Result<(), Bad> {
+    *field = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 20"))?;
+    Ok(())
+}
+
+fn set_cache_timeout(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {
+    let fs = &mut d.cfg.fs;
+    cache_seconds(v, &mut fs.dcache_stat_timeout)?;
+    fs.dcache_dir_timeout = fs.dcache_stat_timeout;
+    fs.dcache_link_timeout = fs.dcache_stat_timeout;
+    Ok(())
+}
+
+fn set_cache_max_size(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {
+    let n = number::<u64>(v).filter(|n| *n >= 1);
+    d.cfg.fs.dcache_max_size = n.ok_or(Bad::Invalid("a number >= 1"))? as usize;
+    Ok(())
+}
+
+fn set_clean_interval(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {
+    cache_seconds(v, &mut d.cfg.fs.dcache_clean_interval)
+}
+
+fn set_min_clean_interval(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {
+    cache_seconds(v, &mut d.cfg.fs.dcache_min_clean_interval)
 }
 
 fn set_port(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {

@@ -244,11 +244,11 @@ fn ipv6_sources() {
     );
     assert_eq!(
         err(&["[::1]x:/srv", "/m"]),
-        "invalid host '[::1]x' in '[::1]x:/srv': '[' without ']' before ':'"
+        "invalid hostname '[::1]x' in '[::1]x:/srv': '[' without ']' before ':'"
     );
     assert_eq!(
         err(&["[]:/srv", "/m"]),
-        "invalid host '[]' in '[]:/srv': the host is empty"
+        "invalid hostname '[]' in '[]:/srv': the host is empty"
     );
 }
 
@@ -264,16 +264,16 @@ fn bad_sources() {
     );
     assert_eq!(
         err(&[":/srv", "/m"]),
-        "invalid host '' in ':/srv': the host is empty"
+        "invalid hostname '' in ':/srv': the host is empty"
     );
     assert_eq!(
         err(&["u@:/srv", "/m"]),
-        "invalid host '' in 'u@:/srv': the host is empty"
+        "invalid hostname '' in 'u@:/srv': the host is empty"
     );
     // after `--` a leading '-' reaches the source: it is a bad host, never an option
     assert_eq!(
         err(&["--", "-oProxyCommand=x:dir", "/m"]),
-        "invalid host '-oProxyCommand=x' in '-oProxyCommand=x:dir': a host cannot start with '-'"
+        "invalid hostname '-oProxyCommand=x' in '-oProxyCommand=x:dir': a host cannot start with '-'"
     );
     // without `--`, clap reads it as the option `-o ProxyCommand=x:dir`, never as a host
     assert_eq!(
@@ -282,7 +282,7 @@ fn bad_sources() {
     );
     assert_eq!(
         err(&["u@-h:dir", "/m"]),
-        "invalid host '-h' in 'u@-h:dir': a host cannot start with '-'"
+        "invalid hostname '-h' in 'u@-h:dir': a host cannot start with '-'"
     );
     for bad in [
         "a b:/d",
@@ -294,7 +294,7 @@ fn bad_sources() {
         "a`x`:/d",
     ] {
         let e = err(&[bad, "/m"]);
-        assert!(e.starts_with("invalid host "), "{bad:?}: {e}");
+        assert!(e.starts_with("invalid hostname "), "{bad:?}: {e}");
     }
     assert!(err(&["@h:/d", "/m"]).starts_with("invalid user name '' in '@h:/d'"));
     assert_eq!(
@@ -740,7 +740,7 @@ fn idmap_options() {
 fn sshfs_options_accepted_and_ignored() {
     let c = with_o(
         "sshfs_debug,sync_readdir,no_readahead,sync_read,delay_connect,no_check_root,\
-         ssh_protocol=2,workaround=none:rename:norenamexdev:truncate:buflimit:fstat:createmode,\
+         ssh_protocol=2,workaround=none:rename:norenamexdev:buflimit:nofstat,\
          kernel_cache,auto_cache,noauto_cache,ac_attr_timeout=5,\
          no_rofd_flush,noforget,remember=10,auto_unmount,max_read=65536,big_writes,\
          large_read,nonempty",
@@ -762,31 +762,47 @@ fn sshfs_options_accepted_and_ignored() {
 #[test]
 fn sshfs_options_refused_with_a_reason() {
     assert_eq!(
-        err(&["h:", "/m", "-o", "direct_io"]),
-        "-o direct_io is not supported: sftpfs always uses the kernel page cache"
-    );
-    for opt in [
-        "sshfs_sync",
-        "disable_hardlink",
-        "subdir=/x",
-        "modules=subdir",
-        "from_code=latin1",
-    ] {
-        let e = err(&["h:", "/m", "-o", opt]);
-        let name = opt.split('=').next().unwrap();
-        assert!(
-            e.starts_with(&format!("-o {name} is not supported: ")),
-            "{opt}: {e}"
-        );
-    }
-    assert_eq!(
         err(&["h:", "/m", "-o", "ssh_protocol=1"]),
         "-o ssh_protocol=1 is not supported: SSH protocol 1 is obsolete and unsafe"
     );
-    assert!(
-        err(&["h:", "/m", "-o", "workaround=renamexdev"]).contains("renamexdev is not implemented")
-    );
     assert!(err(&["h:", "/m", "-o", "workaround=bogus"]).starts_with("invalid value 'bogus'"));
+    assert!(err(&["h:", "/m", "-o", "workaround=all"]).starts_with("invalid value 'all'"));
+}
+
+#[test]
+fn sshfs_options_that_were_refused_now_parse() {
+    let c = mount(&[
+        "h:",
+        "/m",
+        "-o",
+        "direct_io,disable_hardlink,sshfs_sync,subdir=/a/b,rellinks,slave",
+    ]);
+    assert!(c.fs.direct_io && c.fs.disable_hardlink && c.fs.sync_writes && c.fs.rellinks);
+    assert_eq!(c.fs.subdir, b"a/b");
+    assert!(c.transport.passive);
+    let c = mount(&[
+        "h:",
+        "/m",
+        "-o",
+        "dcache_clean_interval=7,cache_min_clean_interval=1.5",
+    ]);
+    assert_eq!(c.fs.dcache_clean_interval, Duration::from_secs(7));
+    assert_eq!(c.fs.dcache_min_clean_interval, Duration::from_millis(1500));
+    let c = mount(&["h:", "/m", "-o", "cache=no,cache_timeout=3"]);
+    assert!(!c.fs.dir_cache);
+    assert_eq!(c.fs.dcache_dir_timeout, Duration::from_secs(3));
+    assert!(err(&["h:", "/m", "-o", "subdir=../x"]).contains("subdir"));
+    for w in [
+        "rename",
+        "renamexdev",
+        "truncate",
+        "buflimit",
+        "fstat",
+        "createmode",
+        "none",
+    ] {
+        mount(&["h:", "/m", "-o", &format!("workaround={w}")]);
+    }
 }
 
 fn helper(args: &[&str]) -> Result<Command, CliError> {

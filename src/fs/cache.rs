@@ -30,6 +30,10 @@ pub struct CacheOptions {
     pub negative_ttl: Duration,
     /// Entries per cache.
     pub max_size: usize,
+    /// sshfs's cleaning: when something is stored, expired entries are dropped if the last
+    /// clean was `clean_interval` ago, or `min_clean_interval` ago and a cache is full.
+    pub clean_interval: Duration,
+    pub min_clean_interval: Duration,
 }
 
 impl Default for CacheOptions {
@@ -41,6 +45,8 @@ impl Default for CacheOptions {
             link_ttl: Duration::from_secs(20),
             negative_ttl: Duration::ZERO,
             max_size: 10_000,
+            clean_interval: Duration::from_secs(60),
+            min_clean_interval: Duration::from_secs(5),
         }
     }
 }
@@ -101,6 +107,7 @@ pub struct MetaCache {
     changes: Mutex<()>,
     /// Which names share a file. Locked after `changes`, never while a cache map is held.
     inodes: Arc<Mutex<InodeTable>>,
+    last_cleaned: Mutex<Instant>,
 }
 
 /// What a cached listing says about one name.
@@ -125,7 +132,34 @@ impl MetaCache {
             links: Mutex::new(LruCache::new(n)),
             changes: Mutex::new(()),
             inodes,
+            last_cleaned: Mutex::new(Instant::now()),
         }
+    }
+
+    /// Drops expired entries when due (see [`CacheOptions::clean_interval`]); called after a
+    /// store, with no cache map held.
+    fn clean_if_due(&self) {
+        let now = Instant::now();
+        let full = || {
+            let a = self.attrs.lock().unwrap();
+            let l = self.links.lock().unwrap();
+            let d = self.dirs.lock().unwrap();
+            a.len() >= a.cap().get() || l.len() >= l.cap().get() || d.len() >= d.cap().get()
+        };
+        {
+            let mut last = self.last_cleaned.lock().unwrap();
+            let since = now.saturating_duration_since(*last);
+            if since <= self.opts.min_clean_interval
+                || (since <= self.opts.clean_interval && !full())
+            {
+                return;
+            }
+            *last = now;
+        }
+        let dropped = drop_expired(&self.attrs, now)
+            + drop_expired(&self.dirs, now)
+            + drop_expired(&self.links, now);
+        tracing::debug!("cache: dropped {dropped} expired entries");
     }
 
     /// Every name of the file at `path` (itself first), and whether it has links not known
@@ -270,6 +304,7 @@ impl MetaCache {
                 }
             }
         }
+        self.clean_if_due();
     }
 
     /// A file with links not known by name changed: every cached link count above one may
@@ -403,6 +438,7 @@ impl MetaCache {
                     until: now + self.opts.dir_ttl,
                 },
             );
+            self.clean_if_due();
         }
         l
     }
@@ -435,6 +471,7 @@ impl MetaCache {
                     until: Instant::now() + self.opts.link_ttl,
                 },
             );
+            self.clean_if_due();
         }
     }
 
@@ -587,6 +624,11 @@ fn drop_matching<V>(
         c.pop(k);
     }
     keys
+}
+
+/// Drops the entries whose time is up; returns how many.
+fn drop_expired<V>(c: &Mutex<LruCache<RelPath, Timed<V>>>, now: Instant) -> usize {
+    drop_matching(&mut c.lock().unwrap(), |_, t| t.until <= now).len()
 }
 
 pub fn name_of(path: &[u8]) -> &[u8] {

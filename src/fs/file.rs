@@ -173,8 +173,10 @@ impl Filesystem {
         let path = self.child_path(parent, name)?;
         let r = self.remote(&path);
         let want = mode & !umask & 0o7777;
+        // workaround=createmode: no mode in the OPEN (servers that refuse one); the fix-up
+        // below sets it.
         let a = Attrs {
-            permissions: Some(want),
+            permissions: (!self.opts.workarounds.create_mode).then_some(want),
             ..Attrs::default()
         };
         let (r_, a_) = (&r, &a);
@@ -336,7 +338,10 @@ impl Filesystem {
             total: self.readahead_bytes.clone(),
             total_max: self.opts.readahead_total,
         };
-        let plan = {
+        // direct_io: every read asks the server (its chunks pipelined), never the window.
+        let plan = if self.opts.direct_io {
+            None
+        } else {
             let mut ra = f.readahead.lock().unwrap();
             ra.plan(offset, size, &w, |o, l| self.fetch(&f, o, l))
         };
@@ -551,6 +556,14 @@ impl Filesystem {
             let off = offset + (i * max) as u64;
             let bytes = data.slice(i * max..i * max + chunk.len());
             self.queue(&f, Queued::Write(off, bytes), Some(permit));
+        }
+        if self.opts.sync_writes {
+            // sshfs_sync: answered once the server has it, with its error, reported here
+            // once (not again at close).
+            f.drain().await;
+            if let Some(e) = f.take_error() {
+                return Err(FsError::new(e));
+            }
         }
         Ok(len as u32)
     }

@@ -121,8 +121,29 @@ impl Filesystem {
             .policy
             .to_remote_owner(set.uid, set.gid)
             .map_err(FsError::new)?;
-        let set = SetAttr { uid, gid, ..set };
+        let mut set = SetAttr { uid, gid, ..set };
         let path = self.inodes.lock().unwrap().path(ino);
+        if let (Some(size), Some(p), true) = (set.size, &path, self.opts.workarounds.truncate) {
+            // Every write lands first: the rewrite reads and replaces what the server has.
+            self.drain_inode(ino).await;
+            self.truncate_by_rewrite(p, size)
+                .await
+                .map_err(|e| setattr_error(&set, e))?;
+            self.drop_readahead(ino);
+            set.size = None;
+            let fresh = self.lstat_remote(p).await?;
+            self.exact_after_writes(ino, &fresh, |_, q| {
+                self.inodes.lock().unwrap().path(ino).as_deref() == Some(q)
+            });
+            if set.mode.is_none()
+                && set.uid.is_none()
+                && set.gid.is_none()
+                && set.atime.is_none()
+                && set.mtime.is_none()
+            {
+                return Ok(self.attr(ino, &fresh, None));
+            }
+        }
         // Through an open file of the node when there is one: on its connection the request
         // queues behind that file's writes, so they need not be waited for.
         let file = fh
@@ -190,9 +211,21 @@ impl Filesystem {
         let mut via_file = None;
         if let Some(f) = &file {
             let a = &a;
+            // workaround=fstat: the attributes by path, on the same connection (in order).
+            let by_path = path
+                .as_ref()
+                .filter(|_| self.opts.workarounds.fstat)
+                .map(|p| self.remote(p));
+            let by_path = &by_path;
             let r = self
                 .with_file(f, |c, h| async move {
-                    let (s, st) = join(c.sftp.fsetstat(&h, a), c.sftp.fstat(&h)).await;
+                    let stat = async {
+                        match by_path {
+                            Some(r) => self.attrs_at(&c.sftp, r).await,
+                            None => c.sftp.fstat(&h).await,
+                        }
+                    };
+                    let (s, st) = join(c.sftp.fsetstat(&h, a), stat).await;
                     s?;
                     st
                 })
@@ -275,7 +308,7 @@ impl Filesystem {
     fn shown_target(&self, link: &[u8], target: Vec<u8>) -> FsResult<Vec<u8>> {
         self.opts
             .symlinks
-            .show(&self.root, link, &target)
+            .show(&self.base, link, &target)
             .ok_or_else(|| {
                 tracing::debug!(
                     "symlink target leads out of the mount; refused (contain_symlinks)"

@@ -13,6 +13,7 @@ pub mod names;
 pub mod readahead;
 pub mod split;
 pub mod symlink;
+mod truncate;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -82,6 +83,13 @@ pub struct Options {
     /// Largest read-ahead window of one file, and of all files together.
     pub readahead_max: usize,
     pub readahead_total: usize,
+    /// `link` makes hard links where the server can (not with sshfs's `disable_hardlink`).
+    pub hardlinks: bool,
+    /// sshfs's `sshfs_sync`: a write is answered once the server acknowledged it.
+    pub sync_writes: bool,
+    /// sshfs's `direct_io`: the kernel's page cache is bypassed.
+    pub direct_io: bool,
+    pub workarounds: crate::config::Workarounds,
 }
 
 impl Default for Options {
@@ -89,7 +97,7 @@ impl Default for Options {
         Options {
             policy: AttrPolicy::default(),
             read_only: false,
-            symlinks: SymlinkPolicy::default(),
+            symlinks: SymlinkPolicy::sshfs_default(),
             cache: CacheOptions::default(),
             prefetch: true,
             prefetch_parallel: 4,
@@ -97,6 +105,10 @@ impl Default for Options {
             write_behind_bytes: 8 << 20,
             readahead_max: 8 << 20,
             readahead_total: 16 << 20,
+            hardlinks: true,
+            sync_writes: false,
+            direct_io: false,
+            workarounds: crate::config::Workarounds::default(),
         }
     }
 }
@@ -105,8 +117,10 @@ pub struct Filesystem {
     /// Ourselves, for background tasks (write-behind, prefetch) that outlive a call.
     me: std::sync::Weak<Filesystem>,
     pool: Arc<Pool>,
-    /// Absolute remote path of the mount root.
+    /// Absolute remote path of the mount root: the remote directory, and below it `subdir=`.
     root: Vec<u8>,
+    /// The remote directory without `subdir=`, what sshfs's symlink rules see as the base.
+    base: Vec<u8>,
     inodes: Arc<Mutex<InodeTable>>,
     files: HandleTable<OpenFile>,
     dirs: HandleTable<DirListing>,
@@ -125,13 +139,16 @@ pub struct Filesystem {
 }
 
 impl Filesystem {
-    /// `root` must be an absolute remote directory (see `connect::resolve_root`).
-    pub fn new(pool: Arc<Pool>, root: Vec<u8>, opts: Options) -> Arc<Self> {
+    /// `base` must be an absolute remote directory (see `connect::resolve_root`); the mount
+    /// shows it, or its `opts.symlinks.subdir` below it.
+    pub fn new(pool: Arc<Pool>, base: Vec<u8>, opts: Options) -> Arc<Self> {
         let inodes = Arc::new(Mutex::new(InodeTable::new()));
+        let root = subdir_of(&base, &opts.symlinks.subdir);
         Arc::new_cyclic(|me| Filesystem {
             me: me.clone(),
             pool,
             root,
+            base,
             inodes: inodes.clone(),
             files: HandleTable::default(),
             dirs: HandleTable::default(),
@@ -150,6 +167,11 @@ impl Filesystem {
     /// shows as its target from the next lookup on.
     pub fn follows_symlinks(&self) -> bool {
         self.opts.symlinks.follow
+    }
+
+    /// With `direct_io` open files bypass the kernel's page cache (FOPEN_DIRECT_IO).
+    pub fn direct_io(&self) -> bool {
+        self.opts.direct_io
     }
 
     pub fn pool(&self) -> &Pool {
@@ -366,6 +388,21 @@ impl Filesystem {
     async fn exists(&self, rel: &[u8]) -> Option<Attrs> {
         self.lstat_remote(rel).await.ok()
     }
+}
+
+/// The absolute remote path of `subdir` (relative, as libfuse's subdir module prepends it)
+/// below `base`.
+pub fn subdir_of(base: &[u8], subdir: &[u8]) -> Vec<u8> {
+    let mut p = base.to_vec();
+    let sub = subdir.strip_prefix(b"/").unwrap_or(subdir);
+    let sub = sub.strip_suffix(b"/").unwrap_or(sub);
+    if !sub.is_empty() {
+        if !p.ends_with(b"/") {
+            p.push(b'/');
+        }
+        p.extend_from_slice(sub);
+    }
+    p
 }
 
 /// Whether process `pid` has `gid` among its supplementary groups.

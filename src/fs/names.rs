@@ -138,6 +138,10 @@ impl Filesystem {
 
     pub async fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> FsResult<FileAttr> {
         self.writable()?;
+        if !self.opts.hardlinks {
+            // sshfs's disable_hardlink: ENOSYS, as sshfs answers.
+            return Err(FsError::new(libc::ENOSYS));
+        }
         let from = self.path_of(ino)?;
         let to = self.child_path(new_parent, new_name)?;
         let (rf, rt) = (self.remote(&from), self.remote(&to));
@@ -311,28 +315,65 @@ impl Filesystem {
             (Some(_), Some(d)) if d.is_dir() && self.has_entries(to).await => {
                 FsError::new(libc::ENOTEMPTY)
             }
+            // workaround=renamexdev: most likely across the server's filesystems; EXDEV
+            // makes mv copy and remove instead.
+            _ if self.opts.workarounds.rename_xdev => FsError::new(libc::EXDEV),
             _ => e.into(),
         }
     }
 }
 
-/// Without posix-rename: remove the target first (not atomic, the best SFTP v3 allows).
+/// Without posix-rename (sshfs's `workaround=rename`, always on here): a file in the way is
+/// moved aside, the rename made, and the moved file removed, or put back if the rename
+/// fails, so that no failure loses it. Not atomic: for a moment the name is missing. A
+/// directory in the way must be empty, and is removed first.
 async fn replace_rename(
     sftp: &crate::remote::Sftp,
     from: &[u8],
     to: &[u8],
 ) -> Result<(), RemoteError> {
-    match sftp.rename(from, to).await {
-        Err(e) if e.is_failure() => {
-            if let Ok(a) = sftp.lstat(to).await {
-                if a.is_dir() {
-                    sftp.rmdir(to).await?;
-                } else {
-                    sftp.remove(to).await?;
-                }
-            }
-            sftp.rename(from, to).await
-        }
-        other => other,
+    let refused = match sftp.rename(from, to).await {
+        Err(e) if e.is_failure() => e,
+        other => return other,
+    };
+    let Ok(target) = sftp.lstat(to).await else {
+        return Err(refused);
+    };
+    if target.is_dir() {
+        sftp.rmdir(to).await?;
+        return sftp.rename(from, to).await;
     }
+    let aside = aside_name(to);
+    if sftp.rename(to, &aside).await.is_err() {
+        return Err(refused);
+    }
+    match sftp.rename(from, to).await {
+        Ok(()) => {
+            if let Err(e) = sftp.remove(&aside).await {
+                tracing::warn!(
+                    "rename: the replaced file stays as {}: {e}",
+                    String::from_utf8_lossy(&aside)
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Err(back) = sftp.rename(&aside, to).await {
+                tracing::warn!(
+                    "rename failed and the replaced file stays as {}: {back}",
+                    String::from_utf8_lossy(&aside)
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A name beside `path` that nothing else uses: `path.sftpfs-PID-N`.
+fn aside_name(path: &[u8]) -> Vec<u8> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut p = path.to_vec();
+    p.extend_from_slice(format!(".sftpfs-{}-{n}", std::process::id()).as_bytes());
+    p
 }

@@ -11,7 +11,16 @@ use crate::remote::testing::{ChildTransport, TempDir};
 use crate::remote::{Pool, PoolOptions};
 
 async fn mount_with(dir: &TempDir, opts: Options) -> (Arc<Filesystem>, Arc<ChildTransport>) {
-    let t = Arc::new(ChildTransport::default());
+    mount_hiding(dir, opts, vec![]).await
+}
+
+/// Against a server that does not offer the `hidden` extensions.
+async fn mount_hiding(
+    dir: &TempDir,
+    opts: Options,
+    hidden: Vec<&'static str>,
+) -> (Arc<Filesystem>, Arc<ChildTransport>) {
+    let t = Arc::new(ChildTransport::hiding(hidden));
     let pool = Pool::connect(
         t.clone(),
         PoolOptions {
@@ -197,16 +206,16 @@ async fn hard_links_symlinks_and_setattr() {
         std::fs::metadata(d.join("g")).unwrap().ino(),
         std::fs::metadata(d.join("f")).unwrap().ino()
     );
-    let s = fs.symlink(ROOT_INO, b"s", b"sub/../f").await.unwrap();
-    assert_eq!(fs.readlink(s.ino.0).await.unwrap(), b"sub/../f");
+    let s = fs.symlink(ROOT_INO, b"s", b"sub/f").await.unwrap();
+    assert_eq!(fs.readlink(s.ino.0).await.unwrap(), b"sub/f");
     assert_eq!(
         std::fs::read_link(d.join("s"))
             .unwrap()
             .as_os_str()
             .as_bytes(),
-        b"sub/../f"
+        b"sub/f"
     );
-    // A target leading out of the mount is stored as given but refused (contain_symlinks).
+    // A target with `..` is stored as given but refused (contain_symlinks, as sshfs 3.7.6).
     let out = fs
         .symlink(ROOT_INO, b"out", b"../elsewhere/f")
         .await
@@ -826,4 +835,104 @@ async fn a_listing_answered_during_a_link_does_not_count_it_twice() {
     fs.cache.clear();
     fs.listing_shared(b"").await.unwrap();
     assert_eq!(nlink(&fs), Some(3));
+}
+
+#[tokio::test]
+async fn rename_over_a_name_without_posix_rename_moves_the_old_file_aside() {
+    let d = TempDir::new();
+    let (fs, _t) = mount_hiding(&d, Options::default(), vec!["posix-rename@openssh.com"]).await;
+    assert!(
+        !fs.pool()
+            .get(0)
+            .await
+            .unwrap()
+            .sftp
+            .extensions()
+            .posix_rename
+    );
+    std::fs::write(d.join("new"), b"new").unwrap();
+    std::fs::write(d.join("old"), b"old").unwrap();
+    fs.lookup(ROOT_INO, b"new").await.unwrap();
+    fs.lookup(ROOT_INO, b"old").await.unwrap();
+    fs.rename(ROOT_INO, b"new", ROOT_INO, b"old", 0)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(d.join("old")).unwrap(), b"new");
+    let left: Vec<_> = std::fs::read_dir(&d.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("old")],
+        "nothing left aside"
+    );
+    // A directory in the way must be empty; a full one stays whole.
+    std::fs::create_dir(d.join("src")).unwrap();
+    std::fs::create_dir(d.join("full")).unwrap();
+    std::fs::write(d.join("full/keep"), b"k").unwrap();
+    fs.lookup(ROOT_INO, b"src").await.unwrap();
+    fs.lookup(ROOT_INO, b"full").await.unwrap();
+    let e = fs
+        .rename(ROOT_INO, b"src", ROOT_INO, b"full", 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.errno, libc::ENOTEMPTY);
+    assert_eq!(std::fs::read(d.join("full/keep")).unwrap(), b"k");
+    assert!(d.join("src").is_dir());
+}
+
+#[tokio::test]
+async fn disable_hardlink_refuses_link_as_sshfs() {
+    let d = TempDir::new();
+    let opts = Options {
+        hardlinks: false,
+        ..Options::default()
+    };
+    let (fs, _t) = mount_with(&d, opts).await;
+    std::fs::write(d.join("f"), b"x").unwrap();
+    let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let e = fs.link(f.ino.0, ROOT_INO, b"g").await.unwrap_err();
+    assert_eq!(e.errno, libc::ENOSYS);
+    assert!(!d.join("g").exists());
+}
+
+#[tokio::test]
+async fn workaround_truncate_rewrites_the_file() {
+    let d = TempDir::new();
+    let opts = Options {
+        workarounds: crate::config::Workarounds {
+            truncate: true,
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let (fs, _t) = mount_with(&d, opts).await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.join("f"), &data).unwrap();
+    let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let size = |n| SetAttr {
+        size: Some(n),
+        ..SetAttr::default()
+    };
+    let a = fs.setattr(f.ino.0, None, size(100_000)).await.unwrap();
+    assert_eq!(a.size, 100_000);
+    assert_eq!(std::fs::read(d.join("f")).unwrap(), &data[..100_000]);
+    let a = fs.setattr(f.ino.0, None, size(150_000)).await.unwrap();
+    assert_eq!(a.size, 150_000);
+    let mut want = data[..100_000].to_vec();
+    want.resize(150_000, 0);
+    assert_eq!(std::fs::read(d.join("f")).unwrap(), want);
+    // Through an open file with writes queued: they land before the rewrite.
+    let fh = fs.open(f.ino.0, RW).await.unwrap().fh;
+    fs.write(fh, 0, b"head".to_vec(), RW, 0).await.unwrap();
+    let a = fs.setattr(f.ino.0, Some(fh), size(10)).await.unwrap();
+    assert_eq!(a.size, 10);
+    assert_eq!(
+        std::fs::read(d.join("f")).unwrap(),
+        b"head\x04\x05\x06\x07\x08\x09"
+    );
+    fs.release(fh).await.unwrap();
+    fs.setattr(f.ino.0, None, size(0)).await.unwrap();
+    assert_eq!(std::fs::metadata(d.join("f")).unwrap().len(), 0);
 }

@@ -183,7 +183,7 @@ async fn read_packet<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Bytes> {
     let len = u32::from_be_bytes(len) as usize;
     if len == 0 || len > MAX_INCOMING_PACKET {
         return Err(RemoteError::Protocol(format!(
-            "server sent a packet of {len} bytes (limit {MAX_INCOMING_PACKET})"
+            "bad reply len: {len} (a server's packet holds 1 to {MAX_INCOMING_PACKET} bytes)"
         )));
     }
     // Filled straight into spare capacity: no zeroing of up to 256 KiB per reply.

@@ -65,9 +65,59 @@ impl Drop for TempDir {
 pub struct ChildTransport {
     pids: std::sync::Mutex<Vec<u32>>,
     pub opened: std::sync::atomic::AtomicUsize,
+    /// Extensions taken out of the server's VERSION packet: a server without them.
+    pub hidden: Vec<&'static str>,
+}
+
+/// The server's output with `hidden` extensions dropped from its VERSION packet.
+fn without_extensions(
+    mut from: tokio::process::ChildStdout,
+    hidden: Vec<&'static str>,
+) -> tokio::io::DuplexStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        let mut len = [0u8; 4];
+        if from.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let mut p = vec![0u8; u32::from_be_bytes(len) as usize];
+        if from.read_exact(&mut p).await.is_err() {
+            return;
+        }
+        let mut out = p[..5].to_vec();
+        let mut rest = &p[5..];
+        let string = |rest: &mut &[u8]| {
+            let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            let s = rest[..4 + n].to_vec();
+            *rest = &rest[4 + n..];
+            s
+        };
+        while !rest.is_empty() {
+            let (name, data) = (string(&mut rest), string(&mut rest));
+            if !hidden.iter().any(|h| &name[4..] == h.as_bytes()) {
+                out.extend_from_slice(&name);
+                out.extend_from_slice(&data);
+            }
+        }
+        let mut packet = (out.len() as u32).to_be_bytes().to_vec();
+        packet.extend_from_slice(&out);
+        if theirs.write_all(&packet).await.is_ok() {
+            let _ = tokio::io::copy(&mut from, &mut theirs).await;
+        }
+    });
+    ours
 }
 
 impl ChildTransport {
+    /// Servers without the `hidden` extensions.
+    pub fn hiding(hidden: Vec<&'static str>) -> Self {
+        ChildTransport {
+            hidden,
+            ..ChildTransport::default()
+        }
+    }
+
     /// Kills the `n`-th server started (0: the first), if it is still in the list.
     pub fn kill_nth(&self, n: usize) {
         if let Some(&pid) = self.pids.lock().unwrap().get(n) {
@@ -106,7 +156,8 @@ impl super::Transport for ChildTransport {
             self.pids.lock().unwrap().push(pid);
         }
         self.opened.fetch_add(1, Ordering::SeqCst);
-        let io = tokio::io::join(child.stdout.take().unwrap(), child.stdin.take().unwrap());
+        let out = without_extensions(child.stdout.take().unwrap(), self.hidden.clone());
+        let io = tokio::io::join(out, child.stdin.take().unwrap());
         Ok(super::Opened {
             stream: Box::new(io),
             keep_alive: Box::new(std::sync::Mutex::new(child)),

@@ -128,6 +128,13 @@ impl TempDir {
         TempDir { path }
     }
 
+    /// A temp dir under `base` (another filesystem, such as /dev/shm).
+    pub fn in_dir(base: &str, tag: &str) -> TempDir {
+        let path = Path::new(base).join(unique(&format!("sftpfs-test-{tag}")));
+        fs::create_dir(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
