@@ -3,6 +3,7 @@
 
 pub mod attr;
 pub mod cache;
+pub mod charset;
 pub mod dir;
 pub mod error;
 pub mod file;
