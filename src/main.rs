@@ -4,6 +4,7 @@ use std::sync::Arc;
 use sftpfs::cli::{self, Command, Env};
 use sftpfs::config::{IdMapMode, MountConfig};
 use sftpfs::fs::attr::{idmap, IdMap};
+use sftpfs::fs::charset::NameCharsets;
 use sftpfs::fs::{AttrPolicy, CacheOptions, Filesystem, Options, SymlinkPolicy};
 use sftpfs::fuse::FuseAdapter;
 use sftpfs::remote::{transport_for, Pool, PoolOptions, Transport};
@@ -144,6 +145,16 @@ fn fs_options(cfg: &MountConfig, idmap: IdMap) -> Options {
             transform: cfg.fs.transform_symlinks,
             follow: cfg.fs.follow_symlinks,
         },
+        // Both sides in the same character set: nothing to convert, at no cost.
+        charsets: cfg.fs.name_charsets.and_then(|c| {
+            let names = NameCharsets::new(c.server, c.local)?;
+            tracing::debug!(
+                "file names: {} on the server, {} locally",
+                c.server.name(),
+                c.local.name()
+            );
+            Some(Arc::new(names))
+        }),
         ..Options::default()
     }
 }
