@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::fs::charset::Charset;
+
 /// How to treat a host key that is not in any known_hosts file (ssh's `StrictHostKeyChecking`).
 /// A *changed* key is refused whatever this says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +231,20 @@ pub struct FsConfig {
     pub gidfile: Option<PathBuf>,
     /// What `idmap=file` does with an id that has no mapping (`nomap=`).
     pub nomap: NoMap,
+    /// libfuse's iconv module (`modules=iconv`, `from_code=`, `to_code=`): the character sets
+    /// of file names; `None`: names pass as they are.
+    pub name_charsets: Option<NameCharsetConfig>,
+    /// `modules=` names libfuse's subdir module.
+    pub modules_subdir: bool,
+}
+
+/// The character sets of file names (`from_code=`, `to_code=`), resolved: defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameCharsetConfig {
+    /// `from_code=`: the names on the server (default UTF-8).
+    pub server: Charset,
+    /// `to_code=`: the names shown locally (default: the locale's character set).
+    pub local: Charset,
 }
 
 /// sshfs's `workaround=` fixes for servers that need them. `rename` and `buflimit` have no

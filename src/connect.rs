@@ -37,6 +37,28 @@ pub async fn resolve_root(sftp: &Sftp, cfg: &MountConfig) -> Result<Vec<u8>, Str
     }
 }
 
+/// With `subdir=`, the directory below the remote one must be a directory too (libfuse's
+/// module would mount anything and fail every access).
+pub async fn check_subdir(sftp: &Sftp, root: &[u8], cfg: &MountConfig) -> Result<(), String> {
+    let sub = &cfg.fs.subdir;
+    if sub.is_empty() {
+        return Ok(());
+    }
+    let path = crate::fs::subdir_of(root, sub);
+    let shown = String::from_utf8_lossy(&path);
+    let host = &cfg.ssh.host;
+    match sftp.stat(&path).await {
+        Ok(a) if a.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "-o subdir: '{shown}' on {host} is not a directory; give a directory"
+        )),
+        Err(RemoteError::Status { .. }) => Err(format!(
+            "-o subdir: '{shown}' does not exist on {host}; create it or fix -o subdir"
+        )),
+        Err(e) => Err(format!("-o subdir: cannot check '{shown}': {e}")),
+    }
+}
+
 /// One-line problem with the local mount point, if any.
 pub fn check_mountpoint(cfg: &MountConfig) -> Result<(), String> {
     let mp = &cfg.mountpoint;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use sftpfs::cli::{self, Command, Env};
 use sftpfs::config::{IdMapMode, MountConfig};
 use sftpfs::fs::attr::{idmap, IdMap};
+use sftpfs::fs::charset::NameCharsets;
 use sftpfs::fs::{AttrPolicy, CacheOptions, Filesystem, Options, SymlinkPolicy};
 use sftpfs::fuse::FuseAdapter;
 use sftpfs::remote::{transport_for, Pool, PoolOptions, Transport};
@@ -86,6 +87,7 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         let (root, home_owner) = {
             let first = pool.get(0).await.map_err(|e| e.to_string())?;
             let root = connect::resolve_root(&first.sftp, &cfg).await?;
+            connect::check_subdir(&first.sftp, &root, &cfg).await?;
             // idmap=user: the remote user is the owner of the remote home, as in sshfs.
             let home_owner = match cfg.fs.idmap {
                 IdMapMode::User => {
@@ -152,6 +154,16 @@ fn fs_options(cfg: &MountConfig, idmap: IdMap) -> Options {
         sync_writes: cfg.fs.sync_writes,
         direct_io: cfg.fs.direct_io,
         workarounds: cfg.fs.workarounds,
+        // Both sides in the same character set: nothing to convert, at no cost.
+        charsets: cfg.fs.name_charsets.and_then(|c| {
+            let names = NameCharsets::new(c.server, c.local)?;
+            tracing::debug!(
+                "file names: {} on the server, {} locally",
+                c.server.name(),
+                c.local.name()
+            );
+            Some(Arc::new(names))
+        }),
         ..Options::default()
     }
 }

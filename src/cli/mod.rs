@@ -20,8 +20,8 @@ use std::time::Duration;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueHint};
 
 use crate::config::{
-    FsConfig, IdMapMode, MountConfig, NoMap, SshConfig, SshExplicit, StrictHostKeyChecking,
-    Workarounds,
+    FsConfig, IdMapMode, MountConfig, NameCharsetConfig, NoMap, SshConfig, SshExplicit,
+    StrictHostKeyChecking, Workarounds,
 };
 pub use options::{option_table, NameMatch, OptSpec, Origin, ValueKind};
 use options::{Bad, Draft};
@@ -51,6 +51,9 @@ pub struct Env {
     pub user: Option<String>,
     /// `SSH_AUTH_SOCK`.
     pub ssh_auth_sock: Option<PathBuf>,
+    /// The locale of character classification: `LC_ALL`, else `LC_CTYPE`, else `LANG`
+    /// (`to_code=`'s default comes from its codeset).
+    pub locale: Option<String>,
 }
 
 impl Env {
@@ -76,10 +79,15 @@ impl Env {
         let home = var("HOME")
             .map(PathBuf::from)
             .or_else(|| passwd().map(|p| p.dir));
+        let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+            .iter()
+            .find_map(|v| var(v))
+            .map(|l| l.to_string_lossy().into_owned());
         Env {
             home,
             user,
             ssh_auth_sock: var("SSH_AUTH_SOCK").map(PathBuf::from),
+            locale,
         }
     }
 }
@@ -263,6 +271,9 @@ where
         cfg: defaults(env),
         env,
         user_option: None,
+        iconv_module: false,
+        from_code: None,
+        to_code: None,
     };
     // -p and -o in command-line order: the last value of an option wins. Options come before
     // the positionals' checks so that `-oProxyCommand=x:dir` is reported as the option it is.
@@ -329,8 +340,11 @@ where
         _ => parse_source(raw_source)?,
     };
 
+    let name_charsets = name_charsets(&draft, env)?;
     let mut cfg = draft.cfg;
+    cfg.fs.name_charsets = name_charsets;
     check_idmap(&cfg.fs)?;
+    check_subdir(&cfg.fs)?;
     cfg.source = raw_source.to_string_lossy().into_owned();
     cfg.mountpoint = PathBuf::from(mountpoint);
     cfg.debug |= args.debug;
@@ -356,6 +370,16 @@ where
     Ok(Command::Mount(cfg))
 }
 
+/// libfuse's subdir module needs its directory.
+fn check_subdir(fs: &FsConfig) -> Result<(), CliError> {
+    if fs.modules_subdir && fs.subdir.is_empty() {
+        return Err(CliError::Conflict(
+            "-o modules=subdir needs -o subdir=DIR (the directory to mount below the remote one)",
+        ));
+    }
+    Ok(())
+}
+
 /// `idmap=file` needs a file; the files mean nothing without it.
 fn check_idmap(fs: &FsConfig) -> Result<(), CliError> {
     let files = fs.uidfile.is_some() || fs.gidfile.is_some();
@@ -368,6 +392,30 @@ fn check_idmap(fs: &FsConfig) -> Result<(), CliError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// The iconv module's character sets when it is asked for (`modules=iconv`, or `from_code=`
+/// or `to_code=` alone): from_code defaults to UTF-8, to_code to the locale's codeset.
+fn name_charsets(d: &Draft<'_>, env: &Env) -> Result<Option<NameCharsetConfig>, CliError> {
+    use crate::fs::charset::Charset;
+    if !d.iconv_module && d.from_code.is_none() && d.to_code.is_none() {
+        return Ok(None);
+    }
+    let server = d.from_code.unwrap_or(Charset::Whatwg(encoding_rs::UTF_8));
+    let local = match d.to_code {
+        Some(c) => c,
+        None => {
+            let codeset = values::locale_codeset(env.locale.as_deref());
+            Charset::by_name(codeset).map_err(|_| CliError::Rejected {
+                option: "-o to_code".into(),
+                message: format!(
+                    "its default, the locale's character set '{codeset}', is not one sftpfs \
+                     can use; give -o to_code=CHARSET"
+                ),
+            })?
+        }
+    };
+    Ok(Some(NameCharsetConfig { server, local }))
 }
 
 /// The completion script for `shell` (one of the values `--completions` accepts).
@@ -467,6 +515,8 @@ fn defaults(env: &Env) -> MountConfig {
             uidfile: None,
             gidfile: None,
             nomap: NoMap::Error,
+            name_charsets: None,
+            modules_subdir: false,
         },
     }
 }

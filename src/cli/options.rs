@@ -7,8 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use super::values::{
-    algorithm_list, command_words, expand_path, number, octal, path_list, seconds, ssh_seconds,
-    text, valid_user, yes_no,
+    algorithm_list, charset, command_words, expand_path, number, octal, path_list, seconds,
+    ssh_seconds, text, valid_user, yes_no,
 };
 use super::{CliError, Env};
 use crate::config::{IdMapMode, MountConfig, NoMap, StrictHostKeyChecking};
@@ -116,6 +116,11 @@ pub(super) struct Draft<'e> {
     pub env: &'e Env,
     /// `-o User=`; the source's `user@` wins over it.
     pub user_option: Option<String>,
+    /// `modules=` names iconv; with `from_code=` / `to_code=` (either alone also turns the
+    /// module on) they make `fs.name_charsets` at the end.
+    pub iconv_module: bool,
+    pub from_code: Option<crate::fs::charset::Charset>,
+    pub to_code: Option<crate::fs::charset::Charset>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -147,20 +152,6 @@ const fn accepted(name: &'static str, origin: Origin, why: &'static str) -> OptS
         name,
         Exact,
         ValueKind::Ignored,
-        None,
-        "",
-        origin,
-        why,
-        |_, _| Ok(()),
-    )
-}
-
-/// An option refused with a reason (its help line).
-const fn refused(name: &'static str, origin: Origin, why: &'static str) -> OptSpec {
-    opt(
-        name,
-        Exact,
-        ValueKind::Refused,
         None,
         "",
         origin,
@@ -605,6 +596,23 @@ const OPTIONS: &[OptSpec] = &[
             d.cfg.fs.sync_writes = true;
             Ok(())
         }),
+    // --- file names (libfuse's iconv module) ---
+    opt("from_code", Exact, Value("CHARSET"), Some("UTF-8"), "fs.name_charsets", Origin::Fuse,
+        "character set of file names on the server (iconv module; turns it on)",
+        |d, v| {
+            d.from_code = Some(charset(v)?);
+            Ok(())
+        }),
+    opt("to_code", Exact, Value("CHARSET"), Some("the locale's; C/POSIX: UTF-8"),
+        "fs.name_charsets", Origin::Fuse,
+        "character set file names are shown in locally (iconv module; turns it on)",
+        |d, v| {
+            d.to_code = Some(charset(v)?);
+            Ok(())
+        }),
+    opt("modules", Exact, Value("M1[:M2...]"), None, "fs.name_charsets, fs.modules_subdir",
+        Origin::Fuse, "libfuse modules to stack: iconv (from_code/to_code), subdir",
+        set_modules),
     opt("entry_timeout", Exact, Value("SECONDS"), Some("1"), "fs.entry_timeout", Origin::Fuse,
         "kernel cache time of names (fractions allowed)",
         |d, v| {
@@ -704,12 +712,6 @@ const OPTIONS: &[OptSpec] = &[
     accepted("large_read", Origin::Fuse, "ignored: FUSE 2 option, obsolete"),
     accepted("nonempty", Origin::Fuse,
         "ignored: FUSE 2 option; FUSE 3 mounts on non-empty directories"),
-    // --- known, but their meaning is not provided: refused with the reason ---
-    refused("modules", Origin::Fuse, "libfuse modules are not supported"),
-    refused("from_code", Origin::Fuse,
-        "libfuse iconv module: file names are passed unchanged, as bytes"),
-    refused("to_code", Origin::Fuse,
-        "libfuse iconv module: file names are passed unchanged, as bytes"),
     // --- for mount(8), fstab and systemd: accepted and ignored ---
     ignored("_netdev", Exact),
     ignored("noauto", Exact),
@@ -966,6 +968,31 @@ fn set_clean_interval(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {
 
 fn set_min_clean_interval(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {
     cache_seconds(v, &mut d.cfg.fs.dcache_min_clean_interval)
+}
+
+/// `modules=iconv:subdir`: libfuse's module list; the last `modules=` wins, as in libfuse.
+fn set_modules(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {
+    let (mut iconv, mut subdir) = (false, false);
+    let names: Vec<&str> = text(v).split(':').filter(|m| !m.is_empty()).collect();
+    if names.is_empty() {
+        return Err(Bad::Invalid(
+            "a :-separated list of the modules iconv, subdir",
+        ));
+    }
+    for m in names {
+        match m {
+            "iconv" => iconv = true,
+            "subdir" => subdir = true,
+            _ => {
+                return Err(Bad::Rejected(format!(
+                    "unknown module '{m}'; the known modules are iconv and subdir"
+                )))
+            }
+        }
+    }
+    d.iconv_module = iconv;
+    d.cfg.fs.modules_subdir = subdir;
+    Ok(())
 }
 
 fn set_port(d: &mut Draft<'_>, v: &OsStr) -> Result<(), Bad> {

@@ -10,6 +10,7 @@ fn env() -> Env {
         home: Some(PathBuf::from("/home/alice")),
         user: Some("alice".into()),
         ssh_auth_sock: Some(PathBuf::from("/run/agent.sock")),
+        locale: None,
     }
 }
 
@@ -100,6 +101,7 @@ fn defaults_without_home_or_agent() {
         home: None,
         user: Some("bob".into()),
         ssh_auth_sock: None,
+        locale: None,
     };
     let Ok(Command::Mount(c)) = parse(["sftpfs", "h:", "/m"], &env) else {
         panic!()
@@ -803,6 +805,131 @@ fn sshfs_options_that_were_refused_now_parse() {
     ] {
         mount(&["h:", "/m", "-o", &format!("workaround={w}")]);
     }
+}
+
+#[test]
+fn name_charsets() {
+    use crate::config::NameCharsetConfig;
+    use crate::fs::charset::Charset;
+    let utf8 = Charset::Whatwg(encoding_rs::UTF_8);
+    let cs = |server, local| Some(NameCharsetConfig { server, local });
+    // Off unless asked for.
+    assert_eq!(with_o("ro").fs.name_charsets, None);
+    assert!(!with_o("ro").fs.modules_subdir);
+    // modules=iconv alone: UTF-8 on the server, the locale's (here none: UTF-8) locally.
+    assert_eq!(with_o("modules=iconv").fs.name_charsets, cs(utf8, utf8));
+    // from_code / to_code alone turn the module on, in iconv's spellings.
+    let c = with_o("from_code=ISO-8859-1");
+    assert_eq!(c.fs.name_charsets, cs(Charset::Latin1, utf8));
+    let c = with_o("modules=iconv,from_code=latin1,to_code=UTF8");
+    assert_eq!(c.fs.name_charsets, cs(Charset::Latin1, utf8));
+    let c = with_o("to_code=EUC-JP");
+    assert_eq!(
+        c.fs.name_charsets,
+        cs(utf8, Charset::Whatwg(encoding_rs::EUC_JP))
+    );
+    let c = with_o("from_code=CP1251,to_code=KOI8-R");
+    assert_eq!(
+        c.fs.name_charsets,
+        cs(
+            Charset::Whatwg(encoding_rs::WINDOWS_1251),
+            Charset::Whatwg(encoding_rs::KOI8_R)
+        )
+    );
+    // modules: both known ones, in any order; subdir is only recorded.
+    for m in ["subdir:iconv", "iconv:subdir"] {
+        let c = with_o(&format!("modules={m},subdir=s"));
+        assert!(c.fs.modules_subdir, "{m}");
+        assert_eq!(c.fs.name_charsets, cs(utf8, utf8), "{m}");
+    }
+    let c = with_o("modules=subdir,subdir=s");
+    assert!(c.fs.modules_subdir);
+    assert!(err(&["h:", "/m", "-o", "modules=subdir"]).contains("needs -o subdir=DIR"));
+    assert_eq!(c.fs.name_charsets, None);
+    // The last modules= wins, as in libfuse.
+    let c = with_o("modules=iconv:subdir,modules=subdir,subdir=s");
+    assert_eq!(c.fs.name_charsets, None);
+    // to_code's default: the codeset of LC_ALL / LC_CTYPE / LANG (as Env found it).
+    let local = |locale: Option<&str>| {
+        let env = Env {
+            locale: locale.map(String::from),
+            ..env()
+        };
+        match parse(["sftpfs", "h:", "/m", "-o", "modules=iconv"], &env) {
+            Ok(Command::Mount(c)) => Ok(c.fs.name_charsets.unwrap().local),
+            Err(e) => Err(e.to_string()),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(local(Some("en_US.ISO-8859-1")), Ok(Charset::Latin1));
+    assert_eq!(
+        local(Some("de_DE.iso885915@euro")),
+        local(Some("x.ISO-8859-15"))
+    );
+    assert_eq!(
+        local(Some("ja_JP.eucJP")),
+        Ok(Charset::Whatwg(encoding_rs::EUC_JP))
+    );
+    assert_eq!(local(Some("en_US.UTF-8")), Ok(utf8));
+    for plain in [
+        None,
+        Some("C"),
+        Some("POSIX"),
+        Some("C.UTF-8"),
+        Some("en_US"),
+    ] {
+        assert_eq!(local(plain), Ok(utf8), "{plain:?}");
+    }
+    assert_eq!(
+        local(Some("xx_XX.BOGUS-9")).unwrap_err(),
+        "-o to_code: its default, the locale's character set 'BOGUS-9', is not one sftpfs can \
+         use; give -o to_code=CHARSET"
+    );
+    let e = Env {
+        locale: Some("xx_XX.BOGUS-9".into()),
+        ..env()
+    };
+    assert!(
+        parse(["sftpfs", "h:", "/m", "-o", "to_code=UTF-8"], &e).is_ok(),
+        "an explicit to_code needs no locale"
+    );
+}
+
+#[test]
+fn name_charset_errors() {
+    assert_eq!(
+        err(&["h:", "/m", "-o", "from_code=UTF-16"]),
+        "-o from_code=UTF-16 is not supported: file names need a character set in which '/' is \
+         the byte 0x2F (not UTF-16, UTF-32 or ISO-2022)"
+    );
+    for bad in ["to_code=UTF-32", "from_code=ISO-2022-JP", "to_code=UCS-2"] {
+        let e = err(&["h:", "/m", "-o", bad]);
+        let name = bad.split('=').next().unwrap();
+        assert!(
+            e.starts_with(&format!("-o {bad} is not supported: ")),
+            "{e}"
+        );
+        assert!(e.contains(name) && !e.contains('\n'), "{e}");
+    }
+    assert_eq!(
+        err(&["h:", "/m", "-o", "from_code=bogus"]),
+        "invalid value 'bogus' for -o from_code (expected a character set, e.g. UTF-8, \
+         ISO-8859-1, EUC-JP, SHIFT_JIS, CP1251, KOI8-R)"
+    );
+    assert!(err(&["h:", "/m", "-o", "to_code="]).starts_with("invalid value '' for -o to_code"));
+    assert_eq!(
+        err(&["h:", "/m", "-o", "modules=bogus"]),
+        "-o modules: unknown module 'bogus'; the known modules are iconv and subdir"
+    );
+    assert_eq!(
+        err(&["h:", "/m", "-o", "modules=iconv:subdir:zip"]),
+        "-o modules: unknown module 'zip'; the known modules are iconv and subdir"
+    );
+    assert!(err(&["h:", "/m", "-o", "modules="]).starts_with("invalid value '' for -o modules"));
+    assert_eq!(
+        err(&["h:", "/m", "-o", "modules"]),
+        "-o modules needs a value: -o modules=M1[:M2...]"
+    );
 }
 
 fn helper(args: &[&str]) -> Result<Command, CliError> {

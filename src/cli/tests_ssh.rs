@@ -11,6 +11,7 @@ fn env() -> Env {
         home: Some(PathBuf::from("/home/alice")),
         user: Some("alice".into()),
         ssh_auth_sock: None,
+        locale: None,
     }
 }
 

@@ -43,6 +43,31 @@ pub(super) fn text(v: &OsStr) -> &str {
     v.to_str().unwrap_or("")
 }
 
+/// The codeset of a locale name (`en_US.ISO-8859-1@euro` gives `ISO-8859-1`). A locale
+/// without one (`C`, `POSIX`, `en_US`) or none at all counts as UTF-8.
+pub(super) fn locale_codeset(locale: Option<&str>) -> &str {
+    locale
+        .and_then(|l| l.split_once('.'))
+        .map(|(_, rest)| rest.split('@').next().unwrap_or(""))
+        .filter(|c| !c.is_empty())
+        .unwrap_or("UTF-8")
+}
+
+/// A character set of file names (`from_code=`, `to_code=`).
+pub(super) fn charset(v: &OsStr) -> Result<crate::fs::charset::Charset, Bad> {
+    use crate::fs::charset::{Charset, CharsetError};
+    match Charset::by_name(text(v)) {
+        Ok(c) => Ok(c),
+        Err(CharsetError::Unknown) => Err(Bad::Invalid(
+            "a character set, e.g. UTF-8, ISO-8859-1, EUC-JP, SHIFT_JIS, CP1251, KOI8-R",
+        )),
+        Err(CharsetError::NotAsciiCompatible) => Err(Bad::Unsupported(
+            "file names need a character set in which '/' is the byte 0x2F \
+             (not UTF-16, UTF-32 or ISO-2022)",
+        )),
+    }
+}
+
 /// A non-negative decimal number: digits only (no sign, no spaces).
 pub(super) fn number<T: std::str::FromStr>(v: &OsStr) -> Option<T> {
     let s = v.to_str()?;

@@ -65,6 +65,18 @@ impl Filesystem {
             .call(|c| async move { c.sftp.read_dir_all(r).await })
             .await?;
         entries.retain(|e| e.name != b"." && e.name != b".." && !e.name.contains(&b'/'));
+        if let Some(cs) = &self.opts.charsets {
+            // The server's names as shown locally; from here on the core knows only these.
+            let local = cs.listed(dir, entries.iter().map(|e| e.name.as_slice()));
+            entries = entries
+                .into_iter()
+                .zip(local)
+                .filter_map(|(mut e, name)| {
+                    e.name = name?;
+                    Some(e)
+                })
+                .collect();
+        }
         if self.opts.symlinks.follow {
             self.follow_links(dir, &mut entries).await;
         }

@@ -170,7 +170,7 @@ impl Filesystem {
         flags: i32,
     ) -> FsResult<(FileAttr, u64)> {
         self.writable()?;
-        let path = self.child_path(parent, name)?;
+        let path = self.new_child_path(parent, name)?;
         let r = self.remote(&path);
         let want = mode & !umask & 0o7777;
         // workaround=createmode: no mode in the OPEN (servers that refuse one); the fix-up

@@ -24,6 +24,17 @@ impl Filesystem {
             Known::Absent => return Err(FsError::new(libc::ENOENT)),
             _ => {}
         }
+        if self
+            .opts
+            .charsets
+            .as_ref()
+            .is_some_and(|c| c.might_be_raw(&path))
+        {
+            // The name may be a raw server name of this directory (one not in the server's
+            // character set): its listing tells, before the name is sent converted.
+            let dir = self.path_of(parent)?;
+            let _ = self.listing_shared(&dir).await;
+        }
         let lstat = self.lstat_remote(&path);
         if self.opts.prefetch && self.cache.enabled() {
             let dir = self.path_of(parent)?;
@@ -291,24 +302,35 @@ impl Filesystem {
         Ok(self.attr(ino, &fresh, None))
     }
 
+    /// The target as the server has it (and the cache keeps it), shown through the symlink
+    /// policy and then in the local character set.
     pub async fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
         let path = self.path_of(ino)?;
-        if let Some(t) = self.cache.link(&path) {
-            return self.shown_target(&path, t);
-        }
-        let r = self.remote(&path);
-        let r = &r;
-        let t = self
-            .call(|c| async move { c.sftp.readlink(r).await })
-            .await?;
-        self.cache.put_link(&path, &t);
-        self.shown_target(&path, t)
+        let t = match self.cache.link(&path) {
+            Some(t) => t,
+            None => {
+                let r = self.remote(&path);
+                let r = &r;
+                let t = self
+                    .call(|c| async move { c.sftp.readlink(r).await })
+                    .await?;
+                self.cache.put_link(&path, &t);
+                t
+            }
+        };
+        let shown = self.shown_target(&path, t)?;
+        Ok(match &self.opts.charsets {
+            Some(c) => c.target_to_local(&shown).into_owned(),
+            None => shown,
+        })
     }
 
+    /// The symlink policy works in the server's names: the root and the target are the
+    /// server's, and so must the link's path be.
     fn shown_target(&self, link: &[u8], target: Vec<u8>) -> FsResult<Vec<u8>> {
         self.opts
             .symlinks
-            .show(&self.base, link, &target)
+            .show(&self.base, &self.server_rel(link), &target)
             .ok_or_else(|| {
                 tracing::debug!(
                     "symlink target leads out of the mount; refused (contain_symlinks)"

@@ -3,6 +3,7 @@
 
 pub mod attr;
 pub mod cache;
+pub mod charset;
 pub mod dir;
 pub mod error;
 pub mod file;
@@ -90,6 +91,9 @@ pub struct Options {
     /// sshfs's `direct_io`: the kernel's page cache is bypassed.
     pub direct_io: bool,
     pub workarounds: crate::config::Workarounds,
+    /// File names in another character set on the server (`from_code=`/`to_code=`); `None`:
+    /// names pass as they are.
+    pub charsets: Option<Arc<charset::NameCharsets>>,
 }
 
 impl Default for Options {
@@ -109,6 +113,7 @@ impl Default for Options {
             sync_writes: false,
             direct_io: false,
             workarounds: crate::config::Workarounds::default(),
+            charsets: None,
         }
     }
 }
@@ -185,7 +190,8 @@ impl Filesystem {
         self.prefetch_slots.close();
     }
 
-    /// The absolute remote path for a path below the mount root.
+    /// The absolute remote path for a path below the mount root. The one place where local
+    /// names become the server's (the root, as given, is not converted).
     fn remote(&self, rel: &[u8]) -> Vec<u8> {
         if rel.is_empty() {
             return self.root.clone();
@@ -194,8 +200,16 @@ impl Filesystem {
         if !p.ends_with(b"/") {
             p.push(b'/');
         }
-        p.extend_from_slice(rel);
+        p.extend_from_slice(&self.server_rel(rel));
         p
+    }
+
+    /// A local path below the mount root in the server's character set.
+    fn server_rel<'a>(&self, rel: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match &self.opts.charsets {
+            Some(c) => c.server_path(rel),
+            None => std::borrow::Cow::Borrowed(rel),
+        }
     }
 
     fn path_of(&self, ino: u64) -> FsResult<RelPath> {
@@ -214,6 +228,16 @@ impl Filesystem {
             return Err(FsError::new(libc::ENAMETOOLONG));
         }
         Ok(join(&self.path_of(parent)?, name))
+    }
+
+    /// `child_path` for a name about to be made: one the server's character set can hold
+    /// (EILSEQ otherwise, as libfuse's iconv module says), so that it lists as itself.
+    fn new_child_path(&self, parent: u64, name: &[u8]) -> FsResult<RelPath> {
+        let path = self.child_path(parent, name)?;
+        match &self.opts.charsets {
+            Some(c) if !c.creatable(&path) => Err(FsError::new(libc::EILSEQ)),
+            _ => Ok(path),
+        }
     }
 
     fn writable(&self) -> FsResult<()> {

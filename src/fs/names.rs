@@ -21,7 +21,7 @@ impl Filesystem {
         umask: u32,
     ) -> FsResult<FileAttr> {
         self.writable()?;
-        let path = self.child_path(parent, name)?;
+        let path = self.new_child_path(parent, name)?;
         let r = self.remote(&path);
         let want = mode & !umask & 0o7777;
         let a = Attrs {
@@ -100,7 +100,16 @@ impl Filesystem {
 
     pub async fn symlink(&self, parent: u64, name: &[u8], target: &[u8]) -> FsResult<FileAttr> {
         self.writable()?;
-        let path = self.child_path(parent, name)?;
+        let path = self.new_child_path(parent, name)?;
+        // The target in the server's character set: what the server stores, and the cache
+        // keeps (as readlink does).
+        let target = match &self.opts.charsets {
+            Some(c) => c
+                .target_to_server(target)
+                .ok_or(FsError::new(libc::EILSEQ))?,
+            None => std::borrow::Cow::Borrowed(target),
+        };
+        let target = &*target;
         let r = self.remote(&path);
         let r_ = &r;
         let made = self
@@ -143,7 +152,10 @@ impl Filesystem {
             return Err(FsError::new(libc::ENOSYS));
         }
         let from = self.path_of(ino)?;
-        let to = self.child_path(new_parent, new_name)?;
+        let to = self.new_child_path(new_parent, new_name)?;
+        if let Some(c) = &self.opts.charsets {
+            c.keep_raw(&from, &to);
+        }
         let (rf, rt) = (self.remote(&from), self.remote(&to));
         let (rf_, rt_) = (&rf, &rt);
         let _counting = InodeTable::begin_change(&self.inodes, &from);
@@ -263,7 +275,10 @@ impl Filesystem {
             return Err(FsError::new(libc::EINVAL));
         }
         let from = self.child_path(parent, name)?;
-        let to = self.child_path(new_parent, new_name)?;
+        let to = self.new_child_path(new_parent, new_name)?;
+        if let Some(c) = &self.opts.charsets {
+            c.keep_raw(&from, &to);
+        }
         let (rf, rt) = (self.remote(&from), self.remote(&to));
         let (rf_, rt_) = (&rf, &rt);
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
@@ -290,6 +305,9 @@ impl Filesystem {
             .await;
         if let Err(e) = res {
             return Err(self.explain_rename_failure(e, &from, &to, noreplace).await);
+        }
+        if let Some(c) = &self.opts.charsets {
+            c.renamed(&from, &to);
         }
         self.cache.rename_with(&from, &to, || {
             self.inodes.lock().unwrap().rename(&from, &to)
