@@ -28,6 +28,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if cfg.fs.transform_symlinks && cfg.fs.contain_symlinks {
+        // sshfs 3.7.6 says so too: a transformed target that climbs is then refused.
+        eprintln!(
+            "sftpfs: warning: transform_symlinks with contain_symlinks may reject transformed \
+             links containing '..' - consider adding -o no_contain_symlinks"
+        );
+    }
     if let Err(e) = connect::check_mountpoint(&cfg) {
         eprintln!("sftpfs: {e}");
         return ExitCode::from(1);

@@ -69,12 +69,14 @@ fn follow_symlinks_shows_targets_everywhere() {
     );
 }
 
-/// The binary run to its exit with `args`; its one-line error, checked to leave nothing
-/// mounted or running.
+/// The binary run to its exit with this server's port and options, `args`, then a
+/// mountpoint; its one-line error, checked to leave nothing mounted or running.
 fn refused(s: &Sshd, args: &[&str]) -> String {
     let mnt = s.mountpoint();
     let mut cmd = s.command();
-    cmd.args(args).arg(&mnt);
+    cmd.args(["-p", &s.port.to_string(), "-o", &s.opts(&[])])
+        .args(args)
+        .arg(&mnt);
     let r = run_to_exit(cmd, &s.local(""), FAIL_DEADLINE);
     assert!(r.status.is_some_and(|s| !s.success()), "{args:?}: {r:?}");
     failed_cleanly(&r, &mnt)
@@ -238,9 +240,12 @@ fn subdir_mounts_a_directory_below_the_remote_one() {
     );
     drop(m);
     // A subdirectory that does not exist fails the mount, naming it.
-    let target = s.target("w");
-    let line = refused(&s, &[&target, "-o", &s.opts(&["subdir=nope"])]);
-    assert!(line.contains("nope"), "{line}");
+    let mnt = s.mountpoint();
+    let mut cmd = s.command();
+    cmd.args(s.mount_args("w", &mnt, &["subdir=nope"]));
+    let r = run_to_exit(cmd, &s.local(""), FAIL_DEADLINE);
+    let line = failed_cleanly(&r, &mnt);
+    assert!(line.contains("nope") && line.contains("subdir"), "{line}");
 }
 
 #[test]

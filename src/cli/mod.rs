@@ -197,6 +197,9 @@ struct Args {
     /// Ignored (sshfs's single-threaded flag)
     #[arg(short = 's')]
     single_threaded: bool,
+    /// Ignored (sshfs 3.7.3's ssh chatter; -d shows sftpfs's debug log)
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
     /// Print this help
     #[arg(short = 'h', long = "help")]
     help: bool,
