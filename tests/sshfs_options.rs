@@ -332,3 +332,31 @@ fn current_umask() -> u32 {
         m as u32
     }
 }
+
+#[test]
+fn workaround_truncate_changes_sizes_by_rewriting() {
+    let s = server_with_dir();
+    let data = random_bytes(200_000, 8);
+    fs::write(s.remote("w/f"), &data).unwrap();
+    let m = Mount::new(&s, "w", &["workaround=truncate"]);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("f"))
+        .unwrap();
+    f.set_len(70_000).unwrap();
+    assert_eq!(fs::read(s.remote("w/f")).unwrap(), &data[..70_000]);
+    f.set_len(90_000).unwrap();
+    let mut want = data[..70_000].to_vec();
+    want.resize(90_000, 0);
+    assert_eq!(fs::read(s.remote("w/f")).unwrap(), want);
+    assert_eq!(fs::metadata(m.path("f")).unwrap().len(), 90_000);
+    drop(f);
+    // O_TRUNC and truncate(1) to nothing.
+    let out = std::process::Command::new("truncate")
+        .args(["-s", "0"])
+        .arg(m.path("f"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(fs::metadata(s.remote("w/f")).unwrap().len(), 0);
+}

@@ -936,3 +936,38 @@ async fn workaround_truncate_rewrites_the_file() {
     fs.setattr(f.ino.0, None, size(0)).await.unwrap();
     assert_eq!(std::fs::metadata(d.join("f")).unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn workaround_fstat_asks_attributes_by_path() {
+    // A file renamed on the server while open: its handle still answers FSTAT, its old
+    // path nothing. The change goes through the handle either way; what is asked after it
+    // shows which request the workaround sends.
+    for (fstat, expect_ok) in [(false, true), (true, false)] {
+        let d = TempDir::new();
+        let opts = Options {
+            workarounds: crate::config::Workarounds {
+                fstat,
+                ..Default::default()
+            },
+            ..Options::default()
+        };
+        let (fs, _t) = mount_with(&d, opts).await;
+        std::fs::write(d.join("f"), b"x").unwrap();
+        let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+        let fh = fs.open(f.ino.0, RW).await.unwrap().fh;
+        std::fs::rename(d.join("f"), d.join("moved")).unwrap();
+        let set = SetAttr {
+            mode: Some(0o100600),
+            ..SetAttr::default()
+        };
+        let r = fs.setattr(f.ino.0, Some(fh), set).await;
+        assert_eq!(r.is_ok(), expect_ok, "fstat workaround {fstat}: {r:?}");
+        let mode = std::fs::metadata(d.join("moved")).unwrap().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the change itself went through the handle"
+        );
+        let _ = fs.release(fh).await;
+    }
+}
