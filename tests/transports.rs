@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use support::{isolate_from_mounts, Mount, Sshd};
 
@@ -246,4 +247,98 @@ fn passive_round_trip(option: &str) {
     }
     let _ = server.wait();
     assert!(ended, "sftp-server still running after the unmount");
+}
+
+/// An sftp-server behind a TCP port whose first connection, at its `nth` reply, sends a
+/// packet of length 0 instead and hangs up: a server that breaks the protocol mid-session.
+/// Later connections are served properly.
+fn start_breaking_listener(start_dir: &Path, nth: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = start_dir.to_path_buf();
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            let mut cmd = Command::new(SFTP_SERVER);
+            cmd.arg("-d")
+                .arg(&dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            isolate_from_mounts(&mut cmd);
+            let mut child = cmd.spawn().expect("start sftp-server");
+            let mut to_server = child.stdin.take().unwrap();
+            let mut from_server = child.stdout.take().unwrap();
+            let mut from_client = conn.try_clone().unwrap();
+            // A plain loop: std::io::copy would splice, which waits for more than one packet.
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                    if to_server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let mut n = 0;
+                loop {
+                    let mut len = [0u8; 4];
+                    if from_server.read_exact(&mut len).is_err() {
+                        break;
+                    }
+                    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+                    if from_server.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    n += 1;
+                    if i == 0 && n == nth {
+                        let _ = conn.write_all(&[0, 0, 0, 0]);
+                        let _ = conn.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                    if conn
+                        .write_all(&len)
+                        .and_then(|()| conn.write_all(&body))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_malformed_reply_mid_session_is_named_and_the_mount_reconnects() {
+    let sshd = Sshd::start();
+    fs::create_dir(sshd.remote("d")).unwrap();
+    fs::write(sshd.remote("d/f"), b"still here").unwrap();
+    // The first connection breaks a little after the mount (VERSION, limits, the root's
+    // checks): during the listing and reads below.
+    let port = start_breaking_listener(&sshd.home(), 12);
+    let home = sshd.home().display().to_string();
+    let opt = format!("directport={port},max_conns=1");
+    let m = mount_with(&sshd, &format!("127.0.0.1:{home}"), &["-o", &opt]);
+    let named = support::wait_until(Duration::from_secs(20), || {
+        let _ = fs::read_dir(m.path("d")).map(|d| d.count());
+        let _ = fs::read(m.path("d/f"));
+        m.stderr().contains("bad reply len: 0")
+    });
+    assert!(
+        named,
+        "the log does not name the bad length:\n{}",
+        m.stderr()
+    );
+    assert_eq!(fs::read(m.path("d/f")).unwrap(), b"still here");
+    assert_eq!(
+        m.stderr().matches("bad reply len").count(),
+        1,
+        "said once:\n{}",
+        m.stderr()
+    );
 }

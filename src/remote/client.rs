@@ -25,6 +25,8 @@ struct Shared {
     /// Why the session ended, when the server broke the protocol: every request that
     /// fails because of it says so, instead of a bare "connection lost".
     fatal: Mutex<Option<RemoteError>>,
+    /// `fatal` was handed out for the log (once).
+    fatal_reported: AtomicBool,
 }
 
 impl Shared {
@@ -96,6 +98,7 @@ impl Client {
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             fatal: Mutex::new(None),
+            fatal_reported: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_loop(wr, rx, shared.clone()));
@@ -113,6 +116,12 @@ impl Client {
 
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    /// Why the session ended, when the server broke the protocol; only to the first caller.
+    pub fn broken_by_once(&self) -> Option<RemoteError> {
+        let e = self.shared.fatal.lock().unwrap().clone()?;
+        (!self.shared.fatal_reported.swap(true, Ordering::SeqCst)).then_some(e)
     }
 
     pub fn timeout(&self) -> Duration {

@@ -169,7 +169,15 @@ impl Pool {
         if self.recently_failed(arrived) {
             return Err(RemoteError::ConnectionLost);
         }
-        let had_one = self.slots[slot].current.read().unwrap().is_some();
+        let (had_one, broken) = match &*self.slots[slot].current.read().unwrap() {
+            Some(c) => (true, c.sftp.broken_by_once()),
+            None => (false, None),
+        };
+        // Said once per broken connection, here and not where the packet was read: at mount
+        // time the same error is the mount's one-line failure.
+        if let Some(e) = &broken {
+            tracing::error!("pool member {slot}: {e}");
+        }
         if had_one && !self.opts.reconnect {
             tracing::error!("connection lost and reconnect is off: every access fails from now on");
             self.dead.store(true, Ordering::SeqCst);

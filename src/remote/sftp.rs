@@ -162,6 +162,12 @@ impl Sftp {
         self.client.is_closed()
     }
 
+    /// Why the session ended, when the server broke the protocol (a malformed packet);
+    /// only to the first caller.
+    pub fn broken_by_once(&self) -> Option<RemoteError> {
+        self.client.broken_by_once()
+    }
+
     pub fn shutdown(&self) {
         self.client.shutdown()
     }
