@@ -650,3 +650,43 @@ fn fsync_covers_the_writes_of_every_descriptor_of_the_file() {
         data.len()
     );
 }
+
+#[test]
+fn an_open_with_o_trunc_right_after_close_leaves_the_file_empty() {
+    // The kernel sends RELEASE after close(2) has returned: the closing handle's last FSTAT
+    // may be answered before the truncating open reaches the server, and must not bring
+    // the old size back (fsx found it).
+    setup!(s, m);
+    let data = random_bytes(400_000, 5);
+    for round in 0..30 {
+        let p = m.path("f");
+        let f = rw_create(&p);
+        for chunk in data.chunks(20_000) {
+            io::Write::write_all(&mut &f, chunk).unwrap();
+        }
+        drop(f);
+        let g = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        assert_eq!(g.metadata().unwrap().len(), 0, "round {round}: fstat");
+        assert_eq!(
+            fs::symlink_metadata(&p).unwrap().len(),
+            0,
+            "round {round}: lstat"
+        );
+    }
+    assert_eq!(fs::metadata(s.remote("w/f")).unwrap().len(), 0);
+}
+
+fn rw_create(p: &Path) -> File {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p)
+        .unwrap()
+}

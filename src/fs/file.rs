@@ -10,6 +10,7 @@ use futures::future::{join, join_all};
 use futures::FutureExt;
 
 use super::handle::{OpenFile, Queued};
+use super::inode::InodeTable;
 use super::readahead::{ChunkFuture, Window};
 use super::split;
 use super::{pflags, Filesystem, FsError, FsResult};
@@ -49,6 +50,9 @@ impl Filesystem {
         // The LSTAT below must see every write made through other descriptors.
         self.drain_inode(ino).await;
         let generation = self.cache.generation(super::inode::parent_of(&path));
+        // A truncation is a change the other handles' answers may predate.
+        let _truncating =
+            (flags & libc::O_TRUNC != 0).then(|| InodeTable::begin_attr_change(&self.inodes, ino));
         // Never create on open: the kernel sends `create` for that.
         let p = pflags(flags & !(libc::O_CREAT | libc::O_EXCL));
         // OPEN and LSTAT travel together: one round trip for the handle and the attributes.
@@ -683,9 +687,13 @@ impl Filesystem {
         f.closing.store(true, std::sync::atomic::Ordering::SeqCst);
         split::drop_second(&f);
         f.drain().await;
-        let generation = match self.inodes.lock().unwrap().path(f.ino) {
-            Some(p) => self.cache.generation(super::inode::parent_of(&p)),
-            None => 0,
+        let (generation, mark) = {
+            let t = self.inodes.lock().unwrap();
+            let generation = match t.path(f.ino) {
+                Some(p) => self.cache.generation(super::inode::parent_of(&p)),
+                None => 0,
+            };
+            (generation, t.attr_mark(f.ino))
         };
         let (c, h) = f.current();
         // With another descriptor writing the file, this handle's last word on its size is
@@ -703,10 +711,12 @@ impl Filesystem {
                     n.version = Some((a.size, a.atime_mtime.map(|t| t.1)));
                 }
                 drop(t);
-                // Another connection may have changed it since (a chmod right after close):
+                // Another connection may have changed it since (a chmod right after close,
+                // an open with O_TRUNC, as the kernel sends RELEASE after close returns):
                 // the cache keeps the newer word.
                 self.server_caught_up(f.ino, Some((&a, None)), |c, p| {
                     c.generation(super::inode::parent_of(p)) == generation
+                        && self.inodes.lock().unwrap().quiet_since(f.ino, mark)
                 });
             }
             cl

@@ -38,6 +38,12 @@ pub struct Node {
     /// Links and removals of it on their way to the server: listings answered meanwhile may
     /// already count them, and the local update that follows counts them again.
     pub changing: u32,
+    /// Changes this mount began and finished on the file outside one handle's queue (a
+    /// truncating open, a setattr), on any connection: attributes read on a handle while
+    /// one was on its way (a closing handle's last FSTAT) may predate it. See
+    /// [`InodeTable::begin_attr_change`].
+    pub changes_begun: u64,
+    pub changes_done: u64,
 }
 
 impl Node {
@@ -61,6 +67,23 @@ impl Drop for ChangeGuard {
         }
     }
 }
+
+/// See [`InodeTable::begin_attr_change`].
+pub struct AttrChangeGuard {
+    table: Arc<Mutex<InodeTable>>,
+    ino: u64,
+}
+
+impl Drop for AttrChangeGuard {
+    fn drop(&mut self) {
+        if let Some(n) = self.table.lock().unwrap().nodes.get_mut(&self.ino) {
+            n.changes_done += 1;
+        }
+    }
+}
+
+/// Where a node's outside changes stood: (begun, done).
+pub type AttrMark = Option<(u64, u64)>;
 
 #[derive(Debug, Default)]
 pub struct InodeTable {
@@ -113,6 +136,8 @@ impl InodeTable {
                 local_size: None,
                 relist: false,
                 changing: 0,
+                changes_begun: 0,
+                changes_done: 0,
             },
         );
         t.by_path.insert(Vec::new(), ROOT_INO);
@@ -160,6 +185,8 @@ impl InodeTable {
             local_size: None,
             relist: false,
             changing: 0,
+            changes_begun: 0,
+            changes_done: 0,
         });
         node.lookups += 1;
         self.by_path.insert(path.to_vec(), ino);
@@ -242,6 +269,29 @@ impl InodeTable {
                 n.relist = true;
             }
         }
+    }
+
+    /// A change of `ino` outside one handle's queue is on its way until the guard goes.
+    pub fn begin_attr_change(table: &Arc<Mutex<InodeTable>>, ino: u64) -> AttrChangeGuard {
+        if let Some(n) = table.lock().unwrap().nodes.get_mut(&ino) {
+            n.changes_begun += 1;
+        }
+        AttrChangeGuard {
+            table: table.clone(),
+            ino,
+        }
+    }
+
+    pub fn attr_mark(&self, ino: u64) -> AttrMark {
+        self.nodes
+            .get(&ino)
+            .map(|n| (n.changes_begun, n.changes_done))
+    }
+
+    /// No outside change of `ino` was on its way at `mark`, nor began since: attributes
+    /// read in between are current.
+    pub fn quiet_since(&self, ino: u64, mark: AttrMark) -> bool {
+        mark.is_some_and(|(begun, done)| begun == done) && self.attr_mark(ino) == mark
     }
 
     /// Listings stop teaching the link count of the file at `path` until the returned

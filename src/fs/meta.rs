@@ -7,6 +7,7 @@ use fuser::FileAttr;
 use futures::future::join;
 
 use super::cache::Known;
+use super::inode::InodeTable;
 use super::{attr, in_group, Caller, Filesystem, FsError, FsResult, SetAttr, SetTime};
 use crate::remote::{Attrs, RemoteError, StatVfs};
 
@@ -198,6 +199,7 @@ impl Filesystem {
                 }
             }
         }
+        let _changing = InodeTable::begin_attr_change(&self.inodes, ino);
         if let (Some(f), Some(p)) = (&file, &path) {
             if let Some(a) = self.set_mode_times_behind(ino, f, p, &set) {
                 return Ok(a);

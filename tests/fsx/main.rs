@@ -50,7 +50,7 @@ const MAX_SIZE: u64 = 1 << 20;
 /// Descriptors kept open at most.
 const MAX_OPEN: usize = 6;
 /// Operations remembered for the failure report.
-const HISTORY: usize = 60;
+const HISTORY: usize = 200;
 
 /// A file open twice: through the mount and in the reference.
 pub struct Handle {
@@ -249,5 +249,18 @@ fn fsx_random_operations_match_the_model_with_connections_killed() {
         // A file with no name left cannot be opened again on a new connection (SFTP has
         // only paths), so an open file unlinked or renamed over does not survive a kill.
         &["unlinked"],
+    );
+}
+
+#[test]
+fn fsx_random_operations_match_the_model_with_direct_io_and_sync_writes() {
+    // sshfs's direct_io (no page cache: mmap of shared writable maps is refused, as on
+    // sshfs) and sshfs_sync (each write acknowledged before it returns).
+    run(
+        seed_from_env(0x5eed_0003),
+        ops_from_env(2000),
+        None,
+        &["direct_io", "sshfs_sync"],
+        &["mmap"],
     );
 }
