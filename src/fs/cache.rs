@@ -834,4 +834,40 @@ mod tests {
         assert!(matches!(c.known(b"a"), Known::Unknown));
         assert!(c.attrs(b"a").is_none());
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_dropped_as_sshfs_cleans() {
+        let c = MetaCache::new(
+            CacheOptions {
+                stat_ttl: Duration::from_secs(1),
+                max_size: 4,
+                clean_interval: Duration::from_secs(60),
+                min_clean_interval: Duration::from_secs(5),
+                ..CacheOptions::default()
+            },
+            Default::default(),
+        );
+        let a = entry("x", 1).attrs;
+        let count = |c: &MetaCache| c.attrs.lock().unwrap().len();
+        c.put_attrs(b"a", &a, None);
+        c.put_attrs(b"b", &a, None);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        // Expired, not full, not an interval yet: kept (never served, though).
+        c.put_attrs(b"c", &a, None);
+        assert_eq!(count(&c), 3);
+        // Full, and the minimum interval has passed: the expired ones go.
+        c.put_attrs(b"d", &a, None);
+        assert_eq!(count(&c), 2, "a and b dropped once the cache filled up");
+        // Not full: the full interval.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        c.put_attrs(b"e", &a, None);
+        assert_eq!(count(&c), 3);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        c.put_attrs(b"f", &a, None);
+        assert_eq!(
+            count(&c),
+            1,
+            "every expired entry dropped after clean_interval"
+        );
+    }
 }

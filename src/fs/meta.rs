@@ -147,12 +147,7 @@ impl Filesystem {
             self.exact_after_writes(ino, &fresh, |_, q| {
                 self.inodes.lock().unwrap().path(ino).as_deref() == Some(q)
             });
-            if set.mode.is_none()
-                && set.uid.is_none()
-                && set.gid.is_none()
-                && set.atime.is_none()
-                && set.mtime.is_none()
-            {
+            if set.only_size() {
                 return Ok(self.attr(ino, &fresh, None));
             }
         }

@@ -58,6 +58,15 @@ impl SetAttr {
     pub fn keeps_mtime(&self) -> bool {
         self.atime.is_some() && self.mtime.is_none()
     }
+
+    /// Nothing besides the size is asked for.
+    pub fn only_size(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.atime.is_none()
+            && self.mtime.is_none()
+    }
 }
 
 /// Who is asking, for `access`.
