@@ -708,6 +708,11 @@ const OPTIONS: &[OptSpec] = &[
     accepted("auto_unmount", Origin::Fuse,
         "ignored: SIGTERM/SIGINT unmount; after a crash run fusermount3 -u"),
     accepted("max_read", Origin::Fuse, "ignored: sftpfs sizes its own requests"),
+    accepted("max_write", Origin::Sshfs, "ignored: sftpfs sizes its own requests"),
+    opt("vsock", Exact, ValueKind::Refused, None, "", Origin::Sshfs,
+        "SFTP over AF_VSOCK (sshfs 3.7.5) is not supported yet; give the VM's sftp-server a \
+         TCP port (directport=) or use ssh",
+        |_, _| Ok(())),
     accepted("big_writes", Origin::Fuse, "ignored: FUSE 2 option, always on with FUSE 3"),
     accepted("large_read", Origin::Fuse, "ignored: FUSE 2 option, obsolete"),
     accepted("nonempty", Origin::Fuse,
