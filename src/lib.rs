@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod daemon;
+pub mod env;
 pub mod fs;
 pub mod fuse;
 pub mod logging;

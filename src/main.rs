@@ -1,8 +1,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use sftpfs::cli::{self, Command, Env};
+use sftpfs::cli::{self, Command};
 use sftpfs::config::{IdMapMode, MountConfig};
+use sftpfs::env::Env;
 use sftpfs::fs::attr::{idmap, IdMap};
 use sftpfs::fs::charset::NameCharsets;
 use sftpfs::fs::{AttrPolicy, CacheOptions, Filesystem, Options, SymlinkPolicy};

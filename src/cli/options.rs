@@ -10,8 +10,9 @@ use super::values::{
     algorithm_list, charset, command_words, expand_path, number, octal, path_list, seconds,
     ssh_seconds, text, valid_user, yes_no,
 };
-use super::{CliError, Env};
+use super::CliError;
 use crate::config::{IdMapMode, MountConfig, NoMap, StrictHostKeyChecking};
+use crate::env::Env;
 
 /// How an option's name is matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::options::Bad;
-use super::Env;
+use crate::env::Env;
 
 /// An ssh algorithm list from the command line: every algorithm must be one sftpfs has.
 pub(super) fn algorithm_list(

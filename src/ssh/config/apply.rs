@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{check_name, parse_jump_spec, HostSettings};
-use crate::cli::Env;
 use crate::config::{Proxy, SshConfig, SshExplicit, StrictHostKeyChecking};
+use crate::env::Env;
 use crate::ssh::algorithms::{self, Kind};
 
 /// Folds `s` into `ssh`, skipping what the command line set.

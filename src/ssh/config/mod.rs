@@ -20,9 +20,9 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use crate::cli::Env;
 use crate::config::TransportKind;
 use crate::config::{MountConfig, Proxy, SshConfig, SshExplicit};
+use crate::env::Env;
 use apply::apply;
 pub use apply::{expand_tokens, parse_proxy_jump, ssh_seconds};
 pub use parse::parse_for_host;

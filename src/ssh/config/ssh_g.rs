@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::parse::parse_for_host;
 use super::{check_name, HostSettings};
-use crate::cli::Env;
+use crate::env::Env;
 
 /// `ssh -G` runs `Match exec` commands; it must not hold up the mount forever.
 const SSH_G_TIMEOUT: Duration = Duration::from_secs(30);
