@@ -342,3 +342,23 @@ fn a_malformed_reply_mid_session_is_named_and_the_mount_reconnects() {
         m.stderr()
     );
 }
+
+#[test]
+fn the_log_names_the_server_and_what_it_lacks() {
+    // One line at info level (shown by -d): the server's banner, its SFTP version, and what
+    // is degraded on it (OpenSSH's sftp-server has every extension sftpfs uses).
+    let sshd = Sshd::start();
+    let m = Mount::new(&sshd, "", &["debug"]);
+    let log = m.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("SFTP version"))
+        .unwrap_or_else(|| panic!("no server line in the log:\n{log}"));
+    assert!(line.contains("server SSH-2.0-OpenSSH_"), "{line}");
+    assert!(line.contains("SFTP version 3"), "{line}");
+    assert!(
+        line.contains("every extension sftpfs uses is there"),
+        "{line}"
+    );
+    assert_eq!(log.matches("SFTP version").count(), 1, "said once:\n{log}");
+}

@@ -793,7 +793,7 @@ impl Filesystem {
     ) -> Result<u64, RemoteError> {
         let (cin, hin) = fi.current();
         let (cout, hout) = fo.current();
-        if !cout.sftp.extensions().copy_data {
+        if !cout.sftp.profile().has(crate::remote::Ext::CopyData) {
             return Err(RemoteError::Unsupported("copy-data"));
         }
         // How much there is to copy: copy-data does not say.

@@ -343,13 +343,9 @@ impl Filesystem {
             .await
         {
             Ok(v) => Ok(v),
-            // Without the extension, report an empty filesystem rather than fail `df`.
-            Err(RemoteError::Unsupported(_)) => Ok(StatVfs {
-                bsize: 4096,
-                frsize: 4096,
-                namemax: 255,
-                ..StatVfs::default()
-            }),
+            // Without the extension (or with one that does not work), a large filesystem, as
+            // sshfs reports: programs and file managers refuse to copy onto a full one.
+            Err(RemoteError::Unsupported(_)) => Ok(made_up_statvfs()),
             Err(e) => Err(e.into()),
         }
     }
@@ -519,4 +515,24 @@ fn merge(set: &SetAttr, current: Option<&Attrs>) -> Attrs {
         ));
     }
     a
+}
+
+/// What `df` shows of a server that cannot say: 1000 GiB free of 1000 GiB, a billion
+/// inodes (sshfs's numbers).
+fn made_up_statvfs() -> StatVfs {
+    const BLOCK: u64 = 4096;
+    const BLOCKS: u64 = (1000 << 30) / BLOCK;
+    const FILES: u64 = 1_000_000_000;
+    StatVfs {
+        bsize: BLOCK,
+        frsize: BLOCK,
+        blocks: BLOCKS,
+        bfree: BLOCKS,
+        bavail: BLOCKS,
+        files: FILES,
+        ffree: FILES,
+        favail: FILES,
+        namemax: 255,
+        ..StatVfs::default()
+    }
 }

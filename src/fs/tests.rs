@@ -20,7 +20,15 @@ async fn mount_hiding(
     opts: Options,
     hidden: Vec<&'static str>,
 ) -> (Arc<Filesystem>, Arc<ChildTransport>) {
-    let t = Arc::new(ChildTransport::hiding(hidden));
+    mount_on(dir, opts, ChildTransport::hiding(hidden)).await
+}
+
+async fn mount_on(
+    dir: &TempDir,
+    opts: Options,
+    t: ChildTransport,
+) -> (Arc<Filesystem>, Arc<ChildTransport>) {
+    let t = Arc::new(t);
     let pool = Pool::connect(
         t.clone(),
         PoolOptions {
@@ -841,15 +849,8 @@ async fn a_listing_answered_during_a_link_does_not_count_it_twice() {
 async fn rename_over_a_name_without_posix_rename_moves_the_old_file_aside() {
     let d = TempDir::new();
     let (fs, _t) = mount_hiding(&d, Options::default(), vec!["posix-rename@openssh.com"]).await;
-    assert!(
-        !fs.pool()
-            .get(0)
-            .await
-            .unwrap()
-            .sftp
-            .extensions()
-            .posix_rename
-    );
+    let c = fs.pool().get(0).await.unwrap();
+    assert!(!c.sftp.profile().has(crate::remote::Ext::PosixRename));
     std::fs::write(d.join("new"), b"new").unwrap();
     std::fs::write(d.join("old"), b"old").unwrap();
     fs.lookup(ROOT_INO, b"new").await.unwrap();
@@ -969,5 +970,32 @@ async fn workaround_fstat_asks_attributes_by_path() {
             "the change itself went through the handle"
         );
         let _ = fs.release(fh).await;
+    }
+}
+
+#[tokio::test]
+async fn statfs_without_a_working_statvfs_shows_a_large_filesystem() {
+    let d = TempDir::new();
+    let (fs, _t) = mount_with(&d, Options::default()).await;
+    let real = fs.statfs().await.unwrap();
+    assert!(real.blocks > 0 && real.blocks != (1000 << 30) / 4096);
+    // Not offered, or offered and refused (sftp-server -P): both a made-up 1000 GiB.
+    for t in [
+        ChildTransport::hiding(vec!["statvfs@openssh.com"]),
+        ChildTransport::denying(vec!["statvfs"]),
+    ] {
+        let (fs, _t) = mount_on(&d, Options::default(), t).await;
+        for _ in 0..2 {
+            let v = fs.statfs().await.unwrap();
+            assert_eq!(v.blocks * v.frsize, 1000 << 30);
+            assert_eq!(v.bavail, v.blocks);
+            assert_eq!(v.files, 1_000_000_000);
+            assert_eq!(v.namemax, 255);
+        }
+        let c = fs.pool().get(0).await.unwrap();
+        assert!(
+            !c.sftp.profile().has(crate::remote::Ext::Statvfs),
+            "not asked again"
+        );
     }
 }

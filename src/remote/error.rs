@@ -41,6 +41,26 @@ impl RemoteError {
                 SSH_FX_NO_CONNECTION => libc::ENOTCONN,
                 SSH_FX_CONNECTION_LOST => libc::ECONNABORTED,
                 SSH_FX_OP_UNSUPPORTED => libc::EOPNOTSUPP,
+                SSH_FX_INVALID_HANDLE => libc::EBADF,
+                SSH_FX_NO_SUCH_PATH => libc::ENOENT,
+                SSH_FX_FILE_ALREADY_EXISTS => libc::EEXIST,
+                SSH_FX_WRITE_PROTECT => libc::EROFS,
+                SSH_FX_NO_MEDIA => libc::ENOMEDIUM,
+                SSH_FX_NO_SPACE_ON_FILESYSTEM => libc::ENOSPC,
+                SSH_FX_QUOTA_EXCEEDED => libc::EDQUOT,
+                SSH_FX_UNKNOWN_PRINCIPAL
+                | SSH_FX_INVALID_FILENAME
+                | SSH_FX_INVALID_PARAMETER
+                | SSH_FX_OWNER_INVALID
+                | SSH_FX_GROUP_INVALID => libc::EINVAL,
+                SSH_FX_LOCK_CONFLICT | SSH_FX_BYTE_RANGE_LOCK_CONFLICT => libc::EAGAIN,
+                SSH_FX_BYTE_RANGE_LOCK_REFUSED | SSH_FX_NO_MATCHING_BYTE_RANGE_LOCK => libc::ENOLCK,
+                SSH_FX_DIR_NOT_EMPTY => libc::ENOTEMPTY,
+                SSH_FX_NOT_A_DIRECTORY => libc::ENOTDIR,
+                SSH_FX_LINK_LOOP => libc::ELOOP,
+                SSH_FX_CANNOT_DELETE => libc::EPERM,
+                SSH_FX_FILE_IS_A_DIRECTORY => libc::EISDIR,
+                SSH_FX_DELETE_PENDING => libc::EBUSY,
                 _ => libc::EIO,
             },
             RemoteError::Timeout(_) => libc::ETIMEDOUT,
@@ -98,5 +118,38 @@ mod tests {
         );
         assert!(st(SSH_FX_FAILURE).is_failure());
         assert!(RemoteError::ConnectionLost.is_connection());
+    }
+
+    #[test]
+    fn status_codes_of_later_versions_map_too() {
+        // ProFTPD, Go and other servers send them, some in version 3 too.
+        for (code, errno) in [
+            (SSH_FX_INVALID_HANDLE, libc::EBADF),
+            (SSH_FX_NO_SUCH_PATH, libc::ENOENT),
+            (SSH_FX_FILE_ALREADY_EXISTS, libc::EEXIST),
+            (SSH_FX_WRITE_PROTECT, libc::EROFS),
+            (SSH_FX_NO_MEDIA, libc::ENOMEDIUM),
+            (SSH_FX_NO_SPACE_ON_FILESYSTEM, libc::ENOSPC),
+            (SSH_FX_QUOTA_EXCEEDED, libc::EDQUOT),
+            (SSH_FX_UNKNOWN_PRINCIPAL, libc::EINVAL),
+            (SSH_FX_LOCK_CONFLICT, libc::EAGAIN),
+            (SSH_FX_DIR_NOT_EMPTY, libc::ENOTEMPTY),
+            (SSH_FX_NOT_A_DIRECTORY, libc::ENOTDIR),
+            (SSH_FX_INVALID_FILENAME, libc::EINVAL),
+            (SSH_FX_LINK_LOOP, libc::ELOOP),
+            (SSH_FX_CANNOT_DELETE, libc::EPERM),
+            (SSH_FX_INVALID_PARAMETER, libc::EINVAL),
+            (SSH_FX_FILE_IS_A_DIRECTORY, libc::EISDIR),
+            (SSH_FX_BYTE_RANGE_LOCK_CONFLICT, libc::EAGAIN),
+            (SSH_FX_BYTE_RANGE_LOCK_REFUSED, libc::ENOLCK),
+            (SSH_FX_DELETE_PENDING, libc::EBUSY),
+            (SSH_FX_FILE_CORRUPT, libc::EIO),
+            (SSH_FX_OWNER_INVALID, libc::EINVAL),
+            (SSH_FX_GROUP_INVALID, libc::EINVAL),
+            (SSH_FX_NO_MATCHING_BYTE_RANGE_LOCK, libc::ENOLCK),
+            (99, libc::EIO),
+        ] {
+            assert_eq!(st(code).errno(), errno, "status {code}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 pub mod pool;
+pub mod profile;
 pub mod protocol;
 pub mod sftp;
 #[cfg(test)]
@@ -15,8 +16,9 @@ mod transport_process;
 
 pub use error::{RemoteError, Result};
 pub use pool::{Conn, Pool, PoolOptions};
+pub use profile::{Ext, Profile};
 pub use protocol::{Attrs, NameEntry};
-pub use sftp::{Extensions, Handle, Limits, Sftp, StatVfs};
+pub use sftp::{Handle, Limits, Sftp, StatVfs};
 pub use transport::{
     transport_for, CommandTransport, DirectTransport, Opened, PassiveTransport, SftpIo,
     SshTransport, Transport,

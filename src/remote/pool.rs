@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::error::{RemoteError, Result};
+use super::profile::Profile;
 use super::sftp::Sftp;
 use super::transport::Transport;
 
@@ -57,6 +58,8 @@ pub struct Pool {
     failed_at: std::sync::Mutex<Option<Instant>>,
     /// Without `reconnect`: a connection was lost, so the mount is dead, every member alike.
     dead: std::sync::atomic::AtomicBool,
+    /// What the sessions learned of the server, shared by all of them.
+    profile: std::sync::Mutex<Option<Arc<Profile>>>,
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -87,6 +90,7 @@ impl Pool {
             next: AtomicUsize::new(0),
             failed_at: std::sync::Mutex::new(None),
             dead: std::sync::atomic::AtomicBool::new(false),
+            profile: std::sync::Mutex::new(None),
         };
         let first = pool.open_conn(0).await?;
         *pool.slots[0].current.write().unwrap() = Some(Arc::new(first));
@@ -103,9 +107,20 @@ impl Pool {
 
     async fn open_conn(&self, slot: usize) -> std::result::Result<Conn, String> {
         let opened = self.transport.open().await?;
-        let sftp = Sftp::start(opened.stream, self.opts.timeout)
+        let mut sftp = Sftp::start_with(opened.stream, self.opts.timeout, opened.banner.as_deref())
             .await
             .map_err(|e| format!("SFTP session failed to start: {e}"))?;
+        {
+            let mut shared = self.profile.lock().unwrap();
+            match &*shared {
+                Some(p) if p.same_server(sftp.profile()) => sftp.adopt_profile(p),
+                _ => {
+                    // The first session, or another server answers after a reconnect.
+                    tracing::info!("{}", sftp.profile().describe());
+                    *shared = Some(sftp.profile().clone());
+                }
+            }
+        }
         Ok(Conn {
             sftp,
             slot,

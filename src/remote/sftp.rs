@@ -5,8 +5,11 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use std::sync::Arc;
+
 use super::client::{Client, MAX_INCOMING_PACKET};
 use super::error::{RemoteError, Result};
+use super::profile::{Ext, Profile, SymlinkOrder};
 use super::protocol::*;
 
 /// An open remote file or directory handle (opaque bytes chosen by the server).
@@ -32,37 +35,6 @@ impl Limits {
     const CEILING: u32 = 255 * 1024;
 }
 
-/// Which OpenSSH extensions the server offered.
-#[derive(Debug, Clone, Default)]
-pub struct Extensions {
-    pub posix_rename: bool,
-    pub statvfs: bool,
-    pub fstatvfs: bool,
-    pub hardlink: bool,
-    pub fsync: bool,
-    pub lsetstat: bool,
-    pub limits: bool,
-    pub expand_path: bool,
-    pub copy_data: bool,
-}
-
-impl Extensions {
-    fn from_hello(list: &[(Vec<u8>, Vec<u8>)]) -> Self {
-        let has = |n: &str| list.iter().any(|(k, _)| k == n.as_bytes());
-        Extensions {
-            posix_rename: has("posix-rename@openssh.com"),
-            statvfs: has("statvfs@openssh.com"),
-            fstatvfs: has("fstatvfs@openssh.com"),
-            hardlink: has("hardlink@openssh.com"),
-            fsync: has("fsync@openssh.com"),
-            lsetstat: has("lsetstat@openssh.com"),
-            limits: has("limits@openssh.com"),
-            expand_path: has("expand-path@openssh.com"),
-            copy_data: has("copy-data"),
-        }
-    }
-}
-
 /// `statvfs@openssh.com` reply, the fields of struct statvfs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatVfs {
@@ -81,7 +53,7 @@ pub struct StatVfs {
 
 pub struct Sftp {
     client: Client,
-    ext: Extensions,
+    profile: Arc<Profile>,
     limits: Limits,
 }
 
@@ -108,22 +80,38 @@ impl Sftp {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
+        Sftp::start_with(stream, timeout, None).await
+    }
+
+    /// `start`, knowing the server's SSH banner (`banner`), which tells some quirks.
+    pub async fn start_with<S>(stream: S, timeout: Duration, banner: Option<&str>) -> Result<Sftp>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
         let (client, hello) = Client::start(stream, timeout).await?;
-        let ext = Extensions::from_hello(&hello.extensions);
+        let profile = Profile::decide(banner, hello.version, &hello.extensions);
         let mut sftp = Sftp {
             client,
-            ext,
+            profile: Arc::new(profile),
             limits: Limits::CONSERVATIVE,
         };
-        if sftp.ext.limits {
-            sftp.limits = sftp.query_limits().await?;
+        if sftp.profile.has(Ext::Limits) {
+            match sftp.query_limits().await {
+                Ok(l) => sftp.limits = l,
+                Err(e) if sftp.profile.refused(Ext::Limits, &e) => {}
+                Err(e) => return Err(e),
+            }
         }
-        tracing::debug!(
-            "sftp session: extensions {:?}, limits {:?}",
-            sftp.ext,
-            sftp.limits
-        );
+        tracing::debug!("sftp session: {:?}, limits {:?}", sftp.profile, sftp.limits);
         Ok(sftp)
+    }
+
+    /// Shares what an earlier session of the same mount learned of the server (extensions
+    /// seen not to work), when this one describes the same server.
+    pub fn adopt_profile(&mut self, earlier: &Arc<Profile>) {
+        if earlier.same_server(&self.profile) {
+            self.profile = earlier.clone();
+        }
     }
 
     async fn query_limits(&self) -> Result<Limits> {
@@ -150,8 +138,8 @@ impl Sftp {
         })
     }
 
-    pub fn extensions(&self) -> &Extensions {
-        &self.ext
+    pub fn profile(&self) -> &Arc<Profile> {
+        &self.profile
     }
 
     pub fn limits(&self) -> Limits {
@@ -226,7 +214,7 @@ impl Sftp {
 
     /// `~` and `~user` expansion through `expand-path@openssh.com`, falling back to REALPATH.
     pub async fn expand_path(&self, path: &[u8]) -> Result<Vec<u8>> {
-        if !self.ext.expand_path {
+        if !self.profile.has(Ext::ExpandPath) {
             return self.realpath(path).await;
         }
         let r = self
@@ -268,11 +256,16 @@ impl Sftp {
 
     /// SETSTAT that does not follow a final symlink, when the server can.
     pub async fn lsetstat(&self, path: &[u8], a: &Attrs) -> Result<()> {
-        if !self.ext.lsetstat {
+        if !self.profile.has(Ext::Lsetstat) {
             return self.setstat(path, a).await;
         }
-        self.extended_status("lsetstat@openssh.com", |p| p.string(path).attrs(a))
-            .await
+        let r = self
+            .extended_status(Ext::Lsetstat.name(), |p| p.string(path).attrs(a))
+            .await;
+        match self.or_unsupported(Ext::Lsetstat, r) {
+            Err(RemoteError::Unsupported(_)) => self.setstat(path, a).await,
+            r => r,
+        }
     }
 
     pub async fn fsetstat(&self, h: &Handle, a: &Attrs) -> Result<()> {
@@ -453,11 +446,13 @@ impl Sftp {
 
     /// rename(2) semantics: atomically replaces `to`.
     pub async fn posix_rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
-        if !self.ext.posix_rename {
+        if !self.profile.has(Ext::PosixRename) {
             return Err(RemoteError::Unsupported("posix-rename@openssh.com"));
         }
-        self.extended_status("posix-rename@openssh.com", |p| p.string(from).string(to))
-            .await
+        let r = self
+            .extended_status(Ext::PosixRename.name(), |p| p.string(from).string(to))
+            .await;
+        self.or_unsupported(Ext::PosixRename, r)
     }
 
     pub async fn readlink(&self, path: &[u8]) -> Result<Vec<u8>> {
@@ -465,39 +460,50 @@ impl Sftp {
         self.single_name(r).await
     }
 
-    /// Makes `link` a symlink to `target`. OpenSSH reads the two fields in the opposite order
-    /// from the draft, so the target goes first.
+    /// Makes `link` a symlink to `target`, in the order this server reads (OpenSSH's, target
+    /// first, the reverse of the draft; see [`Profile`]).
     pub async fn symlink(&self, link: &[u8], target: &[u8]) -> Result<()> {
+        let (first, second) = match self.profile.symlink_order {
+            SymlinkOrder::TargetFirst => (target, link),
+            SymlinkOrder::LinkFirst => (link, target),
+        };
         let r = self
             .client
-            .request(|id| Packet::new(SSH_FXP_SYMLINK, id).string(target).string(link))
+            .request(|id| {
+                Packet::new(SSH_FXP_SYMLINK, id)
+                    .string(first)
+                    .string(second)
+            })
             .await?;
         status_ok(r)
     }
 
     pub async fn hardlink(&self, existing: &[u8], new: &[u8]) -> Result<()> {
-        if !self.ext.hardlink {
+        if !self.profile.has(Ext::Hardlink) {
             return Err(RemoteError::Unsupported("hardlink@openssh.com"));
         }
-        self.extended_status("hardlink@openssh.com", |p| p.string(existing).string(new))
-            .await
+        let r = self
+            .extended_status(Ext::Hardlink.name(), |p| p.string(existing).string(new))
+            .await;
+        self.or_unsupported(Ext::Hardlink, r)
     }
 
     pub async fn fsync(&self, h: &Handle) -> Result<()> {
-        if !self.ext.fsync {
+        if !self.profile.has(Ext::Fsync) {
             return Err(RemoteError::Unsupported("fsync@openssh.com"));
         }
-        self.extended_status("fsync@openssh.com", |p| p.string(&h.0))
-            .await
+        let r = self
+            .extended_status(Ext::Fsync.name(), |p| p.string(&h.0))
+            .await;
+        self.or_unsupported(Ext::Fsync, r)
     }
 
     pub async fn statvfs(&self, path: &[u8]) -> Result<StatVfs> {
-        if !self.ext.statvfs {
+        if !self.profile.has(Ext::Statvfs) {
             return Err(RemoteError::Unsupported("statvfs@openssh.com"));
         }
-        let mut d = self
-            .extended("statvfs@openssh.com", |p| p.string(path))
-            .await?;
+        let r = self.extended(Ext::Statvfs.name(), |p| p.string(path)).await;
+        let mut d = self.or_unsupported(Ext::Statvfs, r)?;
         if d.remaining() < 88 {
             return Err(RemoteError::Protocol("short statvfs reply".into()));
         }
@@ -525,17 +531,28 @@ impl Sftp {
         to: &Handle,
         to_off: u64,
     ) -> Result<()> {
-        if !self.ext.copy_data {
+        if !self.profile.has(Ext::CopyData) {
             return Err(RemoteError::Unsupported("copy-data"));
         }
-        self.extended_status("copy-data", |p| {
-            p.string(&from.0)
-                .u64(from_off)
-                .u64(len)
-                .string(&to.0)
-                .u64(to_off)
-        })
-        .await
+        let r = self
+            .extended_status(Ext::CopyData.name(), |p| {
+                p.string(&from.0)
+                    .u64(from_off)
+                    .u64(len)
+                    .string(&to.0)
+                    .u64(to_off)
+            })
+            .await;
+        self.or_unsupported(Ext::CopyData, r)
+    }
+
+    /// An offered extension's answer: a refusal of the request itself becomes `Unsupported`,
+    /// as if it had never been offered (and it is not asked again on this mount).
+    fn or_unsupported<T>(&self, e: Ext, r: Result<T>) -> Result<T> {
+        match r {
+            Err(err) if self.profile.refused(e, &err) => Err(RemoteError::Unsupported(e.name())),
+            r => r,
+        }
     }
 }
 
@@ -561,8 +578,16 @@ mod tests {
         let l = s.limits();
         assert!(l.max_read > 32 * 1024 && l.max_read <= 261120, "{l:?}");
         assert!(l.max_write <= 261120);
-        let e = s.extensions();
-        assert!(e.posix_rename && e.statvfs && e.hardlink && e.fsync && e.limits);
+        let p = s.profile();
+        for e in [
+            Ext::PosixRename,
+            Ext::Statvfs,
+            Ext::Hardlink,
+            Ext::Fsync,
+            Ext::Limits,
+        ] {
+            assert!(p.has(e), "{e:?}");
+        }
     }
 
     #[tokio::test]

@@ -67,6 +67,9 @@ pub struct ChildTransport {
     pub opened: std::sync::atomic::AtomicUsize,
     /// Extensions taken out of the server's VERSION packet: a server without them.
     pub hidden: Vec<&'static str>,
+    /// Requests the server refuses though it offers them (sftp-server `-P`): an extension
+    /// offered but not working.
+    pub denied: Vec<&'static str>,
 }
 
 /// The server's output with `hidden` extensions dropped from its VERSION packet.
@@ -110,6 +113,14 @@ fn without_extensions(
 }
 
 impl ChildTransport {
+    /// Servers that offer every extension but refuse the `denied` requests.
+    pub fn denying(denied: Vec<&'static str>) -> Self {
+        ChildTransport {
+            denied,
+            ..ChildTransport::default()
+        }
+    }
+
     /// Servers without the `hidden` extensions.
     pub fn hiding(hidden: Vec<&'static str>) -> Self {
         ChildTransport {
@@ -146,7 +157,11 @@ impl ChildTransport {
 #[async_trait::async_trait]
 impl super::Transport for ChildTransport {
     async fn open(&self) -> Result<super::Opened, String> {
-        let mut child = tokio::process::Command::new(SFTP_SERVER)
+        let mut cmd = tokio::process::Command::new(SFTP_SERVER);
+        if !self.denied.is_empty() {
+            cmd.arg("-P").arg(self.denied.join(","));
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -161,6 +176,7 @@ impl super::Transport for ChildTransport {
         Ok(super::Opened {
             stream: Box::new(io),
             keep_alive: Box::new(std::sync::Mutex::new(child)),
+            banner: None,
         })
     }
 }

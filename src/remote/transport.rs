@@ -21,6 +21,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> SftpIo for T {}
 pub struct Opened {
     pub stream: Box<dyn SftpIo>,
     pub keep_alive: Box<dyn Any + Send + Sync>,
+    /// The server's SSH identification line, when the transport saw it.
+    pub banner: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -100,9 +102,11 @@ impl Transport for SshTransport {
     async fn open(&self) -> Result<Opened, String> {
         let conn = self.connector.connect().await.map_err(|e| e.to_string())?;
         let stream = conn.open_sftp().await.map_err(|e| e.to_string())?;
+        let banner = conn.banner().map(str::to_string);
         Ok(Opened {
             stream: Box::new(stream),
             keep_alive: Box::new(SshKeepAlive(Some(conn))),
+            banner,
         })
     }
 }

@@ -49,6 +49,7 @@ impl Transport for DirectTransport {
         Ok(Opened {
             stream: Box::new(stream),
             keep_alive: Box::new(()),
+            banner: None,
         })
     }
 }

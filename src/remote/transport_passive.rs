@@ -63,6 +63,7 @@ impl Transport for PassiveTransport {
         Ok(Opened {
             stream: Box::new(stream),
             keep_alive: Box::new(()),
+            banner: None,
         })
     }
 

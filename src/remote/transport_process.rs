@@ -72,6 +72,8 @@ impl Transport for CommandTransport {
         Ok(Opened {
             stream: Box::new(child),
             keep_alive: Box::new(()),
+            // ssh keeps the server's identification to itself.
+            banner: None,
         })
     }
 }

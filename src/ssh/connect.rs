@@ -86,7 +86,7 @@ impl Connector {
             && !self.connected_once.load(Ordering::Acquire)
             && prompt::tty_available();
         let clock = Arc::new(PromptClock::default());
-        let (mut handle, via) = self.handshake(interactive, &clock).await?;
+        let (mut handle, via, banner) = self.handshake(interactive, &clock).await?;
         let authenticator = Authenticator::new(
             &mut handle,
             cfg,
@@ -106,6 +106,7 @@ impl Connector {
             timeout: cfg.connect_timeout,
             sftp_server: cfg.sftp_server.clone(),
             via: via.map(Box::new),
+            banner,
         })
     }
 
@@ -117,7 +118,7 @@ impl Connector {
         &self,
         interactive: bool,
         clock: &Arc<PromptClock>,
-    ) -> Result<(Handle<ClientHandler>, Option<SshConnection>), SshError> {
+    ) -> Result<(Handle<ClientHandler>, Option<SshConnection>, Option<String>), SshError> {
         let cfg = &self.cfg;
         let policy = Arc::new(HostKeyPolicy::new(
             cfg,
@@ -131,10 +132,11 @@ impl Connector {
             policy,
             show_banner: interactive,
         };
+        let (socket, banner) = super::banner::BannerTap::new(socket);
         let handshake = client::connect_stream(config, socket, handler);
         match within(cfg.connect_timeout, clock, handshake).await {
             None => Err(self.timeout()),
-            Some(Ok(handle)) => Ok((handle, via)),
+            Some(Ok(handle)) => Ok((handle, via, banner.get())),
             Some(Err(HandlerError::HostKey(e))) => Err(e),
             Some(Err(HandlerError::Ssh(e))) => Err(SshError::Handshake {
                 host: cfg.host.clone(),
@@ -212,6 +214,8 @@ pub struct SshConnection {
     sftp_server: Option<String>,
     /// The jump host's connection this one runs through, kept alive with it.
     via: Option<Box<SshConnection>>,
+    /// The server's SSH identification line.
+    banner: Option<String>,
 }
 
 impl std::fmt::Debug for SshConnection {
@@ -223,6 +227,11 @@ impl std::fmt::Debug for SshConnection {
 }
 
 impl SshConnection {
+    /// The server's SSH identification line (`SSH-2.0-OpenSSH_9.2p1 ...`), if it sent one.
+    pub fn banner(&self) -> Option<&str> {
+        self.banner.as_deref()
+    }
+
     /// Open a session channel running the `sftp` subsystem (or what `sftp_server=` says: a
     /// subsystem name, or a command when it contains a `/`, as in sshfs).
     pub async fn open_sftp(&self) -> Result<SftpStream, SshError> {

@@ -3,6 +3,7 @@
 
 pub mod algorithms;
 mod auth;
+mod banner;
 mod child;
 pub mod config;
 mod connect;

@@ -41,7 +41,7 @@ async fn probe_tells_acceptance_and_keeps_the_session_usable() {
     let cfg = sshd.config();
     let connector = Connector::new(cfg.clone());
     let clock = Arc::new(PromptClock::default());
-    let (mut handle, _) = connector.handshake(false, &clock).await.unwrap();
+    let (mut handle, _, _) = connector.handshake(false, &clock).await.unwrap();
     let secrets = Secrets::default();
     let mut a = Authenticator::new(&mut handle, &cfg, &secrets, &clock, vec![], false);
     let load = |p: &Path| russh::keys::load_secret_key(p, None).unwrap();

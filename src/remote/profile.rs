@@ -1,0 +1,257 @@
+//! What a server offers and how it must be spoken to: decided once at connect time from its
+//! SSH version banner (when SSH carries the session), its SFTP version and its extensions,
+//! and corrected while the mount runs when an offered extension turns out not to work.
+//! Every server quirk lives here; the filesystem core never asks which server it talks to.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::error::RemoteError;
+use super::protocol::*;
+
+/// The OpenSSH extensions sftpfs uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ext {
+    PosixRename,
+    Statvfs,
+    Fstatvfs,
+    Hardlink,
+    Fsync,
+    Lsetstat,
+    Limits,
+    ExpandPath,
+    CopyData,
+}
+
+const ALL: [Ext; 9] = [
+    Ext::PosixRename,
+    Ext::Statvfs,
+    Ext::Fstatvfs,
+    Ext::Hardlink,
+    Ext::Fsync,
+    Ext::Lsetstat,
+    Ext::Limits,
+    Ext::ExpandPath,
+    Ext::CopyData,
+];
+
+impl Ext {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ext::PosixRename => "posix-rename@openssh.com",
+            Ext::Statvfs => "statvfs@openssh.com",
+            Ext::Fstatvfs => "fstatvfs@openssh.com",
+            Ext::Hardlink => "hardlink@openssh.com",
+            Ext::Fsync => "fsync@openssh.com",
+            Ext::Lsetstat => "lsetstat@openssh.com",
+            Ext::Limits => "limits@openssh.com",
+            Ext::ExpandPath => "expand-path@openssh.com",
+            Ext::CopyData => "copy-data",
+        }
+    }
+
+    /// What a user notices without it; for the mount's log line.
+    fn without(self) -> &'static str {
+        match self {
+            Ext::PosixRename => "rename over a name moves the old file aside first (not atomic)",
+            Ext::Statvfs => "df shows made-up sizes",
+            Ext::Hardlink => "no hard links",
+            Ext::Fsync => "fsync cannot reach the server's disk",
+            Ext::Limits => "32 KiB requests",
+            Ext::CopyData => "copies inside the mount go through this machine",
+            Ext::Fstatvfs | Ext::Lsetstat | Ext::ExpandPath => "",
+        }
+    }
+}
+
+/// The order of SSH_FXP_SYMLINK's two paths. OpenSSH's server reads the target first, the
+/// reverse of the draft; servers follow one or the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymlinkOrder {
+    /// OpenSSH's: target, then link.
+    TargetFirst,
+    /// The draft's: link, then target.
+    LinkFirst,
+}
+
+#[derive(Debug)]
+pub struct Profile {
+    /// The server's SSH identification (`SSH-2.0-OpenSSH_9.2p1 ...`), when known.
+    pub banner: Option<String>,
+    pub version: u32,
+    pub symlink_order: SymlinkOrder,
+    offered: [bool; ALL.len()],
+    /// Offered but seen not to work: used no more on this mount.
+    broken: [AtomicBool; ALL.len()],
+}
+
+fn index(e: Ext) -> usize {
+    ALL.iter().position(|&x| x == e).unwrap()
+}
+
+impl Profile {
+    pub fn decide(banner: Option<&str>, version: u32, hello: &[(Vec<u8>, Vec<u8>)]) -> Profile {
+        let value = |n: &str| {
+            hello
+                .iter()
+                .find(|(k, _)| k == n.as_bytes())
+                .map(|(_, v)| v.as_slice())
+        };
+        let offered = ALL.map(|e| value(e.name()).is_some());
+        let openssh_server = value(Ext::PosixRename.name()).is_some()
+            || value(Ext::Limits.name()).is_some()
+            || banner.is_some_and(|b| b.contains("OpenSSH"));
+        let symlink_order = match value("symlink-order@rjk.greenend.org.uk") {
+            // gesftpserver says which order it reads.
+            Some(b"linkpath-targetpath") => SymlinkOrder::LinkFirst,
+            Some(b"targetpath-linkpath") => SymlinkOrder::TargetFirst,
+            // OpenSSH's sftp-server, wherever it runs (Dropbear runs it too).
+            _ if openssh_server => SymlinkOrder::TargetFirst,
+            // AsyncSSH reads OpenSSH's order only from OpenSSH and paramiko clients.
+            _ if banner.is_some_and(|b| b.contains("AsyncSSH")) => SymlinkOrder::LinkFirst,
+            // Everyone else copied OpenSSH (Go's pkg/sftp, ProFTPD, most appliances).
+            _ => SymlinkOrder::TargetFirst,
+        };
+        Profile {
+            banner: banner.map(str::to_string),
+            version,
+            symlink_order,
+            offered,
+            broken: Default::default(),
+        }
+    }
+
+    /// Whether `other` describes the same server (after a reconnect it may not).
+    pub fn same_server(&self, other: &Profile) -> bool {
+        self.banner == other.banner
+            && self.version == other.version
+            && self.offered == other.offered
+            && self.symlink_order == other.symlink_order
+    }
+
+    /// Whether `e` may be used: offered, and not seen failing.
+    pub fn has(&self, e: Ext) -> bool {
+        let i = index(e);
+        self.offered[i] && !self.broken[i].load(Ordering::Relaxed)
+    }
+
+    /// `err` came back from an offered extension `e`. If it says the extension does not work
+    /// here (the server refuses the request itself), `e` is used no more on this mount, the
+    /// log says so once, and the caller falls back as if it had never been offered.
+    pub fn refused(&self, e: Ext, err: &RemoteError) -> bool {
+        let refuses = match err {
+            RemoteError::Status { code, .. } => match e {
+                // Its answer is about the request, never about a file: any error means the
+                // extension does not work (rclone offers it and answers failures).
+                Ext::Statvfs | Ext::Fstatvfs | Ext::Limits => true,
+                // Errors about the files are real; these say the request itself is refused.
+                _ => *code == SSH_FX_OP_UNSUPPORTED || *code == SSH_FX_BAD_MESSAGE,
+            },
+            _ => false,
+        };
+        if refuses && !self.broken[index(e)].swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the server offers {} but refuses it ({err}); doing without it: {}",
+                e.name(),
+                e.without()
+            );
+        }
+        refuses
+    }
+
+    /// One line for the log at mount: who the server is and what is degraded on it.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "server {}, SFTP version {}",
+            self.banner.as_deref().unwrap_or("(no SSH banner)"),
+            self.version
+        );
+        let missing: Vec<String> = ALL
+            .iter()
+            .filter(|&&e| !self.has(e) && !e.without().is_empty())
+            .map(|&e| format!("no {} ({})", e.name(), e.without()))
+            .collect();
+        if missing.is_empty() {
+            s.push_str("; every extension sftpfs uses is there");
+        } else {
+            s.push_str("; ");
+            s.push_str(&missing.join("; "));
+        }
+        if self.symlink_order == SymlinkOrder::LinkFirst {
+            s.push_str("; symlinks sent in the draft's order (link, then target)");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(names: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        names
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn symlink_order_by_server() {
+        let openssh = hello(&[
+            ("posix-rename@openssh.com", "1"),
+            ("limits@openssh.com", "1"),
+        ]);
+        let p = Profile::decide(Some("SSH-2.0-OpenSSH_9.2p1"), 3, &openssh);
+        assert_eq!(p.symlink_order, SymlinkOrder::TargetFirst);
+        let p = Profile::decide(Some("SSH-2.0-dropbear_2022.83"), 3, &openssh);
+        assert_eq!(p.symlink_order, SymlinkOrder::TargetFirst);
+        let ges = hello(&[("symlink-order@rjk.greenend.org.uk", "linkpath-targetpath")]);
+        let p = Profile::decide(Some("SSH-2.0-OpenSSH_9.2p1"), 3, &ges);
+        assert_eq!(
+            p.symlink_order,
+            SymlinkOrder::LinkFirst,
+            "the extension wins"
+        );
+        let p = Profile::decide(Some("SSH-2.0-AsyncSSH_2.14.2"), 3, &[]);
+        assert_eq!(p.symlink_order, SymlinkOrder::LinkFirst);
+        let p = Profile::decide(
+            Some("SSH-2.0-Go"),
+            3,
+            &hello(&[("statvfs@openssh.com", "2")]),
+        );
+        assert_eq!(p.symlink_order, SymlinkOrder::TargetFirst);
+        assert_eq!(
+            Profile::decide(None, 3, &[]).symlink_order,
+            SymlinkOrder::TargetFirst
+        );
+    }
+
+    #[test]
+    fn a_refusing_extension_is_dropped_once() {
+        let p = Profile::decide(
+            None,
+            3,
+            &hello(&[("statvfs@openssh.com", "2"), ("hardlink@openssh.com", "1")]),
+        );
+        assert!(p.has(Ext::Statvfs) && p.has(Ext::Hardlink) && !p.has(Ext::Fsync));
+        let failure = RemoteError::Status {
+            code: SSH_FX_FAILURE,
+            message: String::new(),
+        };
+        // A failure of a hard link may be about the files: the extension stays.
+        assert!(!p.refused(Ext::Hardlink, &failure));
+        assert!(p.has(Ext::Hardlink));
+        let unsupported = RemoteError::Status {
+            code: SSH_FX_OP_UNSUPPORTED,
+            message: String::new(),
+        };
+        assert!(p.refused(Ext::Hardlink, &unsupported));
+        assert!(!p.has(Ext::Hardlink));
+        // statvfs answers about the filesystem: any error means it does not work.
+        assert!(p.refused(Ext::Statvfs, &failure));
+        assert!(!p.has(Ext::Statvfs));
+        assert!(!p.refused(Ext::Statvfs, &RemoteError::ConnectionLost));
+        assert!(p
+            .describe()
+            .contains("no statvfs@openssh.com (df shows made-up sizes)"));
+    }
+}
