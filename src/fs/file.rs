@@ -608,6 +608,14 @@ impl Filesystem {
                     // The replay in `recover` sends this write again.
                     let _ = fs.recover(&f, &conn).await;
                 }
+                Err(e) if f.is_attribute_change(seq) => {
+                    // The data is safe: a refused mode or time change must not fail close.
+                    tracing::warn!("a mode or time change queued behind writes failed: {e}");
+                    if let Some(p) = fs.pool.profile() {
+                        p.note_setstat_refused();
+                    }
+                    f.ack(seq);
+                }
                 Err(e) => {
                     let err = fs.explain_write_failure(e).await;
                     tracing::warn!("write failed: {err}");

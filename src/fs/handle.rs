@@ -149,6 +149,12 @@ impl OpenFile {
         self.writes.lock().unwrap().pending.contains_key(&seq)
     }
 
+    /// Whether queued request `seq` is a mode or time change (not data).
+    pub fn is_attribute_change(&self, seq: u64) -> bool {
+        let q = self.writes.lock().unwrap();
+        matches!(q.pending.get(&seq), Some((Queued::SetStat(_), _)))
+    }
+
     pub fn has_pending(&self) -> bool {
         !self.writes.lock().unwrap().pending.is_empty()
     }

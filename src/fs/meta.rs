@@ -398,7 +398,9 @@ impl Filesystem {
         path: &[u8],
         set: &SetAttr,
     ) -> Option<FileAttr> {
+        let refusing = self.pool.profile().is_some_and(|p| p.setstat_refused());
         let eligible = f.made_here.load(std::sync::atomic::Ordering::SeqCst)
+            && !refusing
             && f.writable
             && f.usable()
             && f.peek_error().is_none()

@@ -350,8 +350,14 @@ async fn replace_rename(
     from: &[u8],
     to: &[u8],
 ) -> Result<(), RemoteError> {
+    // OpenSSH refuses with FAILURE; ProFTPD and v5+ servers say FILE_ALREADY_EXISTS.
     let refused = match sftp.rename(from, to).await {
-        Err(e) if e.is_failure() => e,
+        Err(e)
+            if e.is_failure()
+                || e.is_status(crate::remote::protocol::SSH_FX_FILE_ALREADY_EXISTS) =>
+        {
+            e
+        }
         other => return other,
     };
     let Ok(target) = sftp.lstat(to).await else {

@@ -999,3 +999,50 @@ async fn statfs_without_a_working_statvfs_shows_a_large_filesystem() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_refused_mode_change_behind_writes_never_fails_close() {
+    // A server that refuses SETSTAT (object stores, attribute policies): tar and cp -p chmod
+    // and utime every file they write; the data must land and close must succeed.
+    let d = TempDir::new();
+    let t = ChildTransport::denying(vec!["setstat", "fsetstat", "lsetstat"]);
+    let (fs, _t) = mount_on(&d, Options::default(), t).await;
+    let (a, fh) = fs
+        .create(
+            ROOT_INO,
+            b"f",
+            libc::S_IFREG | 0o644,
+            0o022,
+            RW | libc::O_EXCL,
+        )
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"every byte".to_vec(), RW, 0)
+        .await
+        .unwrap();
+    let chmod = SetAttr {
+        mode: Some(0o100600),
+        ..SetAttr::default()
+    };
+    // Queued behind the write, answered at once.
+    fs.setattr(a.ino.0, Some(fh), chmod).await.unwrap();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(std::fs::read(d.join("f")).unwrap(), b"every byte");
+    // From now on a change is asked for at once, and its refusal reaches the call.
+    let (b, fh) = fs
+        .create(
+            ROOT_INO,
+            b"g",
+            libc::S_IFREG | 0o644,
+            0o022,
+            RW | libc::O_EXCL,
+        )
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"more".to_vec(), RW, 0).await.unwrap();
+    let e = fs.setattr(b.ino.0, Some(fh), chmod).await.unwrap_err();
+    assert_eq!(e.errno, libc::EACCES);
+    fs.release(fh).await.unwrap();
+    assert_eq!(std::fs::read(d.join("g")).unwrap(), b"more");
+}

@@ -97,6 +97,11 @@ impl Pool {
         Ok(pool)
     }
 
+    /// What the sessions learned of the server (after the first connected).
+    pub fn profile(&self) -> Option<Arc<Profile>> {
+        self.profile.lock().unwrap().clone()
+    }
+
     pub fn size(&self) -> usize {
         self.slots.len()
     }

@@ -82,6 +82,9 @@ pub struct Profile {
     offered: [bool; ALL.len()],
     /// Offered but seen not to work: used no more on this mount.
     broken: [AtomicBool; ALL.len()],
+    /// A mode or time change was refused (servers over object stores, read-only attribute
+    /// policies): later ones are asked for at once, so that their answer reaches the call.
+    setstat_refused: AtomicBool,
 }
 
 fn index(e: Ext) -> usize {
@@ -117,6 +120,7 @@ impl Profile {
             symlink_order,
             offered,
             broken: Default::default(),
+            setstat_refused: AtomicBool::new(false),
         }
     }
 
@@ -156,6 +160,20 @@ impl Profile {
             );
         }
         refuses
+    }
+
+    /// A mode or time change sent behind a file's writes came back refused.
+    pub fn note_setstat_refused(&self) {
+        if !self.setstat_refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the server refuses mode or time changes; they are no longer queued behind \
+                 writes, so that the call asking for one gets the error"
+            );
+        }
+    }
+
+    pub fn setstat_refused(&self) -> bool {
+        self.setstat_refused.load(Ordering::Relaxed)
     }
 
     /// One line for the log at mount: who the server is and what is degraded on it.
