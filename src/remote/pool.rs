@@ -60,6 +60,8 @@ pub struct Pool {
     dead: std::sync::atomic::AtomicBool,
     /// What the sessions learned of the server, shared by all of them.
     profile: std::sync::Mutex<Option<Arc<Profile>>>,
+    /// The log said that the pool runs with fewer connections.
+    fewer_said: std::sync::atomic::AtomicBool,
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -91,6 +93,7 @@ impl Pool {
             failed_at: std::sync::Mutex::new(None),
             dead: std::sync::atomic::AtomicBool::new(false),
             profile: std::sync::Mutex::new(None),
+            fewer_said: std::sync::atomic::AtomicBool::new(false),
         };
         let first = pool.open_conn(0).await?;
         *pool.slots[0].current.write().unwrap() = Some(Arc::new(first));
@@ -212,9 +215,13 @@ impl Pool {
                     Ok(c)
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        "pool member {slot} could not connect ({e}); using fewer connections"
-                    );
+                    // Once: a server that allows one connection per user refuses them all.
+                    if !self.fewer_said.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "another connection to the server failed ({e}); the server may \
+                             allow fewer per user: running with fewer connections"
+                        );
+                    }
                     self.slots[slot].disabled.store(true, Ordering::Relaxed);
                     Err(RemoteError::ConnectionLost)
                 }

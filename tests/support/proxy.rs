@@ -45,6 +45,8 @@ struct Control {
     delay_down: Duration,
     stalled: bool,
     refusing: bool,
+    /// Refuse new connections while this many are open (a server's per-user limit).
+    max_live: Option<usize>,
     stopping: bool,
 }
 
@@ -188,6 +190,12 @@ impl Proxy {
         self.shared.control().refusing = true;
     }
 
+    /// From now on, closes a new connection at once while `n` are open, as a server that
+    /// allows `n` connections per user does.
+    pub fn limit(&self, n: usize) {
+        self.shared.control().max_live = Some(n);
+    }
+
     /// Undoes `refuse`.
     pub fn admit(&self) {
         self.shared.control().refusing = false;
@@ -240,7 +248,13 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, sh: Arc<Shared>) {
             Ok(c) => c,
             Err(_) => continue,
         };
-        if sh.control().refusing {
+        let max_live = sh.control().max_live;
+        let full = max_live.is_some_and(|m| {
+            let mut conns = sh.conns.lock().unwrap();
+            conns.retain(|c| !c.closed.load(Ordering::SeqCst));
+            conns.len() >= m
+        });
+        if sh.control().refusing || full {
             sh.refused.fetch_add(1, Ordering::SeqCst);
             let _ = client.shutdown(Shutdown::Both);
             continue;
