@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::client::{Client, MAX_INCOMING_PACKET};
@@ -55,6 +56,10 @@ pub struct Sftp {
     client: Client,
     profile: Arc<Profile>,
     limits: Limits,
+    /// READ size in use: `limits`' when the server said, else learned (see `read`).
+    read_size: AtomicU32,
+    /// The READ size is known: said by the server, or seen answered in full, or seen capped.
+    read_size_known: AtomicBool,
 }
 
 fn unexpected(what: &'static str, r: Response) -> RemoteError {
@@ -94,10 +99,19 @@ impl Sftp {
             client,
             profile: Arc::new(profile),
             limits: Limits::CONSERVATIVE,
+            // Without limits@openssh.com, READs as large as ours first: a server that allows
+            // less answers short, and `read` learns its size. WRITEs stay at 32 KiB: one
+            // too large can kill a server.
+            read_size: AtomicU32::new(Limits::CEILING),
+            read_size_known: AtomicBool::new(false),
         };
         if sftp.profile.has(Ext::Limits) {
             match sftp.query_limits().await {
-                Ok(l) => sftp.limits = l,
+                Ok(l) => {
+                    sftp.limits = l;
+                    sftp.read_size = AtomicU32::new(l.max_read);
+                    sftp.read_size_known = AtomicBool::new(true);
+                }
                 Err(e) if sftp.profile.refused(Ext::Limits, &e) => {}
                 Err(e) => return Err(e),
             }
@@ -143,7 +157,10 @@ impl Sftp {
     }
 
     pub fn limits(&self) -> Limits {
-        self.limits
+        Limits {
+            max_read: self.read_size.load(Ordering::Relaxed),
+            ..self.limits
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -311,8 +328,62 @@ impl Sftp {
     }
 
     /// One READ of at most `limits().max_read` bytes. Empty at end of file; may be short.
+    /// Up to `len` bytes at `offset` (fewer only at the end of the file). A server that
+    /// did not say its READ size and answers short is asked for the rest: if more comes,
+    /// it caps READs, and its size is used from then on.
     pub async fn read(&self, h: &Handle, offset: u64, len: u32) -> Result<Bytes> {
-        let len = len.min(self.limits.max_read);
+        let len = len.min(self.read_size.load(Ordering::Relaxed));
+        let first = match self.read_once(h, offset, len).await {
+            // A server that refuses a READ larger than it allows (instead of answering
+            // short) gets the size every server must accept.
+            Err(RemoteError::Status { code, .. })
+                if !self.read_size_known.load(Ordering::Relaxed)
+                    && len > Limits::CONSERVATIVE.max_read
+                    && matches!(code, SSH_FX_FAILURE | SSH_FX_BAD_MESSAGE) =>
+            {
+                self.read_size
+                    .store(Limits::CONSERVATIVE.max_read, Ordering::Relaxed);
+                self.read_size_known.store(true, Ordering::Relaxed);
+                let len = len.min(Limits::CONSERVATIVE.max_read);
+                return self.read_once(h, offset, len).await;
+            }
+            r => r?,
+        };
+        let got = first.len() as u32;
+        if self.read_size_known.load(Ordering::Relaxed) || first.is_empty() {
+            return Ok(first);
+        }
+        if got >= len {
+            if got > Limits::CONSERVATIVE.max_read {
+                // Answered in full, larger than the protocol's minimum: no cap to learn.
+                self.read_size_known.store(true, Ordering::Relaxed);
+            }
+            return Ok(first);
+        }
+        let more = self.read_once(h, offset + got as u64, len - got).await?;
+        if more.is_empty() {
+            return Ok(first);
+        }
+        self.read_size.fetch_min(got, Ordering::Relaxed);
+        if !self.read_size_known.swap(true, Ordering::Relaxed) {
+            tracing::info!("the server answers READs of at most {got} bytes; using that size");
+        }
+        let mut all = bytes::BytesMut::with_capacity(len as usize);
+        all.extend_from_slice(&first);
+        all.extend_from_slice(&more);
+        while (all.len() as u32) < len {
+            let next = self
+                .read_once(h, offset + all.len() as u64, len - all.len() as u32)
+                .await?;
+            if next.is_empty() {
+                break;
+            }
+            all.extend_from_slice(&next);
+        }
+        Ok(all.freeze())
+    }
+
+    async fn read_once(&self, h: &Handle, offset: u64, len: u32) -> Result<Bytes> {
         let r = self
             .client
             .request(|id| {
@@ -570,6 +641,40 @@ mod tests {
 
     fn b(p: &std::path::Path) -> Vec<u8> {
         p.as_os_str().as_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn without_limits_reads_learn_the_size_the_server_serves() {
+        use crate::remote::testing::ChildTransport;
+        use crate::remote::Transport;
+        let d = tmp();
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(d.join("f"), &data).unwrap();
+        let path = b(&d.join("f"));
+        for (cap, want) in [(None, Limits::CEILING), (Some(32 * 1024), 32 * 1024)] {
+            let mut t = ChildTransport::hiding(vec!["limits@openssh.com"]);
+            t.read_cap = cap;
+            let o = t.open().await.unwrap();
+            let s = Sftp::start(o.stream, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(s.limits().max_read, Limits::CEILING, "tried large first");
+            let h = s
+                .open(&path, SSH_FXF_READ, &Attrs::default())
+                .await
+                .unwrap();
+            let got = s.read(&h, 1000, Limits::CEILING).await.unwrap();
+            assert_eq!(
+                &got[..],
+                &data[1000..1000 + Limits::CEILING as usize],
+                "{cap:?}"
+            );
+            assert_eq!(s.limits().max_read, want, "{cap:?}");
+            // At the end of the file a short answer stays short.
+            let tail = s.read(&h, 590_000, 32 * 1024).await.unwrap();
+            assert_eq!(&tail[..], &data[590_000..]);
+            drop(o.keep_alive);
+        }
     }
 
     #[tokio::test]

@@ -70,6 +70,35 @@ pub struct ChildTransport {
     /// Requests the server refuses though it offers them (sftp-server `-P`): an extension
     /// offered but not working.
     pub denied: Vec<&'static str>,
+    /// READs are served at most this long (as Go's pkg/sftp caps them), without saying so.
+    pub read_cap: Option<u32>,
+}
+
+/// Our requests to the server, each READ's length cut to `cap`.
+fn reads_capped(mut to: tokio::process::ChildStdin, cap: u32) -> tokio::io::DuplexStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        loop {
+            let mut len = [0u8; 4];
+            if theirs.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut p = vec![0u8; u32::from_be_bytes(len) as usize];
+            if theirs.read_exact(&mut p).await.is_err() {
+                return;
+            }
+            if p.first() == Some(&super::protocol::SSH_FXP_READ) {
+                let at = p.len() - 4;
+                let asked = u32::from_be_bytes(p[at..].try_into().unwrap());
+                p[at..].copy_from_slice(&asked.min(cap).to_be_bytes());
+            }
+            if to.write_all(&len).await.is_err() || to.write_all(&p).await.is_err() {
+                return;
+            }
+        }
+    });
+    ours
 }
 
 /// The server's output with `hidden` extensions dropped from its VERSION packet.
@@ -172,9 +201,13 @@ impl super::Transport for ChildTransport {
         }
         self.opened.fetch_add(1, Ordering::SeqCst);
         let out = without_extensions(child.stdout.take().unwrap(), self.hidden.clone());
-        let io = tokio::io::join(out, child.stdin.take().unwrap());
+        let stdin = child.stdin.take().unwrap();
+        let stream: Box<dyn super::SftpIo> = match self.read_cap {
+            Some(cap) => Box::new(tokio::io::join(out, reads_capped(stdin, cap))),
+            None => Box::new(tokio::io::join(out, stdin)),
+        };
         Ok(super::Opened {
-            stream: Box::new(io),
+            stream,
             keep_alive: Box::new(std::sync::Mutex::new(child)),
             banner: None,
         })
