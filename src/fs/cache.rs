@@ -346,7 +346,9 @@ impl MetaCache {
     ) {
         let _change = self.changes.lock().unwrap();
         let keep = exact.is_some() && still(self);
-        if landed() {
+        // Exact attributes that cannot be kept (something changed meanwhile) leave nothing
+        // older behind either: what is cached may predate the change they saw.
+        if landed() || (exact.is_some() && !keep) {
             self.forget_names(path);
         }
         if let (Some((a, nlink)), true) = (exact, keep) {
