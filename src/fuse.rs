@@ -210,16 +210,19 @@ impl fuser::Filesystem for FuseAdapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let ttl = if self.fs.follows_symlinks() {
-            Duration::ZERO
-        } else {
-            self.entry_ttl
-        };
-        let (fs, name) = (self.fs.clone(), bytes(link_name));
+        let (fs, name, entry_ttl) = (self.fs.clone(), bytes(link_name), self.entry_ttl);
         let target = bytes(target.as_os_str());
         self.rt.spawn(async move {
             match fs.symlink(parent.0, &name, &target).await {
-                Ok(a) => reply.entry(&ttl, &a, Generation(0)),
+                Ok(a) => {
+                    // Asked after the call: it may have learned that the server follows.
+                    let ttl = if fs.follows_symlinks() {
+                        Duration::ZERO
+                    } else {
+                        entry_ttl
+                    };
+                    reply.entry(&ttl, &a, Generation(0))
+                }
                 Err(e) => reply.error(errno("symlink", e)),
             }
         });

@@ -47,6 +47,16 @@ impl Filesystem {
         }
         let path = self.path_of(ino)?;
         let r = self.remote(&path);
+        let writes_in = flags & libc::O_ACCMODE != libc::O_RDONLY && flags & libc::O_TRUNC == 0;
+        if writes_in && self.write_open_would_empty(&path).await {
+            let has_data = match self.cache.attrs(&path) {
+                Some(e) => e.attrs.size != Some(0),
+                None => self.lstat_remote(&path).await.ok().and_then(|a| a.size) != Some(0),
+            };
+            if has_data {
+                return Err(FsError::new(libc::EOPNOTSUPP));
+            }
+        }
         // The LSTAT below must see every write made through other descriptors.
         self.drain_inode(ino).await;
         let generation = self.cache.generation(super::inode::parent_of(&path));

@@ -11,6 +11,7 @@ pub mod handle;
 pub mod inode;
 pub mod meta;
 pub mod names;
+mod probe;
 pub mod readahead;
 pub mod split;
 pub mod symlink;
@@ -149,6 +150,8 @@ pub struct Filesystem {
     /// Shared by renames and removals for their round trip and inode-table update; taken
     /// alone by a re-open after a reconnect, so the path it opens cannot move under it.
     path_changes: tokio::sync::RwLock<()>,
+    /// One probe of the server at a time (see `probe.rs`).
+    probe_lock: tokio::sync::Mutex<()>,
     stopping: AtomicBool,
 }
 
@@ -172,15 +175,16 @@ impl Filesystem {
             prefetch_slots: Arc::new(Semaphore::new(opts.prefetch_parallel.max(1))),
             listing_inflight: dir::Inflight::default(),
             path_changes: tokio::sync::RwLock::new(()),
+            probe_lock: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
             opts,
         })
     }
 
-    /// With `follow_symlinks` the kernel must not cache the entry `symlink` answers: a link
-    /// shows as its target from the next lookup on.
+    /// With `follow_symlinks`, or on a server whose LSTAT follows links, the kernel must not
+    /// cache the entry `symlink` answers: a link shows as its target from the next lookup on.
     pub fn follows_symlinks(&self) -> bool {
-        self.opts.symlinks.follow
+        self.opts.symlinks.follow || self.pool.profile().is_some_and(|p| p.lstat_follows())
     }
 
     /// With `direct_io` open files bypass the kernel's page cache (FOPEN_DIRECT_IO).

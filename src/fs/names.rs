@@ -130,12 +130,22 @@ impl Filesystem {
                 },
             )
             .await;
-        let a = match made {
+        let mut a = match made {
             Ok(a) => a,
             Err(e) => return Err(self.explain_create_failure(e, &path).await),
         };
+        if !a.is_symlink() {
+            // The link was made (SYMLINK said so); a server whose LSTAT follows links
+            // (ProFTPD) shows its target. Trust our own SYMLINK: the kernel asked for a link
+            // and gets one; from then on the mount shows links as such servers do.
+            if let Some(p) = self.pool.profile() {
+                p.note_lstat_follows();
+            }
+            a.permissions = Some(libc::S_IFLNK | 0o777);
+            a.size = Some(target.len() as u64);
+        }
         self.cache.put_new(&path, &a, None);
-        if self.opts.symlinks.follow {
+        if self.follows_symlinks() {
             // The kernel gets the link itself for this reply only (it must: it asked for a
             // link), not to be cached (`follows_symlinks`); every later lookup shows the target.
             self.cache.invalidate(&path);
@@ -173,6 +183,16 @@ impl Filesystem {
         let a = match made {
             Ok(a) => a,
             Err(RemoteError::Unsupported(_)) => return Err(FsError::new(libc::EPERM)),
+            // rclone offers hard links and answers NO_SUCH_FILE for a source that exists:
+            // a filesystem without hard links says EPERM.
+            Err(e)
+                if e.is_status(crate::remote::protocol::SSH_FX_NO_SUCH_FILE)
+                    && self.exists(&from).await.is_some()
+                    && self.exists(&to).await.is_none() =>
+            {
+                tracing::debug!("link: the server cannot link an existing file ({e})");
+                return Err(FsError::new(libc::EPERM));
+            }
             Err(e) => return Err(self.explain_create_failure(e, &to).await),
         };
         let mut nlink = None;

@@ -1046,3 +1046,52 @@ async fn a_refused_mode_change_behind_writes_never_fails_close() {
     fs.release(fh).await.unwrap();
     assert_eq!(std::fs::read(d.join("g")).unwrap(), b"more");
 }
+
+#[tokio::test]
+async fn a_server_that_empties_files_opened_for_writing_gets_no_such_open() {
+    // rclone serve sftp without its cache truncates every file opened for writing.
+    for truncating in [true, false] {
+        let d = TempDir::new();
+        let mut t = ChildTransport::hiding(vec!["posix-rename@openssh.com", "limits@openssh.com"]);
+        t.write_opens_truncate = truncating;
+        let (fs, _t) = mount_on(&d, Options::default(), t).await;
+        std::fs::write(d.join("f"), b"precious").unwrap();
+        std::fs::write(d.join("empty"), b"").unwrap();
+        let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+        let append = libc::O_WRONLY | libc::O_APPEND;
+        match fs.open(f.ino.0, append).await {
+            Ok(o) if !truncating => fs.release(o.fh).await.unwrap(),
+            Err(e) if truncating => assert_eq!(e.errno, libc::EOPNOTSUPP),
+            other => panic!("truncating {truncating}: {other:?}"),
+        }
+        assert_eq!(std::fs::read(d.join("f")).unwrap(), b"precious");
+        // Reading, replacing whole, and writing an empty file stay possible.
+        let o = fs.open(f.ino.0, libc::O_RDONLY).await.unwrap();
+        fs.release(o.fh).await.unwrap();
+        let e = fs.lookup(ROOT_INO, b"empty").await.unwrap();
+        let o = fs.open(e.ino.0, libc::O_WRONLY).await.unwrap();
+        fs.write(o.fh, 0, b"new".to_vec(), libc::O_WRONLY, 0)
+            .await
+            .unwrap();
+        fs.release(o.fh).await.unwrap();
+        assert_eq!(std::fs::read(d.join("empty")).unwrap(), b"new");
+        let o = fs
+            .open(f.ino.0, libc::O_WRONLY | libc::O_TRUNC)
+            .await
+            .unwrap();
+        fs.write(o.fh, 0, b"replaced".to_vec(), libc::O_WRONLY, 0)
+            .await
+            .unwrap();
+        fs.release(o.fh).await.unwrap();
+        assert_eq!(std::fs::read(d.join("f")).unwrap(), b"replaced");
+        let names: Vec<_> = std::fs::read_dir(&d.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "the probe's scratch file is gone: {names:?}"
+        );
+    }
+}

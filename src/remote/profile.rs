@@ -85,6 +85,12 @@ pub struct Profile {
     /// A mode or time change was refused (servers over object stores, read-only attribute
     /// policies): later ones are asked for at once, so that their answer reaches the call.
     setstat_refused: AtomicBool,
+    /// LSTAT of a link made here answered the target's attributes (ProFTPD's LSTAT follows).
+    lstat_follows: AtomicBool,
+    /// Whether opening a file for writing empties it (0 unknown, 1 no, 2 yes).
+    write_open_truncates: std::sync::atomic::AtomicU8,
+    /// OpenSSH's own sftp-server (its extensions): none of the quirks probed for.
+    openssh_sftp_server: bool,
 }
 
 fn index(e: Ext) -> usize {
@@ -121,6 +127,10 @@ impl Profile {
             offered,
             broken: Default::default(),
             setstat_refused: AtomicBool::new(false),
+            lstat_follows: AtomicBool::new(false),
+            write_open_truncates: std::sync::atomic::AtomicU8::new(0),
+            openssh_sftp_server: value(Ext::Limits.name()).is_some()
+                && value(Ext::PosixRename.name()).is_some(),
         }
     }
 
@@ -170,6 +180,46 @@ impl Profile {
                  writes, so that the call asking for one gets the error"
             );
         }
+    }
+
+    /// A link just made read back as what it points to.
+    pub fn note_lstat_follows(&self) {
+        if !self.lstat_follows.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                "the server's LSTAT follows symlinks: links show as what they point to, as \
+                 with -o follow_symlinks"
+            );
+        }
+    }
+
+    pub fn is_openssh_sftp_server(&self) -> bool {
+        self.openssh_sftp_server
+    }
+
+    /// Whether opening a file for writing without truncation empties it, once known.
+    pub fn write_open_truncates(&self) -> Option<bool> {
+        match self.write_open_truncates.load(Ordering::Relaxed) {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        }
+    }
+
+    pub fn note_write_open_truncates(&self, yes: bool) {
+        let was = self
+            .write_open_truncates
+            .swap(if yes { 2 } else { 1 }, Ordering::Relaxed);
+        if yes && was != 2 {
+            tracing::warn!(
+                "the server empties a file opened for writing (rclone serve sftp without \
+                 --vfs-cache-mode writes?): appending to or writing into an existing file is \
+                 refused (EOPNOTSUPP) so that its data is not lost; replacing it whole works"
+            );
+        }
+    }
+
+    pub fn lstat_follows(&self) -> bool {
+        self.lstat_follows.load(Ordering::Relaxed)
     }
 
     pub fn setstat_refused(&self) -> bool {

@@ -72,10 +72,17 @@ pub struct ChildTransport {
     pub denied: Vec<&'static str>,
     /// READs are served at most this long (as Go's pkg/sftp caps them), without saying so.
     pub read_cap: Option<u32>,
+    /// Every OPEN for writing truncates, as `rclone serve sftp` without its cache does.
+    pub write_opens_truncate: bool,
 }
 
-/// Our requests to the server, each READ's length cut to `cap`.
-fn reads_capped(mut to: tokio::process::ChildStdin, cap: u32) -> tokio::io::DuplexStream {
+/// Our requests to the server, each READ's length cut to `cap`, each OPEN for writing made
+/// truncating with `truncate`.
+fn requests_rewritten(
+    mut to: tokio::process::ChildStdin,
+    cap: u32,
+    truncate: bool,
+) -> tokio::io::DuplexStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (ours, mut theirs) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
@@ -88,10 +95,22 @@ fn reads_capped(mut to: tokio::process::ChildStdin, cap: u32) -> tokio::io::Dupl
             if theirs.read_exact(&mut p).await.is_err() {
                 return;
             }
-            if p.first() == Some(&super::protocol::SSH_FXP_READ) {
-                let at = p.len() - 4;
-                let asked = u32::from_be_bytes(p[at..].try_into().unwrap());
-                p[at..].copy_from_slice(&asked.min(cap).to_be_bytes());
+            use super::protocol::*;
+            match p.first() {
+                Some(&SSH_FXP_READ) => {
+                    let at = p.len() - 4;
+                    let asked = u32::from_be_bytes(p[at..].try_into().unwrap());
+                    p[at..].copy_from_slice(&asked.min(cap).to_be_bytes());
+                }
+                Some(&SSH_FXP_OPEN) if truncate => {
+                    let name = u32::from_be_bytes(p[5..9].try_into().unwrap()) as usize;
+                    let at = 9 + name;
+                    let flags = u32::from_be_bytes(p[at..at + 4].try_into().unwrap());
+                    if flags & SSH_FXF_WRITE != 0 {
+                        p[at..at + 4].copy_from_slice(&(flags | SSH_FXF_TRUNC).to_be_bytes());
+                    }
+                }
+                _ => {}
             }
             if to.write_all(&len).await.is_err() || to.write_all(&p).await.is_err() {
                 return;
@@ -202,9 +221,13 @@ impl super::Transport for ChildTransport {
         self.opened.fetch_add(1, Ordering::SeqCst);
         let out = without_extensions(child.stdout.take().unwrap(), self.hidden.clone());
         let stdin = child.stdin.take().unwrap();
-        let stream: Box<dyn super::SftpIo> = match self.read_cap {
-            Some(cap) => Box::new(tokio::io::join(out, reads_capped(stdin, cap))),
-            None => Box::new(tokio::io::join(out, stdin)),
+        let stream: Box<dyn super::SftpIo> = if self.read_cap.is_some() || self.write_opens_truncate
+        {
+            let cap = self.read_cap.unwrap_or(u32::MAX);
+            let to = requests_rewritten(stdin, cap, self.write_opens_truncate);
+            Box::new(tokio::io::join(out, to))
+        } else {
+            Box::new(tokio::io::join(out, stdin))
         };
         Ok(super::Opened {
             stream,
