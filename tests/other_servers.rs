@@ -575,7 +575,8 @@ fn op_fsync(d: &Dirs) -> Outcome {
     io("write f", f.write_all(&data))?;
     io("fsync f", f.sync_all())?;
     // After fsync, and before close, the server's file holds the data.
-    let got = io("server: read f", fs::read(d.s.join("f")))?;
+    let got = fs::read(d.s.join("f"))
+        .map_err(|e| format!("server: after fsync (before close) f cannot be read: {e}"))?;
     check(got == data, || {
         format!(
             "server: after fsync (before close) f holds {} of {} bytes",
