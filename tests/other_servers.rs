@@ -90,7 +90,7 @@ const KNOWN_FAILURES: &[(&str, &str, &str)] = &[
     // rclone has no symlinks (EOPNOTSUPP: right).
     ("rclone", "ln_s", "Operation not supported"),
     // rclone has no fsync extension and writes the end of a file only at CLOSE.
-    ("rclone", "fsync", "~after fsync (before close) f holds"),
+    ("rclone", "fsync", "~server: after fsync (before close) f"),
 ];
 
 /// Marks a [`KNOWN_FAILURES`] symptom that may also pass.
