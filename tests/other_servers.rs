@@ -102,7 +102,7 @@ const OP_DEADLINE: Duration = Duration::from_secs(90);
 const CMD_DEADLINE: Duration = Duration::from_secs(60);
 /// rclone makes a file appear on disk a little after CLOSE is answered: server-side checks
 /// of what a closed file holds look again for this long.
-const SETTLE: Duration = Duration::from_secs(3);
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// The directories of one operation: `m` through the mount, `s` the same directory on the
 /// server's disk, `local` scratch space outside both.
@@ -512,9 +512,11 @@ fn op_ln(d: &Dirs) -> Outcome {
 
 fn op_chmod(d: &Dirs) -> Outcome {
     cmd(&d.local, "chmod", &["600", s(&d.m.join("target.txt"))])?;
-    let mode = io("server: stat", fs::metadata(d.s.join("target.txt")))?.mode() & 0o7777;
-    check(mode == 0o600, || {
-        format!("server: mode {mode:o}, expected 600")
+    settled(|| {
+        let mode = io("server: stat", fs::metadata(d.s.join("target.txt")))?.mode() & 0o7777;
+        check(mode == 0o600, || {
+            format!("server: mode {mode:o}, expected 600")
+        })
     })?;
     let seen = io("stat", fs::metadata(d.m.join("target.txt")))?.mode() & 0o7777;
     check(seen == 0o600, || {
@@ -542,12 +544,14 @@ fn op_touch_d(d: &Dirs) -> Outcome {
         "touch",
         &["-d", "2001-02-03 04:05:06 UTC", s(&d.m.join("target.txt"))],
     )?;
-    let mtime = io("server: stat", fs::metadata(d.s.join("target.txt")))?.mtime();
-    check(mtime == 981_173_106, || {
-        format!("server: mtime {mtime}, expected 981173106")
-    })?;
     // `touch` opens the file for writing first: its content must stay.
     server_has(&d.s.join("target.txt"), b"T\n")?;
+    settled(|| {
+        let mtime = io("server: stat", fs::metadata(d.s.join("target.txt")))?.mtime();
+        check(mtime == 981_173_106, || {
+            format!("server: mtime {mtime}, expected 981173106")
+        })
+    })?;
     cmd(&d.local, "touch", &[s(&d.m.join("new"))])?;
     settled(|| {
         check(d.s.join("new").exists(), || {
@@ -679,16 +683,18 @@ fn op_tar_x(d: &Dirs) -> Outcome {
     for (i, (name, len, mode)) in files.iter().enumerate() {
         let p = d.s.join(name);
         server_has(&p, &random_bytes(*len, 10 + i as u64))?;
-        let m = io(&format!("server: stat {name}"), fs::metadata(&p))?;
-        check(m.mode() & 0o7777 == *mode, || {
-            format!(
-                "server: {name} has mode {:o}, expected {mode:o}",
-                m.mode() & 0o7777
-            )
-        })?;
         let want = fs::metadata(src.join(name)).unwrap().mtime();
-        check(m.mtime() == want, || {
-            format!("server: {name} has mtime {}, expected {want}", m.mtime())
+        settled(|| {
+            let m = io(&format!("server: stat {name}"), fs::metadata(&p))?;
+            check(m.mode() & 0o7777 == *mode, || {
+                format!(
+                    "server: {name} has mode {:o}, expected {mode:o}",
+                    m.mode() & 0o7777
+                )
+            })?;
+            check(m.mtime() == want, || {
+                format!("server: {name} has mtime {}, expected {want}", m.mtime())
+            })
         })?;
     }
     Ok(())
