@@ -289,7 +289,10 @@ impl Server {
             let end = Instant::now() + START_DEADLINE;
             let banner = loop {
                 if let Some(status) = child.try_wait().unwrap() {
-                    let text = fs::read_to_string(&log).unwrap_or_default();
+                    let text: String = std::iter::once(&log)
+                        .chain(&launch.other_logs)
+                        .map(|l| fs::read_to_string(l).unwrap_or_default())
+                        .collect();
                     last = format!("exited ({status}): {text}");
                     // Another try on another port only when this one was taken meanwhile.
                     assert!(
