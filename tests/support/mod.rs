@@ -9,6 +9,9 @@
 //!   [`Mount::background`] runs it without `-f` and checks the parent's exit status.
 //! - [`run_to_exit`] runs the binary (or anything) with a deadline, for the bad-input cases.
 //!
+//! - [`Server`]: SFTP servers of other implementations (ProFTPD, rclone, AsyncSSH,
+//!   gesftpserver, Dropbear), one file each, confined to their temp dir (`servers.rs`).
+//!
 //! Everything is cleaned up by `Drop`, also when a test panics.
 //!
 //! `SFTPFS_TEST_BIN=/usr/bin/sshfs` runs the tests against another binary that takes the same
@@ -17,12 +20,18 @@
 
 pub mod proxy;
 
+mod asyncssh;
+mod dropbear;
 mod environment;
 mod errors;
 mod faults;
+mod gesftpserver;
 mod mount;
 mod mountinfo;
 mod process;
+mod proftpd;
+mod rclone;
+mod servers;
 mod sshd;
 mod tempdir;
 
@@ -30,12 +39,17 @@ mod tempdir;
 // split; each test binary uses a subset, hence the `allow`.
 #[allow(unused_imports)]
 pub use self::{
+    asyncssh::{venv_python, DEFAULT_VENV},
+    dropbear::DROPBEAR_SFTP_SERVER,
     environment::require_environment,
     errors::{assert_errno, errno, errno_name},
     faults::Frozen,
+    gesftpserver::GESFTPSERVER,
     mount::{Mount, Stop},
     mountinfo::{is_mounted, mount_at, mountinfo, MountInfo},
     process::{command_in, descendants, failed_cleanly, processes_with_arg, run_to_exit, sh, Run},
+    proftpd::PROFTPD_EXTENSIONS_OFF,
+    servers::{confine, debug_logs, Server},
     sshd::{isolate_from_mounts, keygen, user_ids, Sshd},
     tempdir::TempDir,
 };

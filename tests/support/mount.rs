@@ -3,7 +3,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -33,7 +33,8 @@ enum Proc {
 
 /// A live mount of the binary under test, unmounted on drop.
 pub struct Mount<'a> {
-    pub sshd: &'a Sshd,
+    /// The server's temp dir, where the binary's log goes (and commands run).
+    pub dir: &'a Path,
     /// The mountpoint.
     pub mnt: PathBuf,
     /// The server-side directory that is mounted.
@@ -77,11 +78,22 @@ impl<'a> Mount<'a> {
     /// `mnt` to be mounted.
     pub fn spawn_foreground(
         sshd: &'a Sshd,
+        cmd: Command,
+        mnt: PathBuf,
+        server: PathBuf,
+    ) -> Result<Mount<'a>, String> {
+        Mount::spawn_in(&sshd.dir, cmd, mnt, server)
+    }
+
+    /// Like [`Mount::spawn_foreground`] for any server: the binary's log goes to `dir`
+    /// (a temp dir that outlives the mount).
+    pub fn spawn_in(
+        dir: &'a Path,
         mut cmd: Command,
         mnt: PathBuf,
         server: PathBuf,
     ) -> Result<Mount<'a>, String> {
-        let log = sshd.dir.join(format!("{}.log", unique("sftpfs")));
+        let log = dir.join(format!("{}.log", unique("sftpfs")));
         let logfile = fs::File::create(&log).unwrap();
         let child = cmd
             .stdout(logfile.try_clone().unwrap())
@@ -89,7 +101,7 @@ impl<'a> Mount<'a> {
             .spawn()
             .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
         let mut m = Mount {
-            sshd,
+            dir,
             mnt,
             server,
             log,
@@ -141,7 +153,7 @@ impl<'a> Mount<'a> {
                 let _ = parent.kill();
                 let _ = parent.wait();
                 let mut m = Mount {
-                    sshd,
+                    dir: &sshd.dir,
                     mnt: mnt.clone(),
                     server: sshd.resolve(remote_dir),
                     log,
@@ -157,7 +169,7 @@ impl<'a> Mount<'a> {
         };
         let mounted = is_mounted(&mnt);
         let mut m = Mount {
-            sshd,
+            dir: &sshd.dir,
             mnt,
             server: sshd.resolve(remote_dir),
             log,
@@ -241,7 +253,7 @@ impl<'a> Mount<'a> {
                             c.arg("-u").arg(&self.mnt);
                             c
                         },
-                        &self.sshd.dir,
+                        self.dir,
                         EXIT_DEADLINE,
                     )
                 } else {
@@ -251,7 +263,7 @@ impl<'a> Mount<'a> {
                             c.arg(&self.mnt);
                             c
                         },
-                        &self.sshd.dir,
+                        self.dir,
                         EXIT_DEADLINE,
                     )
                 };
