@@ -325,8 +325,18 @@ impl Filesystem {
     /// The symlink policy works in the server's names: the root and the target are the
     /// server's, and so must the link's path be.
     fn shown_target(&self, link: &[u8], target: Vec<u8>) -> FsResult<Vec<u8>> {
-        self.opts
-            .symlinks
+        // A server whose READLINK answers the resolved absolute path (ProFTPD) loses the
+        // relative target the link holds: sshfs's transform gives it back inside the mount.
+        let resolves = self.pool.profile().is_some_and(|p| p.readlink_resolves());
+        let policy = if resolves && !self.opts.symlinks.transform {
+            std::borrow::Cow::Owned(super::SymlinkPolicy {
+                transform: true,
+                ..self.opts.symlinks.clone()
+            })
+        } else {
+            std::borrow::Cow::Borrowed(&self.opts.symlinks)
+        };
+        policy
             .show(&self.base, &self.server_rel(link), &target)
             .ok_or_else(|| {
                 tracing::debug!(

@@ -181,10 +181,10 @@ impl Filesystem {
         })
     }
 
-    /// With `follow_symlinks`, or on a server whose LSTAT follows links, the kernel must not
-    /// cache the entry `symlink` answers: a link shows as its target from the next lookup on.
+    /// With `follow_symlinks` the kernel must not cache the entry `symlink` answers: a link
+    /// shows as its target from the next lookup on.
     pub fn follows_symlinks(&self) -> bool {
-        self.opts.symlinks.follow || self.pool.profile().is_some_and(|p| p.lstat_follows())
+        self.opts.symlinks.follow
     }
 
     /// With `direct_io` open files bypass the kernel's page cache (FOPEN_DIRECT_IO).
@@ -399,6 +399,9 @@ impl Filesystem {
 
     /// Fresh attributes of a remote path, bypassing the cache; stored in it.
     async fn lstat_remote(&self, rel: &[u8]) -> Result<Attrs, RemoteError> {
+        if let Some(a) = self.listed_if_lstat_follows(rel).await {
+            return Ok(a);
+        }
         let r = self.remote(rel);
         let r = &r;
         let generation = self.cache.generation(inode::parent_of(rel));
@@ -412,6 +415,24 @@ impl Filesystem {
         // Not over a local change made while the request travelled (another connection).
         self.cache.put_attrs_if(rel, &a, nlink, generation);
         Ok(a)
+    }
+
+    /// On a server whose LSTAT follows links (ProFTPD) but whose listings show them as they
+    /// are, a name's attributes come from its directory's listing.
+    async fn listed_if_lstat_follows(&self, rel: &[u8]) -> Option<Attrs> {
+        if rel.is_empty() || self.opts.symlinks.follow {
+            return None;
+        }
+        if !self.pool.profile().is_some_and(|p| p.lstat_follows()) {
+            return None;
+        }
+        let me = self.me.upgrade()?;
+        let listing = me.listing_shared(inode::parent_of(rel)).await.ok()?;
+        let known = listing.lock().unwrap().known(cache::name_of(rel));
+        match known {
+            cache::Known::Present(e) => Some(e.attrs),
+            _ => None,
+        }
     }
 
     /// Caches what a change to node `ino` left at `path`, unless the node was renamed or

@@ -137,7 +137,7 @@ impl Filesystem {
         if !a.is_symlink() {
             // The link was made (SYMLINK said so); a server whose LSTAT follows links
             // (ProFTPD) shows its target. Trust our own SYMLINK: the kernel asked for a link
-            // and gets one; from then on the mount shows links as such servers do.
+            // and gets one, and names on that server are stat'ed from their listings.
             if let Some(p) = self.pool.profile() {
                 p.note_lstat_follows();
             }

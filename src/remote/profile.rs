@@ -91,6 +91,8 @@ pub struct Profile {
     write_open_truncates: std::sync::atomic::AtomicU8,
     /// OpenSSH's own sftp-server (its extensions): none of the quirks probed for.
     openssh_sftp_server: bool,
+    /// READLINK answers the link's resolved absolute path, not its target (ProFTPD).
+    readlink_resolves: bool,
 }
 
 fn index(e: Ext) -> usize {
@@ -113,10 +115,11 @@ impl Profile {
             // gesftpserver says which order it reads.
             Some(b"linkpath-targetpath") => SymlinkOrder::LinkFirst,
             Some(b"targetpath-linkpath") => SymlinkOrder::TargetFirst,
+            // AsyncSSH reads OpenSSH's order only from OpenSSH and paramiko clients (it
+            // offers OpenSSH's extensions too).
+            _ if banner.is_some_and(|b| b.contains("AsyncSSH")) => SymlinkOrder::LinkFirst,
             // OpenSSH's sftp-server, wherever it runs (Dropbear runs it too).
             _ if openssh_server => SymlinkOrder::TargetFirst,
-            // AsyncSSH reads OpenSSH's order only from OpenSSH and paramiko clients.
-            _ if banner.is_some_and(|b| b.contains("AsyncSSH")) => SymlinkOrder::LinkFirst,
             // Everyone else copied OpenSSH (Go's pkg/sftp, ProFTPD, most appliances).
             _ => SymlinkOrder::TargetFirst,
         };
@@ -131,6 +134,7 @@ impl Profile {
             write_open_truncates: std::sync::atomic::AtomicU8::new(0),
             openssh_sftp_server: value(Ext::Limits.name()).is_some()
                 && value(Ext::PosixRename.name()).is_some(),
+            readlink_resolves: banner.is_some_and(|b| b.contains("mod_sftp")),
         }
     }
 
@@ -186,10 +190,14 @@ impl Profile {
     pub fn note_lstat_follows(&self) {
         if !self.lstat_follows.swap(true, Ordering::Relaxed) {
             tracing::info!(
-                "the server's LSTAT follows symlinks: links show as what they point to, as \
-                 with -o follow_symlinks"
+                "the server's LSTAT follows symlinks: names are stat'ed from their \
+                 directory's listing, which shows links as links"
             );
         }
+    }
+
+    pub fn readlink_resolves(&self) -> bool {
+        self.readlink_resolves
     }
 
     pub fn is_openssh_sftp_server(&self) -> bool {
@@ -244,6 +252,11 @@ impl Profile {
             s.push_str("; ");
             s.push_str(&missing.join("; "));
         }
+        if self.readlink_resolves {
+            s.push_str(
+                "; READLINK answers absolute paths: those inside the mount are shown relative",
+            );
+        }
         if self.symlink_order == SymlinkOrder::LinkFirst {
             s.push_str("; symlinks sent in the draft's order (link, then target)");
         }
@@ -279,8 +292,12 @@ mod tests {
             SymlinkOrder::LinkFirst,
             "the extension wins"
         );
-        let p = Profile::decide(Some("SSH-2.0-AsyncSSH_2.14.2"), 3, &[]);
-        assert_eq!(p.symlink_order, SymlinkOrder::LinkFirst);
+        let p = Profile::decide(Some("SSH-2.0-AsyncSSH_2.24.1"), 3, &openssh);
+        assert_eq!(
+            p.symlink_order,
+            SymlinkOrder::LinkFirst,
+            "AsyncSSH offers OpenSSH's too"
+        );
         let p = Profile::decide(
             Some("SSH-2.0-Go"),
             3,
