@@ -216,6 +216,8 @@ pub struct FsConfig {
     pub dcache_min_clean_interval: Duration,
     /// sshfs's `workaround=` list.
     pub workarounds: Workarounds,
+    /// `attr_refusals=ignore`: mode and time changes the server refuses succeed (logged).
+    pub ignore_attr_refusals: bool,
     /// Deadline for every remote request.
     pub request_timeout: Duration,
     /// Kernel entry / attribute cache time-outs.

@@ -162,6 +162,7 @@ fn fs_options(cfg: &MountConfig, idmap: IdMap) -> Options {
         sync_writes: cfg.fs.sync_writes,
         direct_io: cfg.fs.direct_io,
         workarounds: cfg.fs.workarounds,
+        ignore_attr_refusals: cfg.fs.ignore_attr_refusals,
         // Both sides in the same character set: nothing to convert, at no cost.
         charsets: cfg.fs.name_charsets.and_then(|c| {
             let names = NameCharsets::new(c.server, c.local)?;

@@ -30,3 +30,67 @@ fn a_server_allowing_one_connection_per_user_mounts_and_serves_fully() {
     drop(m);
     assert!(wait_until(Duration::from_secs(10), || proxy.live() == 0));
 }
+
+/// A server command (for `sftp_server=`) that refuses mode and time changes, as servers
+/// over object stores and attribute policies do (OpenSSH's sftp-server with `-P`).
+fn refusing_setstat(s: &Sshd) -> String {
+    let script = s.local("no-setstat-sftp-server");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec /usr/lib/openssh/sftp-server -d {} -P setstat,fsetstat,lsetstat\n",
+            s.home().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    format!("sftp_server={}", script.display())
+}
+
+#[test]
+fn tar_x_on_a_server_refusing_setstat_keeps_every_byte_and_never_fails_close() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let src = s.local("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..5 {
+        fs::write(src.join(format!("d/f{i}")), random_bytes(70_000, i)).unwrap();
+    }
+    let tarball = s.local("t.tar");
+    sh(
+        &s.local(""),
+        "tar",
+        &[
+            "cf",
+            tarball.to_str().unwrap(),
+            "-C",
+            src.to_str().unwrap(),
+            "d",
+        ],
+    );
+    let server = refusing_setstat(&s);
+    for (opts, ok) in [
+        (vec![server.as_str()], false),
+        (vec![server.as_str(), "attr_refusals=ignore"], true),
+    ] {
+        let m = Mount::new(&s, "w", &opts);
+        let out = std::process::Command::new("tar")
+            .args(["xf", tarball.to_str().unwrap(), "-C"])
+            .arg(m.path(""))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("Cannot close"), "{opts:?}: {err}");
+        assert_eq!(out.status.success(), ok, "{opts:?}: {err}");
+        for i in 0..5 {
+            let name = format!("w/d/f{i}");
+            assert_eq!(
+                fs::read(s.remote(&name)).unwrap(),
+                random_bytes(70_000, i),
+                "{name}"
+            );
+        }
+        drop(m);
+        fs::remove_dir_all(s.remote("w/d")).unwrap();
+    }
+}

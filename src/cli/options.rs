@@ -452,6 +452,18 @@ const OPTIONS: &[OptSpec] = &[
             d.cfg.fs.reconnect = false;
             Ok(())
         }),
+    opt("attr_refusals", Exact, Value("report|ignore"), Some("report"),
+        "fs.ignore_attr_refusals", Origin::Sftpfs,
+        "a mode or time change the server refuses: fails the call (report), or succeeds and is \
+         logged (ignore: for servers over object stores; rclone's set_modtime=false)",
+        |d, v| {
+            d.cfg.fs.ignore_attr_refusals = match text(v) {
+                "report" => false,
+                "ignore" => true,
+                _ => return Err(Bad::Invalid("report or ignore")),
+            };
+            Ok(())
+        }),
     opt("timeout", Exact, Value("SECONDS"), Some("30"), "fs.request_timeout", Origin::Sftpfs,
         "deadline of every remote request (sftpfs's own)",
         |d, v| {

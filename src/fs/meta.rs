@@ -127,6 +127,33 @@ impl Filesystem {
     }
 
     pub async fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<FileAttr> {
+        let r = self.setattr_asked(ino, fh, set).await;
+        match r {
+            // `attr_refusals=ignore`: a server that refuses mode or time changes (object
+            // stores, attribute policies) does not fail `tar x`, `cp -p` or `rsync -t`.
+            Err(e)
+                if self.opts.ignore_attr_refusals
+                    && set.size.is_none()
+                    && set.uid.is_none()
+                    && set.gid.is_none()
+                    && matches!(e.errno, libc::EACCES | libc::EPERM | libc::EOPNOTSUPP) =>
+            {
+                if !self
+                    .attr_refusal_said
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        "the server refuses a mode or time change ({e}); ignored, as \
+                         attr_refusals=ignore asks (said once)"
+                    );
+                }
+                self.getattr(ino, fh).await
+            }
+            r => r,
+        }
+    }
+
+    async fn setattr_asked(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<FileAttr> {
         self.writable()?;
         let (uid, gid) = self
             .opts

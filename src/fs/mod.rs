@@ -101,6 +101,8 @@ pub struct Options {
     /// sshfs's `direct_io`: the kernel's page cache is bypassed.
     pub direct_io: bool,
     pub workarounds: crate::config::Workarounds,
+    /// `attr_refusals=ignore`: a mode or time change the server refuses succeeds.
+    pub ignore_attr_refusals: bool,
     /// File names in another character set on the server (`from_code=`/`to_code=`); `None`:
     /// names pass as they are.
     pub charsets: Option<Arc<charset::NameCharsets>>,
@@ -123,6 +125,7 @@ impl Default for Options {
             sync_writes: false,
             direct_io: false,
             workarounds: crate::config::Workarounds::default(),
+            ignore_attr_refusals: false,
             charsets: None,
         }
     }
@@ -152,6 +155,8 @@ pub struct Filesystem {
     path_changes: tokio::sync::RwLock<()>,
     /// One probe of the server at a time (see `probe.rs`).
     probe_lock: tokio::sync::Mutex<()>,
+    /// The log said that refused attribute changes are ignored.
+    attr_refusal_said: AtomicBool,
     stopping: AtomicBool,
 }
 
@@ -176,6 +181,7 @@ impl Filesystem {
             listing_inflight: dir::Inflight::default(),
             path_changes: tokio::sync::RwLock::new(()),
             probe_lock: tokio::sync::Mutex::new(()),
+            attr_refusal_said: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             opts,
         })

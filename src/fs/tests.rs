@@ -1095,3 +1095,34 @@ async fn a_server_that_empties_files_opened_for_writing_gets_no_such_open() {
         );
     }
 }
+
+#[tokio::test]
+async fn attr_refusals_ignore_lets_mode_and_time_changes_succeed() {
+    let d = TempDir::new();
+    std::fs::write(d.join("f"), b"x").unwrap();
+    for ignore in [false, true] {
+        let t = ChildTransport::denying(vec!["setstat", "fsetstat", "lsetstat"]);
+        let opts = Options {
+            ignore_attr_refusals: ignore,
+            ..Options::default()
+        };
+        let (fs, _t) = mount_on(&d, opts, t).await;
+        let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+        let chmod = SetAttr {
+            mode: Some(0o100600),
+            ..SetAttr::default()
+        };
+        let r = fs.setattr(f.ino.0, None, chmod).await;
+        match (ignore, r) {
+            (false, Err(e)) => assert_eq!(e.errno, libc::EACCES),
+            (true, Ok(a)) => assert_eq!(a.perm, 0o644, "the mode the file really has"),
+            (i, r) => panic!("ignore {i}: {r:?}"),
+        }
+        // A size change is data: never ignored.
+        let size = SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        };
+        assert!(fs.setattr(f.ino.0, None, size).await.is_err());
+    }
+}
