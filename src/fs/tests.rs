@@ -1126,3 +1126,24 @@ async fn attr_refusals_ignore_lets_mode_and_time_changes_succeed() {
         assert!(fs.setattr(f.ino.0, None, size).await.is_err());
     }
 }
+
+#[tokio::test]
+async fn without_hardlink_and_fsync_extensions_link_is_eperm_and_fsync_succeeds() {
+    let d = TempDir::new();
+    let t = ChildTransport::hiding(vec!["hardlink@openssh.com", "fsync@openssh.com"]);
+    let (fs, _t) = mount_on(&d, Options::default(), t).await;
+    std::fs::write(d.join("f"), b"x").unwrap();
+    let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let e = fs.link(f.ino.0, ROOT_INO, b"g").await.unwrap_err();
+    assert_eq!(e.errno, libc::EPERM, "a filesystem without hard links");
+    assert!(!d.join("g").exists());
+    let o = fs.open(f.ino.0, RW).await.unwrap();
+    fs.write(o.fh, 0, b"y".to_vec(), RW, 0).await.unwrap();
+    fs.fsync(o.fh).await.unwrap();
+    assert_eq!(
+        std::fs::read(d.join("f")).unwrap(),
+        b"y",
+        "written before fsync answered"
+    );
+    fs.release(o.fh).await.unwrap();
+}
