@@ -31,22 +31,6 @@ fn a_server_allowing_one_connection_per_user_mounts_and_serves_fully() {
     assert!(wait_until(Duration::from_secs(10), || proxy.live() == 0));
 }
 
-/// A server command (for `sftp_server=`) that refuses mode and time changes, as servers
-/// over object stores and attribute policies do (OpenSSH's sftp-server with `-P`).
-fn refusing_setstat(s: &Sshd) -> String {
-    let script = s.local("no-setstat-sftp-server");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nexec /usr/lib/openssh/sftp-server -d {} -P setstat,fsetstat,lsetstat\n",
-            s.home().display()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    format!("sftp_server={}", script.display())
-}
-
 #[test]
 fn tar_x_on_a_server_refusing_setstat_keeps_every_byte_and_never_fails_close() {
     let s = Sshd::start();
@@ -68,7 +52,8 @@ fn tar_x_on_a_server_refusing_setstat_keeps_every_byte_and_never_fails_close() {
             "d",
         ],
     );
-    let server = refusing_setstat(&s);
+    // Refuses mode and time changes, as servers over object stores and attribute policies.
+    let server = s.sftp_server_script("no-setstat", "", "", "-P setstat,fsetstat,lsetstat");
     for (opts, ok) in [
         (vec![server.as_str()], false),
         (vec![server.as_str(), "attr_refusals=ignore"], true),

@@ -153,17 +153,8 @@ fn direct_io_bypasses_the_page_cache() {
 /// A server command (for `sftp_server=`) whose files cannot grow past `limit` bytes: its
 /// writes beyond that fail (EFBIG, SIGXFSZ ignored), as on a full disk or a quota.
 fn limited_server(s: &Sshd, limit: u64) -> String {
-    let script = s.local("limited-sftp-server");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ntrap '' XFSZ\nexec prlimit --fsize={limit} /usr/lib/openssh/sftp-server -d {}\n",
-            s.home().display()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    format!("sftp_server={}", script.display())
+    let wrapper = format!("prlimit --fsize={limit} ");
+    s.sftp_server_script("limited", "trap '' XFSZ\n", &wrapper, "")
 }
 
 #[test]

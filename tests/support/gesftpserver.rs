@@ -27,26 +27,11 @@ impl Server {
         let write_config = |port: u16| {
             fs::write(
                 &config,
-                format!(
-                    "ListenAddress 127.0.0.1\n\
-                     Port {port}\n\
-                     HostKey {}\n\
-                     AuthorizedKeysFile {}\n\
-                     StrictModes no\n\
-                     UsePAM no\n\
-                     PidFile none\n\
-                     PermitRootLogin yes\n\
-                     PubkeyAuthentication yes\n\
-                     PasswordAuthentication no\n\
-                     KbdInteractiveAuthentication no\n\
-                     UseDNS no\n\
-                     PrintMotd no\n\
-                     MaxStartups 100\n\
-                     MaxSessions 100\n\
-                     Subsystem sftp {GESFTPSERVER}\n\
-                     LogLevel {}\n",
-                    host_key.display(),
-                    authorized.display(),
+                super::sshd::sshd_config(
+                    port,
+                    &host_key,
+                    &authorized,
+                    GESFTPSERVER,
                     if super::servers::debug_logs() {
                         "DEBUG1"
                     } else {

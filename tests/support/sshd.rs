@@ -187,27 +187,12 @@ impl Sshd {
             fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_key_pub}\n")).unwrap();
             fs::write(
                 &config,
-                edit(format!(
-                    "ListenAddress 127.0.0.1\n\
-                     Port {port}\n\
-                     HostKey {}\n\
-                     AuthorizedKeysFile {}\n\
-                     StrictModes no\n\
-                     UsePAM no\n\
-                     PidFile none\n\
-                     PermitRootLogin yes\n\
-                     PubkeyAuthentication yes\n\
-                     PasswordAuthentication no\n\
-                     KbdInteractiveAuthentication no\n\
-                     UseDNS no\n\
-                     PrintMotd no\n\
-                     MaxStartups 100\n\
-                     MaxSessions 100\n\
-                     Subsystem sftp internal-sftp -d {}\n\
-                     LogLevel INFO\n",
-                    host_key.display(),
-                    authorized_keys.display(),
-                    home.display(),
+                edit(sshd_config(
+                    port,
+                    &host_key,
+                    &authorized_keys,
+                    &format!("internal-sftp -d {}", home.display()),
+                    "INFO",
                 )),
             )
             .unwrap();
@@ -484,4 +469,62 @@ pub fn user_ids(user: &str) -> (u32, u32) {
         }
     }
     panic!("no user {user} in /etc/passwd");
+}
+
+/// The configuration of a private sshd on 127.0.0.1:`port`: public keys only, root allowed,
+/// `subsystem` as its `sftp` subsystem.
+pub fn sshd_config(
+    port: u16,
+    host_key: &Path,
+    authorized_keys: &Path,
+    subsystem: &str,
+    log_level: &str,
+) -> String {
+    format!(
+        "ListenAddress 127.0.0.1\n\
+         Port {port}\n\
+         HostKey {}\n\
+         AuthorizedKeysFile {}\n\
+         StrictModes no\n\
+         UsePAM no\n\
+         PidFile none\n\
+         PermitRootLogin yes\n\
+         PubkeyAuthentication yes\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         UseDNS no\n\
+         PrintMotd no\n\
+         MaxStartups 100\n\
+         MaxSessions 100\n\
+         Subsystem sftp {subsystem}\n\
+         LogLevel {log_level}\n",
+        host_key.display(),
+        authorized_keys.display(),
+    )
+}
+
+impl Sshd {
+    /// `sftp_server=SCRIPT`: OpenSSH's sftp-server in this server's home, started by a
+    /// script that runs the shell lines `before`, then `wrapper` (a command that runs the
+    /// server), passing the server `args`: a server that misbehaves on purpose (limits,
+    /// refused requests).
+    pub fn sftp_server_script(
+        &self,
+        name: &str,
+        before: &str,
+        wrapper: &str,
+        args: &str,
+    ) -> String {
+        let script = self.local(name);
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n{before}exec {wrapper}/usr/lib/openssh/sftp-server -d {} {args}\n",
+                self.home().display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        format!("sftp_server={}", script.display())
+    }
 }
