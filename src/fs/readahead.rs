@@ -57,6 +57,9 @@ pub struct ReadAhead {
     chunks: BTreeMap<u64, Chunk>,
     /// The file's size when known: no reading ahead past it.
     pub size_hint: Option<u64>,
+    /// The chunk size the window was cut in: when the connection's READ size changes (learned
+    /// from a server that caps it, or after a reconnect), old chunks would overlap new ones.
+    chunk: u32,
 }
 
 /// Limits for `plan`.
@@ -83,6 +86,10 @@ impl ReadAhead {
         w: &Window,
         fetch: impl Fn(u64, u32) -> ChunkFuture,
     ) -> Option<Vec<Planned>> {
+        if self.chunk != w.chunk {
+            self.clear();
+            self.chunk = w.chunk;
+        }
         let cs = w.chunk as u64;
         let end = off + size as u64;
         let in_window = self

@@ -1147,3 +1147,35 @@ async fn without_hardlink_and_fsync_extensions_link_is_eperm_and_fsync_succeeds(
     );
     fs.release(o.fh).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_long_read_from_a_server_that_caps_reads_is_whole() {
+    // Without limits@openssh.com the first READs ask 255 KiB; a server serving 32 KiB
+    // (Go's pkg/sftp) changes the READ size under a running read-ahead window.
+    let d = TempDir::new();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.join("f"), &data).unwrap();
+    let mut t = ChildTransport::hiding(vec!["limits@openssh.com"]);
+    t.read_cap = Some(32 * 1024);
+    let (fs, _t) = mount_on(&d, Options::default(), t).await;
+    let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let o = fs.open(f.ino.0, libc::O_RDONLY).await.unwrap();
+    let mut got = Vec::new();
+    let mut off = 0u64;
+    loop {
+        let b = fs.read(o.fh, off, 128 * 1024).await.unwrap();
+        if b.is_empty() {
+            break;
+        }
+        assert!(
+            b.len() <= 128 * 1024,
+            "a read longer than asked: {}",
+            b.len()
+        );
+        off += b.len() as u64;
+        got.extend_from_slice(&b);
+    }
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the bytes read are the file's");
+    fs.release(o.fh).await.unwrap();
+}

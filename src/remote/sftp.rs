@@ -328,10 +328,30 @@ impl Sftp {
     }
 
     /// One READ of at most `limits().max_read` bytes. Empty at end of file; may be short.
-    /// Up to `len` bytes at `offset` (fewer only at the end of the file). A server that
-    /// did not say its READ size and answers short is asked for the rest: if more comes,
-    /// it caps READs, and its size is used from then on.
+    /// `len` bytes at `offset`, fewer only at the end of the file. A request longer than
+    /// the READ size in use (sized before a smaller one was learned, or on another
+    /// connection) is served in pieces of that size.
     pub async fn read(&self, h: &Handle, offset: u64, len: u32) -> Result<Bytes> {
+        if len <= self.read_size.load(Ordering::Relaxed) {
+            return self.read_sized(h, offset, len).await;
+        }
+        let mut all = bytes::BytesMut::with_capacity(len as usize);
+        while (all.len() as u32) < len {
+            let ask = (len - all.len() as u32).min(self.read_size.load(Ordering::Relaxed));
+            let d = self.read_sized(h, offset + all.len() as u64, ask).await?;
+            let end_of_file = (d.len() as u32) < ask;
+            all.extend_from_slice(&d);
+            if end_of_file {
+                break;
+            }
+        }
+        Ok(all.freeze())
+    }
+
+    /// One READ of at most the size in use. A server that did not say its READ size and
+    /// answers short (with at least the 32 KiB every server must serve) is asked for the
+    /// rest: if more comes, it caps READs, and its size is used from then on.
+    async fn read_sized(&self, h: &Handle, offset: u64, len: u32) -> Result<Bytes> {
         let len = len.min(self.read_size.load(Ordering::Relaxed));
         let first = match self.read_once(h, offset, len).await {
             // A server that refuses a READ larger than it allows (instead of answering
@@ -350,7 +370,9 @@ impl Sftp {
             r => r?,
         };
         let got = first.len() as u32;
-        if self.read_size_known.load(Ordering::Relaxed) || first.is_empty() {
+        // Less than every server must serve: the end of the file (or a file still growing),
+        // never a cap to learn.
+        if self.read_size_known.load(Ordering::Relaxed) || got < Limits::CONSERVATIVE.max_read {
             return Ok(first);
         }
         if got >= len {
