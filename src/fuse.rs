@@ -215,7 +215,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.symlink(parent.0, &name, &target).await {
                 Ok(a) => {
-                    // Asked after the call: it may have learned that the server follows.
+                    // follow_symlinks: the link shows as its target from the next lookup.
                     let ttl = if fs.follows_symlinks() {
                         Duration::ZERO
                     } else {

@@ -47,18 +47,16 @@ impl Filesystem {
         }
         let path = self.path_of(ino)?;
         let r = self.remote(&path);
+        // The LSTAT below must see every write made through other descriptors.
+        self.drain_inode(ino).await;
         let writes_in = flags & libc::O_ACCMODE != libc::O_RDONLY && flags & libc::O_TRUNC == 0;
         if writes_in && self.write_open_would_empty(&path).await {
-            let has_data = match self.cache.attrs(&path) {
-                Some(e) => e.attrs.size != Some(0),
-                None => self.lstat_remote(&path).await.ok().and_then(|a| a.size) != Some(0),
-            };
-            if has_data {
+            // After the drain, from the server: what this open would destroy.
+            let size = self.lstat_remote(&path).await.ok().and_then(|a| a.size);
+            if size != Some(0) {
                 return Err(FsError::new(libc::EOPNOTSUPP));
             }
         }
-        // The LSTAT below must see every write made through other descriptors.
-        self.drain_inode(ino).await;
         let generation = self.cache.generation(super::inode::parent_of(&path));
         // A truncation is a change the other handles' answers may predate.
         let _truncating =
@@ -619,9 +617,16 @@ impl Filesystem {
                     let _ = fs.recover(&f, &conn).await;
                 }
                 Err(e) if f.is_attribute_change(seq) => {
-                    // The data is safe: a refused mode or time change must not fail close.
+                    // The data is safe: a mode or time change must not fail close. What the
+                    // cache was told it would be is not what the file has.
                     tracing::warn!("a mode or time change queued behind writes failed: {e}");
-                    if let Some(p) = fs.pool.profile() {
+                    let path = fs.inodes.lock().unwrap().path(f.ino);
+                    if let Some(p) = path {
+                        fs.cache.invalidate(&p);
+                    }
+                    let refusal =
+                        matches!(e.errno(), libc::EACCES | libc::EPERM | libc::EOPNOTSUPP);
+                    if let Some(p) = fs.pool.profile().filter(|_| refusal) {
                         p.note_setstat_refused();
                     }
                     f.ack(seq);

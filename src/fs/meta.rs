@@ -165,6 +165,7 @@ impl Filesystem {
         if let (Some(size), Some(p), true) = (set.size, &path, self.opts.workarounds.truncate) {
             // Every write lands first: the rewrite reads and replaces what the server has.
             self.drain_inode(ino).await;
+            let _changing = InodeTable::begin_attr_change(&self.inodes, ino);
             self.truncate_by_rewrite(p, size)
                 .await
                 .map_err(|e| setattr_error(&set, e))?;

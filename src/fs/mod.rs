@@ -435,8 +435,9 @@ impl Filesystem {
         let me = self.me.upgrade()?;
         let listing = me.listing_shared(inode::parent_of(rel)).await.ok()?;
         let known = listing.lock().unwrap().known(cache::name_of(rel));
+        // Only to tell links apart: other names are as LSTAT says, and fresh.
         match known {
-            cache::Known::Present(e) => Some(e.attrs),
+            cache::Known::Present(e) if e.attrs.is_symlink() => Some(e.attrs),
             _ => None,
         }
     }
@@ -452,6 +453,13 @@ impl Filesystem {
     async fn exists(&self, rel: &[u8]) -> Option<Attrs> {
         self.lstat_remote(rel).await.ok()
     }
+}
+
+/// A name of our own that nothing else uses: `.sftpfs-WHAT-PID-N`.
+fn scratch_name(what: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".sftpfs-{what}-{}-{n}", std::process::id())
 }
 
 /// The absolute remote path of `subdir` (relative, as libfuse's subdir module prepends it)

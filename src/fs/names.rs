@@ -117,7 +117,14 @@ impl Filesystem {
                 |c| async move {
                     let (s, st) = join(c.sftp.symlink(r_, target), c.sftp.lstat(r_)).await;
                     s?;
-                    st
+                    match st {
+                        // Made, but its LSTAT follows it (ProFTPD) to a target that is not
+                        // there: the attributes of the link we made.
+                        Err(e) if e.is_status(crate::remote::protocol::SSH_FX_NO_SUCH_FILE) => {
+                            Ok(Attrs::default())
+                        }
+                        st => st,
+                    }
                 },
                 || async {
                     let t = self
@@ -383,6 +390,12 @@ async fn replace_rename(
     let Ok(target) = sftp.lstat(to).await else {
         return Err(refused);
     };
+    // A directory over a file or a file over a directory: the kernel checked only what it
+    // had cached; the caller explains the refusal (ENOTDIR, EISDIR).
+    match sftp.lstat(from).await {
+        Ok(source) if source.is_dir() == target.is_dir() => {}
+        _ => return Err(refused),
+    }
     if target.is_dir() {
         sftp.rmdir(to).await?;
         return sftp.rename(from, to).await;
@@ -413,11 +426,14 @@ async fn replace_rename(
     }
 }
 
-/// A name beside `path` that nothing else uses: `path.sftpfs-PID-N`.
+/// A short name in `path`'s directory that nothing else uses (a name derived from a long
+/// one could exceed the name length limit).
 fn aside_name(path: &[u8]) -> Vec<u8> {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut p = path.to_vec();
-    p.extend_from_slice(format!(".sftpfs-{}-{n}", std::process::id()).as_bytes());
+    let dir = path
+        .iter()
+        .rposition(|&b| b == b'/')
+        .map_or(&[][..], |i| &path[..=i]);
+    let mut p = dir.to_vec();
+    p.extend_from_slice(super::scratch_name("aside").as_bytes());
     p
 }

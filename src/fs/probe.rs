@@ -27,9 +27,7 @@ impl Filesystem {
         if let Some(known) = profile.write_open_truncates() {
             return known;
         }
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!(".sftpfs-probe-{}-{n}", std::process::id());
+        let name = super::scratch_name("probe");
         let scratch = self.remote(&join(parent_of(path), name.as_bytes()));
         let s = &scratch;
         match self.call(|c| async move { probe(&c.sftp, s).await }).await {

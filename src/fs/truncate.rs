@@ -18,8 +18,9 @@ impl Filesystem {
     ) -> Result<(), RemoteError> {
         let r = self.remote(path);
         let r = &r;
+        // The file's size, through a link if the path is one (follow_symlinks).
         let current = self
-            .call(|c| async move { c.sftp.lstat(r).await })
+            .call(|c| async move { c.sftp.stat(r).await })
             .await?
             .size
             .unwrap_or(0);
@@ -91,8 +92,19 @@ async fn write_at(
             pos += c.len() as u64;
         }
     }
-    let writes = futures::future::join_all(chunks.iter().map(|(o, d)| sftp.write(&h, *o, d))).await;
+    // A bounded number in flight: each has its own deadline.
+    let mut written = Ok(());
+    for batch in chunks.chunks(WRITES_IN_FLIGHT) {
+        let writes = futures::future::join_all(batch.iter().map(|(o, d)| sftp.write(&h, *o, d)));
+        if let Err(e) = writes.await.into_iter().collect::<Result<Vec<()>, _>>() {
+            written = Err(e);
+            break;
+        }
+    }
     let closed = sftp.close(&h).await;
-    writes.into_iter().collect::<Result<Vec<()>, _>>()?;
+    written?;
     closed
 }
+
+/// WRITEs of the rewrite in flight at once (8 MiB at OpenSSH's size, as write-behind).
+const WRITES_IN_FLIGHT: usize = 32;

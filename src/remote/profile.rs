@@ -108,9 +108,6 @@ impl Profile {
                 .map(|(_, v)| v.as_slice())
         };
         let offered = ALL.map(|e| value(e.name()).is_some());
-        let openssh_server = value(Ext::PosixRename.name()).is_some()
-            || value(Ext::Limits.name()).is_some()
-            || banner.is_some_and(|b| b.contains("OpenSSH"));
         let symlink_order = match value("symlink-order@rjk.greenend.org.uk") {
             // gesftpserver says which order it reads.
             Some(b"linkpath-targetpath") => SymlinkOrder::LinkFirst,
@@ -118,9 +115,8 @@ impl Profile {
             // AsyncSSH reads OpenSSH's order only from OpenSSH and paramiko clients (it
             // offers OpenSSH's extensions too).
             _ if banner.is_some_and(|b| b.contains("AsyncSSH")) => SymlinkOrder::LinkFirst,
-            // OpenSSH's sftp-server, wherever it runs (Dropbear runs it too).
-            _ if openssh_server => SymlinkOrder::TargetFirst,
-            // Everyone else copied OpenSSH (Go's pkg/sftp, ProFTPD, most appliances).
+            // OpenSSH's sftp-server wherever it runs (Dropbear runs it too), and everyone who
+            // copied it (Go's pkg/sftp, ProFTPD, most appliances).
             _ => SymlinkOrder::TargetFirst,
         };
         Profile {
@@ -130,7 +126,8 @@ impl Profile {
             offered,
             broken: Default::default(),
             setstat_refused: AtomicBool::new(false),
-            lstat_follows: AtomicBool::new(false),
+            // ProFTPD's LSTAT follows links; others are found out at the first link made.
+            lstat_follows: AtomicBool::new(banner.is_some_and(|b| b.contains("mod_sftp"))),
             write_open_truncates: std::sync::atomic::AtomicU8::new(0),
             openssh_sftp_server: value(Ext::Limits.name()).is_some()
                 && value(Ext::PosixRename.name()).is_some(),

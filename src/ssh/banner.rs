@@ -28,7 +28,21 @@ impl Banner {
         let seen = self.0.lock().unwrap();
         seen.split(|&b| b == b'\n')
             .find(|l| l.starts_with(b"SSH-"))
-            .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned())
+            // Printable ASCII only: a hostile server's escape sequences must not reach a
+            // terminal through the log.
+            .map(|l| {
+                l.strip_suffix(b"\r")
+                    .unwrap_or(l)
+                    .iter()
+                    .map(|&b| {
+                        if (0x20..0x7f).contains(&b) {
+                            b as char
+                        } else {
+                            '?'
+                        }
+                    })
+                    .collect()
+            })
     }
 }
 
