@@ -349,7 +349,9 @@ impl Filesystem {
         to: &[u8],
         noreplace: bool,
     ) -> FsError {
-        if !e.is_failure() {
+        let vague =
+            e.is_failure() || e.is_status(crate::remote::protocol::SSH_FX_FILE_ALREADY_EXISTS);
+        if !vague {
             return e.into();
         }
         match (self.exists(from).await, self.exists(to).await) {
