@@ -360,19 +360,7 @@ impl Server {
     /// The `-o` options of every mount: this server's identity and known_hosts, strict host
     /// key checking, batch mode, then `extra`, then `SFTPFS_TEST_OPTS`.
     pub fn opts(&self, extra: &[&str]) -> String {
-        let mut v = vec![
-            format!("IdentityFile={}", self.client_key.display()),
-            format!("UserKnownHostsFile={}", self.known_hosts.display()),
-            "StrictHostKeyChecking=yes".to_string(),
-            "BatchMode=yes".to_string(),
-        ];
-        v.extend(extra.iter().map(|s| s.to_string()));
-        if let Ok(o) = std::env::var("SFTPFS_TEST_OPTS") {
-            if !o.is_empty() {
-                v.push(o);
-            }
-        }
-        v.join(",")
+        super::sshd::mount_opts(&self.client_key, &self.known_hosts, extra)
     }
 
     /// `user@127.0.0.1:dir MNT -p PORT -o <opts(extra)>`.

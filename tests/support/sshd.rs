@@ -266,19 +266,7 @@ impl Sshd {
     /// The `-o` options every mount uses: this server's identity and known_hosts, strict host
     /// key checking, batch mode, then `extra`, then `SFTPFS_TEST_OPTS`.
     pub fn opts(&self, extra: &[&str]) -> String {
-        let mut v = vec![
-            format!("IdentityFile={}", self.client_key.display()),
-            format!("UserKnownHostsFile={}", self.known_hosts.display()),
-            "StrictHostKeyChecking=yes".to_string(),
-            "BatchMode=yes".to_string(),
-        ];
-        v.extend(extra.iter().map(|s| s.to_string()));
-        if let Ok(o) = std::env::var("SFTPFS_TEST_OPTS") {
-            if !o.is_empty() {
-                v.push(o);
-            }
-        }
-        v.join(",")
+        mount_opts(&self.client_key, &self.known_hosts, extra)
     }
 
     /// The binary with a clean environment: `HOME` is this test's temp dir (never the user's
@@ -527,4 +515,22 @@ impl Sshd {
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
         format!("sftp_server={}", script.display())
     }
+}
+
+/// The `-o` options of every test mount: the server's identity and known_hosts, strict host
+/// key checking, batch mode, then `extra`, then `SFTPFS_TEST_OPTS`.
+pub fn mount_opts(client_key: &Path, known_hosts: &Path, extra: &[&str]) -> String {
+    let mut v = vec![
+        format!("IdentityFile={}", client_key.display()),
+        format!("UserKnownHostsFile={}", known_hosts.display()),
+        "StrictHostKeyChecking=yes".to_string(),
+        "BatchMode=yes".to_string(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    if let Ok(o) = std::env::var("SFTPFS_TEST_OPTS") {
+        if !o.is_empty() {
+            v.push(o);
+        }
+    }
+    v.join(",")
 }
