@@ -134,10 +134,16 @@ impl Filesystem {
             Err(e)
                 if self.opts.ignore_attr_refusals
                     && set.size.is_none()
-                    && set.uid.is_none()
-                    && set.gid.is_none()
                     && matches!(e.errno, libc::EACCES | libc::EPERM | libc::EOPNOTSUPP) =>
             {
+                // An owner change is ignored only when it changes nothing (tar and cp -p
+                // chown every file to the owner it already has).
+                let now = self.getattr(ino, fh).await?;
+                let owner_kept =
+                    set.uid.is_none_or(|u| u == now.uid) && set.gid.is_none_or(|g| g == now.gid);
+                if !owner_kept {
+                    return Err(e);
+                }
                 if !self
                     .attr_refusal_said
                     .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -147,7 +153,7 @@ impl Filesystem {
                          attr_refusals=ignore asks (said once)"
                     );
                 }
-                self.getattr(ino, fh).await
+                Ok(now)
             }
             r => r,
         }

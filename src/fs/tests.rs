@@ -1118,6 +1118,16 @@ async fn attr_refusals_ignore_lets_mode_and_time_changes_succeed() {
             (true, Ok(a)) => assert_eq!(a.perm, 0o644, "the mode the file really has"),
             (i, r) => panic!("ignore {i}: {r:?}"),
         }
+        // An owner change to the owner it has is nothing lost; to another one, refused.
+        let me = fs.getattr(f.ino.0, None).await.unwrap().uid;
+        let chown = |uid| SetAttr {
+            uid: Some(uid),
+            ..SetAttr::default()
+        };
+        if ignore {
+            fs.setattr(f.ino.0, None, chown(me)).await.unwrap();
+        }
+        assert!(fs.setattr(f.ino.0, None, chown(me + 4242)).await.is_err());
         // A size change is data: never ignored.
         let size = SetAttr {
             size: Some(0),
