@@ -16,14 +16,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::auth::{self, Authenticator, Secrets};
+use super::channel_io::SftpStream;
 use super::child::ChildStream;
 use super::host_key::HostKeyPolicy;
 use super::prompt::{self, PromptClock};
 use super::{algorithms, SshError};
 use crate::config::{Proxy, SshConfig};
-
-/// The byte stream of an `sftp` subsystem channel.
-pub type SftpStream = russh::ChannelStream<client::Msg>;
 
 /// What an SSH connection runs over: a TCP socket, a `ProxyCommand` child, or a direct-tcpip
 /// channel of a jump host's connection.
@@ -247,10 +245,12 @@ impl SshConnection {
                 None => channel.request_subsystem(true, "sftp").await,
             }
             .map_err(|e| self.channel_error(e))?;
-            // Wait for the answer before `into_stream()`, which would drop it.
+            // Wait for the answer before making the stream, which would drop it.
             loop {
                 match channel.wait().await {
-                    Some(ChannelMsg::Success) => return Ok(channel.into_stream()),
+                    Some(ChannelMsg::Success) => {
+                        return Ok(SftpStream::new(channel, self.handle.clone()))
+                    }
                     Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) | None => {
                         return Err(SshError::NoSftpSubsystem)
                     }

@@ -4,6 +4,7 @@
 pub mod algorithms;
 mod auth;
 mod banner;
+mod channel_io;
 mod child;
 pub mod config;
 mod connect;
@@ -17,6 +18,7 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 
+pub use channel_io::SftpStream;
 pub use child::ChildStream;
-pub use connect::{Connector, SftpStream, SshConnection};
+pub use connect::{Connector, SshConnection};
 pub use error::SshError;
