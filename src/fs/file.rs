@@ -419,7 +419,7 @@ impl Filesystem {
     fn fetch(self: &Arc<Self>, f: &Arc<OpenFile>, off: u64, len: u32) -> ChunkFuture {
         let (fs, f) = (self.clone(), f.clone());
         let second = split::second_for(&f, off, len);
-        let task = tokio::spawn(async move {
+        let mut task = async move {
             if let Some((c, h)) = second {
                 match c.sftp.read(&h, off, len).await {
                     Ok(data) => {
@@ -435,7 +435,16 @@ impl Filesystem {
             }
             fs.with_file(&f, |c, h| async move { c.sftp.read(&h, off, len).await })
                 .await
-        });
+        }
+        .boxed();
+        // The READ goes out now, in the order the window asks for its chunks; a spawned task
+        // may run after one spawned later, and servers that read a file as a stream (rclone's
+        // VFS) pay for every jump back. The task then drives it with a real waker.
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        if let std::task::Poll::Ready(r) = task.poll_unpin(&mut cx) {
+            return futures::future::ready(r).boxed().shared();
+        }
+        let task = tokio::spawn(task);
         async move { task.await.unwrap_or(Err(RemoteError::ConnectionLost)) }
             .boxed()
             .shared()

@@ -98,13 +98,18 @@ impl ReadAhead {
             .next_back()
             .is_some_and(|(o, c)| off < o + c.len as u64);
         let near = off.saturating_add(BEHIND) >= self.next && off <= self.next + self.window + NEAR;
-        let sequential = off == self.next || in_window || (self.window > 0 && near);
+        // The kernel hands its first read-ahead requests over out of order too (1 MiB, then
+        // 0): close enough to the last read starts a run.
+        let starts = self.window == 0 && self.next > 0 && off.abs_diff(self.next) <= NEAR;
+        let sequential = off == self.next || in_window || (self.window > 0 && near) || starts;
         self.next = if sequential { self.next.max(end) } else { end };
         if !sequential {
             self.clear();
             return None;
         }
+        let start = off / cs * cs;
         self.window = if self.window == 0 {
+            self.issued = start;
             INITIAL_WINDOW
         } else {
             (self.window * 2).min(w.max)
@@ -112,7 +117,6 @@ impl ReadAhead {
         // Far behind the front: skipped, or passed long ago.
         let floor = self.next.saturating_sub(BEHIND);
         self.chunks.retain(|o, c| o + c.len as u64 > floor);
-        let start = off / cs * cs;
         let needed_to = end.div_ceil(cs) * cs;
         let mut ahead = self.next + self.window;
         if let Some(size) = self.size_hint {
@@ -129,7 +133,23 @@ impl ReadAhead {
                 },
             );
         };
-        // What this read needs now, whatever the budget; then the window ahead, within it.
+        // READs go out in file order: first what lies between the window and this read (the
+        // kernel's read-ahead arrives out of order, and servers that read a file as a stream,
+        // like rclone's, pay for every jump back), within the budget; then what this read
+        // needs, whatever the budget; then the window ahead, within it.
+        let mut o = self.issued;
+        while o < start && start - o <= self.window + NEAR {
+            if w.total.load(Ordering::Relaxed) + w.chunk as usize > w.total_max {
+                break;
+            }
+            if !self.chunks.contains_key(&o) {
+                fetch_at(o, &mut self.chunks);
+            }
+            o += cs;
+        }
+        if o >= start {
+            self.issued = self.issued.max(start);
+        }
         for o in (start..needed_to).step_by(cs as usize) {
             if !self.chunks.contains_key(&o) {
                 fetch_at(o, &mut self.chunks);
@@ -287,5 +307,11 @@ mod tests {
         offsets.dedup();
         assert_eq!(offsets.len(), n, "a chunk was fetched twice");
         assert_eq!(n, 256, "the whole file, no more");
+        // ...and asked for in file order, although the reads came out of order.
+        assert_eq!(
+            *fetched.lock().unwrap(),
+            offsets,
+            "a READ went out of order"
+        );
     }
 }

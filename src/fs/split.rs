@@ -30,7 +30,8 @@ impl Filesystem {
             .unwrap()
             .size_hint
             .is_some_and(|s| s >= MIN_SIZE);
-        if offset < AFTER || !big || self.pool.size() < 2 {
+        let streams = self.pool.profile().is_some_and(|p| p.reads_as_stream());
+        if offset < AFTER || !big || self.pool.size() < 2 || streams {
             return;
         }
         {

@@ -1189,3 +1189,40 @@ async fn a_long_read_from_a_server_that_caps_reads_is_whole() {
     assert!(got == data, "the bytes read are the file's");
     fs.release(o.fh).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_handed_over_out_of_order_reach_the_server_in_file_order() {
+    // The kernel sends its read-ahead as concurrent 1 MiB requests in any order; servers that
+    // read a file as a stream (rclone's VFS) reopen it at every READ that jumps back.
+    const MIB: u64 = 1 << 20;
+    let d = TempDir::new();
+    std::fs::write(d.join("f"), vec![7u8; 12 * MIB as usize]).unwrap();
+    let reads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut t = ChildTransport::default();
+    t.reads = Some(reads.clone());
+    let (fs, _t) = mount_on(&d, Options::default(), t).await;
+    let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let o = fs.open(f.ino.0, libc::O_RDONLY).await.unwrap();
+    reads.lock().unwrap().clear();
+    assert_eq!(
+        fs.read(o.fh, 0, MIB as u32).await.unwrap().len(),
+        MIB as usize
+    );
+    for group in [[4u64, 3, 2, 1], [8, 7, 6, 5], [11, 10, 9, 12]] {
+        let all =
+            futures::future::join_all(group.map(|i| fs.read(o.fh, i * MIB, MIB as u32))).await;
+        for (i, r) in group.iter().zip(all) {
+            let want = if *i == 12 { 0 } else { MIB as usize };
+            assert_eq!(r.unwrap().len(), want, "read at {i} MiB");
+        }
+    }
+    fs.release(o.fh).await.unwrap();
+    let sent = reads.lock().unwrap().clone();
+    let mut sorted = sent.clone();
+    sorted.sort();
+    assert!(
+        sent.len() >= 12 * 4,
+        "the whole file was asked for: {sent:?}"
+    );
+    assert_eq!(sent, sorted, "READs went out of file order");
+}

@@ -93,6 +93,9 @@ pub struct Profile {
     openssh_sftp_server: bool,
     /// READLINK answers the link's resolved absolute path, not its target (ProFTPD).
     readlink_resolves: bool,
+    /// Each open file is read as one stream: a READ elsewhere than where the last one ended
+    /// reopens it (rclone's VFS without its cache), so a file gets no second read handle.
+    reads_as_stream: bool,
 }
 
 fn index(e: Ext) -> usize {
@@ -132,6 +135,7 @@ impl Profile {
             openssh_sftp_server: value(Ext::Limits.name()).is_some()
                 && value(Ext::PosixRename.name()).is_some(),
             readlink_resolves: banner.is_some_and(|b| b.contains("mod_sftp")),
+            reads_as_stream: banner.is_some_and(|b| b.starts_with("SSH-2.0-rclone")),
         }
     }
 
@@ -223,6 +227,10 @@ impl Profile {
         }
     }
 
+    pub fn reads_as_stream(&self) -> bool {
+        self.reads_as_stream
+    }
+
     pub fn lstat_follows(&self) -> bool {
         self.lstat_follows.load(Ordering::Relaxed)
     }
@@ -254,6 +262,9 @@ impl Profile {
                 "; READLINK answers absolute paths: those inside the mount are shown relative",
             );
         }
+        if self.reads_as_stream {
+            s.push_str("; a file is read through one handle (the server reads files as streams)");
+        }
         if self.symlink_order == SymlinkOrder::LinkFirst {
             s.push_str("; symlinks sent in the draft's order (link, then target)");
         }
@@ -270,6 +281,15 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn only_rclone_reads_files_as_streams() {
+        let p = Profile::decide(Some("SSH-2.0-rclone/v1.60.1"), 3, &[]);
+        assert!(p.reads_as_stream());
+        assert!(p.describe().contains("read through one handle"));
+        let p = Profile::decide(Some("SSH-2.0-OpenSSH_9.2p1"), 3, &[]);
+        assert!(!p.reads_as_stream());
     }
 
     #[test]

@@ -74,14 +74,17 @@ pub struct ChildTransport {
     pub read_cap: Option<u32>,
     /// Every OPEN for writing truncates, as `rclone serve sftp` without its cache does.
     pub write_opens_truncate: bool,
+    /// Where each READ's offset is noted, in the order the server gets them.
+    pub reads: Option<std::sync::Arc<std::sync::Mutex<Vec<u64>>>>,
 }
 
-/// Our requests to the server, each READ's length cut to `cap`, each OPEN for writing made
-/// truncating with `truncate`.
+/// Our requests to the server, each READ's length cut to `cap` and its offset noted in
+/// `reads`, each OPEN for writing made truncating with `truncate`.
 fn requests_rewritten(
     mut to: tokio::process::ChildStdin,
     cap: u32,
     truncate: bool,
+    reads: Option<std::sync::Arc<std::sync::Mutex<Vec<u64>>>>,
 ) -> tokio::io::DuplexStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (ours, mut theirs) = tokio::io::duplex(1 << 20);
@@ -99,6 +102,10 @@ fn requests_rewritten(
             match p.first() {
                 Some(&SSH_FXP_READ) => {
                     let at = p.len() - 4;
+                    if let Some(r) = &reads {
+                        let off = u64::from_be_bytes(p[at - 8..at].try_into().unwrap());
+                        r.lock().unwrap().push(off);
+                    }
                     let asked = u32::from_be_bytes(p[at..].try_into().unwrap());
                     p[at..].copy_from_slice(&asked.min(cap).to_be_bytes());
                 }
@@ -221,10 +228,11 @@ impl super::Transport for ChildTransport {
         self.opened.fetch_add(1, Ordering::SeqCst);
         let out = without_extensions(child.stdout.take().unwrap(), self.hidden.clone());
         let stdin = child.stdin.take().unwrap();
-        let stream: Box<dyn super::SftpIo> = if self.read_cap.is_some() || self.write_opens_truncate
-        {
+        let rewritten =
+            self.read_cap.is_some() || self.write_opens_truncate || self.reads.is_some();
+        let stream: Box<dyn super::SftpIo> = if rewritten {
             let cap = self.read_cap.unwrap_or(u32::MAX);
-            let to = requests_rewritten(stdin, cap, self.write_opens_truncate);
+            let to = requests_rewritten(stdin, cap, self.write_opens_truncate, self.reads.clone());
             Box::new(tokio::io::join(out, to))
         } else {
             Box::new(tokio::io::join(out, stdin))
