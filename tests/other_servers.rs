@@ -1042,3 +1042,35 @@ fn known_failures_name_real_cases() {
         assert!(seen.insert((server, op)), "({server}, {op}) listed twice");
     }
 }
+
+/// `df` on ProFTPD without `statvfs@openssh.com`: the sizes of the server's filesystem, from
+/// the draft's `space-available`, not sshfs's made-up 1000 GiB.
+#[test]
+fn df_without_statvfs_shows_the_size_space_available_gives() {
+    let server = Server::proftpd(false);
+    fs::create_dir(server.remote("w")).unwrap();
+    let m = server.mount("w", &["debug"]);
+    let blocks_bytes = |p: &Path| -> (u64, u64) {
+        let out = Command::new("stat")
+            .args(["-f", "-c", "%b %a %S"])
+            .arg(p)
+            .output()
+            .unwrap();
+        let v: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        (v[0] * v[2], v[1] * v[2])
+    };
+    let (total, avail) = blocks_bytes(&m.path(""));
+    let (real_total, real_avail) = blocks_bytes(&server.remote("w"));
+    assert_ne!(total, 1000 << 30, "made-up sizes: {}", m.stderr());
+    assert!(
+        total.abs_diff(real_total) <= real_total / 100,
+        "mount says {total} bytes in all, the server's filesystem has {real_total}"
+    );
+    assert!(
+        avail.abs_diff(real_avail) <= real_total / 20,
+        "mount says {avail} bytes available, the server's filesystem has {real_avail}"
+    );
+}

@@ -387,9 +387,25 @@ impl Filesystem {
             .await
         {
             Ok(v) => Ok(v),
-            // Without the extension (or with one that does not work), a large filesystem, as
-            // sshfs reports: programs and file managers refuse to copy onto a full one.
-            Err(RemoteError::Unsupported(_)) => Ok(made_up_statvfs()),
+            Err(RemoteError::Unsupported(_)) => {
+                let made_up = made_up_statvfs();
+                match self
+                    .call(|c| async move { c.sftp.space_available(root).await })
+                    .await
+                {
+                    Ok(v) => Ok(StatVfs {
+                        files: made_up.files,
+                        ffree: made_up.ffree,
+                        favail: made_up.favail,
+                        ..v
+                    }),
+                    // Without either extension (or with ones that do not work), a large
+                    // filesystem, as sshfs reports: programs and file managers refuse to copy
+                    // onto a full one.
+                    Err(RemoteError::Unsupported(_)) => Ok(made_up),
+                    Err(e) => Err(e.into()),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -20,9 +20,10 @@ pub enum Ext {
     Limits,
     ExpandPath,
     CopyData,
+    SpaceAvailable,
 }
 
-const ALL: [Ext; 9] = [
+const ALL: [Ext; 10] = [
     Ext::PosixRename,
     Ext::Statvfs,
     Ext::Fstatvfs,
@@ -32,6 +33,7 @@ const ALL: [Ext; 9] = [
     Ext::Limits,
     Ext::ExpandPath,
     Ext::CopyData,
+    Ext::SpaceAvailable,
 ];
 
 impl Ext {
@@ -46,6 +48,7 @@ impl Ext {
             Ext::Limits => "limits@openssh.com",
             Ext::ExpandPath => "expand-path@openssh.com",
             Ext::CopyData => "copy-data",
+            Ext::SpaceAvailable => "space-available",
         }
     }
 
@@ -58,7 +61,8 @@ impl Ext {
             Ext::Fsync => "fsync cannot reach the server's disk",
             Ext::Limits => "32 KiB requests",
             Ext::CopyData => "copies inside the mount go through this machine",
-            Ext::Fstatvfs | Ext::Lsetstat | Ext::ExpandPath => "",
+            // Only asked for without statvfs@openssh.com, whose absence the line names.
+            Ext::Fstatvfs | Ext::Lsetstat | Ext::ExpandPath | Ext::SpaceAvailable => "",
         }
     }
 }
@@ -110,7 +114,23 @@ impl Profile {
                 .find(|(k, _)| k == n.as_bytes())
                 .map(|(_, v)| v.as_slice())
         };
-        let offered = ALL.map(|e| value(e.name()).is_some());
+        tracing::debug!(
+            "the server offers: {}",
+            hello
+                .iter()
+                .map(|(k, v)| format!(
+                    "{}={}",
+                    String::from_utf8_lossy(k),
+                    String::from_utf8_lossy(v).escape_default()
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut offered = ALL.map(|e| value(e.name()).is_some());
+        // ProFTPD answers space-available in every SFTP version, but lists it only from v5.
+        if banner.is_some_and(|b| b.contains("mod_sftp")) {
+            offered[index(Ext::SpaceAvailable)] = true;
+        }
         let symlink_order = match value("symlink-order@rjk.greenend.org.uk") {
             // gesftpserver says which order it reads.
             Some(b"linkpath-targetpath") => SymlinkOrder::LinkFirst,
@@ -161,7 +181,7 @@ impl Profile {
             RemoteError::Status { code, .. } => match e {
                 // Its answer is about the request, never about a file: any error means the
                 // extension does not work (rclone offers it and answers failures).
-                Ext::Statvfs | Ext::Fstatvfs | Ext::Limits => true,
+                Ext::Statvfs | Ext::Fstatvfs | Ext::Limits | Ext::SpaceAvailable => true,
                 // Errors about the files are real; these say the request itself is refused.
                 _ => *code == SSH_FX_OP_UNSUPPORTED || *code == SSH_FX_BAD_MESSAGE,
             },
@@ -249,7 +269,13 @@ impl Profile {
         let missing: Vec<String> = ALL
             .iter()
             .filter(|&&e| !self.has(e) && !e.without().is_empty())
-            .map(|&e| format!("no {} ({})", e.name(), e.without()))
+            .map(|&e| match e {
+                Ext::Statvfs if self.has(Ext::SpaceAvailable) => format!(
+                    "no {} (df shows the sizes space-available gives, made-up inode counts)",
+                    e.name()
+                ),
+                _ => format!("no {} ({})", e.name(), e.without()),
+            })
             .collect();
         if missing.is_empty() {
             s.push_str("; every extension sftpfs uses is there");
@@ -281,6 +307,20 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn proftpd_gets_space_available_without_listing_it() {
+        let p = Profile::decide(Some("SSH-2.0-mod_sftp"), 3, &hello(&[("versions", "3")]));
+        assert!(p.has(Ext::SpaceAvailable));
+        assert!(p
+            .describe()
+            .contains("no statvfs@openssh.com (df shows the sizes space-available gives"));
+        let p = Profile::decide(Some("SSH-2.0-OpenSSH_9.2p1"), 3, &[]);
+        assert!(!p.has(Ext::SpaceAvailable));
+        assert!(p.describe().contains("df shows made-up sizes"));
+        let p = Profile::decide(None, 6, &hello(&[("space-available", "")]));
+        assert!(p.has(Ext::SpaceAvailable), "offered");
     }
 
     #[test]
