@@ -35,8 +35,14 @@ impl FuseAdapter {
     }
 }
 
-/// The errno for the kernel, logged at the error's own level.
-fn errno(op: &'static str, e: FsError) -> Errno {
+/// The errno for the kernel, logged at the error's own level and noted for `sftpfs status`.
+fn errno(fs: &Filesystem, op: &'static str, ino: u64, e: FsError) -> Errno {
+    errno_at(fs, op, ino, b"", e)
+}
+
+/// `errno` of a call about `name` in directory `parent`.
+fn errno_at(fs: &Filesystem, op: &'static str, parent: u64, name: &[u8], e: FsError) -> Errno {
+    fs.note_error(op, parent, name, e.errno);
     if e.is_noteworthy() {
         tracing::warn!("{op}: {e}");
     } else {
@@ -81,7 +87,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.lookup(parent.0, &name).await {
                 Ok(a) => reply.entry(&ttl, &a, Generation(0)),
-                Err(e) => reply.error(errno("lookup", e)),
+                Err(e) => reply.error(errno_at(&fs, "lookup", parent.0, &name, e)),
             }
         });
     }
@@ -95,7 +101,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.getattr(ino.0, fh.map(|f| f.0)).await {
                 Ok(a) => reply.attr(&ttl, &a),
-                Err(e) => reply.error(errno("getattr", e)),
+                Err(e) => reply.error(errno(&fs, "getattr", ino.0, e)),
             }
         });
     }
@@ -130,7 +136,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.setattr(ino.0, fh.map(|f| f.0), set).await {
                 Ok(a) => reply.attr(&ttl, &a),
-                Err(e) => reply.error(errno("setattr", e)),
+                Err(e) => reply.error(errno(&fs, "setattr", ino.0, e)),
             }
         });
     }
@@ -140,7 +146,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.readlink(ino.0).await {
                 Ok(t) => reply.data(&t),
-                Err(e) => reply.error(errno("readlink", e)),
+                Err(e) => reply.error(errno(&fs, "readlink", ino.0, e)),
             }
         });
     }
@@ -159,7 +165,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.mknod(parent.0, &name, mode, umask).await {
                 Ok(a) => reply.entry(&ttl, &a, Generation(0)),
-                Err(e) => reply.error(errno("mknod", e)),
+                Err(e) => reply.error(errno_at(&fs, "mknod", parent.0, &name, e)),
             }
         });
     }
@@ -177,7 +183,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.mkdir(parent.0, &name, mode, umask).await {
                 Ok(a) => reply.entry(&ttl, &a, Generation(0)),
-                Err(e) => reply.error(errno("mkdir", e)),
+                Err(e) => reply.error(errno_at(&fs, "mkdir", parent.0, &name, e)),
             }
         });
     }
@@ -187,7 +193,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.unlink(parent.0, &name).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("unlink", e)),
+                Err(e) => reply.error(errno_at(&fs, "unlink", parent.0, &name, e)),
             }
         });
     }
@@ -197,7 +203,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.rmdir(parent.0, &name).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("rmdir", e)),
+                Err(e) => reply.error(errno_at(&fs, "rmdir", parent.0, &name, e)),
             }
         });
     }
@@ -223,7 +229,7 @@ impl fuser::Filesystem for FuseAdapter {
                     };
                     reply.entry(&ttl, &a, Generation(0))
                 }
-                Err(e) => reply.error(errno("symlink", e)),
+                Err(e) => reply.error(errno_at(&fs, "symlink", parent.0, &name, e)),
             }
         });
     }
@@ -245,7 +251,7 @@ impl fuser::Filesystem for FuseAdapter {
                 .await
             {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("rename", e)),
+                Err(e) => reply.error(errno_at(&fs, "rename", parent.0, &name, e)),
             }
         });
     }
@@ -262,7 +268,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.link(ino.0, newparent.0, &name).await {
                 Ok(a) => reply.entry(&ttl, &a, Generation(0)),
-                Err(e) => reply.error(errno("link", e)),
+                Err(e) => reply.error(errno(&fs, "link", ino.0, e)),
             }
         });
     }
@@ -281,7 +287,7 @@ impl fuser::Filesystem for FuseAdapter {
                     };
                     reply.opened(FileHandle(o.fh), flags)
                 }
-                Err(e) => reply.error(errno("open", e)),
+                Err(e) => reply.error(errno(&fs, "open", ino.0, e)),
             }
         });
     }
@@ -289,7 +295,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -301,7 +307,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.read(fh.0, offset, size).await {
                 Ok(d) => reply.data(&d),
-                Err(e) => reply.error(errno("read", e)),
+                Err(e) => reply.error(errno(&fs, "read", ino.0, e)),
             }
         });
     }
@@ -309,7 +315,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -325,7 +331,7 @@ impl fuser::Filesystem for FuseAdapter {
                 .await
             {
                 Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno("write", e)),
+                Err(e) => reply.error(errno(&fs, "write", ino.0, e)),
             }
         });
     }
@@ -333,7 +339,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
@@ -342,7 +348,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.flush(fh.0).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("flush", e)),
+                Err(e) => reply.error(errno(&fs, "flush", ino.0, e)),
             }
         });
     }
@@ -350,7 +356,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -361,7 +367,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.release(fh.0).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("release", e)),
+                Err(e) => reply.error(errno(&fs, "release", ino.0, e)),
             }
         });
     }
@@ -369,7 +375,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
@@ -378,7 +384,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.fsync(fh.0).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("fsync", e)),
+                Err(e) => reply.error(errno(&fs, "fsync", ino.0, e)),
             }
         });
     }
@@ -388,7 +394,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.opendir(ino.0).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => reply.error(errno("opendir", e)),
+                Err(e) => reply.error(errno(&fs, "opendir", ino.0, e)),
             }
         });
     }
@@ -396,7 +402,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
@@ -406,14 +412,14 @@ impl fuser::Filesystem for FuseAdapter {
         });
         match res {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("readdir", e)),
+            Err(e) => reply.error(errno(&self.fs, "readdir", ino.0, e)),
         }
     }
 
     fn readdirplus(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
@@ -431,7 +437,7 @@ impl fuser::Filesystem for FuseAdapter {
         });
         match res {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("readdirplus", e)),
+            Err(e) => reply.error(errno(&self.fs, "readdirplus", ino.0, e)),
         }
     }
 
@@ -461,7 +467,7 @@ impl fuser::Filesystem for FuseAdapter {
                     v.namemax as u32,
                     v.frsize as u32,
                 ),
-                Err(e) => reply.error(errno("statfs", e)),
+                Err(e) => reply.error(errno(&fs, "statfs", 1, e)),
             }
         });
     }
@@ -476,7 +482,7 @@ impl fuser::Filesystem for FuseAdapter {
         self.rt.spawn(async move {
             match fs.access(ino.0, mask.bits(), caller).await {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("access", e)),
+                Err(e) => reply.error(errno(&fs, "access", ino.0, e)),
             }
         });
     }
@@ -502,7 +508,7 @@ impl fuser::Filesystem for FuseAdapter {
                     };
                     reply.created(&ttl, &a, Generation(0), FileHandle(fh), flags)
                 }
-                Err(e) => reply.error(errno("create", e)),
+                Err(e) => reply.error(errno_at(&fs, "create", parent.0, &name, e)),
             }
         });
     }
@@ -510,7 +516,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
+        ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
         _ino_out: INodeNo,
@@ -529,7 +535,7 @@ impl fuser::Filesystem for FuseAdapter {
                 .await
             {
                 Ok(n) => reply.written(n as u32),
-                Err(e) => reply.error(errno("copy_file_range", e)),
+                Err(e) => reply.error(errno(&fs, "copy_file_range", ino_in.0, e)),
             }
         });
     }

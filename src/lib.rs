@@ -11,3 +11,4 @@ pub mod logging;
 pub mod mount;
 pub mod remote;
 pub mod ssh;
+pub mod status;

@@ -24,6 +24,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Fake) => return ExitCode::SUCCESS,
+        Ok(Command::Status(req)) => {
+            return match sftpfs::status::client::run(&req) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sftpfs: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Err(e) => {
             eprintln!("sftpfs: {e}");
             return ExitCode::from(1);
@@ -126,6 +135,15 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     let signals = rt
         .block_on(async { mount::Signals::catch() })
         .map_err(|e| format!("cannot catch signals: {e}"))?;
+    // Before the mount appears: a `sftpfs status` as soon as it is there finds it.
+    let info = status_info(&cfg);
+    let _listening = rt.block_on(async {
+        sftpfs::status::server::start(fs.clone(), info)
+            .map_err(|e| {
+                tracing::warn!("no status socket (sftpfs status will not see this mount): {e}")
+            })
+            .ok()
+    });
     let session = mount::mount(adapter, &cfg)?;
     if let Some(r) = ready {
         r.ready();
@@ -134,6 +152,31 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     fs.shutdown();
     pool.shutdown();
     served.map_err(|e| format!("FUSE session ended with an error: {e}"))
+}
+
+fn status_info(cfg: &MountConfig) -> sftpfs::status::server::MountInfo {
+    use sftpfs::config::TransportKind;
+    sftpfs::status::server::MountInfo {
+        // Canonical, as `sftpfs status MOUNTPOINT` will name it; before the mount covers it.
+        mountpoint: std::fs::canonicalize(&cfg.mountpoint).unwrap_or(cfg.mountpoint.clone()),
+        source: cfg.source.clone(),
+        user: cfg.ssh.user.clone(),
+        host: cfg.ssh.host.clone(),
+        port: cfg.ssh.port,
+        transport: match cfg.transport.kind() {
+            TransportKind::Ssh => "ssh".into(),
+            // Its program only: the rest of a command line is nobody else's business.
+            TransportKind::Command(words) => {
+                format!("ssh_command ({})", words.first().map_or("", String::as_str))
+            }
+            TransportKind::Direct(port) => format!("directport {port}"),
+            TransportKind::Passive => "passive".into(),
+        },
+        remote_dir: String::from_utf8_lossy(&cfg.fs.remote_dir).into_owned(),
+        pid: std::process::id(),
+        started: std::time::SystemTime::now(),
+        started_at: std::time::Instant::now(),
+    }
 }
 
 fn fs_options(cfg: &MountConfig, idmap: IdMap) -> Options {

@@ -161,6 +161,8 @@ const SYNOPSIS_EXTRA: &str = r#".br
 \fBsftpfs\fR \fB\-\-completions\fR \fIbash\fR|\fIzsh\fR|\fIfish\fR
 .br
 \fBmount.sftpfs\fR \fISOURCE\fR \fIMOUNTPOINT\fR [\fB\-sfnv\fR] [\fB\-o\fR \fIoptions\fR]
+.br
+\fBsftpfs status\fR [\fB\-\-json\fR|\fB\-\-prometheus\fR] [\fB\-\-watch\fR] [\fIMOUNTPOINT\fR]
 "#;
 
 const HAND_WRITTEN: &str = r#".SH FSTAB
@@ -210,6 +212,20 @@ in the journal: \fBjournalctl \-t sftpfs\fR.
 With the \fBuser\fR or \fBusers\fR option, a user who is not root can mount the entry;
 \fBsftpfs\fR then runs as that user and mounts through \fBfusermount3\fR(1). For
 \fBallow_other\fR such a mount needs \fBuser_allow_other\fR in /etc/fuse.conf.
+.SH STATUS
+\fBsftpfs status\fR lists your mounts, one line each; \fBsftpfs status\fR \fIMOUNTPOINT\fR shows
+one: the server, user and transport, the SFTP version and what the server lacks, each pool
+connection (state, smoothed round trip of small requests, bytes in and out, requests sent and in
+flight, reconnects), open files, bytes written and not yet acknowledged by the server (0: all
+written, safe to unplug), the caches (entries and hit rates), the errors answered to programs
+since the mount (a count per errno and the last ten with time, call and path; a lookup of a
+name that does not exist is not an error), and the uptime. \fB\-\-json\fR prints the same as
+JSON, \fB\-\-prometheus\fR as Prometheus text (metrics \fBsftpfs_*\fR, for a node exporter's
+textfile collector), and \fB\-\-watch\fR prints it again every second.
+.PP
+Each mount's daemon answers on a Unix socket in a directory only its user can enter
+(\fI/run/sftpfs\fR for root, else \fI$XDG_RUNTIME_DIR/sftpfs\fR), mode 0600, and answers only
+its user and root. No TCP port is opened.
 .SH OWNERSHIP
 By default files show the uid and gid they have on the server. \fB\-o idmap=user\fR shows the
 remote user's uid and gid (those of the remote home directory) as the mounting user's, and
@@ -230,6 +246,8 @@ sftpfs server:projects ~/p \-o idmap=user
 sftpfs backup@nas:/volume1 /mnt/nas \-o ro,IdentityFile=~/.ssh/backup_key
 sftpfs \-f \-d alice@server:/tmp /mnt/debug
 fusermount3 \-u ~/data
+sftpfs status ~/data
+sftpfs status \-\-prometheus > /var/lib/node_exporter/sftpfs.prom
 sftpfs \-\-completions bash > ~/.local/share/bash\-completion/completions/sftpfs
 sftpfs \-\-completions zsh > ~/.zfunc/_sftpfs
 sftpfs \-\-completions fish > ~/.config/fish/completions/sftpfs.fish
@@ -263,6 +281,9 @@ known host keys.
 .TP
 .IR ~/.ssh/id_ed25519 ", " ~/.ssh/id_ecdsa ", " ~/.ssh/id_rsa
 identity files tried when no \fBIdentityFile=\fR is given.
+.TP
+.IR /run/sftpfs/ ", " $XDG_RUNTIME_DIR/sftpfs/
+the mounts' status sockets.
 .TP
 .I /etc/fuse.conf
 \fBuser_allow_other\fR lets users who are not root use \fBallow_other\fR.

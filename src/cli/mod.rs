@@ -41,6 +41,8 @@ pub enum Command {
     /// `mount.sftpfs ... -f` (mount(8)'s "fake" mode): the command line was checked; do
     /// nothing and exit 0.
     Fake,
+    /// `sftpfs status ...`: ask running mounts what they are doing.
+    Status(crate::status::client::Request),
 }
 
 /// A command line that cannot be used. `Display` is one line saying what is wrong and what to
@@ -50,6 +52,9 @@ pub enum CliError {
     /// A clap-level problem: unknown flag, missing flag value, extra argument.
     #[error("{0}; see 'sftpfs --help'")]
     Usage(String),
+    /// A subcommand's own usage error, whole.
+    #[error("{0}")]
+    Subcommand(String),
     #[error("missing {0}; usage: {USAGE}")]
     Missing(&'static str),
     #[error("unknown option '{0}' in -o; see 'sftpfs --help'")]
@@ -198,7 +203,55 @@ where
         let cmd = parse_mount(argv, env, h.sloppy)?;
         return Ok(if h.fake { Command::Fake } else { cmd });
     }
+    if args.get(1).is_some_and(|a| a == "status") {
+        return parse_status(&args[2..]);
+    }
     parse_mount(args, env, false)
+}
+
+const STATUS_USAGE: &str = "usage: sftpfs status [--json | --prometheus] [--watch] [MOUNTPOINT]";
+
+/// `sftpfs status` and its flags. (A mount's source always has a `:`, so `status` alone is
+/// never a host.)
+fn parse_status(args: &[OsString]) -> Result<Command, CliError> {
+    use crate::status::client::{Format, Request};
+    let mut req = Request {
+        mountpoint: None,
+        format: Format::Text,
+        watch: false,
+    };
+    for a in args {
+        match a.to_str() {
+            Some("-h" | "--help") => {
+                return Ok(Command::Help(format!(
+                    "{STATUS_USAGE}\n\nWhat your sftpfs mounts are doing: all of them, one line each, or one in \
+                     detail.\n  --json        as JSON, for scripts\n  --prometheus  as Prometheus \
+                     text (for a node exporter's textfile collector)\n  --watch       again every \
+                     second\n"
+                )))
+            }
+            Some("--json") if req.format == Format::Text => req.format = Format::Json,
+            Some("--prometheus") if req.format == Format::Text => req.format = Format::Prometheus,
+            Some("--json" | "--prometheus") => {
+                return Err(CliError::Subcommand(format!(
+                    "status: --json and --prometheus cannot go together; {STATUS_USAGE}"
+                )))
+            }
+            Some("--watch") => req.watch = true,
+            Some(flag) if flag.starts_with('-') => {
+                return Err(CliError::Subcommand(format!(
+                    "status: unknown option '{flag}'; {STATUS_USAGE}"
+                )))
+            }
+            _ if req.mountpoint.is_none() => req.mountpoint = Some(a.into()),
+            _ => {
+                return Err(CliError::Subcommand(format!(
+                    "status: one mount point at most; {STATUS_USAGE}"
+                )))
+            }
+        }
+    }
+    Ok(Command::Status(req))
 }
 
 /// The ordinary command line. `sloppy` (mount's `-s`) skips unknown `-o` options.

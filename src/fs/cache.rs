@@ -95,8 +95,43 @@ struct Timed<T> {
 /// makes the cache more careful).
 const GENERATIONS: usize = 1024;
 
+/// Hits and misses of one cache, since mount.
+#[derive(Default)]
+struct HitCount {
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+impl HitCount {
+    fn note<T>(&self, found: Option<T>) -> Option<T> {
+        let n = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        found
+    }
+
+    fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
+    }
+}
+
+/// One cache at one moment, for `sftpfs status`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
 pub struct MetaCache {
     opts: CacheOptions,
+    attr_count: HitCount,
+    dir_count: HitCount,
+    link_count: HitCount,
     generations: Vec<std::sync::atomic::AtomicU64>,
     attrs: Mutex<LruCache<RelPath, Timed<Entry>>>,
     dirs: Mutex<LruCache<RelPath, Timed<Arc<Mutex<Listing>>>>>,
@@ -123,6 +158,9 @@ impl MetaCache {
         // Listings are larger than single entries: keep fewer of them.
         let d = NonZeroUsize::new((opts.max_size / 10).max(1)).unwrap();
         MetaCache {
+            attr_count: HitCount::default(),
+            dir_count: HitCount::default(),
+            link_count: HitCount::default(),
             opts,
             generations: (0..GENERATIONS)
                 .map(|_| std::sync::atomic::AtomicU64::new(0))
@@ -197,7 +235,25 @@ impl MetaCache {
     }
 
     pub fn attrs(&self, path: &[u8]) -> Option<Entry> {
-        self.attrs_known(path).filter(|e| !e.stale)
+        let found = self.attrs_known(path).filter(|e| !e.stale);
+        self.attr_count.note(found)
+    }
+
+    /// Attributes, listings and link targets: how many are kept and how often they answered.
+    pub fn stats(&self) -> [CacheStats; 3] {
+        let one = |entries: usize, c: &HitCount| {
+            let (hits, misses) = c.get();
+            CacheStats {
+                entries,
+                hits,
+                misses,
+            }
+        };
+        [
+            one(self.attrs.lock().unwrap().len(), &self.attr_count),
+            one(self.dirs.lock().unwrap().len(), &self.dir_count),
+            one(self.links.lock().unwrap().len(), &self.link_count),
+        ]
     }
 
     /// `attrs_known`, stored less than `age` ago (stale ones too: their owner is right).
@@ -362,14 +418,15 @@ impl MetaCache {
             return None;
         }
         let mut c = self.dirs.lock().unwrap();
-        match c.get(dir) {
+        let found = match c.get(dir) {
             Some(t) if t.until > Instant::now() => Some(t.value.clone()),
             Some(_) => {
                 c.pop(dir);
                 None
             }
             None => None,
-        }
+        };
+        self.dir_count.note(found)
     }
 
     /// Stores a listing read from the server (requested at `generation`) and the attributes
@@ -458,10 +515,11 @@ impl MetaCache {
             return None;
         }
         let mut c = self.links.lock().unwrap();
-        match c.get(path) {
+        let found = match c.get(path) {
             Some(t) if t.until > Instant::now() => Some(t.value.clone()),
             _ => None,
-        }
+        };
+        self.link_count.note(found)
     }
 
     pub fn put_link(&self, path: &[u8], target: &[u8]) {

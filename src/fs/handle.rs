@@ -155,6 +155,18 @@ impl OpenFile {
         matches!(q.pending.get(&seq), Some((Queued::SetStat(_), _)))
     }
 
+    /// Bytes of data written and not yet acknowledged by the server.
+    pub fn unacked_bytes(&self) -> u64 {
+        let q = self.writes.lock().unwrap();
+        q.pending
+            .values()
+            .map(|(op, _)| match op {
+                Queued::Write(_, data) => data.len() as u64,
+                Queued::SetStat(_) => 0,
+            })
+            .sum()
+    }
+
     pub fn has_pending(&self) -> bool {
         !self.writes.lock().unwrap().pending.is_empty()
     }
@@ -213,6 +225,10 @@ impl<T> HandleTable<T> {
 
     pub fn get(&self, fh: u64) -> Option<Arc<T>> {
         self.map.lock().unwrap().get(&fh).cloned()
+    }
+
+    pub fn values(&self) -> Vec<Arc<T>> {
+        self.map.lock().unwrap().values().cloned().collect()
     }
 
     pub fn remove(&self, fh: u64) -> Option<Arc<T>> {

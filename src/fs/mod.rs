@@ -6,6 +6,7 @@ pub mod cache;
 pub mod charset;
 pub mod dir;
 pub mod error;
+pub mod errors_seen;
 pub mod file;
 pub mod handle;
 pub mod inode;
@@ -18,7 +19,7 @@ pub mod symlink;
 mod truncate;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -158,6 +159,24 @@ pub struct Filesystem {
     /// The log said that refused attribute changes are ignored.
     attr_refusal_said: AtomicBool,
     stopping: AtomicBool,
+    errors_seen: errors_seen::ErrorsSeen,
+}
+
+/// What the core is doing, at one moment, for `sftpfs status`.
+#[derive(Debug, Clone)]
+pub struct FsStatus {
+    pub open_files: usize,
+    /// Data written through the mount that the server has not acknowledged yet.
+    pub unacked_write_bytes: u64,
+    pub readahead_bytes: usize,
+    /// Attributes, listings, link targets.
+    pub caches: [cache::CacheStats; 3],
+    pub errors_by_errno: std::collections::BTreeMap<i32, u64>,
+    pub recent_errors: Vec<errors_seen::SeenError>,
+    pub members: Vec<crate::remote::MemberStatus>,
+    /// The server and what is degraded on it (the mount's log line).
+    pub server: Option<String>,
+    pub sftp_version: Option<u32>,
 }
 
 impl Filesystem {
@@ -183,8 +202,46 @@ impl Filesystem {
             probe_lock: tokio::sync::Mutex::new(()),
             attr_refusal_said: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            errors_seen: Default::default(),
             opts,
         })
+    }
+
+    /// Notes an error answered to the kernel for `op` on `ino` (and `name` in it, for calls
+    /// about a name in a directory), if it is worth counting.
+    pub fn note_error(&self, op: &'static str, ino: u64, name: &[u8], errno: i32) {
+        if errors_seen::ErrorsSeen::worth_noting(op, errno) {
+            let mut path = self.inodes.lock().unwrap().path(ino).unwrap_or_default();
+            if !name.is_empty() {
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(name);
+            }
+            self.errors_seen.note(errors_seen::SeenError {
+                at: std::time::SystemTime::now(),
+                op,
+                path,
+                errno,
+            });
+        }
+    }
+
+    pub fn status(&self) -> FsStatus {
+        let files = self.files.values();
+        let (errors_by_errno, recent_errors) = self.errors_seen.snapshot();
+        let profile = self.pool.profile();
+        FsStatus {
+            open_files: files.len(),
+            unacked_write_bytes: files.iter().map(|f| f.unacked_bytes()).sum(),
+            readahead_bytes: self.readahead_bytes.load(Ordering::Relaxed),
+            caches: self.cache.stats(),
+            errors_by_errno,
+            recent_errors,
+            members: self.pool.status(),
+            server: profile.as_ref().map(|p| p.describe()),
+            sftp_version: profile.map(|p| p.version),
+        }
     }
 
     /// With `follow_symlinks` the kernel must not cache the entry `symlink` answers: a link

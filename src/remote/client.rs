@@ -11,16 +11,22 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{RemoteError, Result};
-use super::protocol::{decode_response, decode_version, Packet, Response};
+use super::protocol::{
+    decode_response, decode_version, Packet, Response, SSH_FXP_READ, SSH_FXP_WRITE,
+};
+use super::stats::{ConnStats, Counters};
 
 /// Largest reply we accept. OpenSSH's packets are at most 256 KiB (`limits@openssh.com`);
 /// anything far beyond that is a broken or hostile server, not a reason to allocate.
 pub const MAX_INCOMING_PACKET: usize = 1024 * 1024;
 
-type Pending = HashMap<u32, oneshot::Sender<Response>>;
+/// Each waiting request: where its reply goes, and when it was sent if its round trip is
+/// measured.
+type Pending = HashMap<u32, (oneshot::Sender<Response>, Option<std::time::Instant>)>;
 
 struct Shared {
     pending: Mutex<Pending>,
+    counters: Counters,
     closed: AtomicBool,
     /// Why the session ended, when the server broke the protocol: every request that
     /// fails because of it says so, instead of a bare "connection lost".
@@ -96,6 +102,7 @@ impl Client {
 
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
             closed: AtomicBool::new(false),
             fatal: Mutex::new(None),
             fatal_reported: AtomicBool::new(false),
@@ -128,6 +135,11 @@ impl Client {
         self.timeout
     }
 
+    pub fn stats(&self) -> ConnStats {
+        let in_flight = self.shared.pending.lock().unwrap().len();
+        self.shared.counters.snapshot(in_flight)
+    }
+
     /// Sends a request built by `build` (given the id) and waits for its reply or the deadline.
     pub async fn request(&self, build: impl FnOnce(u32) -> Packet) -> Result<Response> {
         self.send(build)?.wait().await
@@ -138,14 +150,17 @@ impl Client {
     pub fn send(&self, build: impl FnOnce(u32) -> Packet) -> Result<PendingReply> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
+        let packet = build(id).finish();
+        // READ and WRITE replies wait for data: not a measure of the link.
+        let timed = !matches!(packet.get(4), Some(&SSH_FXP_READ | &SSH_FXP_WRITE));
         {
             let mut p = self.shared.pending.lock().unwrap();
             if self.shared.closed.load(Ordering::SeqCst) {
                 return Err(self.shared.lost());
             }
-            p.insert(id, reply_tx);
+            p.insert(id, (reply_tx, timed.then(std::time::Instant::now)));
         }
-        if self.tx.send(build(id).finish()).is_err() {
+        if self.tx.send(packet).is_err() {
             self.shared.pending.lock().unwrap().remove(&id);
             return Err(RemoteError::ConnectionLost);
         }
@@ -224,12 +239,18 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
                 break;
             }
         };
+        shared.counters.received(body.len() + 4);
         match decode_response(body) {
             Ok((id, resp)) => {
                 let waiter = shared.pending.lock().unwrap().remove(&id);
                 match waiter {
                     // The waiter may have timed out meanwhile; nothing to do then.
-                    Some(w) => drop(w.send(resp)),
+                    Some((w, sent)) => {
+                        if let Some(t) = sent {
+                            shared.counters.round_trip(t.elapsed());
+                        }
+                        drop(w.send(resp))
+                    }
                     None => tracing::debug!("reply to unknown or expired request {id}"),
                 }
             }
@@ -255,11 +276,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if shared.closed.load(Ordering::SeqCst) {
             break;
         }
+        shared.counters.sent(pkt.len());
         let mut res = wr.write_all(&pkt).await;
         // Coalesce whatever else is queued into the same flush.
         while res.is_ok() {
             match rx.try_recv() {
-                Ok(more) => res = wr.write_all(&more).await,
+                Ok(more) => {
+                    shared.counters.sent(more.len());
+                    res = wr.write_all(&more).await
+                }
                 Err(_) => break,
             }
         }

@@ -7,6 +7,7 @@ pub mod pool;
 pub mod profile;
 pub mod protocol;
 pub mod sftp;
+pub mod stats;
 #[cfg(test)]
 pub mod testing;
 pub mod transport;
@@ -19,6 +20,7 @@ pub use pool::{Conn, Pool, PoolOptions};
 pub use profile::{Ext, Profile};
 pub use protocol::{Attrs, NameEntry};
 pub use sftp::{Handle, Limits, Sftp, StatVfs};
+pub use stats::{ConnStats, MemberState, MemberStatus};
 pub use transport::{
     transport_for, CommandTransport, DirectTransport, Opened, PassiveTransport, SftpIo,
     SshTransport, Transport,

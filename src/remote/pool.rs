@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::error::{RemoteError, Result};
 use super::profile::Profile;
 use super::sftp::Sftp;
+use super::stats::{ConnStats, MemberState, MemberStatus};
 use super::transport::Transport;
 
 /// One live SFTP session of the pool.
@@ -37,6 +38,9 @@ struct Slot {
     disabled: std::sync::atomic::AtomicBool,
     /// Held while (re)connecting, so a dead connection is replaced once, not by every waiter.
     connecting: tokio::sync::Mutex<()>,
+    reconnects: AtomicU64,
+    /// The counters of this member's sessions before the current one, summed.
+    earlier: std::sync::Mutex<ConnStats>,
 }
 
 pub struct PoolOptions {
@@ -85,6 +89,8 @@ impl Pool {
                     disabled: std::sync::atomic::AtomicBool::new(false),
                     starting: std::sync::atomic::AtomicBool::new(false),
                     connecting: tokio::sync::Mutex::new(()),
+                    reconnects: AtomicU64::new(0),
+                    earlier: Default::default(),
                 })
                 .collect(),
             opts,
@@ -107,6 +113,32 @@ impl Pool {
 
     pub fn size(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Each member's state and counters, for `sftpfs status`.
+    pub fn status(&self) -> Vec<MemberStatus> {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let current = s.current.read().unwrap().clone();
+                let busy = s.starting.load(Ordering::Relaxed) || s.connecting.try_lock().is_err();
+                let state = match &current {
+                    _ if s.disabled.load(Ordering::Relaxed) => MemberState::Disabled,
+                    Some(c) if c.is_alive() => MemberState::Up,
+                    _ if busy => MemberState::Connecting,
+                    Some(_) => MemberState::Down,
+                    None => MemberState::Idle,
+                };
+                MemberStatus {
+                    slot: i,
+                    state,
+                    current: current.map(|c| c.sftp.stats()),
+                    earlier: s.earlier.lock().unwrap().clone(),
+                    reconnects: s.reconnects.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
     }
 
     pub fn timeout(&self) -> Duration {
@@ -237,7 +269,15 @@ impl Pool {
                     // The server answers again: nobody need fail fast any more.
                     *self.failed_at.lock().unwrap() = None;
                     let c = Arc::new(c);
-                    *self.slots[slot].current.write().unwrap() = Some(c.clone());
+                    let old = self.slots[slot].current.write().unwrap().replace(c.clone());
+                    if let Some(old) = old {
+                        let s = old.sftp.stats();
+                        let mut e = self.slots[slot].earlier.lock().unwrap();
+                        e.bytes_in += s.bytes_in;
+                        e.bytes_out += s.bytes_out;
+                        e.requests += s.requests;
+                        self.slots[slot].reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
                     return Ok(c);
                 }
                 Ok(Err(e)) => tracing::warn!("reconnect of pool member {slot} failed: {e}"),

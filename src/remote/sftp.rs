@@ -165,6 +165,10 @@ impl Sftp {
         self.client.is_closed()
     }
 
+    pub fn stats(&self) -> super::stats::ConnStats {
+        self.client.stats()
+    }
+
     /// Why the session ended, when the server broke the protocol (a malformed packet);
     /// only to the first caller.
     pub fn broken_by_once(&self) -> Option<RemoteError> {

@@ -1,0 +1,121 @@
+//! Counters of the SFTP sessions, for `sftpfs status`: kept with relaxed atomics on the hot
+//! paths, read as a snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// One session's counters, updated by its reader and writer tasks.
+#[derive(Default)]
+pub struct Counters {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    requests: AtomicU64,
+    /// Smoothed round trip of small requests (not READ or WRITE, whose replies wait for
+    /// data), in microseconds; 0 before the first.
+    rtt_us: AtomicU64,
+}
+
+impl Counters {
+    pub fn sent(&self, bytes: usize) {
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn received(&self, bytes: usize) {
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A small request's reply came after `took`: TCP's smoothing (1/8 of the new sample).
+    pub fn round_trip(&self, took: Duration) {
+        let sample = (took.as_micros() as u64).max(1);
+        let old = self.rtt_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.rtt_us.store(new, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self, in_flight: usize) -> ConnStats {
+        let rtt = self.rtt_us.load(Ordering::Relaxed);
+        ConnStats {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            in_flight,
+            rtt: (rtt > 0).then(|| Duration::from_micros(rtt)),
+        }
+    }
+}
+
+/// A session's counters at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct ConnStats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub requests: u64,
+    pub in_flight: usize,
+    pub rtt: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    /// A live session.
+    Up,
+    /// Being connected or reconnected.
+    Connecting,
+    /// Not connected yet: extra members connect on first use.
+    Idle,
+    /// Its connection was lost; the next request reconnects it.
+    Down,
+    /// The server refused it a connection: its work goes to the first member.
+    Disabled,
+}
+
+impl MemberState {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberState::Up => "up",
+            MemberState::Connecting => "connecting",
+            MemberState::Idle => "idle",
+            MemberState::Down => "down",
+            MemberState::Disabled => "disabled",
+        }
+    }
+}
+
+/// One pool member at one moment.
+#[derive(Debug, Clone)]
+pub struct MemberStatus {
+    pub slot: usize,
+    pub state: MemberState,
+    /// The counters of its current session (they start again with each reconnect).
+    pub current: Option<ConnStats>,
+    /// Counters of its sessions before the current one, summed: bytes since mount are both.
+    pub earlier: ConnStats,
+    pub reconnects: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_are_smoothed_and_counts_add_up() {
+        let c = Counters::default();
+        assert_eq!(c.snapshot(0).rtt, None);
+        c.round_trip(Duration::from_micros(800));
+        assert_eq!(c.snapshot(0).rtt, Some(Duration::from_micros(800)));
+        c.round_trip(Duration::from_micros(1600));
+        assert_eq!(c.snapshot(0).rtt, Some(Duration::from_micros(900)));
+        c.sent(100);
+        c.sent(50);
+        c.received(30);
+        let s = c.snapshot(2);
+        assert_eq!(
+            (s.bytes_out, s.requests, s.bytes_in, s.in_flight),
+            (150, 2, 30, 2)
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! The command's side: `sftpfs status [--json | --prometheus] [--watch] [MOUNTPOINT]`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{render, socket};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Prometheus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub mountpoint: Option<std::path::PathBuf>,
+    pub format: Format,
+    pub watch: bool,
+}
+
+/// Prints the status (every second with `--watch`, until interrupted). The error is one line.
+pub fn run(req: &Request) -> Result<(), String> {
+    loop {
+        let out = once(req)?;
+        let mut stdout = std::io::stdout().lock();
+        if req.watch && req.format == Format::Text {
+            // Home and clear: the screen is redrawn in place.
+            let _ = write!(stdout, "\x1b[H\x1b[2J");
+        }
+        let _ = write!(stdout, "{out}");
+        let _ = stdout.flush();
+        if !req.watch {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn once(req: &Request) -> Result<String, String> {
+    let docs = match &req.mountpoint {
+        Some(m) => vec![ask(m)?],
+        None => all_mounts(),
+    };
+    Ok(match req.format {
+        Format::Json if req.mountpoint.is_some() => format!("{}\n", docs[0]),
+        Format::Json => format!("{}\n", Value::Array(docs)),
+        Format::Prometheus => render::prometheus(&docs),
+        Format::Text if req.mountpoint.is_some() => render::text(&docs[0]),
+        Format::Text if docs.is_empty() => "no sftpfs mounts of yours\n".to_string(),
+        Format::Text => docs.iter().map(|d| render::summary(d) + "\n").collect(),
+    })
+}
+
+/// The status of the mount at `mountpoint`.
+pub fn ask(mountpoint: &Path) -> Result<Value, String> {
+    let canon =
+        std::fs::canonicalize(mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
+    let sock = socket::path_for(&canon);
+    request(&sock, "status").map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+            "{} is not an sftpfs mount of yours (no answer on {}); `sftpfs status` lists them",
+            canon.display(),
+            sock.display()
+        ),
+        _ => format!("{}: cannot ask its daemon: {e}", canon.display()),
+    })
+}
+
+/// Every mount of this user whose daemon answers, by mount point. Sockets nobody answers on
+/// (a daemon that was killed) are removed.
+fn all_mounts() -> Vec<Value> {
+    let Ok(dir) = std::fs::read_dir(socket::dir()) else {
+        return Vec::new();
+    };
+    let mut docs: Vec<Value> = dir
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sock"))
+        .filter_map(|e| match request(&e.path(), "status") {
+            Ok(v) => Some(v),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let _ = std::fs::remove_file(e.path());
+                None
+            }
+            Err(_) => None,
+        })
+        .collect();
+    docs.sort_by(|a, b| a["mountpoint"].as_str().cmp(&b["mountpoint"].as_str()));
+    docs
+}
+
+/// One request on a mount's socket; its answer, parsed.
+pub fn request(sock: &Path, what: &str) -> std::io::Result<Value> {
+    let mut s = UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(format!("{what}\n").as_bytes())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    if answer.trim().is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "the daemon did not answer (only the user who mounted and root may ask)",
+        ));
+    }
+    let v: Value = serde_json::from_str(&answer)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    if let Some(e) = v["error"].as_str() {
+        return Err(std::io::Error::other(e.to_string()));
+    }
+    Ok(v)
+}

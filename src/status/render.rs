@@ -1,0 +1,397 @@
+//! The status document as a screen of text, or as Prometheus text (the node exporter's
+//! textfile format): same numbers, read from the JSON the daemon sent.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// 1536 → "1.5 KiB".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+fn duration(secs: f64) -> String {
+    let t = secs as u64;
+    let (d, h, m, s) = (t / 86400, t / 3600 % 24, t / 60 % 60, t % 60);
+    if d > 0 {
+        format!("{d}d {h}h {m:02}m")
+    } else if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else {
+        format!("{m}m {s:02}s")
+    }
+}
+
+fn clock(unix: f64) -> String {
+    // Local time as the C library knows it.
+    let t = unix as libc::time_t;
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return format!("{unix:.0}");
+    }
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+/// The screen of `sftpfs status MOUNTPOINT`.
+pub fn text(v: &Value) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}: {} ({}), pid {}, up {}",
+        s(&v["mountpoint"]),
+        s(&v["source"]),
+        s(&v["transport"]),
+        u(&v["pid"]),
+        duration(v["uptime_seconds"].as_f64().unwrap_or(0.0))
+    );
+    let _ = writeln!(
+        o,
+        "  {}",
+        v["server"].as_str().unwrap_or("server: not connected yet")
+    );
+    let _ = writeln!(o, "connections:");
+    for c in v["connections"].as_array().into_iter().flatten() {
+        let state = s(&c["state"]);
+        let _ = write!(o, "  #{} {:<10}", u(&c["member"]), state);
+        if u(&c["requests"]) > 0 || state == "up" {
+            let rtt = c["rtt_seconds"]
+                .as_f64()
+                .map_or("-".to_string(), |r| format!("{:.1} ms", r * 1000.0));
+            let _ = write!(
+                o,
+                " rtt {rtt:>8}  in {:>10}  out {:>10}  requests {} ({} in flight)  reconnects {}",
+                bytes(u(&c["bytes_in"])),
+                bytes(u(&c["bytes_out"])),
+                u(&c["requests"]),
+                u(&c["requests_in_flight"]),
+                u(&c["reconnects"])
+            );
+        }
+        o.push('\n');
+    }
+    let unacked = u(&v["unacknowledged_write_bytes"]);
+    let _ = writeln!(
+        o,
+        "open files: {}; writes not yet on the server: {}{}",
+        u(&v["open_files"]),
+        bytes(unacked),
+        if unacked == 0 { " (all written)" } else { "" }
+    );
+    let cache = |name: &str, c: &Value| {
+        let (h, m) = (u(&c["hits"]), u(&c["misses"]));
+        let rate = if h + m == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}%", 100.0 * h as f64 / (h + m) as f64)
+        };
+        format!("{name} {} ({rate} hits)", u(&c["entries"]))
+    };
+    let _ = writeln!(
+        o,
+        "caches: {}, {}, {}; read-ahead {}",
+        cache("attributes", &v["caches"]["attributes"]),
+        cache("listings", &v["caches"]["listings"]),
+        cache("links", &v["caches"]["links"]),
+        bytes(u(&v["readahead_bytes"]))
+    );
+    let total = u(&v["errors"]["total"]);
+    if total == 0 {
+        let _ = writeln!(o, "errors since mount: none");
+    } else {
+        let by: Vec<String> = v["errors"]["by_errno"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, n)| format!("{k} {}", u(n)))
+            .collect();
+        let _ = writeln!(o, "errors since mount: {total} ({})", by.join(", "));
+        for e in v["errors"]["recent"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                o,
+                "  {} {} {}: {}",
+                clock(e["time"].as_f64().unwrap_or(0.0)),
+                s(&e["op"]),
+                if s(&e["path"]).is_empty() {
+                    "/"
+                } else {
+                    s(&e["path"])
+                },
+                s(&e["errno"])
+            );
+        }
+    }
+    o
+}
+
+/// One line per mount for `sftpfs status` without a mount point.
+pub fn summary(v: &Value) -> String {
+    let members = v["connections"].as_array().map_or(&[][..], |a| a);
+    let up = members.iter().filter(|c| c["state"] == "up").count();
+    format!(
+        "{}  {}  up {}  connections {up}/{}  open files {}  unwritten {}  errors {}",
+        s(&v["mountpoint"]),
+        s(&v["source"]),
+        duration(v["uptime_seconds"].as_f64().unwrap_or(0.0)),
+        members.len(),
+        u(&v["open_files"]),
+        bytes(u(&v["unacknowledged_write_bytes"])),
+        u(&v["errors"]["total"])
+    )
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus text for one or more mounts: each metric's HELP and TYPE once, then a sample
+/// per mount (and member, cache, errno).
+pub fn prometheus(mounts: &[Value]) -> String {
+    type Samples<'a> = Box<dyn Fn(&Value, &str) -> Vec<String> + 'a>;
+    let gauge = |path: &'static [&'static str]| -> Samples {
+        Box::new(move |v: &Value, m: &str| {
+            let mut x = v;
+            for p in path {
+                x = &x[*p];
+            }
+            vec![format!("{{mountpoint=\"{m}\"}} {}", num(x))]
+        })
+    };
+    let per_member = |field: &'static str| -> Samples {
+        Box::new(move |v: &Value, m: &str| {
+            v["connections"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| !c[field].is_null() || field != "rtt_seconds")
+                .map(|c| {
+                    let val = if field == "up" {
+                        ((c["state"] == "up") as u8).to_string()
+                    } else {
+                        num(&c[field])
+                    };
+                    format!(
+                        "{{mountpoint=\"{m}\",member=\"{}\"}} {val}",
+                        u(&c["member"])
+                    )
+                })
+                .collect()
+        })
+    };
+    let per_cache = |field: &'static str| -> Samples {
+        Box::new(move |v: &Value, m: &str| {
+            ["attributes", "listings", "links"]
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{{mountpoint=\"{m}\",cache=\"{c}\"}} {}",
+                        num(&v["caches"][c][field])
+                    )
+                })
+                .collect()
+        })
+    };
+    let metrics: Vec<(&str, &str, &str, Samples)> = vec![
+        (
+            "sftpfs_uptime_seconds",
+            "gauge",
+            "Seconds since the mount was made.",
+            gauge(&["uptime_seconds"]),
+        ),
+        (
+            "sftpfs_connection_up",
+            "gauge",
+            "1 when the pool member has a live SFTP session.",
+            per_member("up"),
+        ),
+        (
+            "sftpfs_connection_rtt_seconds",
+            "gauge",
+            "Smoothed round trip of small SFTP requests.",
+            per_member("rtt_seconds"),
+        ),
+        (
+            "sftpfs_connection_received_bytes_total",
+            "counter",
+            "SFTP bytes received from the server.",
+            per_member("bytes_in"),
+        ),
+        (
+            "sftpfs_connection_sent_bytes_total",
+            "counter",
+            "SFTP bytes sent to the server.",
+            per_member("bytes_out"),
+        ),
+        (
+            "sftpfs_connection_requests_total",
+            "counter",
+            "SFTP requests sent.",
+            per_member("requests"),
+        ),
+        (
+            "sftpfs_connection_requests_in_flight",
+            "gauge",
+            "SFTP requests waiting for their reply.",
+            per_member("requests_in_flight"),
+        ),
+        (
+            "sftpfs_connection_reconnects_total",
+            "counter",
+            "Times the pool member was reconnected.",
+            per_member("reconnects"),
+        ),
+        (
+            "sftpfs_open_files",
+            "gauge",
+            "Files open through the mount.",
+            gauge(&["open_files"]),
+        ),
+        (
+            "sftpfs_unacknowledged_write_bytes",
+            "gauge",
+            "Bytes written through the mount and not yet acknowledged by the server.",
+            gauge(&["unacknowledged_write_bytes"]),
+        ),
+        (
+            "sftpfs_readahead_bytes",
+            "gauge",
+            "Bytes held by read-ahead.",
+            gauge(&["readahead_bytes"]),
+        ),
+        (
+            "sftpfs_cache_entries",
+            "gauge",
+            "Entries in a metadata cache.",
+            per_cache("entries"),
+        ),
+        (
+            "sftpfs_cache_hits_total",
+            "counter",
+            "Lookups a metadata cache answered.",
+            per_cache("hits"),
+        ),
+        (
+            "sftpfs_cache_misses_total",
+            "counter",
+            "Lookups a metadata cache could not answer.",
+            per_cache("misses"),
+        ),
+        (
+            "sftpfs_errors_total",
+            "counter",
+            "Errors answered to programs, by errno.",
+            Box::new(|v: &Value, m: &str| {
+                v["errors"]["by_errno"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(e, n)| format!("{{mountpoint=\"{m}\",errno=\"{}\"}} {}", label(e), u(n)))
+                    .collect()
+            }),
+        ),
+    ];
+    let mut o = String::new();
+    for (name, kind, help, samples) in &metrics {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        for v in mounts {
+            for sample in samples(v, &label(s(&v["mountpoint"]))) {
+                let _ = writeln!(o, "{name}{sample}");
+            }
+        }
+    }
+    o
+}
+
+fn num(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.to_string(),
+        _ => "NaN".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Value {
+        json!({
+            "mountpoint": "/mnt/a \"b\"", "source": "u@h:/d", "transport": "ssh", "pid": 7,
+            "uptime_seconds": 3725.0, "server": "server X, SFTP version 3",
+            "connections": [
+                {"member": 0, "state": "up", "rtt_seconds": 0.0004, "bytes_in": 2048,
+                 "bytes_out": 100, "requests": 5, "requests_in_flight": 1, "reconnects": 0},
+                {"member": 1, "state": "idle", "rtt_seconds": null, "bytes_in": 0,
+                 "bytes_out": 0, "requests": 0, "requests_in_flight": 0, "reconnects": 0}
+            ],
+            "open_files": 2, "unacknowledged_write_bytes": 0, "readahead_bytes": 0,
+            "caches": {"attributes": {"entries": 3, "hits": 3, "misses": 1},
+                       "listings": {"entries": 1, "hits": 0, "misses": 0},
+                       "links": {"entries": 0, "hits": 0, "misses": 0}},
+            "errors": {"total": 1, "by_errno": {"EACCES": 1},
+                       "recent": [{"time": 0.0, "op": "open", "path": "x/y", "errno": "EACCES"}]}
+        })
+    }
+
+    #[test]
+    fn text_shows_each_part() {
+        let t = text(&sample());
+        for want in [
+            "up 1h 02m 05s",
+            "#0 up",
+            "rtt   0.4 ms",
+            "in    2.0 KiB",
+            "#1 idle",
+            "writes not yet on the server: 0 B (all written)",
+            "attributes 3 (75% hits)",
+            "errors since mount: 1 (EACCES 1)",
+            "open x/y: EACCES",
+        ] {
+            assert!(t.contains(want), "{want:?} missing from:\n{t}");
+        }
+    }
+
+    #[test]
+    fn prometheus_text_is_well_formed() {
+        let p = prometheus(&[sample()]);
+        assert!(p.contains("# TYPE sftpfs_connection_sent_bytes_total counter\n"));
+        assert!(p.contains(
+            "sftpfs_connection_received_bytes_total{mountpoint=\"/mnt/a \\\"b\\\"\",member=\"0\"} 2048\n"
+        ));
+        assert!(
+            p.contains("sftpfs_connection_up{mountpoint=\"/mnt/a \\\"b\\\"\",member=\"1\"} 0\n")
+        );
+        // No sample for a member that has no round trip yet.
+        assert_eq!(p.matches("sftpfs_connection_rtt_seconds{").count(), 1);
+        assert!(
+            p.contains("sftpfs_errors_total{mountpoint=\"/mnt/a \\\"b\\\"\",errno=\"EACCES\"} 1\n")
+        );
+        for line in p.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("sftpfs_") && name.ends_with('}'), "{line}");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The status document: one JSON object per mount, the same for `--json`, the text screen
+//! and the Prometheus text.
+
+use std::time::UNIX_EPOCH;
+
+use serde_json::{json, Value};
+
+use super::server::MountInfo;
+use crate::fs::FsStatus;
+
+pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
+    let connections: Vec<Value> = s
+        .members
+        .iter()
+        .map(|m| {
+            let cur = m.current.clone().unwrap_or_default();
+            json!({
+                "member": m.slot,
+                "state": m.state.name(),
+                "rtt_seconds": m.current.as_ref().and_then(|c| c.rtt).map(|d| d.as_secs_f64()),
+                "bytes_in": m.earlier.bytes_in + cur.bytes_in,
+                "bytes_out": m.earlier.bytes_out + cur.bytes_out,
+                "requests": m.earlier.requests + cur.requests,
+                "requests_in_flight": cur.in_flight,
+                "reconnects": m.reconnects,
+            })
+        })
+        .collect();
+    let cache = |c: &crate::fs::cache::CacheStats| json!({ "entries": c.entries, "hits": c.hits, "misses": c.misses });
+    let recent: Vec<Value> = s
+        .recent_errors
+        .iter()
+        .map(|e| {
+            json!({
+                "time": e.at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+                "op": e.op,
+                "path": String::from_utf8_lossy(&e.path),
+                "errno": errno_name(e.errno),
+            })
+        })
+        .collect();
+    let by_errno: serde_json::Map<String, Value> = s
+        .errors_by_errno
+        .iter()
+        .map(|(e, n)| (errno_name(*e), json!(n)))
+        .collect();
+    json!({
+        "mountpoint": info.mountpoint.to_string_lossy(),
+        "source": info.source,
+        "user": info.user,
+        "host": info.host,
+        "port": info.port,
+        "remote_dir": info.remote_dir,
+        "transport": info.transport,
+        "pid": info.pid,
+        "started": info.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "uptime_seconds": info.started_at.elapsed().as_secs_f64(),
+        "server": s.server,
+        "sftp_version": s.sftp_version,
+        "connections": connections,
+        "open_files": s.open_files,
+        "unacknowledged_write_bytes": s.unacked_write_bytes,
+        "readahead_bytes": s.readahead_bytes,
+        "caches": {
+            "attributes": cache(&s.caches[0]),
+            "listings": cache(&s.caches[1]),
+            "links": cache(&s.caches[2]),
+        },
+        "errors": {
+            "total": s.errors_by_errno.values().sum::<u64>(),
+            "by_errno": by_errno,
+            "recent": recent,
+        },
+    })
+}
+
+/// `EACCES` for 13: what users search for; the number for the rare ones.
+pub fn errno_name(e: i32) -> String {
+    let name = match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::EMLINK => "EMLINK",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::ELOOP => "ELOOP",
+        libc::ENODATA => "ENODATA",
+        libc::EILSEQ => "EILSEQ",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::EDQUOT => "EDQUOT",
+        libc::ENOTCONN => "ENOTCONN",
+        _ => return format!("errno {e}"),
+    };
+    name.to_string()
+}
