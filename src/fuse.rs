@@ -574,3 +574,30 @@ impl fuser::Filesystem for FuseAdapter {
         reply.error(Errno::ENOSYS);
     }
 }
+
+/// The kernel's caches of this mount, for `sftpfs refresh`: FUSE invalidation notifications.
+pub struct KernelCache(fuser::Notifier);
+
+impl KernelCache {
+    pub fn new(notifier: fuser::Notifier) -> KernelCache {
+        KernelCache(notifier)
+    }
+
+    /// Makes the kernel forget the entries `names` ((parent, name, inode)) and the attributes
+    /// and pages of their inodes (and of the root with `root_too`). Blocking (it writes to
+    /// /dev/fuse, and the kernel may wait for a request in flight on the directory): call it
+    /// off the runtime's workers. A name the kernel no longer holds is no error.
+    pub fn forget(&self, names: &[(u64, Vec<u8>, u64)], root_too: bool) {
+        for (parent, name, ino) in names {
+            let _ = self
+                .0
+                .inval_entry(INodeNo(*parent), OsStr::from_bytes(name));
+            let _ = self.0.inval_inode(INodeNo(*ino), 0, 0);
+        }
+        if root_too {
+            let _ = self
+                .0
+                .inval_inode(INodeNo(crate::fs::inode::ROOT_INO), 0, 0);
+        }
+    }
+}

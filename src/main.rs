@@ -24,6 +24,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Fake) => return ExitCode::SUCCESS,
+        Ok(Command::Refresh { mountpoint, path }) => {
+            return match sftpfs::status::client::refresh(&mountpoint, path.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sftpfs: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Ok(Command::Status(req)) => {
             return match sftpfs::status::client::run(&req) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -137,14 +146,18 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         .map_err(|e| format!("cannot catch signals: {e}"))?;
     // Before the mount appears: a `sftpfs status` as soon as it is there finds it.
     let info = status_info(&cfg);
+    let refresher = sftpfs::status::refresh::Refresher::new(fs.clone());
     let _listening = rt.block_on(async {
-        sftpfs::status::server::start(fs.clone(), info)
+        sftpfs::status::server::start(fs.clone(), info, refresher.clone())
             .map_err(|e| {
                 tracing::warn!("no status socket (sftpfs status will not see this mount): {e}")
             })
             .ok()
     });
+    let mut signals = signals;
     let session = mount::mount(adapter, &cfg)?;
+    refresher.kernel_ready(sftpfs::fuse::KernelCache::new(session.notifier()));
+    rt.block_on(async { refresher.on_hangup(signals.take_hangup()) });
     if let Some(r) = ready {
         r.ready();
     }

@@ -69,9 +69,11 @@ fn raise_readahead(mountpoint: &std::path::Path) {
 /// SIGTERM/SIGINT, which unmount it here).
 /// SIGTERM and SIGINT, caught from before the mount appears until it is gone: a signal in
 /// between must unmount, not kill the process and leave a dead mount behind.
+/// SIGHUP too, so that it never ends the daemon: it refreshes the mount's caches.
 pub struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -81,7 +83,13 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: Some(signal(SignalKind::hangup())?),
         })
+    }
+
+    /// SIGHUP, for whoever handles it (once).
+    pub fn take_hangup(&mut self) -> tokio::signal::unix::Signal {
+        self.hup.take().expect("SIGHUP is taken once")
     }
 }
 

@@ -163,6 +163,8 @@ const SYNOPSIS_EXTRA: &str = r#".br
 \fBmount.sftpfs\fR \fISOURCE\fR \fIMOUNTPOINT\fR [\fB\-sfnv\fR] [\fB\-o\fR \fIoptions\fR]
 .br
 \fBsftpfs status\fR [\fB\-\-json\fR|\fB\-\-prometheus\fR] [\fB\-\-watch\fR] [\fIMOUNTPOINT\fR]
+.br
+\fBsftpfs refresh\fR \fIMOUNTPOINT\fR [\fIPATH\fR]
 "#;
 
 const HAND_WRITTEN: &str = r#".SH FSTAB
@@ -226,6 +228,12 @@ textfile collector), and \fB\-\-watch\fR prints it again every second.
 Each mount's daemon answers on a Unix socket in a directory only its user can enter
 (\fI/run/sftpfs\fR for root, else \fI$XDG_RUNTIME_DIR/sftpfs\fR), mode 0600, and answers only
 its user and root. No TCP port is opened.
+.SH REFRESH
+\fBsftpfs refresh\fR \fIMOUNTPOINT\fR [\fIPATH\fR] makes the mount forget the attributes,
+listings and link targets it cached at or below \fIPATH\fR (relative to the mount, or absolute
+inside it; all of the mount without it), tells the kernel to forget its entries and attributes
+there (FUSE invalidation notifications), and returns when both are done: the next \fBls\fR or
+\fBstat\fR shows the server's truth. \fBSIGHUP\fR to the daemon refreshes the whole mount.
 .SH OWNERSHIP
 By default files show the uid and gid they have on the server. \fB\-o idmap=user\fR shows the
 remote user's uid and gid (those of the remote home directory) as the mounting user's, and
@@ -247,6 +255,7 @@ sftpfs backup@nas:/volume1 /mnt/nas \-o ro,IdentityFile=~/.ssh/backup_key
 sftpfs \-f \-d alice@server:/tmp /mnt/debug
 fusermount3 \-u ~/data
 sftpfs status ~/data
+sftpfs refresh ~/data projects/site
 sftpfs status \-\-prometheus > /var/lib/node_exporter/sftpfs.prom
 sftpfs \-\-completions bash > ~/.local/share/bash\-completion/completions/sftpfs
 sftpfs \-\-completions zsh > ~/.zfunc/_sftpfs

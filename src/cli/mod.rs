@@ -43,6 +43,11 @@ pub enum Command {
     Fake,
     /// `sftpfs status ...`: ask running mounts what they are doing.
     Status(crate::status::client::Request),
+    /// `sftpfs refresh MOUNTPOINT [PATH]`: make a mount forget what it cached.
+    Refresh {
+        mountpoint: std::path::PathBuf,
+        path: Option<std::path::PathBuf>,
+    },
 }
 
 /// A command line that cannot be used. `Display` is one line saying what is wrong and what to
@@ -206,7 +211,44 @@ where
     if args.get(1).is_some_and(|a| a == "status") {
         return parse_status(&args[2..]);
     }
+    if args.get(1).is_some_and(|a| a == "refresh") {
+        return parse_refresh(&args[2..]);
+    }
     parse_mount(args, env, false)
+}
+
+const REFRESH_USAGE: &str = "usage: sftpfs refresh MOUNTPOINT [PATH]";
+
+fn parse_refresh(args: &[OsString]) -> Result<Command, CliError> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Command::Help(format!(
+            "{REFRESH_USAGE}\n\nMakes the mount (and the kernel) forget the attributes and listings it \
+             cached at or below PATH (all of it without PATH), so that the next look shows the \
+             server's truth. SIGHUP to the daemon refreshes all of it too.\n"
+        )));
+    }
+    if let Some(flag) = args.iter().find(|a| a.as_encoded_bytes().starts_with(b"-")) {
+        return Err(CliError::Subcommand(format!(
+            "refresh: unknown option '{}'; {REFRESH_USAGE}",
+            flag.to_string_lossy()
+        )));
+    }
+    match args {
+        [m] => Ok(Command::Refresh {
+            mountpoint: m.into(),
+            path: None,
+        }),
+        [m, p] => Ok(Command::Refresh {
+            mountpoint: m.into(),
+            path: Some(p.into()),
+        }),
+        [] => Err(CliError::Subcommand(format!(
+            "refresh: which mount? {REFRESH_USAGE}"
+        ))),
+        _ => Err(CliError::Subcommand(format!(
+            "refresh: too many arguments; {REFRESH_USAGE}"
+        ))),
+    }
 }
 
 const STATUS_USAGE: &str = "usage: sftpfs status [--json | --prometheus] [--watch] [MOUNTPOINT]";

@@ -662,6 +662,24 @@ impl MetaCache {
     }
 
     /// Drops everything (e.g. after a reconnect to a server that may have changed).
+    /// Forgets everything known at or below `path` ("" for everything), and keeps no
+    /// listing already on its way (`sftpfs refresh`).
+    pub fn forget_under(&self, path: &[u8]) {
+        let _change = self.changes.lock().unwrap();
+        for g in &self.generations {
+            g.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        if path.is_empty() {
+            self.attrs.lock().unwrap().clear();
+            self.dirs.lock().unwrap().clear();
+            self.links.lock().unwrap().clear();
+        } else {
+            self.forget_tree(path);
+            // The parent's listing holds the entry's attributes too.
+            self.dirs.lock().unwrap().pop(parent_of(path));
+        }
+    }
+
     pub fn clear(&self) {
         let _change = self.changes.lock().unwrap();
         self.attrs.lock().unwrap().clear();

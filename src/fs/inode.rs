@@ -355,6 +355,24 @@ impl InodeTable {
         self.nodes.len()
     }
 
+    /// Every name the kernel may hold at or below `path` ("" for all): (parent's number,
+    /// name, number). The root has no parent and is not among them.
+    pub fn names_under(&self, path: &[u8]) -> Vec<(u64, Vec<u8>, u64)> {
+        let mut prefix = path.to_vec();
+        prefix.push(b'/');
+        self.by_path
+            .iter()
+            .filter(|(p, _)| {
+                !p.is_empty() && (path.is_empty() || p.as_slice() == path || p.starts_with(&prefix))
+            })
+            .filter_map(|(p, &ino)| {
+                let parent = *self.by_path.get(parent_of(p))?;
+                let name = p[p.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..].to_vec();
+                Some((parent, name, ino))
+            })
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

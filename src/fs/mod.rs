@@ -227,6 +227,29 @@ impl Filesystem {
         }
     }
 
+    /// Forgets what is cached at or below `path` (relative to the mount root, "" for all):
+    /// attributes, listings, link targets, and the read-ahead of files open there. Returns
+    /// the names the kernel may hold there, (parent, name, inode), for it to forget too.
+    pub fn refresh(&self, path: &[u8]) -> Vec<(u64, Vec<u8>, u64)> {
+        self.cache.forget_under(path);
+        let names = self.inodes.lock().unwrap().names_under(path);
+        let inos: std::collections::HashSet<u64> = names.iter().map(|n| n.2).collect();
+        for f in self.files.values() {
+            if path.is_empty() || inos.contains(&f.ino) {
+                f.readahead.lock().unwrap().clear();
+            }
+        }
+        tracing::info!(
+            "refresh of {}: cached attributes and listings dropped",
+            if path.is_empty() {
+                "the whole mount".into()
+            } else {
+                String::from_utf8_lossy(path)
+            }
+        );
+        names
+    }
+
     pub fn status(&self) -> FsStatus {
         let files = self.files.values();
         let (errors_by_errno, recent_errors) = self.errors_seen.snapshot();

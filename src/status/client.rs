@@ -114,3 +114,77 @@ pub fn request(sock: &Path, what: &str) -> std::io::Result<Value> {
     }
     Ok(v)
 }
+
+/// `sftpfs refresh MOUNTPOINT [PATH]`: the mount (and the kernel) forget what they cached at
+/// or below PATH (relative to the mount, or absolute inside it; all of it without PATH).
+pub fn refresh(mountpoint: &Path, path: Option<&Path>) -> Result<(), String> {
+    let canon =
+        std::fs::canonicalize(mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
+    let rel = match path {
+        Some(p) => below(&canon, p)?,
+        None => Vec::new(),
+    };
+    let sock = socket::path_for(&canon);
+    let what = format!("refresh {}", super::server::hex(&rel));
+    request(&sock, &what).map(drop).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+            "{} is not an sftpfs mount of yours (no answer on {}); `sftpfs status` lists them",
+            canon.display(),
+            sock.display()
+        ),
+        _ => format!("{}: cannot ask its daemon: {e}", canon.display()),
+    })
+}
+
+/// `p` as a path below the mount root, without resolving anything inside the mount (a name
+/// may be gone from the server).
+fn below(mountpoint: &Path, p: &Path) -> Result<Vec<u8>, String> {
+    use std::path::Component;
+    let rel = if p.is_absolute() {
+        p.strip_prefix(mountpoint).map_err(|_| {
+            format!(
+                "{} is not inside the mount {}",
+                p.display(),
+                mountpoint.display()
+            )
+        })?
+    } else {
+        p
+    };
+    let mut out: Vec<u8> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(n.as_encoded_bytes());
+            }
+            Component::CurDir => {}
+            _ => {
+                return Err(format!(
+                    "{}: give a path inside the mount, without '..'",
+                    p.display()
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_paths_are_taken_below_the_mount() {
+        let m = Path::new("/mnt/x");
+        assert_eq!(below(m, Path::new("/mnt/x/a/b/")).unwrap(), b"a/b");
+        assert_eq!(below(m, Path::new("/mnt/x")).unwrap(), b"");
+        assert_eq!(below(m, Path::new("./a//b")).unwrap(), b"a/b");
+        assert!(below(m, Path::new("/mnt/y/a"))
+            .unwrap_err()
+            .contains("not inside"));
+        assert!(below(m, Path::new("a/../b")).unwrap_err().contains(".."));
+    }
+}

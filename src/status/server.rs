@@ -37,7 +37,11 @@ impl Drop for Listening {
 
 /// Starts answering on the mount's socket (on the current runtime). The error is one line;
 /// the mount works without its socket.
-pub fn start(fs: Arc<Filesystem>, info: MountInfo) -> Result<Listening, String> {
+pub fn start(
+    fs: Arc<Filesystem>,
+    info: MountInfo,
+    refresher: Arc<super::refresh::Refresher>,
+) -> Result<Listening, String> {
     super::socket::make_dir()?;
     let path = super::socket::path_for(&info.mountpoint);
     // Left behind by a daemon that was killed: nobody answers on it.
@@ -56,9 +60,9 @@ pub fn start(fs: Arc<Filesystem>, info: MountInfo) -> Result<Listening, String> 
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (fs, info) = (fs.clone(), info.clone());
+            let (fs, info, refresher) = (fs.clone(), info.clone(), refresher.clone());
             tokio::spawn(async move {
-                if let Err(e) = answer(stream, &fs, &info).await {
+                if let Err(e) = answer(stream, &fs, &info, &refresher).await {
                     tracing::debug!("status socket: {e}");
                 }
             });
@@ -67,7 +71,12 @@ pub fn start(fs: Arc<Filesystem>, info: MountInfo) -> Result<Listening, String> 
     Ok(Listening { path })
 }
 
-async fn answer(stream: UnixStream, fs: &Filesystem, info: &MountInfo) -> std::io::Result<()> {
+async fn answer(
+    stream: UnixStream,
+    fs: &Filesystem,
+    info: &MountInfo,
+    refresher: &Arc<super::refresh::Refresher>,
+) -> std::io::Result<()> {
     let me = nix::unistd::getuid().as_raw();
     let peer = stream.peer_cred()?.uid();
     if peer != me && peer != 0 {
@@ -85,11 +94,31 @@ async fn answer(stream: UnixStream, fs: &Filesystem, info: &MountInfo) -> std::i
     {
         return Ok(());
     }
-    let reply = match line.trim() {
-        "status" => super::report::build(&fs.status(), info),
-        other => serde_json::json!({ "error": format!("unknown request '{other}'") }),
+    let line = line.trim_end_matches('\n');
+    let reply = match line.split_once(' ').unwrap_or((line, "")) {
+        ("status", "") => super::report::build(&fs.status(), info),
+        // The path in hex: any bytes, no quoting.
+        ("refresh", hex) => match unhex(hex) {
+            Some(path) => serde_json::json!({ "refreshed": refresher.refresh(&path).await }),
+            None => serde_json::json!({ "error": "bad path in refresh request" }),
+        },
+        _ => serde_json::json!({ "error": format!("unknown request '{line}'") }),
     };
     wr.write_all(reply.to_string().as_bytes()).await?;
     wr.write_all(b"\n").await?;
     wr.shutdown().await
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }

@@ -1,0 +1,53 @@
+//! `sftpfs refresh MOUNTPOINT [PATH]` and SIGHUP: forget what the mount and the kernel have
+//! cached, so that the next look shows the server's truth.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::fs::Filesystem;
+use crate::fuse::KernelCache;
+
+pub struct Refresher {
+    fs: Arc<Filesystem>,
+    /// Set once the mount exists.
+    kernel: OnceLock<KernelCache>,
+}
+
+impl Refresher {
+    pub fn new(fs: Arc<Filesystem>) -> Arc<Refresher> {
+        Arc::new(Refresher {
+            fs,
+            kernel: OnceLock::new(),
+        })
+    }
+
+    pub fn kernel_ready(&self, k: KernelCache) {
+        let _ = self.kernel.set(k);
+    }
+
+    /// Forgets what is cached at or below `path` (relative to the mount root, "" for all);
+    /// returns once the kernel has been told. How many names the kernel was told about.
+    pub async fn refresh(self: &Arc<Self>, path: &[u8]) -> usize {
+        let names = self.fs.refresh(path);
+        let n = names.len();
+        let me = self.clone();
+        let all = path.is_empty();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(k) = me.kernel.get() {
+                k.forget(&names, all);
+            }
+        })
+        .await;
+        n
+    }
+
+    /// SIGHUP refreshes the whole mount (instead of ending the daemon).
+    pub fn on_hangup(self: &Arc<Self>, mut hup: tokio::signal::unix::Signal) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP");
+                me.refresh(b"").await;
+            }
+        });
+    }
+}
