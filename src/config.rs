@@ -220,6 +220,8 @@ pub struct FsConfig {
     pub ignore_attr_refusals: bool,
     /// Deadline for every remote request.
     pub request_timeout: Duration,
+    /// How often the directories in use are listed again (`revalidate=`); zero: never.
+    pub revalidate: Duration,
     /// Kernel entry / attribute cache time-outs.
     pub entry_timeout: Duration,
     pub attr_timeout: Duration,

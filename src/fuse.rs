@@ -584,15 +584,21 @@ impl KernelCache {
     }
 
     /// Makes the kernel forget the entries `names` ((parent, name, inode)) and the attributes
-    /// and pages of their inodes (and of the root with `root_too`). Blocking (it writes to
+    /// and pages of their inodes and of their directories (and of the root with `root_too`). Blocking (it writes to
     /// /dev/fuse, and the kernel may wait for a request in flight on the directory): call it
     /// off the runtime's workers. A name the kernel no longer holds is no error.
     pub fn forget(&self, names: &[(u64, Vec<u8>, u64)], root_too: bool) {
+        let mut parents = std::collections::BTreeSet::new();
         for (parent, name, ino) in names {
             let _ = self
                 .0
                 .inval_entry(INodeNo(*parent), OsStr::from_bytes(name));
             let _ = self.0.inval_inode(INodeNo(*ino), 0, 0);
+            parents.insert(*parent);
+        }
+        // Their directories' own attributes (size, mtime) changed too.
+        for p in parents {
+            let _ = self.0.inval_inode(INodeNo(p), 0, 0);
         }
         if root_too {
             let _ = self

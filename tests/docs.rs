@@ -234,6 +234,12 @@ listings and link targets it cached at or below \fIPATH\fR (relative to the moun
 inside it; all of the mount without it), tells the kernel to forget its entries and attributes
 there (FUSE invalidation notifications), and returns when both are done: the next \fBls\fR or
 \fBstat\fR shows the server's truth. \fBSIGHUP\fR to the daemon refreshes the whole mount.
+.PP
+Without being asked, the directories in use (looked at in the last fifteen periods, and at
+least \fBdcache_timeout\fR) are listed again every \fB\-o revalidate=\fR\fISECONDS\fR (2; 0
+turns it off), at most 16 per period, and what changed on the server is pushed to the kernel:
+\fBls\fR, \fBstat\fR and \fBtail \-f\fR see it within about a period. An idle mount sends
+nothing.
 .SH OWNERSHIP
 By default files show the uid and gid they have on the server. \fB\-o idmap=user\fR shows the
 remote user's uid and gid (those of the remote home directory) as the mounting user's, and

@@ -558,6 +558,7 @@ fn defaults(env: &Env) -> MountConfig {
             dcache_min_clean_interval: Duration::from_secs(5),
             workarounds: Workarounds::default(),
             ignore_attr_refusals: false,
+            revalidate: Duration::from_secs(2),
             entry_timeout: Duration::from_secs(1),
             attr_timeout: Duration::from_secs(1),
             reconnect: true,

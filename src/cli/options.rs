@@ -464,6 +464,13 @@ const OPTIONS: &[OptSpec] = &[
             };
             Ok(())
         }),
+    opt("revalidate", Exact, Value("SECONDS"), Some("2"), "fs.revalidate", Origin::Sftpfs,
+        "list the directories in use again this often and show what changed on the server \
+         (0: never)",
+        |d, v| {
+            d.cfg.fs.revalidate = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 2 or 0.5; 0 for never"))?;
+            Ok(())
+        }),
     opt("timeout", Exact, Value("SECONDS"), Some("30"), "fs.request_timeout", Origin::Sftpfs,
         "deadline of every remote request (sftpfs's own)",
         |d, v| {

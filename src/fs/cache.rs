@@ -429,6 +429,19 @@ impl MetaCache {
         self.dir_count.note(found)
     }
 
+    /// The cached listing of `dir`, if fresh, without counting a hit or a miss.
+    pub fn peek_listing(&self, dir: &[u8]) -> Option<Arc<Mutex<Listing>>> {
+        let c = self.dirs.lock().unwrap();
+        c.peek(dir)
+            .filter(|t| t.until > Instant::now())
+            .map(|t| t.value.clone())
+    }
+
+    /// Forgets the listing of `dir` (not the attributes of its entries).
+    pub fn drop_listing(&self, dir: &[u8]) {
+        self.dirs.lock().unwrap().pop(dir);
+    }
+
     /// Stores a listing read from the server (requested at `generation`) and the attributes
     /// of its entries — unless the directory changed locally meanwhile: then it is returned
     /// but not kept, and `trusted` says no.

@@ -57,7 +57,10 @@ impl Filesystem {
         fut
     }
 
-    async fn fetch_listing(&self, dir: &[u8]) -> Result<Arc<Mutex<Listing>>, RemoteError> {
+    pub(super) async fn fetch_listing(
+        &self,
+        dir: &[u8],
+    ) -> Result<Arc<Mutex<Listing>>, RemoteError> {
         let generation = self.cache.generation(dir);
         let r = self.remote(dir);
         let r = &r;
@@ -158,6 +161,7 @@ impl Filesystem {
 
     pub async fn opendir(self: &Arc<Self>, ino: u64) -> FsResult<u64> {
         let path = self.path_of(ino)?;
+        self.in_use.touch(&path);
         let mut listing = self.listing_shared(&path).await?;
         let (current, stale) = {
             let l = listing.lock().unwrap();

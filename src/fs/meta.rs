@@ -17,6 +17,7 @@ impl Filesystem {
     /// (`git status`, `find`, `tar`) cost no round trip.
     pub async fn lookup(self: &Arc<Self>, parent: u64, name: &[u8]) -> FsResult<FileAttr> {
         let path = self.child_path(parent, name)?;
+        self.in_use.touch(super::inode::parent_of(&path));
         if let Some(e) = self.cache.attrs(&path) {
             return Ok(self.entry(&path, &e.attrs, e.nlink));
         }
@@ -88,6 +89,7 @@ impl Filesystem {
         let path = self.inodes.lock().unwrap().path(ino);
         match path {
             Some(p) => {
+                self.in_use.touch(super::inode::parent_of(&p));
                 if let Some(e) = self.cache.attrs(&p) {
                     return Ok(e.attrs);
                 }

@@ -14,6 +14,7 @@ pub mod meta;
 pub mod names;
 mod probe;
 pub mod readahead;
+pub mod revalidate;
 pub mod split;
 pub mod symlink;
 mod truncate;
@@ -160,6 +161,7 @@ pub struct Filesystem {
     attr_refusal_said: AtomicBool,
     stopping: AtomicBool,
     errors_seen: errors_seen::ErrorsSeen,
+    in_use: revalidate::InUse,
 }
 
 /// What the core is doing, at one moment, for `sftpfs status`.
@@ -203,6 +205,7 @@ impl Filesystem {
             attr_refusal_said: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             errors_seen: Default::default(),
+            in_use: Default::default(),
             opts,
         })
     }

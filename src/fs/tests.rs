@@ -1226,3 +1226,48 @@ async fn reads_handed_over_out_of_order_reach_the_server_in_file_order() {
     );
     assert_eq!(sent, sorted, "READs went out of file order");
 }
+
+#[tokio::test]
+async fn revalidation_lists_directories_in_use_and_names_what_changed() {
+    let d = TempDir::new();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::fs::write(d.join("sub/a"), b"a").unwrap();
+    std::fs::write(d.join("sub/b"), b"b").unwrap();
+    let fs = mounted(&d).await;
+    let period = std::time::Duration::from_secs(2);
+    let sent = |fs: &Filesystem| -> u64 {
+        fs.status()
+            .members
+            .iter()
+            .filter_map(|m| m.current.as_ref())
+            .map(|c| c.requests)
+            .sum()
+    };
+    // Nothing in use, nothing cached: a round sends nothing.
+    let before = sent(&fs);
+    assert!(fs.revalidate_round(period).await.is_empty());
+    assert_eq!(sent(&fs), before);
+    let sub = fs.lookup(ROOT_INO, b"sub").await.unwrap();
+    let h = fs.opendir(sub.ino.0).await.unwrap();
+    fs.releasedir(h);
+    // In use, unchanged: listed again, nothing to tell.
+    assert!(fs.revalidate_round(period).await.is_empty());
+    assert!(sent(&fs) > before);
+    std::fs::write(d.join("sub/a"), b"longer").unwrap();
+    std::fs::remove_file(d.join("sub/b")).unwrap();
+    std::fs::write(d.join("sub/c"), b"c").unwrap();
+    let mut changed: Vec<(u64, Vec<u8>)> = fs
+        .revalidate_round(period)
+        .await
+        .into_iter()
+        .map(|(parent, name, _)| (parent, name))
+        .collect();
+    changed.sort();
+    let names: Vec<&[u8]> = changed.iter().map(|(_, n)| n.as_slice()).collect();
+    assert_eq!(names, [&b"a"[..], b"b", b"c"]);
+    assert!(changed.iter().all(|(p, _)| *p == sub.ino.0));
+    // The cache now holds the server's view.
+    let a = fs.lookup(sub.ino.0, b"a").await.unwrap();
+    assert_eq!(a.size, 6);
+    assert!(fs.lookup(sub.ino.0, b"b").await.is_err());
+}

@@ -1,5 +1,7 @@
-//! `sftpfs refresh MOUNTPOINT [PATH]` and SIGHUP: forget what the mount and the kernel have
-//! cached, so that the next look shows the server's truth.
+//! Keeping the kernel's view fresh: `sftpfs refresh MOUNTPOINT [PATH]` and SIGHUP (forget what
+//! the mount and the kernel have cached, so that the next look shows the server's truth), and
+//! `-o revalidate=SECONDS` (directories in use listed again in the background, changes pushed
+//! to the kernel).
 
 use std::sync::{Arc, OnceLock};
 
@@ -38,6 +40,31 @@ impl Refresher {
         })
         .await;
         n
+    }
+
+    /// `-o revalidate=SECONDS`: every `period`, the directories in use are listed again and
+    /// what changed on the server is pushed to the kernel. Nothing is sent while nobody uses
+    /// the mount.
+    pub fn revalidate_every(self: &Arc<Self>, period: std::time::Duration) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let changed = me.fs.revalidate_round(period).await;
+                if changed.is_empty() {
+                    continue;
+                }
+                let me2 = me.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(k) = me2.kernel.get() {
+                        k.forget(&changed, false);
+                    }
+                })
+                .await;
+            }
+        });
     }
 
     /// SIGHUP refreshes the whole mount (instead of ending the daemon).

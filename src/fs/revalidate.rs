@@ -1,0 +1,158 @@
+//! Background revalidation of the directories in use (`-o revalidate=SECONDS`): each is
+//! listed again every period while programs use it, and what changed on the server is
+//! handed back for the kernel to forget. A mount nobody touches sends nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::cache::Entry;
+use super::inode::{join, RelPath};
+use super::Filesystem;
+use crate::remote::RemoteError;
+
+/// The most directories listed again per period: a tree walk touches thousands.
+pub const MAX_PER_ROUND: usize = 16;
+
+/// Directories used lately (a lookup in them, a listing of them), with when.
+#[derive(Default)]
+pub struct InUse(Mutex<HashMap<RelPath, Instant>>);
+
+impl InUse {
+    pub fn touch(&self, dir: &[u8]) {
+        let mut m = self.0.lock().unwrap();
+        if let Some(t) = m.get_mut(dir) {
+            *t = Instant::now();
+            return;
+        }
+        // Bounded: the oldest half goes when it grows large.
+        if m.len() >= 4096 {
+            let mut ages: Vec<Instant> = m.values().copied().collect();
+            ages.sort();
+            let cut = ages[ages.len() / 2];
+            m.retain(|_, t| *t > cut);
+        }
+        m.insert(dir.to_vec(), Instant::now());
+    }
+
+    /// Directories used within `window`, most recent first; forgets the others.
+    fn recent(&self, window: Duration) -> Vec<RelPath> {
+        let mut m = self.0.lock().unwrap();
+        m.retain(|_, t| t.elapsed() < window);
+        let mut v: Vec<(RelPath, Instant)> = m.iter().map(|(p, t)| (p.clone(), *t)).collect();
+        v.sort_by_key(|x| std::cmp::Reverse(x.1));
+        v.into_iter().map(|(p, _)| p).collect()
+    }
+}
+
+/// What a listing entry says that a user would see change (not the access time: reading a
+/// file changes it).
+type Looks = (Option<u64>, Option<u32>, Option<u32>, Option<(u32, u32)>);
+
+fn looks(e: &Entry) -> Looks {
+    (
+        e.attrs.size,
+        e.attrs.atime_mtime.map(|t| t.1),
+        e.attrs.permissions,
+        e.attrs.uid_gid,
+    )
+}
+
+impl Filesystem {
+    /// How long a directory counts as in use after it was last used: fifteen periods, and
+    /// at least as long as its listing may be served from the cache, so that every cached
+    /// listing is either revalidated or expired.
+    fn in_use_window(&self, period: Duration) -> Duration {
+        self.opts.cache.dir_ttl.max(period * 15)
+    }
+
+    /// One round: lists again the directories in use whose listing is cached (at most
+    /// [`MAX_PER_ROUND`], most recently used first; the cached listings of the others are
+    /// dropped, so none is served older than a round), and returns the names that changed
+    /// on the server, (parent's number, name, number), for the kernel to forget.
+    pub async fn revalidate_round(self: &Arc<Self>, period: Duration) -> Vec<(u64, Vec<u8>, u64)> {
+        if !self.cache.enabled() {
+            return Vec::new();
+        }
+        let dirs: Vec<RelPath> = self
+            .in_use
+            .recent(self.in_use_window(period))
+            .into_iter()
+            .filter(|d| self.cache.peek_listing(d).is_some())
+            .collect();
+        let mut changed = Vec::new();
+        for (i, dir) in dirs.iter().enumerate() {
+            if i >= MAX_PER_ROUND {
+                self.cache.drop_listing(dir);
+                continue;
+            }
+            match self.revalidate_dir(dir).await {
+                Ok(c) => changed.extend(c),
+                Err(e) => {
+                    tracing::debug!("revalidating {}: {e}", String::from_utf8_lossy(dir));
+                    self.cache.drop_listing(dir);
+                }
+            }
+        }
+        changed
+    }
+
+    /// Lists `dir` again; the names whose entry differs from the cached listing's.
+    async fn revalidate_dir(
+        self: &Arc<Self>,
+        dir: &[u8],
+    ) -> Result<Vec<(u64, Vec<u8>, u64)>, RemoteError> {
+        let Some(old) = self.cache.peek_listing(dir) else {
+            return Ok(Vec::new());
+        };
+        let before: HashMap<Vec<u8>, _> = old
+            .lock()
+            .unwrap()
+            .entries
+            .iter()
+            .map(|(n, e)| (n.clone(), looks(e)))
+            .collect();
+        let new = self.fetch_listing(dir).await?;
+        let after: HashMap<Vec<u8>, _> = new
+            .lock()
+            .unwrap()
+            .entries
+            .iter()
+            .map(|(n, e)| (n.clone(), looks(e)))
+            .collect();
+        let mut names: Vec<&Vec<u8>> = before
+            .iter()
+            .filter(|(n, l)| after.get(*n) != Some(l))
+            .map(|(n, _)| n)
+            .collect();
+        // Gone from the server: its attributes are cached apart from the listing.
+        for n in names.iter().filter(|n| !after.contains_key(**n)) {
+            self.cache.invalidate(&join(dir, n));
+        }
+        names.extend(after.keys().filter(|n| !before.contains_key(*n)));
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        tracing::debug!(
+            "{} changed on the server in {}",
+            names.len(),
+            String::from_utf8_lossy(dir)
+        );
+        let out = {
+            let t = self.inodes.lock().unwrap();
+            let parent = t.ino_for(dir);
+            let out: Vec<(u64, Vec<u8>, u64)> = names
+                .into_iter()
+                .map(|n| (parent, n.clone(), t.ino_for(&join(dir, n))))
+                .collect();
+            out
+        };
+        // A file changed under its open handles: their read-ahead is old.
+        for f in self.files.values() {
+            if out.iter().any(|(_, _, ino)| *ino == f.ino) {
+                f.readahead.lock().unwrap().clear();
+            }
+        }
+        Ok(out)
+    }
+}
