@@ -158,7 +158,9 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     let session = mount::mount(adapter, &cfg)?;
     refresher.kernel_ready(sftpfs::fuse::KernelCache::new(session.notifier()));
     rt.block_on(async {
-        refresher.on_hangup(signals.take_hangup());
+        if !cfg.foreground {
+            refresher.on_hangup(signals.take_hangup());
+        }
         if !cfg.fs.revalidate.is_zero() {
             refresher.revalidate_every(cfg.fs.revalidate);
         }

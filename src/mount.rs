@@ -69,7 +69,8 @@ fn raise_readahead(mountpoint: &std::path::Path) {
 /// SIGTERM/SIGINT, which unmount it here).
 /// SIGTERM and SIGINT, caught from before the mount appears until it is gone: a signal in
 /// between must unmount, not kill the process and leave a dead mount behind.
-/// SIGHUP too, so that it never ends the daemon: it refreshes the mount's caches.
+/// SIGHUP too: a daemon takes it to refresh its caches ([`Signals::take_hangup`]); in the
+/// foreground it unmounts, as when the terminal hangs up under libfuse and sshfs.
 pub struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -102,9 +103,17 @@ pub fn serve(
     let unmounter = Arc::new(Mutex::new(session.unmount_callable()));
     let mountpoint = mountpoint.to_path_buf();
     rt.spawn(async move {
+        let hup = async {
+            match signals.hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = signals.term.recv() => {}
             _ = signals.int.recv() => {}
+            // Still ours in the foreground: the terminal hung up (as libfuse and sshfs).
+            _ = hup => {}
         }
         tracing::info!("signal received, unmounting");
         if let Err(e) = unmounter.lock().unwrap().unmount() {

@@ -233,7 +233,8 @@ its user and root. No TCP port is opened.
 listings and link targets it cached at or below \fIPATH\fR (relative to the mount, or absolute
 inside it; all of the mount without it), tells the kernel to forget its entries and attributes
 there (FUSE invalidation notifications), and returns when both are done: the next \fBls\fR or
-\fBstat\fR shows the server's truth. \fBSIGHUP\fR to the daemon refreshes the whole mount.
+\fBstat\fR shows the server's truth. \fBSIGHUP\fR to the daemon refreshes the whole mount (in
+the foreground, \fB\-f\fR, it unmounts, as a hung\-up terminal does with sshfs).
 .PP
 Without being asked, the directories in use (looked at in the last fifteen periods, and at
 least \fBdcache_timeout\fR) are listed again every \fB\-o revalidate=\fR\fISECONDS\fR (2; 0

@@ -73,18 +73,37 @@ pub fn transport_for(cfg: &MountConfig) -> Result<Arc<dyn Transport>, String> {
 }
 
 /// SFTP over the `sftp` subsystem of a russh connection; one SSH connection per stream, so
-/// that pool members spread over cores and a dead connection takes down only its own.
+/// that pool members spread over cores and a dead connection takes down only its own —
+/// except after a login that took a one-time answer (a code typed in keyboard-interactive):
+/// a new login would need the person again, so further streams are channels of that one
+/// connection for as long as it lives.
 pub struct SshTransport {
     connector: crate::ssh::Connector,
+    /// The connection of the one-time login, while it lives.
+    shared: std::sync::Mutex<Option<Arc<SshKeepAlive>>>,
 }
 
 impl SshTransport {
     pub fn new(connector: crate::ssh::Connector) -> Self {
-        SshTransport { connector }
+        SshTransport {
+            connector,
+            shared: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The live connection of a one-time login, if there is one.
+    fn shared_connection(&self) -> Option<Arc<SshKeepAlive>> {
+        let mut s = self.shared.lock().unwrap();
+        if s.as_ref()
+            .is_some_and(|k| k.0.as_ref().is_none_or(|c| c.is_closed()))
+        {
+            *s = None;
+        }
+        s.clone()
     }
 }
 
-/// Disconnects politely when the stream it kept alive is dropped.
+/// Disconnects politely when the last stream it kept alive is dropped.
 struct SshKeepAlive(Option<crate::ssh::SshConnection>);
 
 impl Drop for SshKeepAlive {
@@ -100,12 +119,42 @@ impl Drop for SshKeepAlive {
 #[async_trait::async_trait]
 impl Transport for SshTransport {
     async fn open(&self) -> Result<Opened, String> {
-        let conn = self.connector.connect().await.map_err(|e| e.to_string())?;
+        if let Some(keep) = self.shared_connection() {
+            let conn = keep.0.as_ref().expect("a live shared connection");
+            // The connection lives on even if this channel cannot be had (a server limiting
+            // sessions per connection): then the error is this stream's only.
+            let stream = conn.open_sftp().await.map_err(|e| e.to_string())?;
+            tracing::debug!("another SFTP channel on the connection of the one-time login");
+            let banner = conn.banner().map(str::to_string);
+            return Ok(Opened {
+                stream: Box::new(stream),
+                keep_alive: Box::new(keep),
+                banner,
+            });
+        }
+        let conn = self.connector.connect().await.map_err(|e| {
+            if self.connector.login_was_one_time() {
+                // Nobody is there to type a new code: say so rather than guess.
+                format!(
+                    "{e}; the connection of the login with a one-time code is lost, and a new \
+                     login needs the person again: unmount and mount again"
+                )
+            } else {
+                e.to_string()
+            }
+        })?;
         let stream = conn.open_sftp().await.map_err(|e| e.to_string())?;
         let banner = conn.banner().map(str::to_string);
+        let keep = Arc::new(SshKeepAlive(Some(conn)));
+        if self.connector.login_was_one_time() {
+            tracing::info!(
+                "the login took a one-time answer: the pool's sessions share its connection"
+            );
+            *self.shared.lock().unwrap() = Some(keep.clone());
+        }
         Ok(Opened {
             stream: Box::new(stream),
-            keep_alive: Box::new(SshKeepAlive(Some(conn))),
+            keep_alive: Box::new(keep),
             banner,
         })
     }

@@ -71,6 +71,12 @@ impl Connector {
         }
     }
 
+    /// Whether the login that worked took a one-time answer a person typed: then more
+    /// sessions must be channels of that one connection (see `SshTransport`).
+    pub fn login_was_one_time(&self) -> bool {
+        self.secrets.one_time()
+    }
+
     /// Connect, verify the host key, authenticate.
     pub async fn connect(&self) -> Result<SshConnection, SshError> {
         let _first = if self.connected_once.load(Ordering::Acquire) {

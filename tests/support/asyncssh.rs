@@ -51,10 +51,34 @@ else:
 def sftp_factory(chan):
     return asyncssh.SFTPServer(chan, chroot=root.encode())
 
+class OneTimeCode(asyncssh.SSHServer):
+    """Keyboard-interactive only, with a code that works once: as a TOTP server would."""
+    used = False
+    def connection_made(self, conn):
+        print("connection made", file=sys.stderr, flush=True)
+    def begin_auth(self, username):
+        return True
+    def public_key_auth_supported(self):
+        return False
+    def password_auth_supported(self):
+        return False
+    def kbdint_auth_supported(self):
+        return True
+    def get_kbdint_challenge(self, username, lang, submethods):
+        return "", "", "", [("Verification code: ", False)]
+    def validate_kbdint_response(self, username, responses):
+        ok = list(responses) == [code] and not OneTimeCode.used
+        OneTimeCode.used = OneTimeCode.used or ok
+        print("one-time code", "accepted" if ok else "refused", file=sys.stderr, flush=True)
+        return ok
+
+code = sys.argv[6] if len(sys.argv) > 6 else None
+
 async def main():
+    extra = {"server_factory": OneTimeCode} if code else {}
     await asyncssh.listen("127.0.0.1", int(port), server_host_keys=[host_key],
                           authorized_client_keys=authorized, sftp_factory=sftp_factory,
-                          allow_scp=False)
+                          allow_scp=False, **extra)
     print("asyncssh", asyncssh.__version__, "listening on port", port, file=sys.stderr,
           flush=True)
     await asyncio.Event().wait()
@@ -65,6 +89,17 @@ asyncio.run(main())
 impl Server {
     /// AsyncSSH's SFTP server, `home/` as its chroot; any user name (`root` is used).
     pub fn asyncssh() -> Server {
+        Self::asyncssh_with(None)
+    }
+
+    /// The same, logging in only by keyboard-interactive with `code`, which works once (as a
+    /// one-time password does); its log says "connection made" and "one-time code accepted"
+    /// or "refused" for each.
+    pub fn asyncssh_one_time_code(code: &str) -> Server {
+        Self::asyncssh_with(Some(code.to_string()))
+    }
+
+    fn asyncssh_with(code: Option<String>) -> Server {
         let python = venv_python();
         let p = Prepared::new("asyncssh", "root");
         let host_key = p.keys.join("host_ed25519_key");
@@ -82,6 +117,7 @@ impl Server {
                 .arg(&authorized)
                 .arg(&home)
                 .arg(if debug_logs() { "debug" } else { "info" })
+                .args(code.iter())
                 .env("PYTHONDONTWRITEBYTECODE", "1");
             c
         };

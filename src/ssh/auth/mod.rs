@@ -46,6 +46,9 @@ struct SecretState {
     worked: Option<Worked>,
     /// Key files already warned about (world-readable), to warn once, not per connection.
     warned: HashSet<PathBuf>,
+    /// The login took answers a person typed that cannot be given again (a one-time code
+    /// in keyboard-interactive): another connection would need the person again.
+    one_time: bool,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -57,6 +60,11 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     fn lock(&self) -> MutexGuard<'_, SecretState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the login that worked needed a one-time answer from a person.
+    pub(crate) fn one_time(&self) -> bool {
+        self.lock().one_time
     }
 }
 
@@ -99,6 +107,8 @@ pub(crate) struct Authenticator<'a, H: Handler> {
     notes: Vec<String>,
     /// Methods skipped because nobody can be asked for a secret.
     not_prompted: Vec<&'static str>,
+    /// This keyboard-interactive round took a typed answer that is not a password.
+    typed_other: bool,
 }
 
 impl<'a, H: Handler> Authenticator<'a, H> {
@@ -123,6 +133,7 @@ impl<'a, H: Handler> Authenticator<'a, H> {
             rsa_hash: None,
             notes: Vec::new(),
             not_prompted: Vec::new(),
+            typed_other: false,
         }
     }
 
@@ -502,12 +513,16 @@ impl<'a, H: Handler> Authenticator<'a, H> {
                 .map_err(|e| self.lost(e))?;
             // The password typed (or stored) in this round, remembered if it works.
             let mut password: Option<String> = None;
+            self.typed_other = false;
             loop {
                 match reply {
                     KeyboardInteractiveAuthResponse::Success => {
+                        let mut s = self.secrets.lock();
                         if let Some(p) = password {
-                            self.secrets.lock().password = Some(p);
+                            s.password = Some(p);
                         }
+                        // Never replayed: the next connection cannot log in alone.
+                        s.one_time = self.typed_other;
                         return Ok(Some(Worked::KeyboardInteractive));
                     }
                     KeyboardInteractiveAuthResponse::Failure {
@@ -597,6 +612,8 @@ impl<'a, H: Handler> Authenticator<'a, H> {
             .unwrap_or_default();
             if password_like {
                 *password = Some(answer.clone());
+            } else {
+                self.typed_other = true;
             }
             answers.push(answer);
         }
