@@ -24,6 +24,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Fake) => return ExitCode::SUCCESS,
+        Ok(Command::Reauth(mountpoint)) => {
+            return match sftpfs::status::client::reauth(&mountpoint) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sftpfs: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Ok(Command::Refresh { mountpoint, path }) => {
             return match sftpfs::status::client::refresh(&mountpoint, path.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,

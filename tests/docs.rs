@@ -165,6 +165,8 @@ const SYNOPSIS_EXTRA: &str = r#".br
 \fBsftpfs status\fR [\fB\-\-json\fR|\fB\-\-prometheus\fR] [\fB\-\-watch\fR] [\fIMOUNTPOINT\fR]
 .br
 \fBsftpfs refresh\fR \fIMOUNTPOINT\fR [\fIPATH\fR]
+.br
+\fBsftpfs reauth\fR \fIMOUNTPOINT\fR
 "#;
 
 const HAND_WRITTEN: &str = r#".SH FSTAB
@@ -241,6 +243,13 @@ least \fBdcache_timeout\fR) are listed again every \fB\-o revalidate=\fR\fISECON
 turns it off), at most 16 per period, and what changed on the server is pushed to the kernel:
 \fBls\fR, \fBstat\fR and \fBtail \-f\fR see it within about a period. An idle mount sends
 nothing.
+.SH REAUTH
+A password or passphrase typed at mount time stays in memory for the pool's other connections
+and for reconnects. A login that took a one\-time code (a keyboard\-interactive answer that is
+not a password) is never replayed: the pool's other sessions are channels of its connection.
+When that connection is lost, file operations fail with EIO, \fBsftpfs status\fR says
+"needs authentication", and \fBsftpfs reauth\fR \fIMOUNTPOINT\fR asks for a new code on its own
+terminal, logs the mount in again, and the mount carries on with its open files.
 .SH OWNERSHIP
 By default files show the uid and gid they have on the server. \fB\-o idmap=user\fR shows the
 remote user's uid and gid (those of the remote home directory) as the mounting user's, and

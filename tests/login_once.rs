@@ -1,124 +1,223 @@
-//! A login that took a one-time code (keyboard-interactive, as TOTP servers ask) is asked
-//! once: the pool's other sessions are channels of that one connection (issue 13). The
-//! server is AsyncSSH accepting the code once; sftpfs runs on a pseudo-terminal (`script`)
-//! where the test types the code.
+//! Logins that need a person (issue 13). A login that took a one-time code
+//! (keyboard-interactive, as TOTP servers ask) is asked once: the pool's other sessions are
+//! channels of that one connection. When that connection is lost, the mount says it needs
+//! authentication, and `sftpfs reauth` logs it in again, asking on its own terminal; open
+//! files carry on. The server is AsyncSSH accepting each code once; sftpfs runs on a
+//! pseudo-terminal (`script`) where the test types the code.
 
 mod support;
 
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use support::proxy::Proxy;
 use support::*;
 
-const CODE: &str = "424242";
+const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Unmounts (lazily) and kills the process that mounted, by pid, however the test ends.
-struct Cleanup {
-    mnt: PathBuf,
+/// A command on a pseudo-terminal: what it printed so far, and its input.
+struct OnTty {
     child: Child,
+    stdin: Option<ChildStdin>,
+    out: mpsc::Receiver<Vec<u8>>,
+    seen: String,
+    /// Unmounted (lazily) when done, however the test ends.
+    mnt: Option<PathBuf>,
 }
 
-impl Drop for Cleanup {
+impl OnTty {
+    fn run(line: &str, mnt: Option<&Path>) -> OnTty {
+        let mut child = Command::new("script")
+            .args(["-qfec", line, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run script (util-linux)");
+        let mut out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    return;
+                }
+            }
+        });
+        OnTty {
+            stdin: child.stdin.take(),
+            child,
+            out: rx,
+            seen: String::new(),
+            mnt: mnt.map(Path::to_path_buf),
+        }
+    }
+
+    /// Waits for `prompt`, then types `answer`.
+    fn answer(&mut self, prompt: &str, answer: &str) {
+        while !self.seen.contains(prompt) {
+            match self.out.recv_timeout(DEADLINE) {
+                Ok(b) => self.seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("no {prompt:?}; it said:\n{}", self.seen),
+            }
+        }
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    }
+
+    fn said(&mut self) -> &str {
+        while let Ok(b) = self.out.try_recv() {
+            self.seen.push_str(&String::from_utf8_lossy(&b));
+        }
+        &self.seen
+    }
+}
+
+impl Drop for OnTty {
     fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .args(["-u", "-z"])
-            .arg(&self.mnt)
-            .stderr(Stdio::null())
-            .status();
+        if let Some(m) = &self.mnt {
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(m)
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn connections_up(mnt: &Path) -> usize {
+fn status(mnt: &Path) -> serde_json::Value {
     let out = Command::new(binary())
         .args(["status", "--json"])
         .arg(mnt)
         .output()
         .unwrap();
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return 0;
-    };
-    v["connections"]
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn connections_up(mnt: &Path) -> usize {
+    status(mnt)["connections"]
         .as_array()
         .map_or(0, |a| a.iter().filter(|c| c["state"] == "up").count())
 }
 
-#[test]
-fn a_one_time_code_is_asked_once_and_the_pool_shares_its_connection() {
-    let server = Server::asyncssh_one_time_code(CODE);
+/// Mounts `w` of `server` through `port` on a terminal, typing `code` when asked.
+fn mount_typing(server: &Server, port: u16, conns: usize, code: &str) -> (OnTty, PathBuf) {
     fs::create_dir(server.remote("w")).unwrap();
     let mnt = server.mountpoint();
+    // The server's key, under the port sftpfs connects to (a proxy's, maybe).
+    let known_hosts = server.local("known_hosts");
+    let entry = fs::read_to_string(&server.known_hosts).unwrap();
+    fs::write(
+        &known_hosts,
+        entry.replace(&format!("]:{} ", server.port), &format!("]:{port} ")),
+    )
+    .unwrap();
     let line = format!(
-        "{} root@127.0.0.1:w {} -f -p {} -o UserKnownHostsFile={},StrictHostKeyChecking=yes,max_conns=4",
+        "{} root@127.0.0.1:w {} -f -p {port} -o UserKnownHostsFile={},StrictHostKeyChecking=yes,max_conns={conns}",
         binary().display(),
         mnt.display(),
-        server.port,
-        server.known_hosts.display()
+        known_hosts.display()
     );
-    let child = Command::new("script")
-        .args(["-qfec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run script (util-linux)");
-    let mut c = Cleanup {
-        mnt: mnt.clone(),
-        child,
-    };
-    let mut out = c.child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                return;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let read_until = |want: &str, seen: &mut String| {
-        while !seen.contains(want) {
-            match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
-                Err(_) => panic!("no {want:?} from sftpfs; it said:\n{seen}"),
-            }
-        }
-    };
-    read_until("Verification code:", &mut seen);
-    let mut stdin = c.child.stdin.take().unwrap();
-    stdin.write_all(format!("{CODE}\n").as_bytes()).unwrap();
+    let mut tty = OnTty::run(&line, Some(&mnt));
+    tty.answer("Verification code:", code);
     assert!(
-        wait_until(Duration::from_secs(20), || is_mounted(&mnt)),
-        "not mounted; sftpfs said:\n{seen}\nserver:\n{}",
+        wait_until(DEADLINE, || is_mounted(&mnt)),
+        "not mounted; sftpfs said:\n{}\nserver:\n{}",
+        tty.said(),
         server.log_text()
     );
+    (tty, mnt)
+}
+
+#[test]
+fn a_one_time_code_is_asked_once_and_the_pool_shares_its_connection() {
+    let server = Server::asyncssh_one_time_code("424242");
+    let (mut tty, mnt) = mount_typing(&server, server.port, 4, "424242");
     // The pool's four sessions come up, over the one connection.
     assert!(
-        wait_until(Duration::from_secs(20), || connections_up(&mnt) == 4),
+        wait_until(DEADLINE, || connections_up(&mnt) == 4),
         "{} of 4 sessions up; server:\n{}",
         connections_up(&mnt),
         server.log_text()
     );
     fs::write(mnt.join("f"), b"written").unwrap();
     assert_eq!(fs::read(server.remote("w/f")).unwrap(), b"written");
-    while let Ok(b) = rx.try_recv() {
-        seen.push_str(&String::from_utf8_lossy(&b));
-    }
+    let said = tty.said().to_string();
     assert_eq!(
-        seen.matches("Verification code:").count(),
+        said.matches("Verification code:").count(),
         1,
-        "asked again:\n{seen}"
+        "asked again:\n{said}"
     );
     let log = server.log_text();
     // (The harness's own probe of the banner is a connection too, without a login.)
     assert_eq!(log.matches("Beginning auth for user").count(), 1, "{log}");
     assert_eq!(log.matches("one-time code accepted").count(), 1, "{log}");
     assert_eq!(log.matches("one-time code refused").count(), 0, "{log}");
-    drop(stdin);
+}
+
+#[test]
+fn after_the_connection_is_lost_reauth_logs_in_again_and_open_files_carry_on() {
+    let server = Server::asyncssh_one_time_code("111111,222222");
+    let proxy = Proxy::start(server.port);
+    let (_tty, mnt) = mount_typing(&server, proxy.port(), 2, "111111");
+    let first = random_bytes(300_000, 1);
+    let second = random_bytes(200_000, 2);
+    let mut f = fs::File::create(mnt.join("f")).unwrap();
+    f.write_all(&first).unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(status(&mnt)["needs_authentication"], false);
+
+    // Every connection lost: a new login would need a new code.
+    proxy.cut();
+    assert!(
+        wait_until(DEADLINE, || {
+            // Accesses fail fast meanwhile; each one tries to reconnect.
+            let _ = fs::metadata(mnt.join("f"));
+            status(&mnt)["needs_authentication"] == true
+        }),
+        "status never said it needs authentication: {}",
+        status(&mnt)
+    );
+    let text = Command::new(binary())
+        .arg("status")
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("needs authentication"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+
+    // `sftpfs reauth` on another terminal asks for the code, and the mount carries on.
+    let mut reauth = OnTty::run(
+        &format!("{} reauth {}", binary().display(), mnt.display()),
+        None,
+    );
+    reauth.answer("Verification code:", "222222");
+    assert!(
+        wait_until(DEADLINE, || matches!(reauth.child.try_wait(), Ok(Some(_)))),
+        "sftpfs reauth did not finish: {}",
+        reauth.said()
+    );
+    let st = reauth.child.wait().unwrap();
+    assert!(st.success(), "sftpfs reauth failed: {}", reauth.said());
+    assert_eq!(status(&mnt)["needs_authentication"], false);
+
+    f.write_all(&second).unwrap();
+    drop(f);
+    let mut all = first.clone();
+    all.extend_from_slice(&second);
+    assert!(
+        fs::read(server.remote("w/f")).unwrap() == all,
+        "the server's bytes"
+    );
+    let log = server.log_text();
+    assert_eq!(log.matches("one-time code accepted").count(), 2, "{log}");
 }

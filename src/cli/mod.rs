@@ -43,6 +43,8 @@ pub enum Command {
     Fake,
     /// `sftpfs status ...`: ask running mounts what they are doing.
     Status(crate::status::client::Request),
+    /// `sftpfs reauth MOUNTPOINT`: log a mount in again, asking here.
+    Reauth(std::path::PathBuf),
     /// `sftpfs refresh MOUNTPOINT [PATH]`: make a mount forget what it cached.
     Refresh {
         mountpoint: std::path::PathBuf,
@@ -214,8 +216,21 @@ where
     if args.get(1).is_some_and(|a| a == "refresh") {
         return parse_refresh(&args[2..]);
     }
+    if args.get(1).is_some_and(|a| a == "reauth") {
+        return match &args[2..] {
+            [h] if h == "-h" || h == "--help" => Ok(Command::Help(format!(
+                "{REAUTH_USAGE}\n\nWhen a mount lost its connection and logging in again needs a \
+                 person (a one-time code), logs it in again, asking here; the mount and its open \
+                 files carry on.\n"
+            ))),
+            [m] if !m.as_encoded_bytes().starts_with(b"-") => Ok(Command::Reauth(m.into())),
+            _ => Err(CliError::Subcommand(format!("reauth: {REAUTH_USAGE}"))),
+        };
+    }
     parse_mount(args, env, false)
 }
+
+const REAUTH_USAGE: &str = "usage: sftpfs reauth MOUNTPOINT";
 
 const REFRESH_USAGE: &str = "usage: sftpfs refresh MOUNTPOINT [PATH]";
 

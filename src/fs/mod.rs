@@ -176,6 +176,8 @@ pub struct FsStatus {
     pub errors_by_errno: std::collections::BTreeMap<i32, u64>,
     pub recent_errors: Vec<errors_seen::SeenError>,
     pub members: Vec<crate::remote::MemberStatus>,
+    /// The connection is lost and logging in again needs a person (`sftpfs reauth`).
+    pub needs_authentication: bool,
     /// The server and what is degraded on it (the mount's log line).
     pub server: Option<String>,
     pub sftp_version: Option<u32>,
@@ -253,6 +255,11 @@ impl Filesystem {
         names
     }
 
+    /// `sftpfs reauth`: a person logs in again through `asker`.
+    pub async fn reauth(&self, asker: Arc<dyn crate::ssh::Asker>) -> Result<(), String> {
+        self.pool.reauth(asker).await
+    }
+
     pub fn status(&self) -> FsStatus {
         let files = self.files.values();
         let (errors_by_errno, recent_errors) = self.errors_seen.snapshot();
@@ -265,6 +272,7 @@ impl Filesystem {
             errors_by_errno,
             recent_errors,
             members: self.pool.status(),
+            needs_authentication: self.pool.needs_person(),
             server: profile.as_ref().map(|p| p.describe()),
             sftp_version: profile.map(|p| p.version),
         }

@@ -115,6 +115,22 @@ impl Pool {
         self.slots.len()
     }
 
+    /// Whether the connection is lost and logging in again needs a person.
+    pub fn needs_person(&self) -> bool {
+        self.transport.needs_person()
+    }
+
+    /// A person logs in again (`sftpfs reauth`); then the members reconnect at their next
+    /// request, and open files are re-opened as after any reconnect.
+    pub async fn reauth(
+        &self,
+        asker: Arc<dyn crate::ssh::Asker>,
+    ) -> std::result::Result<(), String> {
+        self.transport.reauth(asker).await?;
+        *self.failed_at.lock().unwrap() = None;
+        Ok(())
+    }
+
     /// Each member's state and counters, for `sftpfs status`.
     pub fn status(&self) -> Vec<MemberStatus> {
         self.slots
@@ -280,7 +296,14 @@ impl Pool {
                     }
                     return Ok(c);
                 }
-                Ok(Err(e)) => tracing::warn!("reconnect of pool member {slot} failed: {e}"),
+                Ok(Err(e)) => {
+                    tracing::warn!("reconnect of pool member {slot} failed: {e}");
+                    if self.transport.needs_person() {
+                        // Trying again cannot help until someone logs in: fail fast.
+                        *self.failed_at.lock().unwrap() = Some(Instant::now());
+                        return Err(RemoteError::ConnectionLost);
+                    }
+                }
                 Err(_) => {}
             }
             if Instant::now() + delay >= deadline {

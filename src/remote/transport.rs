@@ -40,6 +40,18 @@ pub trait Transport: Send + Sync + 'static {
     fn can_reconnect(&self) -> bool {
         true
     }
+
+    /// Whether new streams need a person to log in again (the login that worked took a
+    /// one-time code, and its connection is gone).
+    fn needs_person(&self) -> bool {
+        false
+    }
+
+    /// Logs in again with a person answering through `asker` (`sftpfs reauth`), so that new
+    /// streams can be opened. The error is one line.
+    async fn reauth(&self, _asker: Arc<dyn crate::ssh::Asker>) -> Result<(), String> {
+        Err("this mount's transport logs in without a person; nothing to do".into())
+    }
 }
 
 /// The transport the configuration asks for: the built-in SSH client (default),
@@ -136,8 +148,8 @@ impl Transport for SshTransport {
             if self.connector.login_was_one_time() {
                 // Nobody is there to type a new code: say so rather than guess.
                 format!(
-                    "{e}; the connection of the login with a one-time code is lost, and a new \
-                     login needs the person again: unmount and mount again"
+                    "{e}; the connection of the login with a one-time code is lost: a new \
+                     login needs you (sftpfs reauth MOUNTPOINT)"
                 )
             } else {
                 e.to_string()
@@ -157,5 +169,27 @@ impl Transport for SshTransport {
             keep_alive: Box::new(keep),
             banner,
         })
+    }
+
+    fn needs_person(&self) -> bool {
+        self.connector.login_was_one_time() && self.shared_connection().is_none()
+    }
+
+    async fn reauth(&self, asker: Arc<dyn crate::ssh::Asker>) -> Result<(), String> {
+        if !self.needs_person() {
+            return Err(
+                "the mount's login needs nobody: its connection is up, or it logs \
+                        in by itself"
+                    .into(),
+            );
+        }
+        let conn = self
+            .connector
+            .connect_asking(asker)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Whatever this login took, its connection serves the pool from now on.
+        *self.shared.lock().unwrap() = Some(Arc::new(SshKeepAlive(Some(conn))));
+        Ok(())
     }
 }

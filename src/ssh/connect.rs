@@ -77,6 +77,44 @@ impl Connector {
         self.secrets.one_time()
     }
 
+    /// A new login where a person answers through `asker` (`sftpfs reauth`): the host key
+    /// must be one already trusted, and what the person types is used for this login.
+    pub async fn connect_asking(
+        &self,
+        asker: Arc<dyn prompt::Asker>,
+    ) -> Result<SshConnection, SshError> {
+        let cfg = &self.cfg;
+        let identity_files = auth::identity_files(cfg)?;
+        let clock = Arc::new(PromptClock::default());
+        let (mut handle, via, banner) = self.handshake(false, &clock).await?;
+        let authenticator = Authenticator::new(
+            &mut handle,
+            cfg,
+            &self.secrets,
+            &clock,
+            identity_files,
+            true,
+        )
+        .asking(asker);
+        match within(cfg.connect_timeout, &clock, authenticator.run()).await {
+            None => return Err(self.timeout()),
+            Some(result) => result?,
+        }
+        tracing::info!(
+            "logged in again ({}:{} as {})",
+            cfg.host,
+            cfg.port,
+            cfg.user
+        );
+        Ok(SshConnection {
+            handle: Arc::new(handle),
+            timeout: cfg.connect_timeout,
+            sftp_server: cfg.sftp_server.clone(),
+            via: via.map(Box::new),
+            banner,
+        })
+    }
+
     /// Connect, verify the host key, authenticate.
     pub async fn connect(&self) -> Result<SshConnection, SshError> {
         let _first = if self.connected_once.load(Ordering::Acquire) {

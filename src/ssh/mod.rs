@@ -22,3 +22,4 @@ pub use channel_io::SftpStream;
 pub use child::ChildStream;
 pub use connect::{Connector, SshConnection};
 pub use error::SshError;
+pub use prompt::Asker;

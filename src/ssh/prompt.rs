@@ -87,6 +87,31 @@ pub(crate) async fn blocking_timed<T: Send + 'static>(
     blocking(f).await
 }
 
+/// Who answers the login's questions: the terminal (at mount time), or the terminal of
+/// `sftpfs reauth` over the mount's socket (after a lost connection). Blocking.
+pub trait Asker: Send + Sync {
+    fn tell(&self, text: &str) -> io::Result<()>;
+    /// Asks `prompt`; the answer without its newline. `echo`: shown as typed.
+    fn ask(&self, prompt: &str, echo: bool) -> io::Result<String>;
+}
+
+/// The controlling terminal.
+pub struct Tty;
+
+impl Asker for Tty {
+    fn tell(&self, text: &str) -> io::Result<()> {
+        tell(text)
+    }
+
+    fn ask(&self, prompt: &str, echo: bool) -> io::Result<String> {
+        if echo {
+            ask_visible(prompt)
+        } else {
+            ask_secret(prompt)
+        }
+    }
+}
+
 /// Write `text` on the terminal.
 pub(crate) fn tell(text: &str) -> io::Result<()> {
     let mut tty = open_tty()?;

@@ -136,6 +136,68 @@ pub fn refresh(mountpoint: &Path, path: Option<&Path>) -> Result<(), String> {
     })
 }
 
+/// `sftpfs reauth MOUNTPOINT`: the mount's daemon logs in again, asking its questions here,
+/// on this terminal.
+pub fn reauth(mountpoint: &Path) -> Result<(), String> {
+    use std::io::BufRead;
+    let canon =
+        std::fs::canonicalize(mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
+    let sock = socket::path_for(&canon);
+    let mut s = UnixStream::connect(&sock).map_err(|e| {
+        format!(
+            "{} is not an sftpfs mount of yours (no answer on {}: {e}); `sftpfs status` lists them",
+            canon.display(),
+            sock.display()
+        )
+    })?;
+    s.write_all(b"reauth\n").map_err(|e| e.to_string())?;
+    let mut rd = std::io::BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+    loop {
+        let mut line = String::new();
+        if rd.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err(format!(
+                "{}: the daemon did not answer (only the user who mounted and root may ask)",
+                canon.display()
+            ));
+        }
+        let v: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+        if let Some(t) = v["tell"].as_str() {
+            eprint!("{t}");
+        } else if let Some(p) = v["ask"].as_str() {
+            let answer = if v["echo"] == true {
+                ask_visible(p)
+            } else {
+                rpassword::prompt_password(p)
+            }
+            .map_err(|e| format!("cannot ask on the terminal: {e}"))?;
+            let reply = serde_json::json!({ "answer": answer });
+            s.write_all(format!("{reply}\n").as_bytes())
+                .map_err(|e| e.to_string())?;
+        } else if v["ok"] == true {
+            return Ok(());
+        } else {
+            return Err(format!(
+                "{}: {}",
+                canon.display(),
+                v["error"].as_str().unwrap_or("the login failed")
+            ));
+        }
+    }
+}
+
+/// A question answered as typed, on the terminal.
+fn ask_visible(prompt: &str) -> std::io::Result<String> {
+    use std::io::BufRead;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    (&tty).write_all(prompt.as_bytes())?;
+    let mut line = String::new();
+    std::io::BufReader::new(&tty).read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// `p` as a path below the mount root, without resolving anything inside the mount (a name
 /// may be gone from the server).
 fn below(mountpoint: &Path, p: &Path) -> Result<Vec<u8>, String> {

@@ -69,6 +69,14 @@ pub fn text(v: &Value) -> String {
         "  {}",
         v["server"].as_str().unwrap_or("server: not connected yet")
     );
+    if v["needs_authentication"] == true {
+        let _ = writeln!(
+            o,
+            "  needs authentication: the connection is lost and logging in again needs you: \
+             sftpfs reauth {}",
+            s(&v["mountpoint"])
+        );
+    }
     let _ = writeln!(o, "connections:");
     for c in v["connections"].as_array().into_iter().flatten() {
         let state = s(&c["state"]);

@@ -57,6 +57,7 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
         "uptime_seconds": info.started_at.elapsed().as_secs_f64(),
         "server": s.server,
         "sftp_version": s.sftp_version,
+        "needs_authentication": s.needs_authentication,
         "connections": connections,
         "open_files": s.open_files,
         "unacknowledged_write_bytes": s.unacked_write_bytes,

@@ -95,6 +95,14 @@ async fn answer(
         return Ok(());
     }
     let line = line.trim_end_matches('\n');
+    if line == "reauth" {
+        let stream = rd
+            .into_inner()
+            .into_inner()
+            .reunite(wr)
+            .map_err(std::io::Error::other)?;
+        return reauth(stream, fs).await;
+    }
     let reply = match line.split_once(' ').unwrap_or((line, "")) {
         ("status", "") => super::report::build(&fs.status(), info),
         // The path in hex: any bytes, no quoting.
@@ -107,6 +115,68 @@ async fn answer(
     wr.write_all(reply.to_string().as_bytes()).await?;
     wr.write_all(b"\n").await?;
     wr.shutdown().await
+}
+
+/// `sftpfs reauth`: the login's questions go to the asking terminal, one JSON line each
+/// (`{"tell": text}`, `{"ask": prompt, "echo": bool}` answered by `{"answer": text}`), then
+/// `{"ok": true}` or `{"error": text}`. Answers are used for this login only: never logged,
+/// never kept beyond what the login keeps (a password, as at mount time; never a one-time
+/// code).
+async fn reauth(stream: UnixStream, fs: &Filesystem) -> std::io::Result<()> {
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    let asker = Arc::new(SocketAsker(std::sync::Mutex::new((
+        std::io::BufReader::new(stream.try_clone()?),
+        stream,
+    ))));
+    tracing::info!("sftpfs reauth: logging in again");
+    let result = fs.reauth(asker.clone()).await;
+    let last = match &result {
+        Ok(()) => serde_json::json!({ "ok": true }),
+        Err(e) => serde_json::json!({ "error": e }),
+    };
+    if let Err(e) = &result {
+        tracing::warn!("sftpfs reauth: {e}");
+    }
+    tokio::task::spawn_blocking(move || asker.send(&last))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+struct SocketAsker(
+    std::sync::Mutex<(
+        std::io::BufReader<std::os::unix::net::UnixStream>,
+        std::os::unix::net::UnixStream,
+    )>,
+);
+
+impl SocketAsker {
+    fn send(&self, v: &serde_json::Value) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut g = self.0.lock().unwrap();
+        g.1.write_all(format!("{v}\n").as_bytes())
+    }
+}
+
+impl crate::ssh::Asker for SocketAsker {
+    fn tell(&self, text: &str) -> std::io::Result<()> {
+        self.send(&serde_json::json!({ "tell": text }))
+    }
+
+    fn ask(&self, prompt: &str, echo: bool) -> std::io::Result<String> {
+        use std::io::BufRead;
+        self.send(&serde_json::json!({ "ask": prompt, "echo": echo }))?;
+        let mut g = self.0.lock().unwrap();
+        let mut line = String::new();
+        if g.0.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "sftpfs reauth went away",
+            ));
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+        Ok(v["answer"].as_str().unwrap_or_default().to_string())
+    }
 }
 
 pub fn hex(b: &[u8]) -> String {

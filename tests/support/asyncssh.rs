@@ -67,12 +67,16 @@ class OneTimeCode(asyncssh.SSHServer):
     def get_kbdint_challenge(self, username, lang, submethods):
         return "", "", "", [("Verification code: ", False)]
     def validate_kbdint_response(self, username, responses):
-        ok = list(responses) == [code] and not OneTimeCode.used
-        OneTimeCode.used = OneTimeCode.used or ok
+        ok = len(responses) == 1 and responses[0] in codes and responses[0] not in used
+        if ok:
+            used.add(responses[0])
         print("one-time code", "accepted" if ok else "refused", file=sys.stderr, flush=True)
         return ok
 
+# Comma-separated codes, each good for one login.
 code = sys.argv[6] if len(sys.argv) > 6 else None
+codes = set(code.split(",")) if code else set()
+used = set()
 
 async def main():
     extra = {"server_factory": OneTimeCode} if code else {}
@@ -92,11 +96,11 @@ impl Server {
         Self::asyncssh_with(None)
     }
 
-    /// The same, logging in only by keyboard-interactive with `code`, which works once (as a
-    /// one-time password does); its log says "connection made" and "one-time code accepted"
-    /// or "refused" for each.
-    pub fn asyncssh_one_time_code(code: &str) -> Server {
-        Self::asyncssh_with(Some(code.to_string()))
+    /// The same, logging in only by keyboard-interactive with one of `codes` (comma-separated),
+    /// each of which works once (as one-time passwords do); its log says "one-time code
+    /// accepted" or "refused" for each answer.
+    pub fn asyncssh_one_time_code(codes: &str) -> Server {
+        Self::asyncssh_with(Some(codes.to_string()))
     }
 
     fn asyncssh_with(code: Option<String>) -> Server {

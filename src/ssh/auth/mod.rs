@@ -109,6 +109,8 @@ pub(crate) struct Authenticator<'a, H: Handler> {
     not_prompted: Vec<&'static str>,
     /// This keyboard-interactive round took a typed answer that is not a password.
     typed_other: bool,
+    /// Who answers questions when `interactive`.
+    asker: Arc<dyn prompt::Asker>,
 }
 
 impl<'a, H: Handler> Authenticator<'a, H> {
@@ -134,7 +136,14 @@ impl<'a, H: Handler> Authenticator<'a, H> {
             notes: Vec::new(),
             not_prompted: Vec::new(),
             typed_other: false,
+            asker: Arc::new(prompt::Tty),
         }
+    }
+
+    /// Questions go to `asker` instead of the terminal.
+    pub(crate) fn asking(mut self, asker: Arc<dyn prompt::Asker>) -> Self {
+        self.asker = asker;
+        self
     }
 
     pub(crate) async fn run(mut self) -> Result<(), SshError> {
@@ -439,8 +448,9 @@ impl<'a, H: Handler> Authenticator<'a, H> {
         let prompt_text = format!("Enter passphrase for key '{}': ", path.display());
         for attempt in 0..PROMPT_TRIES {
             let p = prompt_text.clone();
+            let asker = self.asker.clone();
             let passphrase =
-                match prompt::blocking_timed(self.clock, move || prompt::ask_secret(&p)).await {
+                match prompt::blocking_timed(self.clock, move || asker.ask(&p, false)).await {
                     Ok(p) if !p.is_empty() => p,
                     // An empty answer skips the key, as in ssh.
                     _ => return Ok(None),
@@ -457,7 +467,7 @@ impl<'a, H: Handler> Authenticator<'a, H> {
                 Err(e) => {
                     tracing::debug!("passphrase for {} rejected: {e}", path.display());
                     if attempt + 1 < PROMPT_TRIES {
-                        let _ = prompt::tell("Bad passphrase, try again.\n");
+                        let _ = self.asker.tell("Bad passphrase, try again.\n");
                     }
                 }
             }
@@ -596,20 +606,15 @@ impl<'a, H: Handler> Authenticator<'a, H> {
                     .map(|s| format!("{s}\n"))
                     .collect();
                 if !header.is_empty() {
-                    let _ = prompt::tell(&header);
+                    let _ = self.asker.tell(&header);
                 }
             }
             let text = format!("({}@{}) {}", self.cfg.user, self.cfg.host, p.prompt);
             let echo = p.echo;
-            let answer = prompt::blocking_timed(self.clock, move || {
-                if echo {
-                    prompt::ask_visible(&text)
-                } else {
-                    prompt::ask_secret(&text)
-                }
-            })
-            .await
-            .unwrap_or_default();
+            let asker = self.asker.clone();
+            let answer = prompt::blocking_timed(self.clock, move || asker.ask(&text, echo))
+                .await
+                .unwrap_or_default();
             if password_like {
                 *password = Some(answer.clone());
             } else {
@@ -642,8 +647,8 @@ impl<'a, H: Handler> Authenticator<'a, H> {
                 Some(p) => p,
                 None if self.interactive => {
                     let text = format!("{}@{}'s password: ", self.cfg.user, self.cfg.host);
-                    match prompt::blocking_timed(self.clock, move || prompt::ask_secret(&text))
-                        .await
+                    let asker = self.asker.clone();
+                    match prompt::blocking_timed(self.clock, move || asker.ask(&text, false)).await
                     {
                         Ok(p) => {
                             typed = true;
@@ -676,7 +681,7 @@ impl<'a, H: Handler> Authenticator<'a, H> {
                 Ok(r) => {
                     self.failed(r);
                     if typed && self.allows(MethodKind::Password) {
-                        let _ = prompt::tell("Permission denied, please try again.\n");
+                        let _ = self.asker.tell("Permission denied, please try again.\n");
                     }
                 }
                 Err(e) => return Err(self.lost(e)),
