@@ -680,11 +680,15 @@ impl Filesystem {
     }
 
     /// close(2) of one descriptor: waits for the file's writes (close-to-open consistency)
-    /// and reports a write failure not yet reported.
+    /// and reports a write failure not yet reported by fsync. It stays latched: every
+    /// descriptor of the open file closes with it, and a later fsync reports it too. The
+    /// kernel sends a flush for every close of a shared descriptor, also the one a forked
+    /// child makes at exec (O_CLOEXEC): taking the error there would hide it from the
+    /// program that wrote.
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
         let f = self.file(fh)?;
         f.drain().await;
-        match f.take_error() {
+        match f.peek_error() {
             Some(e) => Err(FsError::new(e)),
             None => Ok(()),
         }

@@ -118,7 +118,7 @@ impl OpenFile {
         self.error.lock().unwrap().get_or_insert(errno);
     }
 
-    /// The latched error, cleared: like a local filesystem, one close reports it once.
+    /// The latched error, cleared: like a local filesystem, one fsync reports it once.
     pub fn take_error(&self) -> Option<i32> {
         self.error.lock().unwrap().take()
     }
