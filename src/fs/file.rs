@@ -688,7 +688,7 @@ impl Filesystem {
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
         let f = self.file(fh)?;
         f.drain().await;
-        match f.peek_error() {
+        match f.report_error() {
             Some(e) => Err(FsError::new(e)),
             None => Ok(()),
         }
@@ -761,7 +761,7 @@ impl Filesystem {
         };
         self.files.remove(fh);
         self.inodes.lock().unwrap().release(f.ino);
-        if let Some(e) = f.take_error() {
+        if let Some(e) = f.take_unreported_error() {
             return Err(FsError::new(e));
         }
         match closed {

@@ -49,7 +49,8 @@ pub struct OpenFile {
     /// new connection: keeps the order of writes on the wire the order they were made.
     pub order: Mutex<()>,
     /// The first write failure, reported by the next write, flush, fsync or close.
-    error: Mutex<Option<i32>>,
+    /// The first write failure, and whether a close has reported it already.
+    error: Mutex<(Option<i32>, bool)>,
     writes: Mutex<WriteQueue>,
     drained: Notify,
     pub readahead: Mutex<ReadAhead>,
@@ -86,7 +87,7 @@ impl OpenFile {
             recovering: tokio::sync::Mutex::new(()),
             recover_failed_at: Mutex::new(None),
             order: Mutex::new(()),
-            error: Mutex::new(None),
+            error: Mutex::new((None, false)),
             writes: Mutex::new(WriteQueue::default()),
             drained: Notify::new(),
             readahead: Mutex::new(ReadAhead::default()),
@@ -115,16 +116,29 @@ impl OpenFile {
     }
 
     pub fn latch(&self, errno: i32) {
-        self.error.lock().unwrap().get_or_insert(errno);
+        self.error.lock().unwrap().0.get_or_insert(errno);
     }
 
     /// The latched error, cleared: like a local filesystem, one fsync reports it once.
     pub fn take_error(&self) -> Option<i32> {
-        self.error.lock().unwrap().take()
+        std::mem::take(&mut *self.error.lock().unwrap()).0
     }
 
     pub fn peek_error(&self) -> Option<i32> {
-        *self.error.lock().unwrap()
+        self.error.lock().unwrap().0
+    }
+
+    /// The latched error for a close, kept (see `Filesystem::flush`).
+    pub fn report_error(&self) -> Option<i32> {
+        let mut e = self.error.lock().unwrap();
+        e.1 |= e.0.is_some();
+        e.0
+    }
+
+    /// The latched error, cleared, if no close reported it (the last close's leftovers).
+    pub fn take_unreported_error(&self) -> Option<i32> {
+        let (e, reported) = std::mem::take(&mut *self.error.lock().unwrap());
+        e.filter(|_| !reported)
     }
 
     /// Records a request about to be sent; returns its sequence number.
