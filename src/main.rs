@@ -25,32 +25,15 @@ fn main() -> ExitCode {
         }
         Ok(Command::Fake) => return ExitCode::SUCCESS,
         Ok(Command::Reauth(mountpoint)) => {
-            return match sftpfs::status::client::reauth(&mountpoint) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("sftpfs: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            return exit_with(sftpfs::status::client::reauth(&mountpoint))
         }
         Ok(Command::Refresh { mountpoint, path }) => {
-            return match sftpfs::status::client::refresh(&mountpoint, path.as_deref()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("sftpfs: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            return exit_with(sftpfs::status::client::refresh(
+                &mountpoint,
+                path.as_deref(),
+            ))
         }
-        Ok(Command::Status(req)) => {
-            return match sftpfs::status::client::run(&req) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("sftpfs: {e}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Ok(Command::Status(req)) => return exit_with(sftpfs::status::client::run(&req)),
         Err(e) => {
             eprintln!("sftpfs: {e}");
             return ExitCode::from(1);
@@ -88,6 +71,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             logging::fatal(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A subcommand's end: its one-line error, if any, and the exit status.
+fn exit_with(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sftpfs: {e}");
             ExitCode::from(1)
         }
     }

@@ -67,16 +67,6 @@ fn changes_on_the_server_show_while_the_directory_is_in_use() {
     eprintln!("the server's changes showed after {:?}", t.elapsed());
 }
 
-/// A child killed (by pid) and reaped however the test ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn tail_f_follows_a_file_growing_on_the_server() {
     let s = Sshd::start();

@@ -239,13 +239,3 @@ fn status_watch_redraws_every_second() {
         "a second apart: {uptimes:?}"
     );
 }
-
-/// A child that is killed (by pid) and reaped however the test ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}

@@ -80,9 +80,28 @@ impl Filesystem {
             .into_iter()
             .filter(|d| self.cache.peek_listing(d).is_some())
             .collect();
+        // Directories holding a file open for writing (under any of its names): a listing
+        // answered while a write is on its way would carry the file's old size and mtime
+        // into the cache after the write's own update. Their cached listings are dropped
+        // instead, as for those past the limit.
+        let busy: std::collections::HashSet<RelPath> = {
+            let writing: Vec<u64> = self
+                .files
+                .values()
+                .iter()
+                .filter(|f| f.writable)
+                .map(|f| f.ino)
+                .collect();
+            let t = self.inodes.lock().unwrap();
+            writing
+                .iter()
+                .filter_map(|&ino| t.get(ino))
+                .flat_map(|n| n.paths.iter().map(|p| super::inode::parent_of(p).to_vec()))
+                .collect()
+        };
         let mut changed = Vec::new();
         for (i, dir) in dirs.iter().enumerate() {
-            if i >= MAX_PER_ROUND {
+            if i >= MAX_PER_ROUND || busy.contains(dir) {
                 self.cache.drop_listing(dir);
                 continue;
             }
@@ -105,21 +124,15 @@ impl Filesystem {
         let Some(old) = self.cache.peek_listing(dir) else {
             return Ok(Vec::new());
         };
-        let before: HashMap<Vec<u8>, _> = old
-            .lock()
-            .unwrap()
-            .entries
-            .iter()
-            .map(|(n, e)| (n.clone(), looks(e)))
-            .collect();
-        let new = self.fetch_listing(dir).await?;
-        let after: HashMap<Vec<u8>, _> = new
-            .lock()
-            .unwrap()
-            .entries
-            .iter()
-            .map(|(n, e)| (n.clone(), looks(e)))
-            .collect();
+        let looks_all = |l: &Mutex<super::cache::Listing>| -> HashMap<Vec<u8>, Looks> {
+            let l = l.lock().unwrap();
+            l.entries
+                .iter()
+                .map(|(n, e)| (n.clone(), looks(e)))
+                .collect()
+        };
+        let before = looks_all(&old);
+        let after = looks_all(&*self.fetch_listing(dir).await?);
         let mut names: Vec<&Vec<u8>> = before
             .iter()
             .filter(|(n, l)| after.get(*n) != Some(l))

@@ -1273,4 +1273,14 @@ async fn revalidation_lists_directories_in_use_and_names_what_changed() {
     let a = fs.lookup(sub.ino.0, b"a").await.unwrap();
     assert_eq!(a.size, 6);
     assert!(fs.lookup(sub.ino.0, b"b").await.is_err());
+    // A file open for writing there: no listing is fetched while its writes travel (it
+    // would carry old attributes); the cached one is dropped instead.
+    let o = fs.open(a.ino.0, RW).await.unwrap();
+    std::fs::write(d.join("sub/d"), b"d").unwrap();
+    assert!(
+        fs.revalidate_round(period).await.is_empty(),
+        "listed while a file there is open for writing"
+    );
+    assert!(fs.cache.peek_listing(b"sub").is_none());
+    fs.release(o.fh).await.unwrap();
 }

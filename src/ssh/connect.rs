@@ -83,36 +83,14 @@ impl Connector {
         &self,
         asker: Arc<dyn prompt::Asker>,
     ) -> Result<SshConnection, SshError> {
-        let cfg = &self.cfg;
-        let identity_files = auth::identity_files(cfg)?;
-        let clock = Arc::new(PromptClock::default());
-        let (mut handle, via, banner) = self.handshake(false, &clock).await?;
-        let authenticator = Authenticator::new(
-            &mut handle,
-            cfg,
-            &self.secrets,
-            &clock,
-            identity_files,
-            true,
-        )
-        .asking(asker);
-        match within(cfg.connect_timeout, &clock, authenticator.run()).await {
-            None => return Err(self.timeout()),
-            Some(result) => result?,
-        }
+        let conn = self.login(false, Some(asker)).await?;
         tracing::info!(
             "logged in again ({}:{} as {})",
-            cfg.host,
-            cfg.port,
-            cfg.user
+            self.cfg.host,
+            self.cfg.port,
+            self.cfg.user
         );
-        Ok(SshConnection {
-            handle: Arc::new(handle),
-            timeout: cfg.connect_timeout,
-            sftp_server: cfg.sftp_server.clone(),
-            via: via.map(Box::new),
-            banner,
-        })
+        Ok(conn)
     }
 
     /// Connect, verify the host key, authenticate.
@@ -123,26 +101,41 @@ impl Connector {
             Some(self.first.lock().await)
         };
         let cfg = &self.cfg;
-        let identity_files = auth::identity_files(cfg)?;
         let interactive = !cfg.batch_mode
             && !self.connected_once.load(Ordering::Acquire)
             && prompt::tty_available();
+        let conn = self.login(interactive, None).await?;
+        self.connected_once.store(true, Ordering::Release);
+        tracing::debug!("connected to {}:{} as {}", cfg.host, cfg.port, cfg.user);
+        Ok(conn)
+    }
+
+    /// Handshake and authentication; questions go to `asker` (a person at `sftpfs reauth`)
+    /// or, when `interactive`, to the terminal (the host key question too).
+    async fn login(
+        &self,
+        interactive: bool,
+        asker: Option<Arc<dyn prompt::Asker>>,
+    ) -> Result<SshConnection, SshError> {
+        let cfg = &self.cfg;
+        let identity_files = auth::identity_files(cfg)?;
         let clock = Arc::new(PromptClock::default());
         let (mut handle, via, banner) = self.handshake(interactive, &clock).await?;
-        let authenticator = Authenticator::new(
+        let mut authenticator = Authenticator::new(
             &mut handle,
             cfg,
             &self.secrets,
             &clock,
             identity_files,
-            interactive,
+            interactive || asker.is_some(),
         );
+        if let Some(a) = asker {
+            authenticator = authenticator.asking(a);
+        }
         match within(cfg.connect_timeout, &clock, authenticator.run()).await {
             None => return Err(self.timeout()),
             Some(result) => result?,
         }
-        self.connected_once.store(true, Ordering::Release);
-        tracing::debug!("connected to {}:{} as {}", cfg.host, cfg.port, cfg.user);
         Ok(SshConnection {
             handle: Arc::new(handle),
             timeout: cfg.connect_timeout,

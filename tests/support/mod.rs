@@ -47,7 +47,10 @@ pub use self::{
     gesftpserver::GESFTPSERVER,
     mount::{Mount, Stop},
     mountinfo::{is_mounted, mount_at, mountinfo, MountInfo},
-    process::{command_in, descendants, failed_cleanly, processes_with_arg, run_to_exit, sh, Run},
+    process::{
+        command_in, descendants, failed_cleanly, processes_with_arg, run_to_exit, sh, KillOnDrop,
+        Run,
+    },
     proftpd::PROFTPD_EXTENSIONS_OFF,
     servers::{confine, debug_logs, Server},
     sshd::{isolate_from_mounts, keygen, user_ids, Sshd},

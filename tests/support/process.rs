@@ -222,3 +222,13 @@ pub fn failed_cleanly(run: &Run, mnt: &Path) -> String {
     );
     line
 }
+
+/// A child process killed (by its pid) and reaped however the test ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
