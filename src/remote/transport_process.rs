@@ -42,6 +42,25 @@ impl CommandTransport {
         if let Some(f) = &ssh.config_file {
             args.extend(["-F".to_string(), f.display().to_string()]);
         }
+        // ssh asks for a password or code at mount time, on the terminal; the pool's other
+        // members (started later, in the background) would have to ask again. With the system
+        // ssh, the first one becomes a connection master, and the others are sessions of it:
+        // asked once. In a directory only this user can enter, one socket per mount (two
+        // mounts of one server must not depend on each other's ssh). Unless the user set
+        // up multiplexing themselves.
+        let own_mux = ssh.command_line_options.iter().any(|(n, _)| {
+            ["controlmaster", "controlpath", "controlpersist"]
+                .contains(&n.to_ascii_lowercase().as_str())
+        });
+        let is_ssh = std::path::Path::new(program).file_name() == Some("ssh".as_ref());
+        if is_ssh && !own_mux {
+            if let Ok(dir) = crate::status::socket::make_dir() {
+                let path = dir.join(format!("cm-{}", std::process::id()));
+                args.push("-oControlMaster=auto".into());
+                args.push(format!("-oControlPath={}", path.display()));
+                args.push("-oControlPersist=no".into());
+            }
+        }
         // The CLI has refused hosts that start with '-': this is never read as an option.
         args.push(ssh.host_alias.clone());
         match ssh.sftp_server.as_deref() {
