@@ -247,11 +247,11 @@ nothing.
 A password or passphrase typed at mount time stays in memory for the pool's other connections
 and for reconnects. A login that took a one\-time code (a keyboard\-interactive answer that is
 not a password) is never replayed: the pool's other sessions are channels of its connection.
-With \fBssh_command=ssh\fR, the first ssh is made a connection master (a socket in the status
-sockets' directory) and the other members are its sessions, so ssh asks once too.
 When that connection is lost, file operations fail with EIO, \fBsftpfs status\fR says
 "needs authentication", and \fBsftpfs reauth\fR \fIMOUNTPOINT\fR asks for a new code on its own
 terminal, logs the mount in again, and the mount carries on with its open files.
+With \fBssh_command=ssh\fR, the first ssh is made a connection master (a socket in the status
+sockets' directory) and the other members are its sessions, so ssh asks once too.
 .SH OWNERSHIP
 By default files show the uid and gid they have on the server. \fB\-o idmap=user\fR shows the
 remote user's uid and gid (those of the remote home directory) as the mounting user's, and
