@@ -241,10 +241,6 @@ impl<T> HandleTable<T> {
         self.map.lock().unwrap().get(&fh).cloned()
     }
 
-    pub fn values(&self) -> Vec<Arc<T>> {
-        self.map.lock().unwrap().values().cloned().collect()
-    }
-
     pub fn remove(&self, fh: u64) -> Option<Arc<T>> {
         self.map.lock().unwrap().remove(&fh)
     }

@@ -367,8 +367,7 @@ impl InodeTable {
             })
             .filter_map(|(p, &ino)| {
                 let parent = *self.by_path.get(parent_of(p))?;
-                let name = p[p.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..].to_vec();
-                Some((parent, name, ino))
+                Some((parent, super::cache::name_of(p).to_vec(), ino))
             })
             .collect()
     }

@@ -216,13 +216,11 @@ impl Filesystem {
     /// about a name in a directory), if it is worth counting.
     pub fn note_error(&self, op: &'static str, ino: u64, name: &[u8], errno: i32) {
         if errors_seen::ErrorsSeen::worth_noting(op, errno) {
-            let mut path = self.inodes.lock().unwrap().path(ino).unwrap_or_default();
-            if !name.is_empty() {
-                if !path.is_empty() {
-                    path.push(b'/');
-                }
-                path.extend_from_slice(name);
-            }
+            let dir = self.inodes.lock().unwrap().path(ino).unwrap_or_default();
+            let path = match name {
+                [] => dir,
+                _ => inode::join(&dir, name),
+            };
             self.errors_seen.note(errors_seen::SeenError {
                 at: std::time::SystemTime::now(),
                 op,
@@ -239,10 +237,8 @@ impl Filesystem {
         self.cache.forget_under(path);
         let names = self.inodes.lock().unwrap().names_under(path);
         let inos: std::collections::HashSet<u64> = names.iter().map(|n| n.2).collect();
-        for f in self.files.values() {
-            if path.is_empty() || inos.contains(&f.ino) {
-                f.readahead.lock().unwrap().clear();
-            }
+        for f in self.files.all(|f| path.is_empty() || inos.contains(&f.ino)) {
+            f.readahead.lock().unwrap().clear();
         }
         tracing::info!(
             "refresh of {}: cached attributes and listings dropped",
@@ -261,7 +257,7 @@ impl Filesystem {
     }
 
     pub fn status(&self) -> FsStatus {
-        let files = self.files.values();
+        let files = self.files.all(|_| true);
         let (errors_by_errno, recent_errors) = self.errors_seen.snapshot();
         let profile = self.pool.profile();
         FsStatus {

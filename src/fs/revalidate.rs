@@ -87,9 +87,8 @@ impl Filesystem {
         let busy: std::collections::HashSet<RelPath> = {
             let writing: Vec<u64> = self
                 .files
-                .values()
+                .all(|f| f.writable)
                 .iter()
-                .filter(|f| f.writable)
                 .map(|f| f.ino)
                 .collect();
             let t = self.inodes.lock().unwrap();
@@ -151,20 +150,17 @@ impl Filesystem {
             names.len(),
             String::from_utf8_lossy(dir)
         );
-        let out = {
+        let out: Vec<(u64, Vec<u8>, u64)> = {
             let t = self.inodes.lock().unwrap();
             let parent = t.ino_for(dir);
-            let out: Vec<(u64, Vec<u8>, u64)> = names
+            names
                 .into_iter()
                 .map(|n| (parent, n.clone(), t.ino_for(&join(dir, n))))
-                .collect();
-            out
+                .collect()
         };
         // A file changed under its open handles: their read-ahead is old.
-        for f in self.files.values() {
-            if out.iter().any(|(_, _, ino)| *ino == f.ino) {
-                f.readahead.lock().unwrap().clear();
-            }
+        for (_, _, ino) in &out {
+            self.drop_readahead(*ino);
         }
         Ok(out)
     }

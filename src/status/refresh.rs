@@ -31,15 +31,20 @@ impl Refresher {
     pub async fn refresh(self: &Arc<Self>, path: &[u8]) -> usize {
         let names = self.fs.refresh(path);
         let n = names.len();
+        self.tell_kernel(names, path.is_empty()).await;
+        n
+    }
+
+    /// Makes the kernel forget `names` (see `KernelCache::forget`), off the runtime's
+    /// workers (it blocks), once the mount exists.
+    async fn tell_kernel(self: &Arc<Self>, names: Vec<(u64, Vec<u8>, u64)>, root_too: bool) {
         let me = self.clone();
-        let all = path.is_empty();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(k) = me.kernel.get() {
-                k.forget(&names, all);
+                k.forget(&names, root_too);
             }
         })
         .await;
-        n
     }
 
     /// `-o revalidate=SECONDS`: every `period`, the directories in use are listed again and
@@ -56,13 +61,7 @@ impl Refresher {
                 if changed.is_empty() {
                     continue;
                 }
-                let me2 = me.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    if let Some(k) = me2.kernel.get() {
-                        k.forget(&changed, false);
-                    }
-                })
-                .await;
+                me.tell_kernel(changed, false).await;
             }
         });
     }

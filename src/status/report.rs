@@ -106,6 +106,8 @@ pub fn errno_name(e: i32) -> String {
         libc::ECONNABORTED => "ECONNABORTED",
         libc::EDQUOT => "EDQUOT",
         libc::ENOTCONN => "ENOTCONN",
+        libc::ENODEV => "ENODEV",
+        libc::ETXTBSY => "ETXTBSY",
         _ => return format!("errno {e}"),
     };
     name.to_string()

@@ -36,30 +36,7 @@ fn count(r: isize) -> R<usize> {
 
 /// `ENOENT (2)` rather than the long text: short enough for the history.
 pub fn errno_name(e: i32) -> String {
-    let name = match e {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::EACCES => "EACCES",
-        libc::EEXIST => "EEXIST",
-        libc::EXDEV => "EXDEV",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EISDIR => "EISDIR",
-        libc::EINVAL => "EINVAL",
-        libc::EFBIG => "EFBIG",
-        libc::ENOSPC => "ENOSPC",
-        libc::EMLINK => "EMLINK",
-        libc::ENOTEMPTY => "ENOTEMPTY",
-        libc::ENOSYS => "ENOSYS",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ELOOP => "ELOOP",
-        libc::ENODEV => "ENODEV",
-        libc::ETXTBSY => "ETXTBSY",
-        libc::EBUSY => "EBUSY",
-        _ => "E?",
-    };
-    format!("{name} ({e})")
+    format!("{} ({e})", sftpfs::status::report::errno_name(e))
 }
 
 /// An answer for a message: `ok: <value>` (cut short) or the errno's name.
