@@ -8,103 +8,15 @@
 mod support;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use support::proxy::Proxy;
 use support::*;
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A command on a pseudo-terminal: what it printed so far, and its input.
-struct OnTty {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: mpsc::Receiver<Vec<u8>>,
-    seen: String,
-    /// Unmounted (lazily) when done, however the test ends.
-    mnt: Option<PathBuf>,
-}
-
-impl OnTty {
-    fn run(line: &str, mnt: Option<&Path>) -> OnTty {
-        let mut child = Command::new("script")
-            .args(["-qfec", line, "/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run script (util-linux)");
-        let mut out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    return;
-                }
-            }
-        });
-        OnTty {
-            stdin: child.stdin.take(),
-            child,
-            out: rx,
-            seen: String::new(),
-            mnt: mnt.map(Path::to_path_buf),
-        }
-    }
-
-    /// Waits for `prompt`, then types `answer`.
-    fn answer(&mut self, prompt: &str, answer: &str) {
-        while !self.seen.contains(prompt) {
-            match self.out.recv_timeout(DEADLINE) {
-                Ok(b) => self.seen.push_str(&String::from_utf8_lossy(&b)),
-                Err(_) => panic!("no {prompt:?}; it said:\n{}", self.seen),
-            }
-        }
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
-    }
-
-    fn said(&mut self) -> &str {
-        while let Ok(b) = self.out.try_recv() {
-            self.seen.push_str(&String::from_utf8_lossy(&b));
-        }
-        &self.seen
-    }
-}
-
-impl Drop for OnTty {
-    fn drop(&mut self) {
-        if let Some(m) = &self.mnt {
-            let _ = Command::new("fusermount3")
-                .args(["-u", "-z"])
-                .arg(m)
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn status(mnt: &Path) -> serde_json::Value {
-    let out = Command::new(binary())
-        .args(["status", "--json"])
-        .arg(mnt)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
-}
-
-fn connections_up(mnt: &Path) -> usize {
-    status(mnt)["connections"]
-        .as_array()
-        .map_or(0, |a| a.iter().filter(|c| c["state"] == "up").count())
-}
 
 /// Mounts `w` of `server` through `port` on a terminal, typing `code` when asked.
 fn mount_typing(server: &Server, port: u16, conns: usize, code: &str) -> (OnTty, PathBuf) {
@@ -141,9 +53,9 @@ fn a_one_time_code_is_asked_once_and_the_pool_shares_its_connection() {
     let (mut tty, mnt) = mount_typing(&server, server.port, 4, "424242");
     // The pool's four sessions come up, over the one connection.
     assert!(
-        wait_until(DEADLINE, || connections_up(&mnt) == 4),
+        wait_until(DEADLINE, || members_up(&mnt) == 4),
         "{} of 4 sessions up; server:\n{}",
-        connections_up(&mnt),
+        members_up(&mnt),
         server.log_text()
     );
     fs::write(mnt.join("f"), b"written").unwrap();
@@ -171,7 +83,7 @@ fn after_the_connection_is_lost_reauth_logs_in_again_and_open_files_carry_on() {
     let mut f = fs::File::create(mnt.join("f")).unwrap();
     f.write_all(&first).unwrap();
     f.sync_all().unwrap();
-    assert_eq!(status(&mnt)["needs_authentication"], false);
+    assert_eq!(status_json(&mnt)["needs_authentication"], false);
 
     // Every connection lost: a new login would need a new code.
     proxy.cut();
@@ -179,10 +91,10 @@ fn after_the_connection_is_lost_reauth_logs_in_again_and_open_files_carry_on() {
         wait_until(DEADLINE, || {
             // Accesses fail fast meanwhile; each one tries to reconnect.
             let _ = fs::metadata(mnt.join("f"));
-            status(&mnt)["needs_authentication"] == true
+            status_json(&mnt)["needs_authentication"] == true
         }),
         "status never said it needs authentication: {}",
-        status(&mnt)
+        status_json(&mnt)
     );
     let text = Command::new(binary())
         .arg("status")
@@ -208,7 +120,7 @@ fn after_the_connection_is_lost_reauth_logs_in_again_and_open_files_carry_on() {
     );
     let st = reauth.child.wait().unwrap();
     assert!(st.success(), "sftpfs reauth failed: {}", reauth.said());
-    assert_eq!(status(&mnt)["needs_authentication"], false);
+    assert_eq!(status_json(&mnt)["needs_authentication"], false);
 
     f.write_all(&second).unwrap();
     drop(f);

@@ -140,7 +140,6 @@ fn ssh_command_asks_for_the_password_once_for_the_whole_pool() {
 /// Mounts a pool of four on a pseudo-terminal (`script`) where the test types the password
 /// when asked; checks it was asked once and the server accepted `logins` password logins.
 fn typed_password_asked_once(tag: &str, transport: &str, logins: usize) {
-    use std::io::Read;
     let user = TempUser::create(tag);
     let s = Sshd::start_with(&user.name, |c| {
         c.replace("PasswordAuthentication no", "PasswordAuthentication yes")
@@ -155,75 +154,22 @@ fn typed_password_asked_once(tag: &str, transport: &str, logins: usize) {
         s.port,
         s.known_hosts.display()
     );
-    let mut child = KillOnDrop(
-        Command::new("script")
-            .args(["-qfec", &line, "/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run script (util-linux)"),
-    );
-    let _unmount = Unmount(mnt.clone());
-    let mut out = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                return;
-            }
-        }
-    });
-    let mut seen = String::new();
-    while !seen.contains("password:") {
-        match rx.recv_timeout(std::time::Duration::from_secs(20)) {
-            Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
-            Err(_) => panic!("ssh did not ask for the password; it said:\n{seen}"),
-        }
-    }
-    let mut stdin = child.0.stdin.take().unwrap();
-    stdin.write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    let mut tty = OnTty::run(&line, Some(&mnt));
+    tty.answer("password:", PASSWORD);
     assert!(
         wait_until(std::time::Duration::from_secs(20), || is_mounted(&mnt)),
-        "not mounted; it said:\n{seen}"
+        "not mounted; it said:\n{}",
+        tty.said()
     );
     assert_eq!(fs::read_to_string(mnt.join("f")).unwrap(), "via ssh\n");
     // The pool's four members come up, without asking again.
-    let up = || {
-        let out = Command::new(binary())
-            .args(["status", "--json"])
-            .arg(&mnt)
-            .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v["connections"].as_array().cloned())
-            .map_or(0, |a| a.iter().filter(|c| c["state"] == "up").count())
-    };
     assert!(
-        wait_until(std::time::Duration::from_secs(20), || up() == 4),
+        wait_until(std::time::Duration::from_secs(20), || members_up(&mnt) == 4),
         "{} of 4 members up",
-        up()
+        members_up(&mnt)
     );
-    while let Ok(b) = rx.try_recv() {
-        seen.push_str(&String::from_utf8_lossy(&b));
-    }
-    assert_eq!(seen.matches("password:").count(), 1, "asked again:\n{seen}");
+    let said = tty.said().to_string();
+    assert_eq!(said.matches("password:").count(), 1, "asked again:\n{said}");
     let log = fs::read_to_string(&s.log).unwrap_or_default();
     assert_eq!(log.matches("Accepted password").count(), logins, "{log}");
-    drop(stdin);
-}
-
-/// Unmounts (lazily) however the test ends.
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .args(["-u", "-z"])
-            .arg(&self.0)
-            .stderr(Stdio::null())
-            .status();
-    }
 }

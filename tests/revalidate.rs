@@ -107,13 +107,7 @@ fn tail_f_follows_a_file_growing_on_the_server() {
 }
 
 fn requests(m: &Path) -> u64 {
-    let out = Command::new(binary())
-        .args(["status", "--json"])
-        .arg(m)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["connections"]
+    status_json(m)["connections"]
         .as_array()
         .unwrap()
         .iter()

@@ -34,6 +34,7 @@ mod rclone;
 mod servers;
 mod sshd;
 mod tempdir;
+mod tty;
 
 // Everything public, re-exported so that `use support::*;` sees the same names as before the
 // split; each test binary uses a subset, hence the `allow`.
@@ -55,6 +56,7 @@ pub use self::{
     servers::{confine, debug_logs, Server},
     sshd::{isolate_from_mounts, keygen, user_ids, Sshd},
     tempdir::TempDir,
+    tty::{members_up, status_json, OnTty},
 };
 
 use std::ffi::CString;
