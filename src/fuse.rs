@@ -430,7 +430,7 @@ impl fuser::Filesystem for FuseAdapter {
                 INodeNo(d.ino),
                 d.offset,
                 OsStr::from_bytes(d.name),
-                &ttl,
+                if d.outdated { &Duration::ZERO } else { &ttl },
                 &d.attr,
                 Generation(0),
             )

@@ -32,6 +32,9 @@ pub struct DirItem<'a> {
     pub name: &'a [u8],
     /// Attributes from READDIR, for readdirplus.
     pub attr: FileAttr,
+    /// From a snapshot older than what the kernel was last told to forget: to be cached by
+    /// the kernel for no time, or it would bring back an entry just forgotten.
+    pub outdated: bool,
 }
 
 impl Filesystem {
@@ -181,7 +184,11 @@ impl Filesystem {
             .map(|(n, e)| (n.clone(), e.clone()))
             .collect();
         self.prefetch_children(&path, &listing);
-        Ok(self.dirs.insert(DirListing { ino, entries }))
+        Ok(self.dirs.insert(DirListing {
+            ino,
+            entries,
+            outdated: Default::default(),
+        }))
     }
 
     /// Feeds entries from `offset` to `sink` until it returns false (the kernel's buffer is
@@ -194,6 +201,7 @@ impl Filesystem {
         mut sink: impl FnMut(DirItem) -> bool,
     ) -> FsResult<()> {
         let d = self.dirs.get(fh).ok_or(FsError::new(libc::EBADF))?;
+        let outdated = d.outdated.load(Ordering::SeqCst);
         let mut t = self.inodes.lock().unwrap();
         let path = t.path(d.ino).unwrap_or_default();
         let dir_attrs = Attrs {
@@ -216,6 +224,7 @@ impl Filesystem {
                         kind: FileType::Directory,
                         name: if i == 0 { b"." } else { b".." },
                         attr: self.opts.policy.file_attr(ino, &dir_attrs, None),
+                        outdated,
                     })
                 }
                 _ => {
@@ -230,6 +239,7 @@ impl Filesystem {
                         kind: file_type(mode),
                         name,
                         attr: self.attr_in(&t, ino, &e.attrs, nlink),
+                        outdated,
                     });
                     if ok && plus {
                         t.lookup(&child);
@@ -242,6 +252,17 @@ impl Filesystem {
             }
         }
         Ok(())
+    }
+
+    /// Marks the open listings of the directories `pick` names as older than what the kernel
+    /// is about to be told to forget (see [`DirItem::outdated`]). Call it before telling.
+    pub(super) fn outdate_listings(&self, pick: impl Fn(&[u8]) -> bool) {
+        let t = self.inodes.lock().unwrap();
+        for d in self.dirs.all(|_| true) {
+            if t.path(d.ino).is_some_and(|p| pick(&p)) {
+                d.outdated.store(true, Ordering::SeqCst);
+            }
+        }
     }
 
     pub fn releasedir(&self, fh: u64) {

@@ -213,6 +213,9 @@ impl OpenFile {
 pub struct DirListing {
     pub ino: u64,
     pub entries: Vec<(Vec<u8>, Entry)>,
+    /// The kernel was told to forget names here after the snapshot was taken (refresh,
+    /// revalidation): entries it hands out now must not outlive a moment in the kernel.
+    pub outdated: std::sync::atomic::AtomicBool,
 }
 
 /// Objects by number, never reusing a number during the mount.

@@ -113,6 +113,14 @@ pub fn join(parent: &[u8], name: &[u8]) -> RelPath {
     }
 }
 
+/// Whether `path` is `top` or below it ("" is the top of everything).
+pub fn within(path: &[u8], top: &[u8]) -> bool {
+    top.is_empty()
+        || path
+            .strip_prefix(top)
+            .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+}
+
 /// The parent directory of a relative path ("" for top-level names).
 pub fn parent_of(path: &[u8]) -> &[u8] {
     match path.iter().rposition(|&b| b == b'/') {
@@ -358,13 +366,9 @@ impl InodeTable {
     /// Every name the kernel may hold at or below `path` ("" for all): (parent's number,
     /// name, number). The root has no parent and is not among them.
     pub fn names_under(&self, path: &[u8]) -> Vec<(u64, Vec<u8>, u64)> {
-        let mut prefix = path.to_vec();
-        prefix.push(b'/');
         self.by_path
             .iter()
-            .filter(|(p, _)| {
-                !p.is_empty() && (path.is_empty() || p.as_slice() == path || p.starts_with(&prefix))
-            })
+            .filter(|(p, _)| !p.is_empty() && within(p, path))
             .filter_map(|(p, &ino)| {
                 let parent = *self.by_path.get(parent_of(p))?;
                 Some((parent, super::cache::name_of(p).to_vec(), ino))

@@ -235,6 +235,7 @@ impl Filesystem {
     /// the names the kernel may hold there, (parent, name, inode), for it to forget too.
     pub fn refresh(&self, path: &[u8]) -> Vec<(u64, Vec<u8>, u64)> {
         self.cache.forget_under(path);
+        self.outdate_listings(|p| inode::within(p, path));
         let names = self.inodes.lock().unwrap().names_under(path);
         let inos: std::collections::HashSet<u64> = names.iter().map(|n| n.2).collect();
         for f in self.files.all(|f| path.is_empty() || inos.contains(&f.ino)) {

@@ -145,6 +145,7 @@ impl Filesystem {
         if names.is_empty() {
             return Ok(Vec::new());
         }
+        self.outdate_listings(|p| p == dir);
         tracing::debug!(
             "{} changed on the server in {}",
             names.len(),

@@ -1284,3 +1284,53 @@ async fn revalidation_lists_directories_in_use_and_names_what_changed() {
     assert!(fs.cache.peek_listing(b"sub").is_none());
     fs.release(o.fh).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_listing_opened_before_a_refresh_hands_out_entries_for_no_time() {
+    // An `ls` whose opendir came before a refresh must not bring back, for the kernel's
+    // entry time-out, a name the refresh just made the kernel forget.
+    let d = TempDir::new();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::fs::write(d.join("sub/b"), b"b").unwrap();
+    let fs = mounted(&d).await;
+    let sub = fs.lookup(ROOT_INO, b"sub").await.unwrap();
+    let outdated_of = |fh| {
+        let mut all = Vec::new();
+        fs.readdir(fh, 0, true, |e| {
+            all.push(e.outdated);
+            true
+        })
+        .unwrap();
+        all
+    };
+    let before = fs.opendir(sub.ino.0).await.unwrap();
+    let other = fs.opendir(ROOT_INO).await.unwrap();
+    assert!(outdated_of(before).iter().all(|o| !o));
+    fs.refresh(b"sub");
+    assert!(
+        outdated_of(before).iter().all(|o| *o),
+        "the snapshot predates it"
+    );
+    assert!(
+        outdated_of(other).iter().all(|o| !o),
+        "outside the refreshed path"
+    );
+    let after = fs.opendir(sub.ino.0).await.unwrap();
+    assert!(
+        outdated_of(after).iter().all(|o| !o),
+        "a snapshot taken after it"
+    );
+    for h in [before, other, after] {
+        fs.releasedir(h);
+    }
+}
+
+#[test]
+fn within_is_at_or_below() {
+    use super::inode::within;
+    assert!(within(b"a/b", b""));
+    assert!(within(b"a", b"a"));
+    assert!(within(b"a/b", b"a"));
+    assert!(!within(b"ab", b"a"));
+    assert!(!within(b"b", b"a"));
+}
