@@ -184,6 +184,8 @@ impl Filesystem {
             .map(|(n, e)| (n.clone(), e.clone()))
             .collect();
         self.prefetch_children(&path, &listing);
+        self.file_ahead
+            .listed(&path, entries.iter().map(|(n, _)| n.clone()).collect());
         Ok(self.dirs.insert(DirListing {
             ino,
             entries,

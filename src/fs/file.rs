@@ -41,11 +41,18 @@ impl Filesystem {
         self.files.insert(f)
     }
 
-    pub async fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
-        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+    pub async fn open(self: &Arc<Self>, ino: u64, flags: i32) -> FsResult<Opened> {
+        let reads_only = flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_TRUNC == 0;
+        if !reads_only {
             self.writable()?;
         }
         let path = self.path_of(ino)?;
+        if reads_only && !self.opts.direct_io {
+            self.read_ahead_files(&path);
+            if let Some(f) = self.take_prefetched(&path).await {
+                return Ok(self.adopt(ino, f, flags));
+            }
+        }
         let r = self.remote(&path);
         // The LSTAT below must see every write made through other descriptors.
         self.drain_inode(ino).await;
@@ -107,6 +114,31 @@ impl Filesystem {
             fh: self.register(ino, conn, h, flags, &a),
             keep_cache,
         })
+    }
+
+    /// Opens with a file read ahead across files (`file_ahead.rs`): its handle becomes the
+    /// open file's, its data the start of its read-ahead.
+    fn adopt(&self, ino: u64, f: Arc<super::file_ahead::Fetched>, flags: i32) -> Opened {
+        let version = (f.attrs.size, f.attrs.atime_mtime.map(|t| t.1));
+        let keep_cache = {
+            let mut t = self.inodes.lock().unwrap();
+            match t.get_mut(ino) {
+                Some(n) => {
+                    let same = n.version == Some(version);
+                    n.version = Some(version);
+                    same
+                }
+                None => false,
+            }
+        };
+        let fh = self.register(ino, f.conn.clone(), f.handle.clone(), flags, &f.attrs);
+        if let Some(of) = self.files.get(fh) {
+            of.readahead
+                .lock()
+                .unwrap()
+                .seed(f.chunk, &f.pieces, &self.readahead_bytes);
+        }
+        Opened { fh, keep_cache }
     }
 
     /// An OPEN with `O_TRUNC` emptied the file after every earlier write of it landed

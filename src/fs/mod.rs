@@ -8,6 +8,7 @@ pub mod dir;
 pub mod error;
 pub mod errors_seen;
 pub mod file;
+pub mod file_ahead;
 pub mod handle;
 pub mod inode;
 pub mod meta;
@@ -162,6 +163,7 @@ pub struct Filesystem {
     stopping: AtomicBool,
     errors_seen: errors_seen::ErrorsSeen,
     in_use: revalidate::InUse,
+    file_ahead: file_ahead::FileAhead,
 }
 
 /// What the core is doing, at one moment, for `sftpfs status`.
@@ -171,6 +173,8 @@ pub struct FsStatus {
     /// Data written through the mount that the server has not acknowledged yet.
     pub unacked_write_bytes: u64,
     pub readahead_bytes: usize,
+    /// Files read ahead across files, waiting for their `open`.
+    pub files_read_ahead: usize,
     /// Attributes, listings, link targets.
     pub caches: [cache::CacheStats; 3],
     pub errors_by_errno: std::collections::BTreeMap<i32, u64>,
@@ -208,6 +212,7 @@ impl Filesystem {
             stopping: AtomicBool::new(false),
             errors_seen: Default::default(),
             in_use: Default::default(),
+            file_ahead: Default::default(),
             opts,
         })
     }
@@ -234,6 +239,7 @@ impl Filesystem {
     /// attributes, listings, link targets, and the read-ahead of files open there. Returns
     /// the names the kernel may hold there, (parent, name, inode), for it to forget too.
     pub fn refresh(&self, path: &[u8]) -> Vec<(u64, Vec<u8>, u64)> {
+        // Files read ahead there are not served any more: their attributes are forgotten.
         self.cache.forget_under(path);
         self.outdate_listings(|p| inode::within(p, path));
         let names = self.inodes.lock().unwrap().names_under(path);
@@ -265,6 +271,7 @@ impl Filesystem {
             open_files: files.len(),
             unacked_write_bytes: files.iter().map(|f| f.unacked_bytes()).sum(),
             readahead_bytes: self.readahead_bytes.load(Ordering::Relaxed),
+            files_read_ahead: self.file_ahead.kept(),
             caches: self.cache.stats(),
             errors_by_errno,
             recent_errors,

@@ -77,6 +77,28 @@ impl ReadAhead {
         self.issued = 0;
     }
 
+    /// Starts with a whole file fetched elsewhere (read-ahead across files): `pieces` of
+    /// `chunk` bytes from offset 0, held against the mount-wide budget `total` like chunks
+    /// this window fetched.
+    pub fn seed(&mut self, chunk: u32, pieces: &[Bytes], total: &Arc<AtomicUsize>) {
+        self.clear();
+        self.chunk = chunk;
+        for (i, data) in pieces.iter().enumerate() {
+            total.fetch_add(chunk as usize, Ordering::Relaxed);
+            let ready: BoxFuture<'static, Result<Bytes, RemoteError>> =
+                Box::pin(futures::future::ready(Ok(data.clone())));
+            self.chunks.insert(
+                i as u64 * chunk as u64,
+                Chunk {
+                    len: chunk,
+                    data: futures::FutureExt::shared(ready),
+                    budget: total.clone(),
+                },
+            );
+        }
+        self.issued = pieces.len() as u64 * chunk as u64;
+    }
+
     /// The chunks that make up `[off, off + size)` — from the window, started now if need
     /// be — or `None` when the read is not part of a sequential run (read it directly).
     pub fn plan(

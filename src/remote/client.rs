@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::{RemoteError, Result};
 use super::protocol::{
-    decode_response, decode_version, Packet, Response, SSH_FXP_READ, SSH_FXP_WRITE,
+    decode_response, decode_version, Packet, Response, SSH_FXP_EXTENDED, SSH_FXP_READ,
+    SSH_FXP_WRITE,
 };
 use super::stats::{ConnStats, Counters};
 
@@ -158,6 +159,9 @@ impl Client {
             if self.shared.closed.load(Ordering::SeqCst) {
                 return Err(self.shared.lost());
             }
+            let kind = packet.get(4).copied().unwrap_or(0);
+            let kind = if kind == SSH_FXP_EXTENDED { 0 } else { kind };
+            self.shared.counters.queued(kind, p.is_empty());
             p.insert(id, (reply_tx, timed.then(std::time::Instant::now)));
         }
         if self.tx.send(packet).is_err() {

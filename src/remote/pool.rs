@@ -289,9 +289,11 @@ impl Pool {
                     if let Some(old) = old {
                         let s = old.sftp.stats();
                         let mut e = self.slots[slot].earlier.lock().unwrap();
-                        e.bytes_in += s.bytes_in;
-                        e.bytes_out += s.bytes_out;
-                        e.requests += s.requests;
+                        *e = ConnStats {
+                            in_flight: 0,
+                            rtt: None,
+                            ..e.plus(&s)
+                        };
                         self.slots[slot].reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     return Ok(c);

@@ -10,6 +10,11 @@ pub struct Counters {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     requests: AtomicU64,
+    /// Requests sent while none was in flight: the round trips a caller waited for one
+    /// after another (requests sent together, or while others travel, share one).
+    round_trips: AtomicU64,
+    /// Requests by SFTP packet type (`SSH_FXP_*`, 1-20 and EXTENDED as 0).
+    by_type: [AtomicU64; 21],
     /// Smoothed round trip of small requests (not READ or WRITE, whose replies wait for
     /// data), in microseconds; 0 before the first.
     rtt_us: AtomicU64,
@@ -19,6 +24,19 @@ impl Counters {
     pub fn sent(&self, bytes: usize) {
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request of packet type `kind` was queued; `idle`: none was in flight before it.
+    pub fn queued(&self, kind: u8, idle: bool) {
+        let i = if (kind as usize) < 21 {
+            kind as usize
+        } else {
+            0
+        };
+        self.by_type[i].fetch_add(1, Ordering::Relaxed);
+        if idle {
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn received(&self, bytes: usize) {
@@ -43,6 +61,8 @@ impl Counters {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
+            round_trips: self.round_trips.load(Ordering::Relaxed),
+            by_type: std::array::from_fn(|i| self.by_type[i].load(Ordering::Relaxed)),
             in_flight,
             rtt: (rtt > 0).then(|| Duration::from_micros(rtt)),
         }
@@ -55,6 +75,8 @@ pub struct ConnStats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub requests: u64,
+    pub round_trips: u64,
+    pub by_type: [u64; 21],
     pub in_flight: usize,
     pub rtt: Option<Duration>,
 }
@@ -82,6 +104,36 @@ impl MemberState {
             MemberState::Down => "down",
             MemberState::Disabled => "disabled",
         }
+    }
+}
+
+impl ConnStats {
+    /// The sum of two sessions' counts (a member's earlier sessions and its current one).
+    pub fn plus(&self, o: &ConnStats) -> ConnStats {
+        ConnStats {
+            bytes_in: self.bytes_in + o.bytes_in,
+            bytes_out: self.bytes_out + o.bytes_out,
+            requests: self.requests + o.requests,
+            round_trips: self.round_trips + o.round_trips,
+            by_type: std::array::from_fn(|i| self.by_type[i] + o.by_type[i]),
+            in_flight: self.in_flight + o.in_flight,
+            rtt: o.rtt.or(self.rtt),
+        }
+    }
+
+    /// Requests by the name of their type, those sent at least once.
+    pub fn requests_by_type(&self) -> Vec<(&'static str, u64)> {
+        const NAMES: [&str; 21] = [
+            "extended", "init", "version", "open", "close", "read", "write", "lstat", "fstat",
+            "setstat", "fsetstat", "opendir", "readdir", "remove", "mkdir", "rmdir", "realpath",
+            "stat", "rename", "readlink", "symlink",
+        ];
+        NAMES
+            .iter()
+            .zip(self.by_type)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (*k, n))
+            .collect()
     }
 }
 

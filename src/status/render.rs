@@ -116,11 +116,12 @@ pub fn text(v: &Value) -> String {
     };
     let _ = writeln!(
         o,
-        "caches: {}, {}, {}; read-ahead {}",
+        "caches: {}, {}, {}; read-ahead {} ({} files ahead)",
         cache("attributes", &v["caches"]["attributes"]),
         cache("listings", &v["caches"]["listings"]),
         cache("links", &v["caches"]["links"]),
-        bytes(u(&v["readahead_bytes"]))
+        bytes(u(&v["readahead_bytes"])),
+        u(&v["files_read_ahead"])
     );
     let total = u(&v["errors"]["total"]);
     if total == 0 {
@@ -286,6 +287,12 @@ pub fn prometheus(mounts: &[Value]) -> String {
             "gauge",
             "Bytes held by read-ahead.",
             gauge(&["readahead_bytes"]),
+        ),
+        (
+            "sftpfs_files_read_ahead",
+            "gauge",
+            "Files read ahead across files, waiting to be opened.",
+            gauge(&["files_read_ahead"]),
         ),
         (
             "sftpfs_cache_entries",

@@ -14,13 +14,21 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
         .iter()
         .map(|m| {
             let cur = m.current.clone().unwrap_or_default();
+            let all = m.earlier.plus(&cur);
+            let by_type: serde_json::Map<String, Value> = all
+                .requests_by_type()
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), json!(n)))
+                .collect();
             json!({
                 "member": m.slot,
                 "state": m.state.name(),
                 "rtt_seconds": m.current.as_ref().and_then(|c| c.rtt).map(|d| d.as_secs_f64()),
                 "bytes_in": m.earlier.bytes_in + cur.bytes_in,
                 "bytes_out": m.earlier.bytes_out + cur.bytes_out,
-                "requests": m.earlier.requests + cur.requests,
+                "requests": all.requests,
+                "requests_by_type": by_type,
+                "round_trips": all.round_trips,
                 "requests_in_flight": cur.in_flight,
                 "reconnects": m.reconnects,
             })
@@ -62,6 +70,7 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
         "open_files": s.open_files,
         "unacknowledged_write_bytes": s.unacked_write_bytes,
         "readahead_bytes": s.readahead_bytes,
+        "files_read_ahead": s.files_read_ahead,
         "caches": {
             "attributes": cache(&s.caches[0]),
             "listings": cache(&s.caches[1]),

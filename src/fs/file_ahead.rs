@@ -1,0 +1,506 @@
+//! Read-ahead across files. When a program reads the files of a directory one after another
+//! (`grep -r`, `cp -r`, `tar c`, `cat *`, an indexer), the next small files are opened and
+//! read in the background, many at once, so that their `open` and first `read` find the
+//! data here instead of paying two round trips each.
+//!
+//! The order is learned, not assumed: two files opened one after the other that are
+//! neighbours (no small file between them) in the order the kernel was handed the listing,
+//! in name order (shell globs, rsync) or in inode order (coreutils' `cp`) start a run in that
+//! order. A run that moves on to another directory carries its order with it, so the first
+//! file of the next directory already starts one.
+//!
+//! A prefetched file is handed to an `open` only if nothing says it changed: no local change
+//! in its directory since the prefetch began, and the attributes the server gave with its
+//! OPEN are the ones the attribute cache still holds, fresh, at that `open`. So nothing is
+//! served older than the attribute cache already allows (see the README's consistency rule).
+//! Memory is bounded by the mount's read-ahead budget, and the server's handles by
+//! [`MAX_KEPT`]; what is not taken in [`KEEP_FOR`] is closed.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::{join, join_all, BoxFuture, Shared};
+use futures::FutureExt;
+use lru::LruCache;
+use tokio::time::Instant;
+
+use super::cache::Entry;
+use super::inode::{join as join_path, parent_of, RelPath};
+use super::Filesystem;
+use crate::remote::protocol::SSH_FXF_READ;
+use crate::remote::{Attrs, Conn, Handle};
+
+/// Files up to this size are fetched whole.
+pub const SMALL_FILE: u64 = 256 * 1024;
+/// Small files kept ahead of the reader in a run.
+const FILES_AHEAD: usize = 32;
+/// Prefetched files held at once (each holds a handle on the server until taken or closed).
+const MAX_KEPT: usize = 64;
+/// A prefetched file not taken by then is closed.
+const KEEP_FOR: Duration = Duration::from_secs(10);
+/// How long a run's order carries over to the next directory opened.
+const ORDER_CARRIES: Duration = Duration::from_secs(5);
+/// Directories whose runs are remembered.
+const DIRS: usize = 16;
+
+/// An order a program reads a directory's files in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// The order the kernel was handed the listing (`readdir`: `grep -r`, `find`, `tar c`).
+    Listed,
+    /// Byte order of the names (shell globs in the C locale, `rsync`, `ls`).
+    Name,
+    /// Inode order (coreutils sorts a directory by inode before copying it).
+    Inode,
+}
+
+/// A file opened and read in the background.
+pub struct Fetched {
+    pub conn: Arc<Conn>,
+    pub handle: Handle,
+    /// What the server said with the OPEN.
+    pub attrs: Attrs,
+    /// The whole file, in pieces of `chunk` bytes (the last one shorter).
+    pub pieces: Vec<Bytes>,
+    pub chunk: u32,
+}
+
+type FetchFuture = Shared<BoxFuture<'static, Option<Arc<Fetched>>>>;
+
+/// A prefetch waiting for its `open`.
+pub struct Prefetch {
+    /// The directory's change generation when it started.
+    pub generation: u64,
+    started: Instant,
+    pub fetched: FetchFuture,
+    /// Its share of the read-ahead budget, returned when dropped.
+    _budget: Budget,
+}
+
+struct Budget {
+    bytes: usize,
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// What is known of the reading of one directory.
+#[derive(Default)]
+struct DirRun {
+    /// Names in the order the kernel was last handed them.
+    listed: Vec<Vec<u8>>,
+    /// The last file opened here.
+    last: Option<Vec<u8>>,
+    order: Option<Order>,
+    /// Files of this run fetched or opened: not fetched again.
+    done: HashSet<Vec<u8>>,
+}
+
+struct State {
+    dirs: LruCache<RelPath, DirRun>,
+    kept: HashMap<RelPath, Prefetch>,
+    /// `kept`'s paths, oldest first.
+    age: VecDeque<RelPath>,
+    /// The order of the last run, and when a file of it was last opened.
+    recent: Option<(Order, Instant)>,
+}
+
+pub struct FileAhead {
+    state: Mutex<State>,
+}
+
+impl Default for FileAhead {
+    fn default() -> Self {
+        FileAhead {
+            state: Mutex::new(State {
+                dirs: LruCache::new(NonZeroUsize::new(DIRS).unwrap()),
+                kept: HashMap::new(),
+                age: VecDeque::new(),
+                recent: None,
+            }),
+        }
+    }
+}
+
+/// A file a run may fetch.
+fn small(e: &Entry) -> bool {
+    let regular = e
+        .attrs
+        .permissions
+        .is_some_and(|p| p & libc::S_IFMT == libc::S_IFREG);
+    regular && !e.stale && e.attrs.size.is_some_and(|s| s <= SMALL_FILE)
+}
+
+/// The directory's names in `order`.
+fn ordered(
+    order: Order,
+    listed: &[Vec<u8>],
+    entries: &HashMap<Vec<u8>, Entry>,
+    ino_of: &dyn Fn(&[u8]) -> u64,
+) -> Vec<Vec<u8>> {
+    match order {
+        Order::Listed => listed
+            .iter()
+            .filter(|n| entries.contains_key(*n))
+            .cloned()
+            .collect(),
+        Order::Name => {
+            let mut v: Vec<Vec<u8>> = entries.keys().cloned().collect();
+            v.sort();
+            v
+        }
+        Order::Inode => {
+            let mut v: Vec<(u64, Vec<u8>)> =
+                entries.keys().map(|n| (ino_of(n), n.clone())).collect();
+            v.sort();
+            v.into_iter().map(|(_, n)| n).collect()
+        }
+    }
+}
+
+impl DirRun {
+    /// `name` was opened: the order the reads follow, if they follow one, and the names to
+    /// fetch now.
+    fn opened(
+        &mut self,
+        name: &[u8],
+        entries: &HashMap<Vec<u8>, Entry>,
+        ino_of: &dyn Fn(&[u8]) -> u64,
+        recent: Option<Order>,
+    ) -> (Option<Order>, Vec<Vec<u8>>) {
+        let prev = self.last.replace(name.to_vec());
+        let mut candidates = vec![Order::Listed, Order::Name, Order::Inode];
+        if let Some(o) = self.order.or(recent) {
+            // The order seen last is tried first: where orders agree, it is kept.
+            candidates.retain(|&c| c != o);
+            candidates.insert(0, o);
+        }
+        let is_small = |n: &Vec<u8>| entries.get(n).is_some_and(small);
+        let mut found = None;
+        for o in candidates {
+            let names = ordered(o, &self.listed, entries, ino_of);
+            let Some(at) = names.iter().position(|n| n == name) else {
+                continue;
+            };
+            // Neighbours: no small file between the previous one and this one; with no
+            // previous one here, this must be the first small file, in the order just seen
+            // in another directory.
+            let from = match &prev {
+                Some(p) => match names.iter().position(|n| n == p) {
+                    Some(i) if i < at => i + 1,
+                    _ => continue,
+                },
+                None if recent == Some(o) => 0,
+                None => continue,
+            };
+            if names[from..at].iter().any(is_small) {
+                continue;
+            }
+            found = Some((o, names, at));
+            break;
+        }
+        let Some((order, names, at)) = found else {
+            // Not a run (or a new one starting): forget what the last one fetched.
+            self.order = None;
+            self.done.clear();
+            self.done.insert(name.to_vec());
+            return (None, Vec::new());
+        };
+        self.order = Some(order);
+        self.done.insert(name.to_vec());
+        let next: Vec<Vec<u8>> = names[at + 1..]
+            .iter()
+            .filter(|n| is_small(n))
+            .take(FILES_AHEAD)
+            .filter(|n| !self.done.contains(*n))
+            .cloned()
+            .collect();
+        (Some(order), next)
+    }
+}
+
+impl FileAhead {
+    /// The kernel was handed `dir`'s names in this order.
+    pub fn listed(&self, dir: &[u8], names: Vec<Vec<u8>>) {
+        let mut s = self.state.lock().unwrap();
+        let run = s.dirs.get_or_insert_mut(dir.to_vec(), DirRun::default);
+        run.listed = names;
+    }
+
+    /// A prefetch of `path` started at `generation` of its directory, if one is kept.
+    pub fn take(&self, path: &[u8]) -> Option<Prefetch> {
+        let mut s = self.state.lock().unwrap();
+        let p = s.kept.remove(path)?;
+        s.age.retain(|a| a != path);
+        Some(p)
+    }
+
+    /// Prefetches held at the moment.
+    pub fn kept(&self) -> usize {
+        self.state.lock().unwrap().kept.len()
+    }
+}
+
+impl Filesystem {
+    /// `path` is being opened for reading: if the program reads its directory's files in an
+    /// order, fetch the next ones.
+    pub(super) fn read_ahead_files(self: &Arc<Self>, path: &[u8]) {
+        if !self.opts.prefetch || !self.cache.enabled() || self.opts.direct_io {
+            return;
+        }
+        let dir = parent_of(path);
+        let Some(listing) = self.cache.peek_listing(dir) else {
+            return;
+        };
+        let entries = {
+            let l = listing.lock().unwrap();
+            if !self.cache.trusted(dir, &l) {
+                return;
+            }
+            l.entries.clone()
+        };
+        let ino_of = |n: &[u8]| self.inodes.lock().unwrap().ino_for(&join_path(dir, n));
+        let name = super::cache::name_of(path);
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        let wanted = {
+            let mut s = self.file_ahead.state.lock().unwrap();
+            let recent = s
+                .recent
+                .filter(|(_, t)| now.duration_since(*t) < ORDER_CARRIES)
+                .map(|(o, _)| o);
+            let run = s.dirs.get_or_insert_mut(dir.to_vec(), DirRun::default);
+            let (order, next) = run.opened(name, &entries, &ino_of, recent);
+            if let Some(o) = order {
+                s.recent = Some((o, now));
+            }
+            // What waited too long goes first: its handle is closed.
+            while let Some(old) = s.age.front() {
+                match s.kept.get(old) {
+                    Some(p) if now.duration_since(p.started) < KEEP_FOR => break,
+                    _ => {
+                        let old = s.age.pop_front().unwrap();
+                        expired.extend(s.kept.remove(&old));
+                    }
+                }
+            }
+            let mut wanted = Vec::new();
+            for n in next {
+                if s.kept.len() >= MAX_KEPT {
+                    break;
+                }
+                let child = join_path(dir, &n);
+                if s.kept.contains_key(&child) {
+                    continue;
+                }
+                let size = entries[&n].attrs.size.unwrap_or(0) as usize;
+                let total = &self.readahead_bytes;
+                if total.load(Ordering::Relaxed) + size > self.opts.readahead_total {
+                    break;
+                }
+                total.fetch_add(size, Ordering::Relaxed);
+                let budget = Budget {
+                    bytes: size,
+                    total: total.clone(),
+                };
+                if let Some(run) = s.dirs.get_mut(dir) {
+                    run.done.insert(n.clone());
+                }
+                let fetched = self.fetch_file(&child, size as u64);
+                s.kept.insert(
+                    child.clone(),
+                    Prefetch {
+                        generation: self.cache.generation(dir),
+                        started: now,
+                        fetched,
+                        _budget: budget,
+                    },
+                );
+                s.age.push_back(child.clone());
+                wanted.push(child);
+            }
+            wanted
+        };
+        if !wanted.is_empty() {
+            tracing::trace!("read-ahead across files: {} more", wanted.len());
+        }
+        for p in expired {
+            self.discard_prefetch(p);
+        }
+    }
+
+    /// Opens `path` and reads its `size` bytes, in the background.
+    fn fetch_file(self: &Arc<Self>, path: &[u8], size: u64) -> FetchFuture {
+        let fs = self.clone();
+        let r = self.remote(path);
+        let task = tokio::spawn(async move {
+            if fs.stopping.load(Ordering::SeqCst) {
+                return None;
+            }
+            let conn = fs.pool.any().await.ok()?;
+            let (h, attrs) = join(
+                conn.sftp.open(&r, SSH_FXF_READ, &Attrs::default()),
+                fs.attrs_at(&conn.sftp, &r),
+            )
+            .await;
+            let handle = h.ok()?;
+            let keep = |attrs: Attrs, pieces: Vec<Bytes>, chunk: u32| {
+                Some(Arc::new(Fetched {
+                    conn: conn.clone(),
+                    handle: handle.clone(),
+                    attrs,
+                    pieces,
+                    chunk,
+                }))
+            };
+            let Ok(attrs) = attrs else {
+                conn.sftp.close_nowait(&handle);
+                return None;
+            };
+            let chunk = conn.sftp.limits().max_read;
+            // The size the OPEN saw, if it still is a small file.
+            let size = attrs.size.filter(|&s| s <= SMALL_FILE).unwrap_or(size);
+            let reads = (0..size).step_by(chunk as usize).map(|o| {
+                conn.sftp
+                    .read(&handle, o, (size - o).min(chunk as u64) as u32)
+            });
+            let pieces: Result<Vec<Bytes>, _> = join_all(reads).await.into_iter().collect();
+            match pieces {
+                Ok(p) => keep(attrs, p, chunk),
+                Err(_) => {
+                    conn.sftp.close_nowait(&handle);
+                    None
+                }
+            }
+        });
+        async move { task.await.ok().flatten() }.boxed().shared()
+    }
+
+    /// Closes a prefetched file nobody took.
+    pub(super) fn discard_prefetch(&self, p: Prefetch) {
+        tokio::spawn(async move {
+            if let Some(f) = p.fetched.await {
+                f.conn.sftp.close_nowait(&f.handle);
+            }
+        });
+    }
+
+    /// The prefetched `path`, if one is kept and may be served: nothing changed it since
+    /// (see the module's rule). Otherwise its handle is closed and `None` says to open it.
+    pub(super) async fn take_prefetched(&self, path: &[u8]) -> Option<Arc<Fetched>> {
+        let p = self.file_ahead.take(path)?;
+        let dir = parent_of(path);
+        let unchanged = |f: &Fetched| {
+            let cached = self.cache.attrs(path)?;
+            let same = cached.attrs.size == f.attrs.size
+                && cached.attrs.atime_mtime.map(|t| t.1) == f.attrs.atime_mtime.map(|t| t.1)
+                && f.attrs.size == Some(f.pieces.iter().map(|b| b.len() as u64).sum())
+                && f.conn.is_alive()
+                && self.cache.generation(dir) == p.generation;
+            same.then_some(())
+        };
+        let f = p.fetched.clone().await;
+        match f {
+            Some(f) if unchanged(&f).is_some() => Some(f),
+            _ => {
+                self.discard_prefetch(p);
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(names: &[(&str, u64)]) -> HashMap<Vec<u8>, Entry> {
+        names
+            .iter()
+            .map(|(n, size)| {
+                let attrs = Attrs {
+                    size: Some(*size),
+                    permissions: Some(libc::S_IFREG | 0o644),
+                    ..Attrs::default()
+                };
+                (
+                    n.as_bytes().to_vec(),
+                    Entry {
+                        attrs,
+                        nlink: None,
+                        stale: false,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn names(v: &[&str]) -> Vec<Vec<u8>> {
+        v.iter().map(|n| n.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn a_run_is_two_neighbours_in_one_order_and_fetches_what_follows() {
+        let e = entries(&[("c", 10), ("a", 10), ("b", 10), ("big", 1 << 30), ("d", 10)]);
+        let ino = |n: &[u8]| n[0] as u64;
+        let mut run = DirRun {
+            listed: names(&["c", "a", "big", "b", "d"]),
+            ..DirRun::default()
+        };
+        assert_eq!(run.opened(b"c", &e, &ino, None), (None, vec![]));
+        // c then a: neighbours in the listed order.
+        let (o, next) = run.opened(b"a", &e, &ino, None);
+        assert_eq!(o, Some(Order::Listed));
+        assert_eq!(next, names(&["b", "d"]), "the big file is skipped");
+        run.done.extend(next);
+        // b was fetched: not again.
+        let (o, next) = run.opened(b"b", &e, &ino, None);
+        assert_eq!((o, next), (Some(Order::Listed), vec![]));
+    }
+
+    #[test]
+    fn name_order_is_learned_and_random_opens_fetch_nothing() {
+        let e = entries(&[("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1)]);
+        let ino = |n: &[u8]| 200 - n[0] as u64;
+        let mut run = DirRun {
+            listed: names(&["e", "c", "a", "d", "b"]),
+            ..DirRun::default()
+        };
+        run.opened(b"a", &e, &ino, None);
+        let (o, next) = run.opened(b"b", &e, &ino, None);
+        assert_eq!(o, Some(Order::Name));
+        assert_eq!(next, names(&["c", "d", "e"]));
+        // A jump is not the run.
+        assert_eq!(run.opened(b"e", &e, &ino, None), (None, vec![]));
+        // Inode order: e, d, c, b, a.
+        let mut run = DirRun::default();
+        run.opened(b"d", &e, &ino, None);
+        let (o, next) = run.opened(b"c", &e, &ino, None);
+        assert_eq!(o, Some(Order::Inode));
+        assert_eq!(next, names(&["b", "a"]));
+    }
+
+    #[test]
+    fn an_order_seen_in_another_directory_starts_at_the_first_file() {
+        let e = entries(&[("a", 1), ("b", 1), ("c", 1)]);
+        let ino = |n: &[u8]| n[0] as u64;
+        let mut run = DirRun::default();
+        let (o, next) = run.opened(b"a", &e, &ino, Some(Order::Name));
+        assert_eq!(o, Some(Order::Name));
+        assert_eq!(next, names(&["b", "c"]));
+        // Not the first file: no run yet.
+        let mut run = DirRun::default();
+        assert_eq!(
+            run.opened(b"b", &e, &ino, Some(Order::Name)),
+            (None, vec![])
+        );
+    }
+}

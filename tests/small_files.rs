@@ -1,0 +1,202 @@
+//! Many small files over a slow link (issue 12): the round trips and requests each workload
+//! costs per file, counted by the mount itself (`sftpfs status --json`) with a delay proxy in
+//! front of sshd, so that requests sent together are seen together. Timings are never
+//! asserted: a regression in round trips fails here.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::proxy::Proxy;
+use support::*;
+
+/// Requests of the mount so far: round trips, and requests by type.
+#[derive(Debug, Default, Clone)]
+struct Counts {
+    round_trips: u64,
+    by_type: std::collections::BTreeMap<String, u64>,
+}
+
+impl Counts {
+    fn of(mnt: &Path) -> Counts {
+        let v = status_json(mnt);
+        let mut c = Counts::default();
+        for conn in v["connections"].as_array().expect("status --json answers") {
+            c.round_trips += conn["round_trips"].as_u64().unwrap();
+            if let Value::Object(m) = &conn["requests_by_type"] {
+                for (k, n) in m {
+                    *c.by_type.entry(k.clone()).or_default() += n.as_u64().unwrap();
+                }
+            }
+        }
+        c
+    }
+
+    fn since(&self, before: &Counts) -> Counts {
+        let mut c = self.clone();
+        c.round_trips -= before.round_trips;
+        for (k, n) in &before.by_type {
+            *c.by_type.get_mut(k).unwrap() -= n;
+        }
+        c.by_type.retain(|_, n| *n > 0);
+        c
+    }
+
+    fn of_type(&self, t: &str) -> u64 {
+        self.by_type.get(t).copied().unwrap_or(0)
+    }
+}
+
+/// Runs `script` with `sh -c` in `dir`, and what it cost the mount at `mnt`.
+fn counted(mnt: &Path, dir: &Path, script: &str) -> Counts {
+    let before = Counts::of(mnt);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Counts::of(mnt).since(&before)
+}
+
+/// `n` files of 1-20 KiB in `dir` on the server's side, in `dirs` subdirectories (0: flat).
+fn small_tree(root: &Path, dirs: usize, n: usize) {
+    fs::create_dir_all(root).unwrap();
+    for i in 0..n {
+        let d = if dirs == 0 {
+            root.to_path_buf()
+        } else {
+            root.join(format!("d{:02}", i % dirs))
+        };
+        fs::create_dir_all(&d).unwrap();
+        let len = 1024 + (i * 7919) % (19 * 1024);
+        fs::write(d.join(format!("f{i:03}.txt")), random_bytes(len, i as u64)).unwrap();
+    }
+}
+
+const DELAY: Duration = Duration::from_millis(5);
+
+#[test]
+fn reading_a_directory_of_small_files_costs_a_fraction_of_a_round_trip_each() {
+    let s = Sshd::start();
+    small_tree(&s.remote("w/flat"), 0, 120);
+    small_tree(&s.remote("w/tree"), 6, 120);
+    let p = Proxy::start(s.port);
+    p.delay(DELAY);
+    for (what, script) in [
+        ("cat", "cat flat/* > /dev/null"),
+        ("grep -r", "! grep -r needle-not-there tree"),
+        ("cp -r", "cp -r tree \"$OUT\""),
+    ] {
+        let m = Mount::via_port(&s, p.port(), "w", &["max_conns=1"]);
+        let out = s.local(&format!("out-{}", what.replace(' ', "")));
+        let script = script.replace("\"$OUT\"", out.to_str().unwrap());
+        let c = counted(&m.path(""), &m.path(""), &script);
+        eprintln!("{what}: {c:?}");
+        // Two round trips a file when read one by one; a few for the whole directory when
+        // read ahead across files.
+        assert!(c.round_trips <= 120 / 4, "{what}: {c:?}");
+        // Each file opened and read once, whatever the order the tool reads them in.
+        assert!(c.of_type("open") <= 120 + 2, "{what}: {c:?}");
+        assert!(c.of_type("read") <= 120 + 2, "{what}: {c:?}");
+    }
+}
+
+/// Polls `mnt`'s status until `files_read_ahead` reaches `n` with nothing in flight.
+fn wait_read_ahead(mnt: &Path, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = status_json(mnt);
+        let kept = v["files_read_ahead"].as_u64().unwrap_or(0);
+        let busy: u64 = v["connections"].as_array().map_or(1, |a| {
+            a.iter()
+                .map(|c| c["requests_in_flight"].as_u64().unwrap_or(0))
+                .sum()
+        });
+        if kept >= n && busy == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read-ahead did not reach {n} files: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_file_read_ahead_is_not_served_once_a_change_is_known_or_made_here() {
+    let s = Sshd::start();
+    small_tree(&s.remote("w/d"), 0, 40);
+    // Older than any change below: a change shows in the mtime, and the kernel drops its
+    // pages of a changed file at open.
+    for e in fs::read_dir(s.remote("w/d")).unwrap() {
+        let p = e.unwrap().path();
+        sh(
+            Path::new("/"),
+            "touch",
+            &["-d", "@999999999", p.to_str().unwrap()],
+        );
+    }
+    let m = Mount::new(&s, "w", &[]);
+    let d = m.path("d");
+    assert_eq!(fs::read_dir(&d).unwrap().count(), 40);
+    let file = |i: usize| format!("f{i:03}.txt");
+    for i in 0..2 {
+        assert_eq!(
+            fs::read(d.join(file(i))).unwrap(),
+            fs::read(s.remote(&format!("w/d/{}", file(i)))).unwrap()
+        );
+    }
+    // Two neighbours in name order: the next files are read ahead.
+    wait_read_ahead(&m.path(""), 30);
+
+    // Written through the mount (same size, other bytes): the next open sees the write,
+    // not what was read ahead.
+    let seven = s.remote(&format!("w/d/{}", file(7)));
+    let written = random_bytes(fs::metadata(&seven).unwrap().len() as usize, 707);
+    fs::write(d.join(file(7)), &written).unwrap();
+    assert_eq!(fs::read(d.join(file(7))).unwrap(), written);
+    assert_eq!(fs::read(&seven).unwrap(), written);
+
+    // Changed on the server after it was read ahead (same size, other bytes, other mtime):
+    // once the mount knows (a refresh), the server's new bytes.
+    let five = s.remote(&format!("w/d/{}", file(5)));
+    let changed = random_bytes(fs::metadata(&five).unwrap().len() as usize, 505);
+    fs::write(&five, &changed).unwrap();
+    sh(
+        Path::new("/"),
+        "touch",
+        &["-d", "@1000000000", five.to_str().unwrap()],
+    );
+    let out = Command::new(binary())
+        .arg("refresh")
+        .arg(m.path(""))
+        .arg("d")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(d.join(file(5))).unwrap(), changed);
+    // The others are as on the server.
+    for i in 2..12 {
+        assert_eq!(
+            fs::read(d.join(file(i))).unwrap(),
+            fs::read(s.remote(&format!("w/d/{}", file(i)))).unwrap(),
+            "{}",
+            file(i)
+        );
+    }
+}
