@@ -190,8 +190,9 @@ pub struct FsConfig {
     pub dcache_dir_timeout: Duration,
     pub dcache_link_timeout: Duration,
     pub dcache_max_size: usize,
-    /// How long a name missing from a fetched listing is taken as absent (libfuse's name).
-    pub negative_timeout: Duration,
+    /// How long a name missing from a fetched listing is taken as absent (libfuse's name);
+    /// `None`: as long as the listing itself is kept.
+    pub negative_timeout: Option<Duration>,
     /// Fetch subdirectory listings ahead of a tree walk.
     pub prefetch: bool,
     /// sshfs's symlink options: refuse targets leading out of the mount (default), rewrite

@@ -6,6 +6,7 @@
 mod support;
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -199,4 +200,107 @@ fn a_file_read_ahead_is_not_served_once_a_change_is_known_or_made_here() {
             file(i)
         );
     }
+}
+
+#[test]
+fn writing_and_removing_small_files_costs_at_most_two_round_trips_each() {
+    let s = Sshd::start();
+    small_tree(&s.local("src/t"), 3, 60);
+    let tarball = s.local("t.tar");
+    sh(
+        &s.local("src"),
+        "tar",
+        &["-cf", tarball.to_str().unwrap(), "t"],
+    );
+    let p = Proxy::start(s.port);
+    p.delay(DELAY);
+    fs::create_dir(s.remote("w")).unwrap();
+    let m = Mount::via_port(&s, p.port(), "w", &["max_conns=1"]);
+    let root = m.path("");
+    // Per new file: OPEN (with an LSTAT), then its WRITEs and FSETSTATs (owner, mode, times)
+    // sent together and waited for by close; the release's FSTAT and CLOSE travel with the
+    // next file's OPEN. Directories: MKDIR, and tar's mode and times at the end.
+    let c = counted(&root, &root, &format!("tar -xf '{}'", tarball.display()));
+    eprintln!("tar x: {c:?}");
+    assert!(c.round_trips <= 2 * 60 + 4 * 4 + 6, "tar x: {c:?}");
+    assert_eq!(c.of_type("open"), 60, "tar x: {c:?}");
+    sh(
+        Path::new("/"),
+        "diff",
+        &[
+            "-r",
+            s.local("src/t").to_str().unwrap(),
+            s.remote("w/t").to_str().unwrap(),
+        ],
+    );
+
+    // A mode or time change of a listed name: one round trip, no lookup of its own.
+    let c = counted(&root, &root, "chmod 600 t/d00/*");
+    eprintln!("chmod: {c:?}");
+    assert!(c.round_trips <= 20 + 3, "chmod: {c:?}");
+    assert!(c.of_type("lstat") <= 20 + 2, "chmod: {c:?}");
+    let c = counted(&root, &root, "touch -h -d @1000000000 t/d02/*");
+    eprintln!("touch -h: {c:?}");
+    assert!(c.round_trips <= 20 + 3, "touch -h: {c:?}");
+    assert_eq!(
+        fs::symlink_metadata(s.remote("w/t/d02/f002.txt"))
+            .unwrap()
+            .mtime(),
+        1_000_000_000
+    );
+
+    // Removing a tree: a round trip per name, none for lookups.
+    let c = counted(&root, &root, "rm -rf t");
+    eprintln!("rm -rf: {c:?}");
+    assert!(c.round_trips <= 60 + 2 * 4 + 6, "rm -rf: {c:?}");
+    assert!(c.of_type("lstat") <= 4, "rm -rf: {c:?}");
+    assert!(!s.remote("w/t").exists());
+}
+
+#[test]
+fn names_missing_from_a_listed_directory_and_git_status_after_a_remount_cost_no_round_trips_per_file(
+) {
+    let s = Sshd::start();
+    small_tree(&s.remote("w/repo"), 3, 60);
+    let git = |dir: &Path, args: &[&str]| {
+        let mut a = vec!["-c", "user.name=t", "-c", "user.email=t@localhost"];
+        a.extend_from_slice(args);
+        sh(dir, "git", &a)
+    };
+    // Older than the index: not "racily clean", which git would read again to be sure.
+    sh(
+        &s.remote("w/repo"),
+        "sh",
+        &["-c", "find . -type f -exec touch -d @999999999 {} +"],
+    );
+    git(&s.remote("w/repo"), &["init", "-q"]);
+    git(&s.remote("w/repo"), &["add", "-A"]);
+    git(&s.remote("w/repo"), &["commit", "-qm", "60 files"]);
+    {
+        // An earlier session: the index learns this mount's inode numbers and times.
+        let m = Mount::new(&s, "w", &[]);
+        git(&m.path("repo"), &["status", "--porcelain"]);
+    }
+    let p = Proxy::start(s.port);
+    p.delay(DELAY);
+    let m = Mount::via_port(&s, p.port(), "w", &["max_conns=1"]);
+    let root = m.path("");
+    let c = counted(
+        &root,
+        &m.path("repo"),
+        "test -z \"$(git status --porcelain)\"",
+    );
+    eprintln!("git status: {c:?}");
+    // The listings of the directories and the index; no file is read again.
+    assert!(c.round_trips <= 55, "git status: {c:?}");
+    assert!(c.of_type("open") <= 30, "git status: {c:?}");
+
+    // Names that do not exist, in a directory listed whole: no round trip each.
+    let c = counted(
+        &root,
+        &root,
+        "ls repo/d00 >/dev/null && for i in $(seq 50); do ! test -e repo/d00/missing$i; done",
+    );
+    eprintln!("missing names: {c:?}");
+    assert!(c.round_trips <= 3, "missing names: {c:?}");
 }

@@ -559,7 +559,7 @@ fn defaults(env: &Env) -> MountConfig {
             dcache_dir_timeout: Duration::from_secs(20),
             dcache_link_timeout: Duration::from_secs(20),
             dcache_max_size: 10_000,
-            negative_timeout: Duration::ZERO,
+            negative_timeout: None,
             prefetch: true,
             contain_symlinks: true,
             transform_symlinks: false,

@@ -539,10 +539,10 @@ const OPTIONS: &[OptSpec] = &[
     opt("cache_min_clean_interval", Exact, Value("SECONDS"), Some("5"),
         "fs.dcache_min_clean_interval", Origin::Sshfs, "same as dcache_min_clean_interval",
         set_min_clean_interval),
-    opt("negative_timeout", Exact, Value("SECONDS"), Some("0"), "fs.negative_timeout", Origin::Fuse,
-        "believe a name is absent from a cached listing this long (new names made on the server show after it)",
+    opt("negative_timeout", Exact, Value("SECONDS"), Some("dcache_dir_timeout"), "fs.negative_timeout", Origin::Fuse,
+        "believe a name is absent from a cached listing this long (0: ask the server for every name not listed)",
         |d, v| {
-            d.cfg.fs.negative_timeout = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 0 or 1.5"))?;
+            d.cfg.fs.negative_timeout = Some(seconds(v).ok_or(Bad::Invalid("seconds, e.g. 0 or 1.5"))?);
             Ok(())
         }),
     opt("prefetch", Exact, Value("yes|no"), Some("yes"), "fs.prefetch", Origin::Sftpfs,
