@@ -688,6 +688,7 @@ fn unlink_removes_the_server_file() {
     );
     // A file made on the server, never looked at through the mount.
     fs::write(s.remote("w/g"), "y").unwrap();
+    wait_visible(&m.path("g"));
     fs::remove_file(m.path("g")).unwrap();
     assert!(!s.remote("w/g").exists());
     // A dangling symlink is removed, not its target.
@@ -864,6 +865,7 @@ fn symlink_and_readlink_keep_the_target_exactly() {
     }
     assert_eq!(fs::read_to_string(m.path("rel")).unwrap(), "real");
     std::os::unix::fs::symlink("x", s.remote("w/server-made")).unwrap();
+    wait_visible(&m.path("server-made"));
     assert_eq!(
         fs::read_link(m.path("server-made")).unwrap(),
         Path::new("x")

@@ -374,6 +374,7 @@ fn git_init_add_commit_status() {
     );
     // And a clone made on the server checks out through the mount.
     git(&s.remote("w"), &home, &["clone", "-q", p(&srv), "clone"]);
+    wait_visible(&m.path("clone"));
     assert_eq!(git(&m.path("clone"), &home, &["status", "--porcelain"]), "");
     assert_same_tree(&srv.join("src"), &m.path("clone/src"), false);
 }

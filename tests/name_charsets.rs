@@ -100,6 +100,7 @@ fn latin1_server_shows_utf8_names_and_gets_latin1_names() {
     assert_eq!(fs::read_to_string(m.path("lien-é")).unwrap(), "summer");
     // One made on the server reads as UTF-8 too.
     symlink(OsStr::from_bytes(b"caf\xe9"), join(&w, b"to-cafe")).unwrap();
+    wait_visible(&m.path("to-cafe"));
     assert_eq!(fs::read_link(m.path("to-cafe")).unwrap(), Path::new("café"));
     assert_eq!(fs::read_to_string(m.path("to-cafe")).unwrap(), "coffee");
 

@@ -46,7 +46,7 @@ pub use self::{
     errors::{assert_errno, errno, errno_name},
     faults::Frozen,
     gesftpserver::GESFTPSERVER,
-    mount::{Mount, Stop},
+    mount::{wait_visible, Mount, Stop},
     mountinfo::{is_mounted, mount_at, mountinfo, MountInfo},
     process::{
         command_in, descendants, failed_cleanly, processes_with_arg, run_to_exit, sh, KillOnDrop,

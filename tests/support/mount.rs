@@ -386,3 +386,18 @@ impl Drop for Mount<'_> {
         }
     }
 }
+
+/// Waits until a name made on the server's side shows through the mount at `path`: a
+/// listing the mount holds says it is absent until the mount lists that directory again
+/// (every `revalidate` period while the directory is in use).
+pub fn wait_visible(path: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::symlink_metadata(path).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not show through the mount within 20 s",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
