@@ -211,6 +211,8 @@ pub struct FsConfig {
     pub disable_hardlink: bool,
     /// `sshfs_sync`: each write(2) returns once the server acknowledged it.
     pub sync_writes: bool,
+    /// `async_writes`: changes are answered once queued.
+    pub async_writes: bool,
     /// sshfs's cache cleaning: expired entries are dropped every `dcache_clean_interval`, and
     /// never more often than `dcache_min_clean_interval` (when the cache is over its size).
     pub dcache_clean_interval: Duration,

@@ -79,6 +79,9 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn destroy(&mut self) {
+        // Unmount returns once what the asynchronous mode queued is on the server.
+        let fs = self.fs.clone();
+        self.rt.block_on(async move { fs.settle_all().await });
         self.fs.shutdown();
     }
 

@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         Ok(Command::Reauth(mountpoint)) => {
             return exit_with(sftpfs::status::client::reauth(&mountpoint))
         }
+        Ok(Command::Sync(mountpoint)) => {
+            return exit_with(sftpfs::status::client::sync(&mountpoint))
+        }
         Ok(Command::Refresh { mountpoint, path }) => {
             return exit_with(sftpfs::status::client::refresh(
                 &mountpoint,
@@ -226,6 +229,7 @@ fn fs_options(cfg: &MountConfig, idmap: IdMap) -> Options {
         },
         hardlinks: !cfg.fs.disable_hardlink,
         sync_writes: cfg.fs.sync_writes,
+        async_writes: cfg.fs.async_writes,
         direct_io: cfg.fs.direct_io,
         workarounds: cfg.fs.workarounds,
         ignore_attr_refusals: cfg.fs.ignore_attr_refusals,

@@ -304,3 +304,42 @@ fn names_missing_from_a_listed_directory_and_git_status_after_a_remount_cost_no_
     eprintln!("missing names: {c:?}");
     assert!(c.round_trips <= 3, "missing names: {c:?}");
 }
+
+#[test]
+fn asynchronous_mode_sends_small_files_pipelined_and_sync_waits_for_them() {
+    let s = Sshd::start();
+    small_tree(&s.local("src/t"), 3, 60);
+    let tarball = s.local("t.tar");
+    sh(
+        &s.local("src"),
+        "tar",
+        &["-cf", tarball.to_str().unwrap(), "t"],
+    );
+    let p = Proxy::start(s.port);
+    p.delay(DELAY);
+    fs::create_dir(s.remote("w")).unwrap();
+    let m = Mount::via_port(&s, p.port(), "w", &["max_conns=1", "async_writes"]);
+    let root = m.path("");
+    // The first file is made synchronously: the owner new files get is learned from it.
+    fs::write(m.path("first"), b"1").unwrap();
+    let c = counted(
+        &root,
+        &root,
+        &format!("tar -xf '{}' && sync -f t", tarball.display()),
+    );
+    eprintln!("tar x + sync -f: {c:?}");
+    sh(
+        Path::new("/"),
+        "diff",
+        &[
+            "-r",
+            s.local("src/t").to_str().unwrap(),
+            s.remote("w/t").to_str().unwrap(),
+        ],
+    );
+    assert!(c.round_trips <= 60 / 2, "tar x: {c:?}");
+    let c = counted(&root, &root, "rm -rf t && sync -f .");
+    eprintln!("rm -rf + sync -f: {c:?}");
+    assert!(!s.remote("w/t").exists());
+    assert!(c.round_trips <= 60 / 4, "rm -rf: {c:?}");
+}

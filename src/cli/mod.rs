@@ -45,6 +45,8 @@ pub enum Command {
     Status(crate::status::client::Request),
     /// `sftpfs reauth MOUNTPOINT`: log a mount in again, asking here.
     Reauth(std::path::PathBuf),
+    /// `sftpfs sync MOUNTPOINT`: wait until what a mount queued is on the server.
+    Sync(std::path::PathBuf),
     /// `sftpfs refresh MOUNTPOINT [PATH]`: make a mount forget what it cached.
     Refresh {
         mountpoint: std::path::PathBuf,
@@ -227,8 +229,21 @@ where
             _ => Err(CliError::Subcommand(format!("reauth: {REAUTH_USAGE}"))),
         };
     }
+    if args.get(1).is_some_and(|a| a == "sync") {
+        return match &args[2..] {
+            [h] if h == "-h" || h == "--help" => Ok(Command::Help(format!(
+                "{SYNC_USAGE}\n\nReturns once everything the mount queued (-o async_writes) is \
+                 on the server, and fails naming each queued operation that failed and was not \
+                 reported yet. sync(1) cannot: Linux does not pass syncfs on to FUSE.\n"
+            ))),
+            [m] if !m.as_encoded_bytes().starts_with(b"-") => Ok(Command::Sync(m.into())),
+            _ => Err(CliError::Subcommand(format!("sync: {SYNC_USAGE}"))),
+        };
+    }
     parse_mount(args, env, false)
 }
+
+const SYNC_USAGE: &str = "usage: sftpfs sync MOUNTPOINT";
 
 const REAUTH_USAGE: &str = "usage: sftpfs reauth MOUNTPOINT";
 
@@ -569,6 +584,7 @@ fn defaults(env: &Env) -> MountConfig {
             direct_io: false,
             disable_hardlink: false,
             sync_writes: false,
+            async_writes: false,
             dcache_clean_interval: Duration::from_secs(60),
             dcache_min_clean_interval: Duration::from_secs(5),
             workarounds: Workarounds::default(),

@@ -610,6 +610,12 @@ const OPTIONS: &[OptSpec] = &[
             d.cfg.fs.disable_hardlink = true;
             Ok(())
         }),
+    opt("async_writes", Exact, Flag, None, "fs.async_writes", Origin::Sftpfs,
+        "answer create, write, close, mkdir, unlink, rmdir, rename and attribute changes once queued; fsync, `sync -f` and unmount wait for the queue (a killed daemon loses what it held)",
+        |d, _| {
+            d.cfg.fs.async_writes = true;
+            Ok(())
+        }),
     opt("sshfs_sync", Exact, Flag, None, "fs.sync_writes", Origin::Sshfs,
         "synchronous writes: each write(2) returns once the server has it, with its error",
         |d, _| {

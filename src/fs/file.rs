@@ -46,6 +46,8 @@ impl Filesystem {
         if !reads_only {
             self.writable()?;
         }
+        // Asynchronous mode: what was queued lands before a file is opened.
+        self.settle().await;
         let path = self.path_of(ino)?;
         if reads_only && !self.opts.direct_io {
             self.read_ahead_files(&path);
@@ -181,6 +183,7 @@ impl Filesystem {
             ),
         >,
     {
+        self.settle().await;
         let c = self.pool.any().await?;
         let (c, h, st) = op(c).await;
         match h {
@@ -206,7 +209,7 @@ impl Filesystem {
     }
 
     pub async fn create(
-        &self,
+        self: &Arc<Self>,
         parent: u64,
         name: &[u8],
         mode: u32,
@@ -215,6 +218,9 @@ impl Filesystem {
     ) -> FsResult<(FileAttr, u64)> {
         self.writable()?;
         let path = self.new_child_path(parent, name)?;
+        if let Some(r) = self.async_create(&path, mode, umask, flags).await {
+            return r;
+        }
         let r = self.remote(&path);
         let want = mode & !umask & 0o7777;
         // workaround=createmode: no mode in the OPEN (servers that refuse one); the fix-up
@@ -257,6 +263,9 @@ impl Filesystem {
             if conn.sftp.fsetstat(&h, &fix).await.is_ok() {
                 got.permissions = Some((have & libc::S_IFMT) | want);
             }
+        }
+        if let (Some(j), Some(o)) = (&self.journal, got.uid_gid) {
+            j.learn_owner(o);
         }
         self.cache.put_new(&path, &got, None);
         let attr = self.entry(&path, &got, None);
@@ -372,6 +381,9 @@ impl Filesystem {
 
     /// Reads up to `size` bytes at `offset`; fewer only at end of file.
     pub async fn read(self: &Arc<Self>, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        if Self::is_async_fh(fh) {
+            return self.async_read(fh, offset, size).await;
+        }
         let f = self.file(fh)?;
         // A read sees every write made before it.
         self.drain_inode(f.ino).await;
@@ -534,6 +546,10 @@ impl Filesystem {
         flags: i32,
         write_flags: u32,
     ) -> FsResult<u32> {
+        if Self::is_async_fh(fh) {
+            let appends = flags & libc::O_APPEND != 0 && write_flags & FUSE_WRITE_CACHE == 0;
+            return self.async_write(fh, offset, data, appends).await;
+        }
         let f = self.file(fh)?;
         // The kernel's writeback of (mmap) pages may borrow an O_APPEND handle: those stay at
         // their offset.
@@ -718,6 +734,9 @@ impl Filesystem {
     /// child makes at exec (O_CLOEXEC): taking the error there would hide it from the
     /// program that wrote.
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
+        if Self::is_async_fh(fh) {
+            return self.async_flush(fh);
+        }
         let f = self.file(fh)?;
         f.drain().await;
         match f.report_error() {
@@ -726,7 +745,12 @@ impl Filesystem {
         }
     }
 
-    pub async fn fsync(&self, fh: u64) -> FsResult<()> {
+    pub async fn fsync(self: &Arc<Self>, fh: u64) -> FsResult<()> {
+        // Asynchronous mode: everything queued before it, and its failures.
+        self.async_fsync(Some(fh)).await?;
+        if Self::is_async_fh(fh) {
+            return Ok(());
+        }
         let f = self.file(fh)?;
         // The file's data, whichever descriptor wrote it (this one too), as on a local disk.
         self.drain_inode(f.ino).await;
@@ -748,7 +772,10 @@ impl Filesystem {
 
     /// The last close of an open file: its writes land, the remote handle goes, and with
     /// it, for an unlinked file, the node.
-    pub async fn release(&self, fh: u64) -> FsResult<()> {
+    pub async fn release(self: &Arc<Self>, fh: u64) -> FsResult<()> {
+        if Self::is_async_fh(fh) {
+            return self.async_release(fh).await;
+        }
         let Some(f) = self.files.get(fh) else {
             return Err(FsError::new(libc::EBADF));
         };
@@ -815,6 +842,10 @@ impl Filesystem {
         off_out: u64,
         len: u64,
     ) -> FsResult<u64> {
+        if Self::is_async_fh(fh_in) || Self::is_async_fh(fh_out) {
+            // The kernel copies through read and write instead.
+            return Err(FsError::new(libc::EOPNOTSUPP));
+        }
         let (fi, fo) = (self.file(fh_in)?, self.file(fh_out)?);
         if fi.ino == fo.ino {
             return Err(FsError::new(libc::EOPNOTSUPP));

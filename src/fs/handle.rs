@@ -234,6 +234,20 @@ impl<T> Default for HandleTable<T> {
 }
 
 impl<T> HandleTable<T> {
+    /// A table whose numbers start at `first` (apart from another table's).
+    pub fn starting_at(first: u64) -> Self {
+        HandleTable {
+            map: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(first),
+        }
+    }
+
+    pub fn insert_arc(&self, v: Arc<T>) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        self.map.lock().unwrap().insert(fh, v);
+        fh
+    }
+
     pub fn insert(&self, v: T) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed);
         self.map.lock().unwrap().insert(fh, Arc::new(v));

@@ -128,7 +128,12 @@ impl Filesystem {
         }
     }
 
-    pub async fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<FileAttr> {
+    pub async fn setattr(
+        self: &Arc<Self>,
+        ino: u64,
+        fh: Option<u64>,
+        set: SetAttr,
+    ) -> FsResult<FileAttr> {
         let r = self.setattr_asked(ino, fh, set).await;
         match r {
             // `attr_refusals=ignore`: a server that refuses mode or time changes (object
@@ -161,8 +166,16 @@ impl Filesystem {
         }
     }
 
-    async fn setattr_asked(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<FileAttr> {
+    async fn setattr_asked(
+        self: &Arc<Self>,
+        ino: u64,
+        fh: Option<u64>,
+        set: SetAttr,
+    ) -> FsResult<FileAttr> {
         self.writable()?;
+        if let Some(r) = self.async_setattr(ino, fh, &set).await {
+            return r;
+        }
         let (uid, gid) = self
             .opts
             .policy
@@ -556,7 +569,7 @@ fn changes_nothing(set: &SetAttr, a: &Attrs) -> bool {
 
 /// The SETSTAT attributes for a change. SFTP sets uid and gid (and atime and mtime) only
 /// together: the one not asked for comes from `current`.
-fn merge(set: &SetAttr, current: Option<&Attrs>) -> Attrs {
+pub(super) fn merge(set: &SetAttr, current: Option<&Attrs>) -> Attrs {
     let mut a = Attrs {
         size: set.size,
         permissions: set.mode.map(|m| m & 0o7777),

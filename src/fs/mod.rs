@@ -11,6 +11,7 @@ pub mod file;
 pub mod file_ahead;
 pub mod handle;
 pub mod inode;
+pub mod journal;
 pub mod meta;
 pub mod names;
 mod probe;
@@ -106,6 +107,8 @@ pub struct Options {
     pub workarounds: crate::config::Workarounds,
     /// `attr_refusals=ignore`: a mode or time change the server refuses succeeds.
     pub ignore_attr_refusals: bool,
+    /// `async_writes`: changes are answered once queued (`journal.rs`).
+    pub async_writes: bool,
     /// File names in another character set on the server (`from_code=`/`to_code=`); `None`:
     /// names pass as they are.
     pub charsets: Option<Arc<charset::NameCharsets>>,
@@ -129,6 +132,7 @@ impl Default for Options {
             direct_io: false,
             workarounds: crate::config::Workarounds::default(),
             ignore_attr_refusals: false,
+            async_writes: false,
             charsets: None,
         }
     }
@@ -164,6 +168,8 @@ pub struct Filesystem {
     errors_seen: errors_seen::ErrorsSeen,
     in_use: revalidate::InUse,
     file_ahead: file_ahead::FileAhead,
+    /// The queue of the asynchronous write mode, when it is on.
+    journal: Option<journal::Journal>,
 }
 
 /// What the core is doing, at one moment, for `sftpfs status`.
@@ -175,6 +181,8 @@ pub struct FsStatus {
     pub readahead_bytes: usize,
     /// Files read ahead across files, waiting for their `open`.
     pub files_read_ahead: usize,
+    /// The asynchronous mode's queue, when it is on.
+    pub journal: Option<journal::JournalStatus>,
     /// Attributes, listings, link targets.
     pub caches: [cache::CacheStats; 3],
     pub errors_by_errno: std::collections::BTreeMap<i32, u64>,
@@ -213,6 +221,9 @@ impl Filesystem {
             errors_seen: Default::default(),
             in_use: Default::default(),
             file_ahead: Default::default(),
+            journal: opts
+                .async_writes
+                .then(|| journal::Journal::new(opts.write_behind_bytes * 4)),
             opts,
         })
     }
@@ -272,6 +283,7 @@ impl Filesystem {
             unacked_write_bytes: files.iter().map(|f| f.unacked_bytes()).sum(),
             readahead_bytes: self.readahead_bytes.load(Ordering::Relaxed),
             files_read_ahead: self.file_ahead.kept(),
+            journal: self.journal_status(),
             caches: self.cache.stats(),
             errors_by_errno,
             recent_errors,
@@ -452,6 +464,7 @@ impl Filesystem {
         F: Fn(Arc<Conn>) -> Fut,
         Fut: Future<Output = Result<T, RemoteError>>,
     {
+        self.settle().await;
         let c = self.pool.any().await?;
         match f(c.clone()).await {
             Err(e) if e.is_dead() => {
@@ -471,6 +484,7 @@ impl Filesystem {
         D: FnOnce() -> DFut,
         DFut: Future<Output = Option<T>>,
     {
+        self.settle().await;
         let c = self.pool.any().await?;
         match f(c.clone()).await {
             Err(e) if e.is_dead() => {

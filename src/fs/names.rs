@@ -14,7 +14,7 @@ use crate::remote::{Attrs, RemoteError};
 
 impl Filesystem {
     pub async fn mkdir(
-        &self,
+        self: &Arc<Self>,
         parent: u64,
         name: &[u8],
         mode: u32,
@@ -22,6 +22,9 @@ impl Filesystem {
     ) -> FsResult<FileAttr> {
         self.writable()?;
         let path = self.new_child_path(parent, name)?;
+        if let Some(r) = self.async_mkdir(&path, mode, umask).await {
+            return r;
+        }
         let r = self.remote(&path);
         let want = mode & !umask & 0o7777;
         let a = Attrs {
@@ -44,6 +47,9 @@ impl Filesystem {
             Err(e) => return Err(self.explain_create_failure(e, &path).await),
         };
         self.fix_mode(&r, want, &mut got).await?;
+        if let (Some(j), Some(o)) = (&self.journal, got.uid_gid) {
+            j.learn_owner(o);
+        }
         self.cache.put_new(&path, &got, None);
         // A new directory is empty: lookups in it need not ask the server.
         self.cache.put_new_dir(&path);
@@ -215,19 +221,22 @@ impl Filesystem {
         Ok(self.attr(ino, &a, nlink))
     }
 
-    pub async fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+    pub async fn unlink(self: &Arc<Self>, parent: u64, name: &[u8]) -> FsResult<()> {
         self.remove_name(parent, name, false).await
     }
 
-    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+    pub async fn rmdir(self: &Arc<Self>, parent: u64, name: &[u8]) -> FsResult<()> {
         self.remove_name(parent, name, true).await
     }
 
     /// REMOVE (or RMDIR) of `parent/name`; repeated on a new connection if this one died
     /// before the name was gone. Then the caches and the inode table forget it.
-    async fn remove_name(&self, parent: u64, name: &[u8], dir: bool) -> FsResult<()> {
+    async fn remove_name(self: &Arc<Self>, parent: u64, name: &[u8], dir: bool) -> FsResult<()> {
         self.writable()?;
         let path = self.child_path(parent, name)?;
+        if let Some(r) = self.async_remove(&path, dir).await {
+            return r;
+        }
         let r = self.remote(&path);
         let r_ = &r;
         let _moving = self.path_changes.read().await;
@@ -290,7 +299,7 @@ impl Filesystem {
     }
 
     pub async fn rename(
-        &self,
+        self: &Arc<Self>,
         parent: u64,
         name: &[u8],
         new_parent: u64,
@@ -303,6 +312,9 @@ impl Filesystem {
         }
         let from = self.child_path(parent, name)?;
         let to = self.new_child_path(new_parent, new_name)?;
+        if let Some(r) = self.async_rename(&from, &to, flags).await {
+            return r;
+        }
         if let Some(c) = &self.opts.charsets {
             c.keep_raw(&from, &to);
         }
@@ -339,6 +351,9 @@ impl Filesystem {
         self.cache.rename_with(&from, &to, || {
             self.inodes.lock().unwrap().rename(&from, &to)
         });
+        if let Some(j) = &self.journal {
+            j.renamed(&from, &to);
+        }
         Ok(())
     }
 

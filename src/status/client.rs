@@ -95,8 +95,17 @@ fn all_mounts() -> Vec<Value> {
 
 /// One request on a mount's socket; its answer, parsed.
 pub fn request(sock: &Path, what: &str) -> std::io::Result<Value> {
+    request_within(sock, what, Some(Duration::from_secs(10)))
+}
+
+/// `request`, waiting at most `answer_within` for the answer (`None`: as long as it takes).
+fn request_within(
+    sock: &Path,
+    what: &str,
+    answer_within: Option<Duration>,
+) -> std::io::Result<Value> {
     let mut s = UnixStream::connect(sock)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(answer_within)?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     s.write_all(format!("{what}\n").as_bytes())?;
     let mut answer = String::new();
@@ -134,6 +143,44 @@ pub fn refresh(mountpoint: &Path, path: Option<&Path>) -> Result<(), String> {
         ),
         _ => format!("{}: cannot ask its daemon: {e}", canon.display()),
     })
+}
+
+/// `sftpfs sync MOUNTPOINT`: returns once everything the mount queued (`async_writes`) is
+/// on the server; an error names each queued operation that failed and was not reported yet.
+pub fn sync(mountpoint: &Path) -> Result<(), String> {
+    let canon =
+        std::fs::canonicalize(mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
+    let sock = socket::path_for(&canon);
+    let v = request_within(&sock, "sync", None).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+            "{} is not an sftpfs mount of yours (no answer on {}); `sftpfs status` lists them",
+            canon.display(),
+            sock.display()
+        ),
+        _ => format!("{}: cannot ask its daemon: {e}", canon.display()),
+    })?;
+    let failed: Vec<String> = v["failed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            format!(
+                "{} of {}: {}",
+                f["op"].as_str().unwrap_or("?"),
+                f["path"].as_str().unwrap_or("?"),
+                f["errno"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: {} queued operation(s) failed on the server (the log has each): {}",
+        canon.display(),
+        failed.len(),
+        failed.join("; ")
+    ))
 }
 
 /// `sftpfs reauth MOUNTPOINT`: the mount's daemon logs in again, asking its questions here,

@@ -105,6 +105,15 @@ pub fn text(v: &Value) -> String {
         bytes(unacked),
         if unacked == 0 { " (all written)" } else { "" }
     );
+    if let Some(q) = v["async_writes"].as_object() {
+        let _ = writeln!(
+            o,
+            "asynchronous writes: {} operations queued ({}), {} failed since mount",
+            u(&q["queued_operations"]),
+            bytes(u(&q["queued_bytes"])),
+            u(&q["failed_operations"])
+        );
+    }
     let cache = |name: &str, c: &Value| {
         let (h, m) = (u(&c["hits"]), u(&c["misses"]));
         let rate = if h + m == 0 {

@@ -71,6 +71,11 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
         "unacknowledged_write_bytes": s.unacked_write_bytes,
         "readahead_bytes": s.readahead_bytes,
         "files_read_ahead": s.files_read_ahead,
+        "async_writes": s.journal.map(|j| json!({
+            "queued_operations": j.queued,
+            "queued_bytes": j.queued_bytes,
+            "failed_operations": j.failures,
+        })),
         "caches": {
             "attributes": cache(&s.caches[0]),
             "listings": cache(&s.caches[1]),

@@ -105,6 +105,21 @@ async fn answer(
     }
     let reply = match line.split_once(' ').unwrap_or((line, "")) {
         ("status", "") => super::report::build(&fs.status(), info),
+        ("sync", "") => {
+            let failed: Vec<_> = fs
+                .sync_all()
+                .await
+                .into_iter()
+                .map(|(op, path, errno)| {
+                    serde_json::json!({
+                        "op": op,
+                        "path": String::from_utf8_lossy(&path),
+                        "errno": super::report::errno_name(errno),
+                    })
+                })
+                .collect();
+            serde_json::json!({ "failed": failed })
+        }
         // The path in hex: any bytes, no quoting.
         ("refresh", hex) => match unhex(hex) {
             Some(path) => serde_json::json!({ "refreshed": refresher.refresh(&path).await }),

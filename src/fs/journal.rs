@@ -1,0 +1,965 @@
+//! The asynchronous write mode (`-o async_writes`): creating, writing, closing, changing
+//! the mode, owner or times of, making directories, removing and renaming are answered once
+//! queued here, and the queue goes to the server pipelined. It is one ordered journal per
+//! mount: an operation waits only for earlier ones it depends on (the same path, a path
+//! above or below it, the OPEN of its file; a file's CLOSE for that file's writes), so
+//! unrelated files travel side by side, and what depends on something travels after it.
+//!
+//! Nothing is lost silently: a failed operation is logged with its path and errno, counted in
+//! `sftpfs status`, and returned by the next `fsync` (and by the close of its own file when
+//! that comes later). Every other request to the server waits for the journal first
+//! ([`Filesystem::settle`]), so reads, listings and `open` see what was queued before them;
+//! so does `opendir` (what `sync -f DIR` does first: Linux does not pass syncfs to FUSE), and
+//! unmount waits for the journal to be empty. A file's data is kept until the server
+//! acknowledged its CLOSE, so that a lost connection replays the file whole on a new one.
+//! What a killed daemon held is lost: that is the trade of this mode.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use fuser::FileAttr;
+use futures::future::join;
+use futures::FutureExt;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use super::inode::{parent_of, within, RelPath};
+use super::{Filesystem, FsError, FsResult, SetAttr};
+use crate::remote::protocol::*;
+use crate::remote::{Attrs, Conn, Handle, RemoteError};
+
+/// Operations queued at most; one more waits for room.
+const MAX_OPS: usize = 4096;
+/// Operations sent and not yet answered at most.
+const MAX_RUNNING: usize = 256;
+/// Queued operations looked at for one that may go now.
+const WINDOW: usize = 512;
+/// Handles of asynchronous files are numbered from here, apart from the others.
+pub const FH_BASE: u64 = 1 << 62;
+
+/// What a queued operation does on the server.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// OPEN of the entry's file (create, truncate, write).
+    Open {
+        pflags: u32,
+        attrs: Attrs,
+    },
+    Write(u64, Bytes),
+    FSetStat(Attrs),
+    Close,
+    Mkdir(Attrs),
+    Remove,
+    Rmdir,
+    /// posix-rename of the entry's path to this one.
+    Rename(RelPath),
+    SetStat(Attrs),
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Open { .. } => "create",
+            Op::Write(..) => "write",
+            Op::FSetStat(_) | Op::SetStat(_) => "setattr",
+            Op::Close => "close",
+            Op::Mkdir(_) => "mkdir",
+            Op::Remove => "unlink",
+            Op::Rmdir => "rmdir",
+            Op::Rename(_) => "rename",
+        }
+    }
+}
+
+/// A file created through the mount in this mode, open or still in the journal.
+pub struct JFile {
+    pub ino: u64,
+    id: u64,
+    path: Mutex<RelPath>,
+    /// Its handle once the OPEN was answered.
+    handle: Mutex<Option<(Arc<Conn>, Handle)>>,
+    /// The first failure of one of its operations, and whether it was reported.
+    error: Mutex<(Option<i32>, bool)>,
+    /// Writes and attribute changes sent on the handle, kept (with their share of the byte
+    /// budget) until the CLOSE is answered: a new connection gets them all again.
+    sent: Mutex<Vec<(Op, Option<OwnedSemaphorePermit>)>>,
+    recovering: tokio::sync::Mutex<()>,
+    /// The OPEN to make it again after a lost connection.
+    reopen: u32,
+    create_attrs: Attrs,
+    /// Whether `O_APPEND` writes go at its end.
+    pub appends: bool,
+}
+
+impl JFile {
+    pub fn path(&self) -> RelPath {
+        self.path.lock().unwrap().clone()
+    }
+
+    fn fail(&self, errno: i32) {
+        let mut e = self.error.lock().unwrap();
+        if e.0.is_none() {
+            *e = (Some(errno), false);
+        }
+    }
+
+    /// An error of this file not reported yet (by a flush or fsync).
+    pub fn take_error(&self) -> Option<i32> {
+        let mut e = self.error.lock().unwrap();
+        match *e {
+            (Some(errno), false) => {
+                e.1 = true;
+                Some(errno)
+            }
+            _ => None,
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.error.lock().unwrap().0.is_some()
+    }
+}
+
+struct Entry {
+    op: Op,
+    path: RelPath,
+    file: Option<Arc<JFile>>,
+    running: bool,
+    _room: OwnedSemaphorePermit,
+    bytes: Option<OwnedSemaphorePermit>,
+}
+
+impl Entry {
+    fn paths(&self) -> impl Iterator<Item = &[u8]> {
+        let to = match &self.op {
+            Op::Rename(to) => Some(to.as_slice()),
+            _ => None,
+        };
+        std::iter::once(self.path.as_slice()).chain(to)
+    }
+
+    /// Whether this (later) entry must wait for `earlier`.
+    fn depends_on(&self, earlier: &Entry) -> bool {
+        if let (Some(a), Some(b)) = (&earlier.file, &self.file) {
+            if a.id == b.id {
+                return matches!(earlier.op, Op::Open { .. }) || matches!(self.op, Op::Close);
+            }
+        }
+        let related = |a: &[u8], b: &[u8]| within(a, b) || within(b, a);
+        earlier.paths().any(|p| self.paths().any(|q| related(p, q)))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    next_seq: u64,
+    ops: BTreeMap<u64, Entry>,
+    running: usize,
+    /// Failures not yet returned by an fsync or `sftpfs sync`: (operation, path, errno).
+    unreported: VecDeque<(&'static str, RelPath, i32)>,
+    failures: u64,
+    /// The owner the server gives new files (learned from the first one made).
+    owner: Option<(u32, u32)>,
+}
+
+/// The journal's numbers for `sftpfs status`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JournalStatus {
+    pub queued: usize,
+    pub queued_bytes: usize,
+    pub failures: u64,
+}
+
+pub struct Journal {
+    state: Mutex<State>,
+    /// An operation came or finished: the dispatcher looks again.
+    wake: Notify,
+    /// An operation finished: those settling look again.
+    done: Notify,
+    room: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    bytes_max: usize,
+    next_file: AtomicU64,
+    started: AtomicBool,
+    pub files: super::handle::HandleTable<JFile>,
+}
+
+impl Journal {
+    pub fn new(bytes_max: usize) -> Journal {
+        Journal {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            done: Notify::new(),
+            room: Arc::new(Semaphore::new(MAX_OPS)),
+            bytes: Arc::new(Semaphore::new(bytes_max)),
+            bytes_max,
+            next_file: AtomicU64::new(1),
+            started: AtomicBool::new(false),
+            files: super::handle::HandleTable::starting_at(FH_BASE),
+        }
+    }
+
+    pub fn status(&self) -> JournalStatus {
+        let s = self.state.lock().unwrap();
+        JournalStatus {
+            queued: s.ops.len(),
+            queued_bytes: self.bytes_max - self.bytes.available_permits(),
+            failures: s.failures,
+        }
+    }
+
+    /// The owner new files get on the server, once known.
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.state.lock().unwrap().owner
+    }
+
+    pub fn learn_owner(&self, owner: (u32, u32)) {
+        self.state.lock().unwrap().owner.get_or_insert(owner);
+    }
+
+    /// The oldest failure no fsync returned yet.
+    pub fn take_error(&self) -> Option<i32> {
+        self.state
+            .lock()
+            .unwrap()
+            .unreported
+            .pop_front()
+            .map(|(_, _, e)| e)
+    }
+
+    /// Every failure not reported yet (`sftpfs sync`).
+    pub fn take_failures(&self) -> Vec<(&'static str, RelPath, i32)> {
+        self.state.lock().unwrap().unreported.drain(..).collect()
+    }
+
+    /// A journal file's path changed (a rename through the mount).
+    pub fn renamed(&self, from: &[u8], to: &[u8]) {
+        for f in self.files.all(|_| true) {
+            let mut p = f.path.lock().unwrap();
+            if within(&p, from) {
+                let mut new = to.to_vec();
+                new.extend_from_slice(&p[from.len()..]);
+                *p = new;
+            }
+        }
+    }
+
+    /// Waits until every operation queued before this call was answered.
+    pub async fn settle(&self) {
+        let last = {
+            let s = self.state.lock().unwrap();
+            if s.ops.is_empty() {
+                return;
+            }
+            s.next_seq
+        };
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self
+                .state
+                .lock()
+                .unwrap()
+                .ops
+                .range(..last)
+                .next()
+                .is_none()
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The entries that may go now, marked running.
+    fn pick(&self) -> Vec<(u64, Op, RelPath, Option<Arc<JFile>>)> {
+        let mut s = self.state.lock().unwrap();
+        let mut ready = Vec::new();
+        let mut running = s.running;
+        let keys: Vec<u64> = s
+            .ops
+            .iter()
+            .filter(|(_, e)| !e.running)
+            .take(WINDOW)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if running >= MAX_RUNNING {
+                break;
+            }
+            let e = &s.ops[&k];
+            let blocked = s.ops.range(..k).any(|(_, x)| e.depends_on(x));
+            if blocked {
+                continue;
+            }
+            ready.push((k, e.op.clone(), e.path.clone(), e.file.clone()));
+            running += 1;
+        }
+        for (k, ..) in &ready {
+            s.ops.get_mut(k).unwrap().running = true;
+        }
+        s.running = running;
+        ready
+    }
+
+    /// The share of the byte budget `seq` holds, for its file to keep.
+    fn take_bytes(&self, seq: u64) -> Option<OwnedSemaphorePermit> {
+        self.state.lock().unwrap().ops.get_mut(&seq)?.bytes.take()
+    }
+
+    /// `seq` was answered (or failed with `err`): it leaves the journal.
+    fn finish(&self, seq: u64, err: Option<(&'static str, RelPath, i32)>) {
+        let mut s = self.state.lock().unwrap();
+        s.running -= 1;
+        let e = s.ops.remove(&seq);
+        if let Some(err) = err {
+            s.failures += 1;
+            s.unreported.push_back(err);
+        }
+        drop(s);
+        drop(e);
+        self.wake.notify_one();
+        self.done.notify_waiters();
+    }
+}
+
+impl Filesystem {
+    fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Whether `fh` is a file of the asynchronous mode.
+    pub(super) fn is_async_fh(fh: u64) -> bool {
+        fh >= FH_BASE
+    }
+
+    /// Waits for what the journal holds (asynchronous mode): every request to the server
+    /// that is not itself queued comes after what was queued before it.
+    pub(super) async fn settle(&self) {
+        if let Some(j) = self.journal() {
+            j.settle().await;
+        }
+    }
+
+    /// Everything queued lands (at unmount).
+    pub async fn settle_all(&self) {
+        if let Some(j) = self.journal() {
+            if j.status().queued > 0 {
+                tracing::info!("waiting for {} queued operations", j.status().queued);
+            }
+            j.settle().await;
+        }
+    }
+
+    /// `sftpfs sync`: everything queued lands; the failures not reported yet.
+    pub async fn sync_all(&self) -> Vec<(&'static str, RelPath, i32)> {
+        self.settle_all().await;
+        self.journal()
+            .map(|j| j.take_failures())
+            .unwrap_or_default()
+    }
+
+    /// `sftpfs status` numbers of the journal, if this mount has one.
+    pub fn journal_status(&self) -> Option<JournalStatus> {
+        self.journal().map(|j| j.status())
+    }
+
+    /// Queues `op` on `path` (of `file`), waiting for room when the journal is full.
+    async fn enqueue(
+        self: &Arc<Self>,
+        path: &[u8],
+        file: Option<&Arc<JFile>>,
+        op: Op,
+    ) -> FsResult<()> {
+        let j = self.journal().expect("asynchronous mode");
+        let closed = || FsError::new(libc::EIO);
+        let room = j.room.clone().acquire_owned().await.map_err(|_| closed())?;
+        let bytes = match &op {
+            Op::Write(_, d) => Some(
+                j.bytes
+                    .clone()
+                    .acquire_many_owned((d.len().min(j.bytes_max)) as u32)
+                    .await
+                    .map_err(|_| closed())?,
+            ),
+            _ => None,
+        };
+        {
+            let mut s = j.state.lock().unwrap();
+            let seq = s.next_seq;
+            s.next_seq += 1;
+            s.ops.insert(
+                seq,
+                Entry {
+                    op,
+                    path: path.to_vec(),
+                    file: file.cloned(),
+                    running: false,
+                    _room: room,
+                    bytes,
+                },
+            );
+        }
+        if !j.started.swap(true, Ordering::SeqCst) {
+            let fs = self.clone();
+            tokio::spawn(async move { fs.dispatch().await });
+        }
+        j.wake.notify_one();
+        Ok(())
+    }
+
+    /// Sends what may go, for as long as the mount lives.
+    async fn dispatch(self: Arc<Self>) {
+        let j = self.journal().expect("asynchronous mode");
+        loop {
+            let notified = j.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            for (seq, op, path, file) in j.pick() {
+                self.start(seq, op, path, file);
+            }
+            notified.await;
+        }
+    }
+
+    /// Sends one operation. A file's writes and attribute changes are put on the wire here,
+    /// in journal order (they share its handle); the rest go from their own tasks.
+    fn start(self: &Arc<Self>, seq: u64, op: Op, path: RelPath, file: Option<Arc<JFile>>) {
+        let fs = self.clone();
+        if let (Some(f), Op::Write(..) | Op::FSetStat(_)) = (&file, &op) {
+            if f.failed() {
+                fs.finished(seq, &op, &path, Ok(()));
+                return;
+            }
+            let (conn, h) = f.handle.lock().unwrap().clone().expect("opened first");
+            let sent = send_on(&conn, &h, &op);
+            // Kept, with its bytes, until the CLOSE: a new connection gets it again.
+            let bytes = self.journal().and_then(|j| j.take_bytes(seq));
+            f.sent.lock().unwrap().push((op.clone(), bytes));
+            let f = f.clone();
+            tokio::spawn(async move {
+                let mut r = sent.await;
+                if matches!(&r, Err(e) if e.is_dead()) {
+                    r = fs.remake(&f, &conn).await;
+                }
+                fs.finished(seq, &op, &path, r.map_err(|e| (e, Some(&f))));
+            });
+            return;
+        }
+        tokio::spawn(async move {
+            let r = fs.run(&op, &path, file.as_ref()).await;
+            fs.finished(seq, &op, &path, r.map_err(|e| (e, file.as_ref())));
+        });
+    }
+
+    /// An operation's answer: a failure is logged, counted and kept for the next fsync (and
+    /// the file's own flush); the caches forget what it would have made true.
+    fn finished(
+        &self,
+        seq: u64,
+        op: &Op,
+        path: &[u8],
+        r: Result<(), (RemoteError, Option<&Arc<JFile>>)>,
+    ) {
+        let j = self.journal().expect("asynchronous mode");
+        let err = match r {
+            Ok(()) => None,
+            Err((e, file)) => {
+                let errno = FsError::from(e.clone()).errno;
+                tracing::warn!(
+                    "queued {} of {} failed: {e}",
+                    op.name(),
+                    String::from_utf8_lossy(path)
+                );
+                self.errors_seen.note(super::errors_seen::SeenError {
+                    at: std::time::SystemTime::now(),
+                    op: op.name(),
+                    path: path.to_vec(),
+                    errno,
+                });
+                if let Some(f) = file {
+                    f.fail(errno);
+                }
+                self.cache.invalidate(path);
+                self.cache.drop_listing(parent_of(path));
+                Some((op.name(), path.to_vec(), errno))
+            }
+        };
+        j.finish(seq, err);
+    }
+
+    /// Runs an operation that is not a write on a file's handle.
+    async fn run(
+        &self,
+        op: &Op,
+        path: &[u8],
+        file: Option<&Arc<JFile>>,
+    ) -> Result<(), RemoteError> {
+        let r = self.remote(path);
+        match (op, file) {
+            (Op::Open { pflags, attrs }, Some(f)) => {
+                self.open_journal_file(f, &r, *pflags, attrs).await
+            }
+            (Op::Close, Some(f)) => {
+                let handle = f.handle.lock().unwrap().clone();
+                let res = match handle {
+                    Some((c, h)) => match c.sftp.close(&h).await {
+                        Err(e) if e.is_dead() => {
+                            // Replayed whole on a new connection, then closed there.
+                            self.remake(f, &c).await?;
+                            let (c, h) = f.handle.lock().unwrap().clone().expect("recovered");
+                            c.sftp.close(&h).await
+                        }
+                        r => r,
+                    },
+                    None => Ok(()),
+                };
+                // The data is on the server: its bytes are free.
+                f.sent.lock().unwrap().clear();
+                res
+            }
+            _ => {
+                let once = |c: Arc<Conn>| {
+                    let r = &r;
+                    async move {
+                        match op {
+                            Op::Mkdir(a) => c.sftp.mkdir(r, a).await,
+                            Op::Remove => c.sftp.remove(r).await,
+                            Op::Rmdir => c.sftp.rmdir(r).await,
+                            Op::Rename(to) => c.sftp.posix_rename(r, &self.remote(to)).await,
+                            Op::SetStat(a) => c.sftp.setstat(r, a).await,
+                            _ => Ok(()),
+                        }
+                    }
+                };
+                let c = self.pool.any().await?;
+                match once(c.clone()).await {
+                    Err(e) if e.is_dead() => {
+                        tracing::debug!("queued {}: connection lost ({e}); once more", op.name());
+                        let c = self.pool.get(c.slot).await?;
+                        match once(c).await {
+                            // The first attempt may have done it before its answer was lost.
+                            Err(e2) if !e2.is_dead() && self.took_effect(op, path).await => Ok(()),
+                            r => r.map_err(|e2| if e2.is_dead() { e } else { e2 }),
+                        }
+                    }
+                    r => r,
+                }
+            }
+        }
+    }
+
+    /// After a lost answer: whether `op` on `path` is done on the server.
+    async fn took_effect(&self, op: &Op, path: &[u8]) -> bool {
+        let st = |p: Vec<u8>| async move {
+            let c = self.pool.any().await.ok()?;
+            c.sftp.lstat(&p).await.ok()
+        };
+        match op {
+            Op::Mkdir(_) => st(self.remote(path)).await.is_some_and(|a| a.is_dir()),
+            Op::Remove | Op::Rmdir => st(self.remote(path)).await.is_none(),
+            Op::Rename(to) => {
+                st(self.remote(path)).await.is_none() && st(self.remote(to)).await.is_some()
+            }
+            _ => false,
+        }
+    }
+
+    /// The file's OPEN (with an LSTAT to learn the owner new files get).
+    async fn open_journal_file(
+        &self,
+        f: &Arc<JFile>,
+        r: &[u8],
+        pflags: u32,
+        attrs: &Attrs,
+    ) -> Result<(), RemoteError> {
+        let mut flags = pflags;
+        loop {
+            let c = self.pool.any().await?;
+            let (h, st) = join(c.sftp.open(r, flags, attrs), c.sftp.lstat(r)).await;
+            match h {
+                Ok(h) => {
+                    if let (
+                        Ok(Attrs {
+                            uid_gid: Some(o), ..
+                        }),
+                        Some(j),
+                    ) = (st, self.journal())
+                    {
+                        j.learn_owner(o);
+                    }
+                    *f.handle.lock().unwrap() = Some((c, h));
+                    return Ok(());
+                }
+                // Once more on a new connection; made by the first try, it is ours to
+                // truncate, not to refuse.
+                Err(e) if e.is_dead() && flags == pflags => {
+                    tracing::debug!("queued create: connection lost ({e}); once more");
+                    flags = f.reopen
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Makes `f` again on a new connection after `failed` died: OPEN, then everything sent
+    /// on its handle so far, in order.
+    async fn remake(&self, f: &Arc<JFile>, failed: &Arc<Conn>) -> Result<(), RemoteError> {
+        let _g = f.recovering.lock().await;
+        if let Some((c, _)) = f.handle.lock().unwrap().as_ref() {
+            if !Arc::ptr_eq(c, failed) && c.is_alive() {
+                return Ok(());
+            }
+        }
+        let c = self.pool.get_or_live(failed.slot).await?;
+        let r = self.remote(&f.path());
+        let h = c.sftp.open(&r, f.reopen, &f.create_attrs).await?;
+        let replay: Vec<_> = {
+            let sent = f.sent.lock().unwrap();
+            sent.iter().map(|(op, _)| send_on(&c, &h, op)).collect()
+        };
+        *f.handle.lock().unwrap() = Some((c, h));
+        tracing::info!(
+            "re-made {} on a new connection, replaying {} requests",
+            String::from_utf8_lossy(&f.path()),
+            replay.len()
+        );
+        for r in futures::future::join_all(replay).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    // --- the operations, asynchronous mode -----------------------------------------------
+
+    /// The attributes a new name shows until the server's are known.
+    fn made_attrs(&self, kind: u32, mode: u32, parent: &[u8]) -> Attrs {
+        let now = super::attr::to_secs(std::time::SystemTime::now());
+        let owner = self
+            .journal()
+            .and_then(|j| j.owner())
+            .or_else(|| self.cache.attrs(parent).and_then(|e| e.attrs.uid_gid));
+        Attrs {
+            size: Some(if kind == libc::S_IFDIR { 4096 } else { 0 }),
+            uid_gid: owner,
+            permissions: Some(kind | mode),
+            atime_mtime: Some((now, now)),
+        }
+    }
+
+    /// `create` answered once queued; `None` when this one must be made the usual way (the
+    /// owner new files get is not known yet: the first file is made synchronously).
+    pub(super) async fn async_create(
+        self: &Arc<Self>,
+        path: &[u8],
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Option<FsResult<(FileAttr, u64)>> {
+        let j = self.journal()?;
+        j.owner()?;
+        let want = mode & !umask & 0o7777;
+        let attrs = self.made_attrs(libc::S_IFREG, want, parent_of(path));
+        let ino = self.inodes.lock().unwrap().ino_for(path);
+        let create = Attrs {
+            permissions: Some(want),
+            ..Attrs::default()
+        };
+        let f = Arc::new(JFile {
+            ino,
+            id: j.next_file.fetch_add(1, Ordering::Relaxed),
+            path: Mutex::new(path.to_vec()),
+            handle: Mutex::new(None),
+            error: Mutex::new((None, false)),
+            sent: Mutex::new(Vec::new()),
+            recovering: tokio::sync::Mutex::new(()),
+            reopen: SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC,
+            create_attrs: create.clone(),
+            appends: flags & libc::O_APPEND != 0,
+        });
+        let pflags = super::pflags(flags | libc::O_CREAT) | SSH_FXF_WRITE;
+        if let Err(e) = self
+            .enqueue(
+                path,
+                Some(&f),
+                Op::Open {
+                    pflags,
+                    attrs: create,
+                },
+            )
+            .await
+        {
+            return Some(Err(e));
+        }
+        // The server's umask may take bits away: the mode asked for, behind the OPEN.
+        if let Err(e) = self
+            .enqueue(
+                path,
+                Some(&f),
+                Op::FSetStat(Attrs {
+                    permissions: Some(want),
+                    ..Attrs::default()
+                }),
+            )
+            .await
+        {
+            return Some(Err(e));
+        }
+        self.cache.put_new(path, &attrs, None);
+        let attr = self.entry(path, &attrs, None);
+        self.inodes.lock().unwrap().open(attr.ino.0);
+        let fh = j.files.insert_arc(f);
+        Some(Ok((attr, fh)))
+    }
+
+    fn async_file(&self, fh: u64) -> FsResult<Arc<JFile>> {
+        self.journal()
+            .and_then(|j| j.files.get(fh))
+            .ok_or(FsError::new(libc::EBADF))
+    }
+
+    pub(super) async fn async_write(
+        self: &Arc<Self>,
+        fh: u64,
+        offset: u64,
+        data: Vec<u8>,
+        appends: bool,
+    ) -> FsResult<u32> {
+        let f = self.async_file(fh)?;
+        if let Some(e) = f.take_error() {
+            return Err(FsError::new(e));
+        }
+        let path = f.path();
+        let known = self.cache.attrs_known(&path).map(|e| e.attrs);
+        let size = known.as_ref().and_then(|a| a.size).unwrap_or(0);
+        let offset = if appends { size } else { offset };
+        let len = data.len();
+        let data = Bytes::from(data);
+        let max = self.pool.any().await?.sftp.limits().max_write as usize;
+        for (i, chunk) in data.chunks(max).enumerate() {
+            let from = i * max;
+            let bytes = data.slice(from..from + chunk.len());
+            self.enqueue(&path, Some(&f), Op::Write(offset + from as u64, bytes))
+                .await?;
+        }
+        if let Some(mut a) = known {
+            a.size = Some(size.max(offset + len as u64));
+            let now = super::attr::to_secs(std::time::SystemTime::now());
+            a.atime_mtime = Some((a.atime_mtime.map_or(now, |t| t.0), now));
+            self.cache.put_attrs(&path, &a, None);
+        }
+        Ok(len as u32)
+    }
+
+    /// close(2): answered at once; a failure already known is reported.
+    pub(super) fn async_flush(&self, fh: u64) -> FsResult<()> {
+        match self.async_file(fh)?.take_error() {
+            Some(e) => Err(FsError::new(e)),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) async fn async_release(self: &Arc<Self>, fh: u64) -> FsResult<()> {
+        let f = self.async_file(fh)?;
+        let path = f.path();
+        self.enqueue(&path, Some(&f), Op::Close).await?;
+        if let Some(j) = self.journal() {
+            j.files.remove(fh);
+        }
+        self.inodes.lock().unwrap().release(f.ino);
+        Ok(())
+    }
+
+    /// fsync: everything queued before it is on the server; any failure is returned.
+    pub(super) async fn async_fsync(self: &Arc<Self>, fh: Option<u64>) -> FsResult<()> {
+        let Some(j) = self.journal() else {
+            return Ok(());
+        };
+        j.settle().await;
+        let own = fh
+            .and_then(|fh| self.async_file(fh).ok())
+            .and_then(|f| f.take_error());
+        match own.or_else(|| j.take_error()) {
+            Some(e) => Err(FsError::new(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// A read through an asynchronous file: what was queued lands first, then the server's
+    /// bytes are read through a handle of its own.
+    pub(super) async fn async_read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        let f = self.async_file(fh)?;
+        self.settle().await;
+        let r = self.remote(&f.path());
+        let r = &r;
+        Ok(self
+            .call(|c| async move {
+                let h = c.sftp.open(r, SSH_FXF_READ, &Attrs::default()).await?;
+                let data = c.sftp.read(&h, offset, size).await;
+                c.sftp.close_nowait(&h);
+                data
+            })
+            .await?)
+    }
+
+    /// A mode, owner or time change of a file of the journal, or of a name whose attributes
+    /// are known: queued. `None`: do it the usual way.
+    pub(super) async fn async_setattr(
+        self: &Arc<Self>,
+        ino: u64,
+        fh: Option<u64>,
+        set: &SetAttr,
+    ) -> Option<FsResult<FileAttr>> {
+        let j = self.journal()?;
+        if set.size.is_some() && fh.is_none_or(|fh| !Self::is_async_fh(fh)) {
+            return None;
+        }
+        let file = fh
+            .filter(|&fh| Self::is_async_fh(fh))
+            .and_then(|fh| j.files.get(fh))
+            .or_else(|| j.files.find(|f| f.ino == ino));
+        let path = match &file {
+            Some(f) => f.path(),
+            None => self.inodes.lock().unwrap().path(ino)?,
+        };
+        let known = self.cache.attrs_known(&path)?;
+        let (uid, gid) = match self.opts.policy.to_remote_owner(set.uid, set.gid) {
+            Ok(o) => o,
+            Err(e) => return Some(Err(FsError::new(e))),
+        };
+        let set = SetAttr { uid, gid, ..*set };
+        let change = super::meta::merge(&set, Some(&known.attrs));
+        let mut after = known.attrs.clone();
+        if let Some(m) = change.permissions {
+            let kind = after.permissions.unwrap_or(libc::S_IFREG) & libc::S_IFMT;
+            after.permissions = Some(kind | m);
+        }
+        if change.atime_mtime.is_some() {
+            after.atime_mtime = change.atime_mtime;
+        }
+        if change.uid_gid.is_some() {
+            after.uid_gid = change.uid_gid;
+        }
+        if let Some(s) = change.size {
+            after.size = Some(s);
+        }
+        let symlink = after.is_symlink();
+        let op = match (&file, symlink) {
+            (Some(_), _) => Op::FSetStat(change),
+            // SETSTAT follows links; a link's own mode and times are left to the usual way.
+            (None, true) => return None,
+            (None, false) => Op::SetStat(change),
+        };
+        if let Err(e) = self.enqueue(&path, file.as_ref(), op).await {
+            return Some(Err(e));
+        }
+        self.cache.put_attrs(&path, &after, known.nlink);
+        Some(Ok(self.attr(ino, &after, known.nlink)))
+    }
+
+    pub(super) async fn async_mkdir(
+        self: &Arc<Self>,
+        path: &[u8],
+        mode: u32,
+        umask: u32,
+    ) -> Option<FsResult<FileAttr>> {
+        let j = self.journal()?;
+        j.owner()?;
+        let want = mode & !umask & 0o7777;
+        let a = Attrs {
+            permissions: Some(want),
+            ..Attrs::default()
+        };
+        if let Err(e) = self.enqueue(path, None, Op::Mkdir(a.clone())).await {
+            return Some(Err(e));
+        }
+        // The server's umask may take bits away.
+        if let Err(e) = self.enqueue(path, None, Op::SetStat(a)).await {
+            return Some(Err(e));
+        }
+        let attrs = self.made_attrs(libc::S_IFDIR, want, parent_of(path));
+        self.cache.put_new(path, &attrs, None);
+        self.cache.put_new_dir(path);
+        Some(Ok(self.entry(path, &attrs, None)))
+    }
+
+    /// unlink or rmdir of a name whose kind (and, for a directory, emptiness) the caches
+    /// know: queued. `None`: do it the usual way (the errno must come from the server).
+    pub(super) async fn async_remove(
+        self: &Arc<Self>,
+        path: &[u8],
+        dir: bool,
+    ) -> Option<FsResult<()>> {
+        self.journal()?;
+        let known = match self.cache.known(path) {
+            super::cache::Known::Present(e) => e,
+            _ => return None,
+        };
+        if known.attrs.is_dir() != dir {
+            return None;
+        }
+        if dir {
+            let l = self.cache.peek_listing(path)?;
+            let l = l.lock().unwrap();
+            if !self.cache.trusted(path, &l) || !l.entries.is_empty() {
+                return None;
+            }
+        }
+        let op = if dir { Op::Rmdir } else { Op::Remove };
+        if let Err(e) = self.enqueue(path, None, op).await {
+            return Some(Err(e));
+        }
+        self.cache
+            .remove_with(path, || self.inodes.lock().unwrap().unlink(path));
+        Some(Ok(()))
+    }
+
+    /// A rename the server does atomically (posix-rename) of names the caches know, over
+    /// nothing or over a file: queued. `None`: do it the usual way.
+    pub(super) async fn async_rename(
+        self: &Arc<Self>,
+        from: &[u8],
+        to: &[u8],
+        flags: u32,
+    ) -> Option<FsResult<()>> {
+        let j = self.journal()?;
+        let posix = self
+            .pool
+            .profile()
+            .is_some_and(|p| p.has(crate::remote::Ext::PosixRename));
+        if flags != 0 || !posix || self.opts.charsets.is_some() || within(to, from) {
+            return None;
+        }
+        let source = match self.cache.known(from) {
+            super::cache::Known::Present(e) => e,
+            _ => return None,
+        };
+        match self.cache.known(to) {
+            super::cache::Known::Absent => {}
+            super::cache::Known::Present(t) if !t.attrs.is_dir() && !source.attrs.is_dir() => {}
+            _ => return None,
+        }
+        if let Err(e) = self.enqueue(from, None, Op::Rename(to.to_vec())).await {
+            return Some(Err(e));
+        }
+        self.cache
+            .rename_with(from, to, || self.inodes.lock().unwrap().rename(from, to));
+        j.renamed(from, to);
+        Some(Ok(()))
+    }
+}
+
+/// Puts a write or an attribute change on `h` now; the future waits for its answer.
+fn send_on(
+    conn: &Conn,
+    h: &Handle,
+    op: &Op,
+) -> futures::future::BoxFuture<'static, Result<(), RemoteError>> {
+    match op {
+        Op::Write(off, data) => conn.sftp.write_send(h, *off, data).boxed(),
+        Op::FSetStat(a) => conn.sftp.fsetstat_send(h, a).boxed(),
+        _ => futures::future::ready(Ok(())).boxed(),
+    }
+}

@@ -1,0 +1,180 @@
+//! The asynchronous write mode (`-o async_writes`, issue 12): nothing is lost silently. A
+//! queued operation that fails is reported by the next fsync and by `sftpfs sync`, and shows
+//! in the log and in `sftpfs status`; a connection killed with a full queue loses nothing;
+//! unmounting sends everything first.
+
+mod support;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::proxy::Proxy;
+use support::*;
+
+/// A tree of `n` small files in `dirs` directories under `root`, and its tarball at `tar`.
+fn tarball(root: &Path, tar: &Path, dirs: usize, n: usize) {
+    for i in 0..n {
+        let d = root.join(format!("t/d{:02}", i % dirs));
+        fs::create_dir_all(&d).unwrap();
+        let len = 512 + (i * 7919) % (12 * 1024);
+        fs::write(d.join(format!("f{i:03}")), random_bytes(len, i as u64)).unwrap();
+    }
+    sh(root, "tar", &["-cf", tar.to_str().unwrap(), "t"]);
+}
+
+fn queued(mnt: &Path) -> u64 {
+    status_json(mnt)["async_writes"]["queued_operations"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn sftpfs_sync(mnt: &Path) -> std::process::Output {
+    Command::new(binary())
+        .arg("sync")
+        .arg(mnt)
+        .output()
+        .unwrap()
+}
+
+/// A mount that has made its first file (made synchronously: it tells the owner new files
+/// get on the server).
+fn first_file(m: &Mount) {
+    fs::write(m.path("first"), b"1").unwrap();
+}
+
+#[test]
+fn a_failed_queued_operation_is_reported_by_fsync_sync_the_log_and_status() {
+    let s = Sshd::start();
+    fs::create_dir_all(s.remote("w/d")).unwrap();
+    fs::write(s.remote("w/other"), b"x").unwrap();
+    // No revalidation: the mount keeps believing d is a directory.
+    let m = Mount::new(&s, "w", &["async_writes", "revalidate=0"]);
+    first_file(&m);
+    assert_eq!(fs::read_dir(m.path("d")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(m.path("")).unwrap().count(), 3);
+    // Behind the mount's back, d becomes a file: a file made in it cannot be created.
+    fs::remove_dir(s.remote("w/d")).unwrap();
+    fs::write(s.remote("w/d"), b"not a directory").unwrap();
+    // Answered once queued (or, if the server's refusal came first, refused at close).
+    let early = fs::write(m.path("d/f"), b"lost?").is_err();
+    let mut other = fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("first"))
+        .unwrap();
+    other.write_all(b"2").unwrap();
+    let fsync = other.sync_all();
+    assert!(
+        early || fsync.is_err(),
+        "neither the close of d/f nor the next fsync reported the failed create"
+    );
+    let v = status_json(&m.path(""));
+    assert!(
+        v["async_writes"]["failed_operations"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+    assert!(
+        v["errors"]["recent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "d/f" && e["op"] == "create"),
+        "{v}"
+    );
+    // Another failure, reported by `sftpfs sync` (exit 1, naming it).
+    fs::remove_file(s.remote("w/other")).unwrap();
+    fs::remove_file(m.path("other")).unwrap();
+    let out = sftpfs_sync(&m.path(""));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "sftpfs sync: {said}");
+    assert!(said.contains("unlink of other"), "{said}");
+    // Reported once: the next sync has nothing to say.
+    assert!(sftpfs_sync(&m.path("")).status.success());
+    // And the log says what failed, with its path.
+    assert!(
+        m.stderr().contains("queued create of d/f failed"),
+        "{}",
+        m.stderr()
+    );
+}
+
+#[test]
+fn a_connection_killed_with_a_full_queue_loses_nothing() {
+    let s = Sshd::start();
+    tarball(&s.local("src"), &s.local("t.tar"), 1, 200);
+    fs::create_dir(s.remote("w")).unwrap();
+    let p = Proxy::start(s.port);
+    p.delay(Duration::from_millis(10));
+    let m = Mount::via_port(&s, p.port(), "w", &["async_writes", "max_conns=1"]);
+    first_file(&m);
+    let tar = Command::new("tar")
+        .args(["-xf", s.local("t.tar").to_str().unwrap()])
+        .current_dir(m.path(""))
+        .spawn()
+        .unwrap();
+    let mut tar = KillOnDrop(tar);
+    // Cut every connection while files are being sent and the queue holds more.
+    let on_server = || fs::read_dir(s.remote("w/t/d00")).map_or(0, |d| d.count());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while on_server() < 20 || queued(&m.path("")) < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "the queue never held 50 operations"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    p.cut();
+    assert!(tar.0.wait().unwrap().success(), "tar failed");
+    let out = sftpfs_sync(&m.path(""));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sh(
+        Path::new("/"),
+        "diff",
+        &[
+            "-r",
+            s.local("src/t").to_str().unwrap(),
+            s.remote("w/t").to_str().unwrap(),
+        ],
+    );
+    let v = status_json(&m.path(""));
+    assert!(
+        v["connections"][0]["reconnects"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+}
+
+#[test]
+fn unmounting_sends_everything_queued_first() {
+    let s = Sshd::start();
+    tarball(&s.local("src"), &s.local("t.tar"), 3, 90);
+    fs::create_dir(s.remote("w")).unwrap();
+    let p = Proxy::start(s.port);
+    p.delay(Duration::from_millis(20));
+    let mut m = Mount::via_port(&s, p.port(), "w", &["async_writes", "max_conns=1"]);
+    first_file(&m);
+    sh(
+        &m.path(""),
+        "tar",
+        &["-xf", s.local("t.tar").to_str().unwrap()],
+    );
+    assert!(
+        queued(&m.path("")) > 0,
+        "tar's work was all sent before it returned"
+    );
+    m.stop(Stop::Fusermount);
+    sh(
+        Path::new("/"),
+        "diff",
+        &[
+            "-r",
+            s.local("src/t").to_str().unwrap(),
+            s.remote("w/t").to_str().unwrap(),
+        ],
+    );
+}
