@@ -88,8 +88,10 @@ impl fuser::Filesystem for FuseAdapter {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (fs, name, ttl) = (self.fs.clone(), bytes(name), self.entry_ttl);
         self.rt.spawn(async move {
-            match fs.lookup(parent.0, &name).await {
-                Ok(a) => reply.entry(&ttl, &a, Generation(0)),
+            match fs.lookup_entry(parent.0, &name).await {
+                Ok((a, true)) => reply.entry(&ttl, &a, Generation(0)),
+                // The entry holds; its attributes are fetched again (attr_ttl 0).
+                Ok((a, false)) => reply.entry_with_ttls(&Duration::ZERO, &ttl, &a, Generation(0)),
                 Err(e) => reply.error(errno_at(&fs, "lookup", parent.0, &name, e)),
             }
         });

@@ -73,6 +73,9 @@ pub struct Listing {
     /// No local change came while it was read (one kept in the cache is then updated by
     /// every later change); otherwise it may be out of date.
     pub current: bool,
+    /// The directory was made through the mount: it started empty, and every change since
+    /// went through here.
+    pub made_here: bool,
 }
 
 impl Listing {
@@ -322,8 +325,12 @@ impl MetaCache {
     }
 
     /// An entry of `dir` came or went: its times and link count changed on the server.
+    /// Its entry stays, stale: the owner, mode and atime it holds are still right (a time
+    /// change that keeps the atime, as tar makes on every directory, need not ask first).
     fn entries_changed(&self, dir: &[u8]) {
-        self.attrs.lock().unwrap().pop(dir);
+        if let Some(t) = self.attrs.lock().unwrap().get_mut(dir) {
+            t.value.stale = true;
+        }
         self.changed_entry(dir);
     }
 
@@ -457,7 +464,8 @@ impl MetaCache {
 
     /// The listing of a directory just created here: empty, and believed for `dir_ttl`.
     pub fn put_new_dir(&self, dir: &[u8]) {
-        self.store_listing(dir, &[], self.generation(dir), self.opts.dir_ttl, || {});
+        let l = self.store_listing(dir, &[], self.generation(dir), self.opts.dir_ttl, || {});
+        l.lock().unwrap().made_here = true;
     }
 
     fn store_listing(
@@ -500,6 +508,11 @@ impl MetaCache {
                 }
                 l.entries.insert(e.name.clone(), entry);
             }
+        }
+        if keep {
+            // Listed again with no change in between: as exact as the one it replaces.
+            let was = self.dirs.lock().unwrap().peek(dir).map(|t| t.value.clone());
+            l.made_here = was.is_some_and(|w| w.lock().unwrap().made_here);
         }
         let l = Arc::new(Mutex::new(l));
         if keep {

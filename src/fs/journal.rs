@@ -34,7 +34,7 @@ const MAX_OPS: usize = 4096;
 /// Operations sent and not yet answered at most.
 const MAX_RUNNING: usize = 256;
 /// Queued operations looked at for one that may go now.
-const WINDOW: usize = 512;
+const WINDOW: usize = 128;
 /// Handles of asynchronous files are numbered from here, apart from the others.
 pub const FH_BASE: u64 = 1 << 62;
 
@@ -824,6 +824,15 @@ impl Filesystem {
             Some(f) => f.path(),
             None => self.inodes.lock().unwrap().path(ino)?,
         };
+        // Writes of this node still travelling through a handle of the usual kind would land
+        // after a queued change: the usual way waits for them.
+        if !self
+            .files
+            .all(|f| f.ino == ino && f.has_pending())
+            .is_empty()
+        {
+            return None;
+        }
         let known = self.cache.attrs_known(&path)?;
         let (uid, gid) = match self.opts.policy.to_remote_owner(set.uid, set.gid) {
             Ok(o) => o,

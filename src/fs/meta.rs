@@ -16,11 +16,37 @@ impl Filesystem {
     /// single LSTAT against a listing of the whole parent, so that the lookups that follow
     /// (`git status`, `find`, `tar`) cost no round trip.
     pub async fn lookup(self: &Arc<Self>, parent: u64, name: &[u8]) -> FsResult<FileAttr> {
+        self.lookup_entry(parent, name).await.map(|(a, _)| a)
+    }
+
+    /// `lookup`, and whether the attributes are exact: a directory whose entries changed
+    /// here is answered with the attributes it had (its mtime and link count moved), for
+    /// the kernel to use as an entry and fetch the attributes again.
+    pub async fn lookup_entry(
+        self: &Arc<Self>,
+        parent: u64,
+        name: &[u8],
+    ) -> FsResult<(FileAttr, bool)> {
         let path = self.child_path(parent, name)?;
         self.in_use.touch(super::inode::parent_of(&path));
         if let Some(e) = self.cache.attrs(&path) {
-            return Ok(self.entry(&path, &e.attrs, e.nlink));
+            return Ok((self.entry(&path, &e.attrs, e.nlink), true));
         }
+        if let Some(e) = self.cache.attrs_known(&path).filter(|e| e.attrs.is_dir()) {
+            return Ok((self.entry(&path, &e.attrs, e.nlink), false));
+        }
+        self.lookup_remote(parent, name, &path)
+            .await
+            .map(|a| (a, true))
+    }
+
+    async fn lookup_remote(
+        self: &Arc<Self>,
+        parent: u64,
+        name: &[u8],
+        path: &[u8],
+    ) -> FsResult<FileAttr> {
+        let path = path.to_vec();
         match self.cache.known(&path) {
             Known::Present(e) if !e.stale => return Ok(self.entry(&path, &e.attrs, e.nlink)),
             Known::Absent => return Err(FsError::new(libc::ENOENT)),

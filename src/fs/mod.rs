@@ -122,7 +122,7 @@ impl Default for Options {
             symlinks: SymlinkPolicy::sshfs_default(),
             cache: CacheOptions::default(),
             prefetch: true,
-            prefetch_parallel: 4,
+            prefetch_parallel: 16,
             // Together with the caches these keep the daemon near 40 MiB resident.
             write_behind_bytes: 8 << 20,
             readahead_max: 8 << 20,

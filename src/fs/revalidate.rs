@@ -100,6 +100,16 @@ impl Filesystem {
         };
         let mut changed = Vec::new();
         for (i, dir) in dirs.iter().enumerate() {
+            // A directory made here, being filled (tar x, cp -r into the mount), keeps its
+            // listing until it expires: dropped, each new name would cost a round trip.
+            let made_here = || {
+                self.cache
+                    .peek_listing(dir)
+                    .is_some_and(|l| l.lock().unwrap().made_here)
+            };
+            if busy.contains(dir) && made_here() {
+                continue;
+            }
             if i >= MAX_PER_ROUND || busy.contains(dir) {
                 self.cache.drop_listing(dir);
                 continue;
