@@ -178,3 +178,25 @@ fn unmounting_sends_everything_queued_first() {
         ],
     );
 }
+
+#[test]
+fn a_file_larger_than_the_queue_streams_through_it() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let m = Mount::new(&s, "w", &["async_writes"]);
+    first_file(&m);
+    // More than the queue holds (32 MiB): the writer waits for room, never for its close.
+    let data = random_bytes(40 << 20, 9);
+    fs::write(m.path("big"), &data).unwrap();
+    let out = sftpfs_sync(&m.path(""));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        fs::read(s.remote("w/big")).unwrap() == data,
+        "the server's copy differs"
+    );
+    assert_eq!(fs::read(m.path("big")).unwrap(), data);
+}

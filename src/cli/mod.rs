@@ -424,6 +424,7 @@ where
     cfg.fs.name_charsets = name_charsets;
     check_idmap(&cfg.fs)?;
     check_subdir(&cfg.fs)?;
+    check_write_mode(&cfg.fs)?;
     cfg.source = raw_source.to_string_lossy().into_owned();
     cfg.mountpoint = PathBuf::from(mountpoint);
     cfg.debug |= args.debug;
@@ -454,6 +455,17 @@ fn check_subdir(fs: &FsConfig) -> Result<(), CliError> {
     if fs.modules_subdir && fs.subdir.is_empty() {
         return Err(CliError::Conflict(
             "-o modules=subdir needs -o subdir=DIR (the directory to mount below the remote one)",
+        ));
+    }
+    Ok(())
+}
+
+/// Synchronous and asynchronous writes at once mean nothing.
+fn check_write_mode(fs: &FsConfig) -> Result<(), CliError> {
+    if fs.async_writes && fs.sync_writes {
+        return Err(CliError::Conflict(
+            "-o async_writes and -o sshfs_sync ask for opposite things (answer once queued, \
+             answer once on the server): use one of them",
         ));
     }
     Ok(())

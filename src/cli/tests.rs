@@ -845,6 +845,8 @@ fn name_charsets() {
     let c = with_o("modules=subdir,subdir=s");
     assert!(c.fs.modules_subdir);
     assert!(err(&["h:", "/m", "-o", "modules=subdir"]).contains("needs -o subdir=DIR"));
+    assert!(with_o("async_writes").fs.async_writes);
+    assert!(err(&["h:", "/m", "-o", "async_writes,sshfs_sync"]).contains("use one of them"));
     assert_eq!(c.fs.name_charsets, None);
     // The last modules= wins, as in libfuse.
     let c = with_o("modules=iconv:subdir,modules=subdir,subdir=s");

@@ -1,6 +1,7 @@
 //! The filesystem core: FUSE-shaped operations in inodes and byte names, answered over SFTP.
 //! Async and free of the kernel interface, so it is tested against a real sftp-server alone.
 
+pub mod async_ops;
 pub mod attr;
 pub mod cache;
 pub mod charset;
