@@ -14,17 +14,6 @@ use std::time::{Duration, Instant};
 use support::proxy::Proxy;
 use support::*;
 
-/// A tree of `n` small files in `dirs` directories under `root`, and its tarball at `tar`.
-fn tarball(root: &Path, tar: &Path, dirs: usize, n: usize) {
-    for i in 0..n {
-        let d = root.join(format!("t/d{:02}", i % dirs));
-        fs::create_dir_all(&d).unwrap();
-        let len = 512 + (i * 7919) % (12 * 1024);
-        fs::write(d.join(format!("f{i:03}")), random_bytes(len, i as u64)).unwrap();
-    }
-    sh(root, "tar", &["-cf", tar.to_str().unwrap(), "t"]);
-}
-
 fn queued(mnt: &Path) -> u64 {
     status_json(mnt)["async_writes"]["queued_operations"]
         .as_u64()
@@ -103,14 +92,15 @@ fn a_failed_queued_operation_is_reported_by_fsync_sync_the_log_and_status() {
 #[test]
 fn a_connection_killed_with_a_full_queue_loses_nothing() {
     let s = Sshd::start();
-    tarball(&s.local("src"), &s.local("t.tar"), 1, 200);
+    small_files(&s.local("src/t"), 1, 200);
+    let archive = tarball(&s.local("src"), "t");
     fs::create_dir(s.remote("w")).unwrap();
     let p = Proxy::start(s.port);
     p.delay(Duration::from_millis(10));
     let m = Mount::via_port(&s, p.port(), "w", &["async_writes", "max_conns=1"]);
     first_file(&m);
     let tar = Command::new("tar")
-        .args(["-xf", s.local("t.tar").to_str().unwrap()])
+        .args(["-xf", archive.to_str().unwrap()])
         .current_dir(m.path(""))
         .spawn()
         .unwrap();
@@ -133,15 +123,7 @@ fn a_connection_killed_with_a_full_queue_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    sh(
-        Path::new("/"),
-        "diff",
-        &[
-            "-r",
-            s.local("src/t").to_str().unwrap(),
-            s.remote("w/t").to_str().unwrap(),
-        ],
-    );
+    same_tree(&s.local("src/t"), &s.remote("w/t"));
     let v = status_json(&m.path(""));
     assert!(
         v["connections"][0]["reconnects"].as_u64().unwrap() >= 1,
@@ -152,31 +134,20 @@ fn a_connection_killed_with_a_full_queue_loses_nothing() {
 #[test]
 fn unmounting_sends_everything_queued_first() {
     let s = Sshd::start();
-    tarball(&s.local("src"), &s.local("t.tar"), 3, 90);
+    small_files(&s.local("src/t"), 3, 90);
+    let archive = tarball(&s.local("src"), "t");
     fs::create_dir(s.remote("w")).unwrap();
     let p = Proxy::start(s.port);
     p.delay(Duration::from_millis(20));
     let mut m = Mount::via_port(&s, p.port(), "w", &["async_writes", "max_conns=1"]);
     first_file(&m);
-    sh(
-        &m.path(""),
-        "tar",
-        &["-xf", s.local("t.tar").to_str().unwrap()],
-    );
+    sh(&m.path(""), "tar", &["-xf", archive.to_str().unwrap()]);
     assert!(
         queued(&m.path("")) > 0,
         "tar's work was all sent before it returned"
     );
     m.stop(Stop::Fusermount);
-    sh(
-        Path::new("/"),
-        "diff",
-        &[
-            "-r",
-            s.local("src/t").to_str().unwrap(),
-            s.remote("w/t").to_str().unwrap(),
-        ],
-    );
+    same_tree(&s.local("src/t"), &s.remote("w/t"));
 }
 
 #[test]

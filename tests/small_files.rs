@@ -69,28 +69,13 @@ fn counted(mnt: &Path, dir: &Path, script: &str) -> Counts {
     Counts::of(mnt).since(&before)
 }
 
-/// `n` files of 1-20 KiB in `dir` on the server's side, in `dirs` subdirectories (0: flat).
-fn small_tree(root: &Path, dirs: usize, n: usize) {
-    fs::create_dir_all(root).unwrap();
-    for i in 0..n {
-        let d = if dirs == 0 {
-            root.to_path_buf()
-        } else {
-            root.join(format!("d{:02}", i % dirs))
-        };
-        fs::create_dir_all(&d).unwrap();
-        let len = 1024 + (i * 7919) % (19 * 1024);
-        fs::write(d.join(format!("f{i:03}.txt")), random_bytes(len, i as u64)).unwrap();
-    }
-}
-
 const DELAY: Duration = Duration::from_millis(5);
 
 #[test]
 fn reading_a_directory_of_small_files_costs_a_fraction_of_a_round_trip_each() {
     let s = Sshd::start();
-    small_tree(&s.remote("w/flat"), 0, 120);
-    small_tree(&s.remote("w/tree"), 6, 120);
+    small_files(&s.remote("w/flat"), 0, 120);
+    small_files(&s.remote("w/tree"), 6, 120);
     let p = Proxy::start(s.port);
     p.delay(DELAY);
     for (what, script) in [
@@ -137,7 +122,7 @@ fn wait_read_ahead(mnt: &Path, n: u64) {
 #[test]
 fn a_file_read_ahead_is_not_served_once_a_change_is_known_or_made_here() {
     let s = Sshd::start();
-    small_tree(&s.remote("w/d"), 0, 40);
+    small_files(&s.remote("w/d"), 0, 40);
     // Older than any change below: a change shows in the mtime, and the kernel drops its
     // pages of a changed file at open.
     for e in fs::read_dir(s.remote("w/d")).unwrap() {
@@ -205,13 +190,8 @@ fn a_file_read_ahead_is_not_served_once_a_change_is_known_or_made_here() {
 #[test]
 fn writing_and_removing_small_files_costs_at_most_two_round_trips_each() {
     let s = Sshd::start();
-    small_tree(&s.local("src/t"), 3, 60);
-    let tarball = s.local("t.tar");
-    sh(
-        &s.local("src"),
-        "tar",
-        &["-cf", tarball.to_str().unwrap(), "t"],
-    );
+    small_files(&s.local("src/t"), 3, 60);
+    let tarball = tarball(&s.local("src"), "t");
     let p = Proxy::start(s.port);
     p.delay(DELAY);
     fs::create_dir(s.remote("w")).unwrap();
@@ -224,15 +204,7 @@ fn writing_and_removing_small_files_costs_at_most_two_round_trips_each() {
     eprintln!("tar x: {c:?}");
     assert!(c.round_trips <= 2 * 60 + 4 * 4 + 6, "tar x: {c:?}");
     assert_eq!(c.of_type("open"), 60, "tar x: {c:?}");
-    sh(
-        Path::new("/"),
-        "diff",
-        &[
-            "-r",
-            s.local("src/t").to_str().unwrap(),
-            s.remote("w/t").to_str().unwrap(),
-        ],
-    );
+    same_tree(&s.local("src/t"), &s.remote("w/t"));
 
     // A mode or time change of a listed name: one round trip, no lookup of its own.
     let c = counted(&root, &root, "chmod 600 t/d00/*");
@@ -261,7 +233,7 @@ fn writing_and_removing_small_files_costs_at_most_two_round_trips_each() {
 fn names_missing_from_a_listed_directory_and_git_status_after_a_remount_cost_no_round_trips_per_file(
 ) {
     let s = Sshd::start();
-    small_tree(&s.remote("w/repo"), 3, 60);
+    small_files(&s.remote("w/repo"), 3, 60);
     let git = |dir: &Path, args: &[&str]| {
         let mut a = vec!["-c", "user.name=t", "-c", "user.email=t@localhost"];
         a.extend_from_slice(args);
@@ -308,13 +280,8 @@ fn names_missing_from_a_listed_directory_and_git_status_after_a_remount_cost_no_
 #[test]
 fn asynchronous_mode_sends_small_files_pipelined_and_sync_waits_for_them() {
     let s = Sshd::start();
-    small_tree(&s.local("src/t"), 3, 60);
-    let tarball = s.local("t.tar");
-    sh(
-        &s.local("src"),
-        "tar",
-        &["-cf", tarball.to_str().unwrap(), "t"],
-    );
+    small_files(&s.local("src/t"), 3, 60);
+    let tarball = tarball(&s.local("src"), "t");
     let p = Proxy::start(s.port);
     p.delay(DELAY);
     fs::create_dir(s.remote("w")).unwrap();
@@ -328,15 +295,7 @@ fn asynchronous_mode_sends_small_files_pipelined_and_sync_waits_for_them() {
         &format!("tar -xf '{}' && sync -f t", tarball.display()),
     );
     eprintln!("tar x + sync -f: {c:?}");
-    sh(
-        Path::new("/"),
-        "diff",
-        &[
-            "-r",
-            s.local("src/t").to_str().unwrap(),
-            s.remote("w/t").to_str().unwrap(),
-        ],
-    );
+    same_tree(&s.local("src/t"), &s.remote("w/t"));
     assert!(c.round_trips <= 60 / 2, "tar x: {c:?}");
     let c = counted(&root, &root, "rm -rf t && sync -f .");
     eprintln!("rm -rf + sync -f: {c:?}");

@@ -34,6 +34,7 @@ mod rclone;
 mod servers;
 mod sshd;
 mod tempdir;
+mod trees;
 mod tty;
 
 // Everything public, re-exported so that `use support::*;` sees the same names as before the
@@ -56,6 +57,7 @@ pub use self::{
     servers::{confine, debug_logs, Server},
     sshd::{isolate_from_mounts, keygen, user_ids, Sshd},
     tempdir::TempDir,
+    trees::{same_tree, small_files, tarball},
     tty::{members_up, status_json, OnTty},
 };
 
