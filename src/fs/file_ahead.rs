@@ -177,7 +177,9 @@ impl DirRun {
         recent: Option<Order>,
     ) -> (Option<Order>, Vec<Vec<u8>>) {
         let prev = self.last.replace(name.to_vec());
-        let mut candidates = vec![Order::Listed, Order::Name, Order::Inode];
+        // Name order first: two names in a row are neighbours in it by design, in the order
+        // of a listing only by chance.
+        let mut candidates = vec![Order::Name, Order::Listed, Order::Inode];
         if let Some(o) = self.order.or(recent) {
             // The order seen last is tried first: where orders agree, it is kept.
             candidates.retain(|&c| c != o);
