@@ -15,6 +15,7 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 
+use crate::fs::revalidate::StaleName;
 use crate::fs::{Caller, Filesystem, FsError, SetAttr, SetTime};
 
 pub struct FuseAdapter {
@@ -588,18 +589,21 @@ impl KernelCache {
         KernelCache(notifier)
     }
 
-    /// Makes the kernel forget the entries `names` ((parent, name, inode)) and the attributes
-    /// and pages of their inodes and of their directories (and of the root with `root_too`). Blocking (it writes to
-    /// /dev/fuse, and the kernel may wait for a request in flight on the directory): call it
-    /// off the runtime's workers. A name the kernel no longer holds is no error.
-    pub fn forget(&self, names: &[(u64, Vec<u8>, u64)], root_too: bool) {
+    /// Makes the kernel forget the attributes and pages of the files `names` name, the
+    /// entries of those whose `entry` says so, and the attributes of their directories (and
+    /// of the root with `root_too`). Blocking (it writes to /dev/fuse, and the kernel may
+    /// wait for a request in flight on the directory): call it off the runtime's workers. A
+    /// name the kernel no longer holds is no error.
+    pub fn forget(&self, names: &[StaleName], root_too: bool) {
         let mut parents = std::collections::BTreeSet::new();
-        for (parent, name, ino) in names {
-            let _ = self
-                .0
-                .inval_entry(INodeNo(*parent), OsStr::from_bytes(name));
-            let _ = self.0.inval_inode(INodeNo(*ino), 0, 0);
-            parents.insert(*parent);
+        for n in names {
+            if n.entry {
+                let _ = self
+                    .0
+                    .inval_entry(INodeNo(n.parent), OsStr::from_bytes(&n.name));
+            }
+            let _ = self.0.inval_inode(INodeNo(n.ino), 0, 0);
+            parents.insert(n.parent);
         }
         // Their directories' own attributes (size, mtime) changed too.
         for p in parents {

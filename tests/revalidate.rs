@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::proxy::Proxy;
 use support::*;
 
 /// Caches that would hide the server's changes for the whole test without revalidation.
@@ -104,6 +105,55 @@ fn tail_f_follows_a_file_growing_on_the_server() {
             .expect("tail -f showed no new line"),
         "second"
     );
+}
+
+/// A directory made on the server and entered the moment it shows keeps working as the
+/// process's working directory: the kernel is not told to drop the entry it has just handed
+/// out (getcwd would fail with ENOENT, and git with it). Other directories in use are listed
+/// after it in each round, over a slow link, so the process is in before the round ends.
+#[test]
+fn a_directory_entered_as_soon_as_it_shows_keeps_a_working_directory() {
+    let s = Sshd::start();
+    let busy: Vec<String> = (0..6).map(|i| format!("busy{i}")).collect();
+    for b in &busy {
+        fs::create_dir_all(s.remote(&format!("w/{b}"))).unwrap();
+    }
+    fs::create_dir_all(s.remote("w/d")).unwrap();
+    let p = Proxy::start(s.port);
+    p.delay(Duration::from_millis(10));
+    let mut opts = LONG.to_vec();
+    opts.extend(["revalidate=0.2", "max_conns=1"]);
+    let m = Mount::via_port(&s, p.port(), "w", &opts);
+    for round in 0..2 {
+        for b in &busy {
+            names(&m.path(b));
+        }
+        names(&m.path("d"));
+        let name = format!("d/new{round}");
+        fs::create_dir(s.remote(&format!("w/{name}"))).unwrap();
+        let end = Instant::now() + DEADLINE;
+        while fs::metadata(m.path(&name)).is_err() {
+            assert!(Instant::now() < end, "{name} did not show");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Asks for its working directory for a while: several rounds (the one place where
+        // a span of time is the point).
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import os, time\n\
+                 end = time.time() + 1.5\n\
+                 while time.time() < end:\n    os.getcwd(); time.sleep(0.01)",
+            ])
+            .current_dir(m.path(&name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: getcwd in a directory just made on the server failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 fn requests(m: &Path) -> u64 {

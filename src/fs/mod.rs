@@ -249,13 +249,21 @@ impl Filesystem {
 
     /// Forgets what is cached at or below `path` (relative to the mount root, "" for all):
     /// attributes, listings, link targets, and the read-ahead of files open there. Returns
-    /// the names the kernel may hold there, (parent, name, inode), for it to forget too.
-    pub fn refresh(&self, path: &[u8]) -> Vec<(u64, Vec<u8>, u64)> {
+    /// the names the kernel may hold there, for it to forget too.
+    pub fn refresh(&self, path: &[u8]) -> Vec<revalidate::StaleName> {
         // Files read ahead there are not served any more: their attributes are forgotten.
         self.cache.forget_under(path);
         self.outdate_listings(|p| inode::within(p, path));
-        let names = self.inodes.lock().unwrap().names_under(path);
-        let inos: std::collections::HashSet<u64> = names.iter().map(|n| n.2).collect();
+        let names: Vec<revalidate::StaleName> = (self.inodes.lock().unwrap().names_under(path))
+            .into_iter()
+            .map(|(parent, name, ino)| revalidate::StaleName {
+                parent,
+                name,
+                ino,
+                entry: true,
+            })
+            .collect();
+        let inos: std::collections::HashSet<u64> = names.iter().map(|n| n.ino).collect();
         for f in self.files.all(|f| path.is_empty() || inos.contains(&f.ino)) {
             f.readahead.lock().unwrap().clear();
         }

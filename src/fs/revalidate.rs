@@ -45,6 +45,19 @@ impl InUse {
     }
 }
 
+/// A name the kernel may hold whose cached state is out of date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleName {
+    pub parent: u64,
+    pub name: Vec<u8>,
+    pub ino: u64,
+    /// The name itself must go (gone from the server, or now another kind of file). When
+    /// only the file's attributes or contents changed, its inode is refreshed and its entry
+    /// left alone: dropping the entry of a directory a process has just entered leaves the
+    /// process without a working directory (getcwd fails with ENOENT).
+    pub entry: bool,
+}
+
 /// What a listing entry says that a user would see change (not the access time: reading a
 /// file changes it).
 type Looks = (Option<u64>, Option<u32>, Option<u32>, Option<(u32, u32)>);
@@ -70,7 +83,7 @@ impl Filesystem {
     /// [`MAX_PER_ROUND`], most recently used first; the cached listings of the others are
     /// dropped, so none is served older than a round), and returns the names that changed
     /// on the server, (parent's number, name, number), for the kernel to forget.
-    pub async fn revalidate_round(self: &Arc<Self>, period: Duration) -> Vec<(u64, Vec<u8>, u64)> {
+    pub async fn revalidate_round(self: &Arc<Self>, period: Duration) -> Vec<StaleName> {
         if !self.cache.enabled() {
             return Vec::new();
         }
@@ -126,10 +139,7 @@ impl Filesystem {
     }
 
     /// Lists `dir` again; the names whose entry differs from the cached listing's.
-    async fn revalidate_dir(
-        self: &Arc<Self>,
-        dir: &[u8],
-    ) -> Result<Vec<(u64, Vec<u8>, u64)>, RemoteError> {
+    async fn revalidate_dir(self: &Arc<Self>, dir: &[u8]) -> Result<Vec<StaleName>, RemoteError> {
         let Some(old) = self.cache.peek_listing(dir) else {
             return Ok(Vec::new());
         };
@@ -142,16 +152,28 @@ impl Filesystem {
         };
         let before = looks_all(&old);
         let after = looks_all(&*self.fetch_listing(dir).await?);
-        let mut names: Vec<&Vec<u8>> = before
+        let kind = |l: &Looks| l.2.map(|p| p & 0o170000);
+        // (name, whether its entry must go): gone, changed, then new on the server.
+        let mut names: Vec<(&Vec<u8>, bool)> = before
             .iter()
-            .filter(|(n, l)| after.get(*n) != Some(l))
-            .map(|(n, _)| n)
+            .filter_map(|(n, l)| match after.get(n) {
+                None => Some((n, true)),
+                Some(a) if a != l => Some((n, kind(a) != kind(l))),
+                Some(_) => None,
+            })
             .collect();
         // Gone from the server: its attributes are cached apart from the listing.
-        for n in names.iter().filter(|n| !after.contains_key(**n)) {
+        for (n, _) in names.iter().filter(|(n, _)| !after.contains_key(*n)) {
             self.cache.invalidate(&join(dir, n));
         }
-        names.extend(after.keys().filter(|n| !before.contains_key(*n)));
+        // The kernel holds no entry for a name it was told is absent (a negative lookup is
+        // answered with ENOENT, which it does not cache): only the directory needs telling.
+        names.extend(
+            after
+                .keys()
+                .filter(|n| !before.contains_key(*n))
+                .map(|n| (n, false)),
+        );
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -161,17 +183,22 @@ impl Filesystem {
             names.len(),
             String::from_utf8_lossy(dir)
         );
-        let out: Vec<(u64, Vec<u8>, u64)> = {
+        let out: Vec<StaleName> = {
             let t = self.inodes.lock().unwrap();
             let parent = t.ino_for(dir);
             names
                 .into_iter()
-                .map(|n| (parent, n.clone(), t.ino_for(&join(dir, n))))
+                .map(|(n, entry)| StaleName {
+                    parent,
+                    name: n.clone(),
+                    ino: t.ino_for(&join(dir, n)),
+                    entry,
+                })
                 .collect()
         };
         // A file changed under its open handles: their read-ahead is old.
-        for (_, _, ino) in &out {
-            self.drop_readahead(*ino);
+        for n in &out {
+            self.drop_readahead(n.ino);
         }
         Ok(out)
     }

@@ -1236,6 +1236,7 @@ async fn revalidation_lists_directories_in_use_and_names_what_changed() {
     std::fs::create_dir(d.join("sub")).unwrap();
     std::fs::write(d.join("sub/a"), b"a").unwrap();
     std::fs::write(d.join("sub/b"), b"b").unwrap();
+    std::fs::create_dir(d.join("sub/k")).unwrap();
     let fs = mounted(&d).await;
     let period = std::time::Duration::from_secs(2);
     let sent = |fs: &Filesystem| -> u64 {
@@ -1259,16 +1260,27 @@ async fn revalidation_lists_directories_in_use_and_names_what_changed() {
     std::fs::write(d.join("sub/a"), b"longer").unwrap();
     std::fs::remove_file(d.join("sub/b")).unwrap();
     std::fs::write(d.join("sub/c"), b"c").unwrap();
-    let mut changed: Vec<(u64, Vec<u8>)> = fs
+    std::fs::remove_dir(d.join("sub/k")).unwrap();
+    std::fs::write(d.join("sub/k"), b"now a file").unwrap();
+    let mut changed: Vec<(u64, Vec<u8>, bool)> = fs
         .revalidate_round(period)
         .await
         .into_iter()
-        .map(|(parent, name, _)| (parent, name))
+        .map(|n| (n.parent, n.name, n.entry))
         .collect();
     changed.sort();
-    let names: Vec<&[u8]> = changed.iter().map(|(_, n)| n.as_slice()).collect();
-    assert_eq!(names, [&b"a"[..], b"b", b"c"]);
-    assert!(changed.iter().all(|(p, _)| *p == sub.ino.0));
+    let names: Vec<(&[u8], bool)> = changed.iter().map(|(_, n, e)| (n.as_slice(), *e)).collect();
+    // Only a name gone or now another kind of file loses its entry in the kernel.
+    assert_eq!(
+        names,
+        [
+            (&b"a"[..], false),
+            (b"b", true),
+            (b"c", false),
+            (b"k", true)
+        ]
+    );
+    assert!(changed.iter().all(|(p, _, _)| *p == sub.ino.0));
     // The cache now holds the server's view.
     let a = fs.lookup(sub.ino.0, b"a").await.unwrap();
     assert_eq!(a.size, 6);

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::fs::revalidate::StaleName;
 use crate::fs::Filesystem;
 use crate::fuse::KernelCache;
 
@@ -37,7 +38,7 @@ impl Refresher {
 
     /// Makes the kernel forget `names` (see `KernelCache::forget`), off the runtime's
     /// workers (it blocks), once the mount exists.
-    async fn tell_kernel(self: &Arc<Self>, names: Vec<(u64, Vec<u8>, u64)>, root_too: bool) {
+    async fn tell_kernel(self: &Arc<Self>, names: Vec<StaleName>, root_too: bool) {
         let me = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(k) = me.kernel.get() {
