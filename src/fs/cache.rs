@@ -76,6 +76,8 @@ pub struct Listing {
     /// The directory was made through the mount: it started empty, and every change since
     /// went through here.
     pub made_here: bool,
+    /// Tells this listing from any other, of any directory.
+    pub serial: u64,
 }
 
 impl Listing {
@@ -482,7 +484,9 @@ impl MetaCache {
             on_current();
         }
         let keep = self.opts.enabled && current;
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut l = Listing {
+            serial: SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             generation,
             current,
             negative_until: Some(Instant::now() + negative_ttl),

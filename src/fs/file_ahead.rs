@@ -46,6 +46,8 @@ const KEEP_FOR: Duration = Duration::from_secs(10);
 const ORDER_CARRIES: Duration = Duration::from_secs(5);
 /// Directories whose runs are remembered.
 const DIRS: usize = 16;
+/// Directories whose [`Snapshot`]s are kept.
+const SNAPSHOTS: usize = 4;
 
 /// An order a program reads a directory's files in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +108,8 @@ struct DirRun {
 
 struct State {
     dirs: LruCache<RelPath, DirRun>,
+    /// Of the directories read last (several programs may read at once, each its own).
+    snapshots: LruCache<RelPath, Snapshot>,
     kept: HashMap<RelPath, Prefetch>,
     /// `kept`'s paths, oldest first.
     age: VecDeque<RelPath>,
@@ -122,6 +126,7 @@ impl Default for FileAhead {
         FileAhead {
             state: Mutex::new(State {
                 dirs: LruCache::new(NonZeroUsize::new(DIRS).unwrap()),
+                snapshots: LruCache::new(NonZeroUsize::new(SNAPSHOTS).unwrap()),
                 kept: HashMap::new(),
                 age: VecDeque::new(),
                 recent: None,
@@ -139,32 +144,85 @@ fn small(e: &Entry) -> bool {
     regular && !e.stale && e.attrs.size.is_some_and(|s| s <= SMALL_FILE)
 }
 
-/// The directory's names in `order`.
-fn ordered(
-    order: Order,
-    listed: &[Vec<u8>],
-    entries: &HashMap<Vec<u8>, Entry>,
-    ino_of: &dyn Fn(&[u8]) -> u64,
-) -> Vec<Vec<u8>> {
-    match order {
-        Order::Listed => listed
-            .iter()
-            .filter(|n| entries.contains_key(*n))
-            .cloned()
-            .collect(),
-        Order::Name => {
-            let mut v: Vec<Vec<u8>> = entries.keys().cloned().collect();
-            v.sort();
-            v
-        }
-        Order::Inode => {
-            let mut v: Vec<(u64, Vec<u8>)> =
-                entries.keys().map(|n| (ino_of(n), n.clone())).collect();
-            v.sort();
-            v.into_iter().map(|(_, n)| n).collect()
+/// Marks a name absent from an order.
+const ABSENT: u32 = u32::MAX;
+
+/// One order of a [`Snapshot`]'s names: indices in that order, and each index's position.
+struct Ordered {
+    seq: Vec<u32>,
+    pos: Vec<u32>,
+}
+
+/// A directory's files as one listing had them, with its orders made when first needed:
+/// once per listing, not once per `open` (a directory of n files read through would cost
+/// O(n² log n)).
+struct Snapshot {
+    /// Which listing: its serial and number of entries (a name made or removed here
+    /// changes it; a changed file's attributes need not, as a prefetch is checked again
+    /// before it is served).
+    key: (u64, usize),
+    names: Vec<Arc<[u8]>>,
+    /// By index: the size of a file a run may fetch (see [`small`]).
+    small: Vec<Option<u64>>,
+    index: HashMap<Arc<[u8]>, u32>,
+    /// By [`Order`] as index.
+    orders: [Option<Ordered>; 3],
+}
+
+impl Snapshot {
+    fn of(key: (u64, usize), entries: &HashMap<Vec<u8>, Entry>) -> Snapshot {
+        let names: Vec<Arc<[u8]>> = entries.keys().map(|n| Arc::from(&n[..])).collect();
+        let small = (names.iter())
+            .map(|n| {
+                Some(&entries[&n[..]])
+                    .filter(|e| small(e))
+                    .and_then(|e| e.attrs.size)
+            })
+            .collect();
+        let index = (names.iter().enumerate())
+            .map(|(i, n)| (n.clone(), i as u32))
+            .collect();
+        Snapshot {
+            key,
+            names,
+            small,
+            index,
+            orders: [None, None, None],
         }
     }
+
+    /// Makes the names' `order` if not yet.
+    fn make(&mut self, order: Order, listed: &[Vec<u8>], ino_of: &dyn Fn(&[u8]) -> u64) {
+        if self.orders[order as usize].is_some() {
+            return;
+        }
+        let seq: Vec<u32> = match order {
+            Order::Listed => (listed.iter())
+                .filter_map(|n| self.index.get(&n[..]).copied())
+                .collect(),
+            Order::Name => {
+                let mut v: Vec<u32> = (0..self.names.len() as u32).collect();
+                v.sort_unstable_by(|a, b| self.names[*a as usize].cmp(&self.names[*b as usize]));
+                v
+            }
+            Order::Inode => {
+                let mut v: Vec<(u64, u32)> = (self.names.iter().enumerate())
+                    .map(|(i, n)| (ino_of(n), i as u32))
+                    .collect();
+                v.sort_unstable();
+                v.into_iter().map(|(_, i)| i).collect()
+            }
+        };
+        let mut pos = vec![ABSENT; self.names.len()];
+        for (p, &i) in seq.iter().enumerate() {
+            pos[i as usize] = p as u32;
+        }
+        self.orders[order as usize] = Some(Ordered { seq, pos });
+    }
 }
+
+/// A prefetch a run asks for: the name and its size.
+type Wanted = (Vec<u8>, u64);
 
 impl DirRun {
     /// `name` was opened: the order the reads follow, if they follow one, and the names to
@@ -172,10 +230,10 @@ impl DirRun {
     fn opened(
         &mut self,
         name: &[u8],
-        entries: &HashMap<Vec<u8>, Entry>,
+        snap: &mut Snapshot,
         ino_of: &dyn Fn(&[u8]) -> u64,
         recent: Option<Order>,
-    ) -> (Option<Order>, Vec<Vec<u8>>) {
+    ) -> (Option<Order>, Vec<Wanted>) {
         let prev = self.last.replace(name.to_vec());
         // Name order first: two names in a row are neighbours in it by design, in the order
         // of a listing only by chance.
@@ -185,31 +243,33 @@ impl DirRun {
             candidates.retain(|&c| c != o);
             candidates.insert(0, o);
         }
-        let is_small = |n: &Vec<u8>| entries.get(n).is_some_and(small);
+        let this = snap.index.get(name).copied();
+        let before = prev.as_ref().and_then(|p| snap.index.get(&p[..]).copied());
         let mut found = None;
-        for o in candidates {
-            let names = ordered(o, &self.listed, entries, ino_of);
-            let Some(at) = names.iter().position(|n| n == name) else {
+        for o in candidates.into_iter().filter(|_| this.is_some()) {
+            snap.make(o, &self.listed, ino_of);
+            let ord = snap.orders[o as usize].as_ref().unwrap();
+            let at = ord.pos[this.unwrap() as usize];
+            if at == ABSENT {
                 continue;
-            };
+            }
             // Neighbours: no small file between the previous one and this one; with no
             // previous one here, this must be the first small file, in the order just seen
             // in another directory.
-            let from = match &prev {
-                Some(p) => match names.iter().position(|n| n == p) {
-                    Some(i) if i < at => i + 1,
-                    _ => continue,
-                },
-                None if recent == Some(o) => 0,
-                None => continue,
+            let from = match (&prev, before.map(|p| ord.pos[p as usize])) {
+                (Some(_), Some(p)) if p < at => p + 1,
+                (Some(_), _) => continue,
+                (None, _) if recent == Some(o) => 0,
+                (None, _) => continue,
             };
-            if names[from..at].iter().any(is_small) {
+            let between = &ord.seq[from as usize..at as usize];
+            if between.iter().any(|&i| snap.small[i as usize].is_some()) {
                 continue;
             }
-            found = Some((o, names, at));
+            found = Some((o, at));
             break;
         }
-        let Some((order, names, at)) = found else {
+        let Some((order, at)) = found else {
             // Not a run (or a new one starting): forget what the last one fetched.
             self.order = None;
             self.done.clear();
@@ -218,12 +278,13 @@ impl DirRun {
         };
         self.order = Some(order);
         self.done.insert(name.to_vec());
-        let next: Vec<Vec<u8>> = names[at + 1..]
+        let ord = snap.orders[order as usize].as_ref().unwrap();
+        let next: Vec<Wanted> = ord.seq[at as usize + 1..]
             .iter()
-            .filter(|n| is_small(n))
+            .filter_map(|&i| Some((&snap.names[i as usize], snap.small[i as usize]?)))
             .take(FILES_AHEAD)
-            .filter(|n| !self.done.contains(*n))
-            .cloned()
+            .filter(|(n, _)| !self.done.contains(&n[..]))
+            .map(|(n, size)| (n.to_vec(), size))
             .collect();
         (Some(order), next)
     }
@@ -235,6 +296,9 @@ impl FileAhead {
         let mut s = self.state.lock().unwrap();
         let run = s.dirs.get_or_insert_mut(dir.to_vec(), DirRun::default);
         run.listed = names;
+        if let Some(snap) = s.snapshots.peek_mut(dir) {
+            snap.orders[Order::Listed as usize] = None;
+        }
     }
 
     /// A prefetch of `path` started at `generation` of its directory, if one is kept.
@@ -262,25 +326,40 @@ impl Filesystem {
         let Some(listing) = self.cache.peek_listing(dir) else {
             return;
         };
-        let entries = {
+        let key = {
             let l = listing.lock().unwrap();
             if !self.cache.trusted(dir, &l) {
                 return;
             }
-            l.entries.clone()
+            (l.serial, l.entries.len())
         };
+        let ours = |x: &Snapshot| x.key == key;
+        if !(self.file_ahead.state.lock().unwrap().snapshots.get(dir)).is_some_and(ours) {
+            // Made without the run's lock held: a listing's lock is never taken under it.
+            let snap = {
+                let l = listing.lock().unwrap();
+                Snapshot::of((l.serial, l.entries.len()), &l.entries)
+            };
+            let mut s = self.file_ahead.state.lock().unwrap();
+            s.snapshots.put(dir.to_vec(), snap);
+        }
         let ino_of = |n: &[u8]| self.inodes.lock().unwrap().ino_for(&join_path(dir, n));
         let name = super::cache::name_of(path);
         let now = Instant::now();
         let mut expired = Vec::new();
         let wanted = {
             let mut s = self.file_ahead.state.lock().unwrap();
+            let s = &mut *s;
             let recent = s
                 .recent
                 .filter(|(_, t)| now.duration_since(*t) < ORDER_CARRIES)
                 .map(|(o, _)| o);
+            // Another open may have put a newer one in between: no run this time.
+            let Some(snap) = s.snapshots.get_mut(dir).filter(|x| ours(x)) else {
+                return;
+            };
             let run = s.dirs.get_or_insert_mut(dir.to_vec(), DirRun::default);
-            let (order, next) = run.opened(name, &entries, &ino_of, recent);
+            let (order, next) = run.opened(name, snap, &ino_of, recent);
             if let Some(o) = order {
                 s.recent = Some((o, now));
             }
@@ -295,7 +374,7 @@ impl Filesystem {
                 }
             }
             let mut wanted = Vec::new();
-            for n in next {
+            for (n, size) in next {
                 if s.kept.len() >= MAX_KEPT {
                     break;
                 }
@@ -303,7 +382,7 @@ impl Filesystem {
                 if s.kept.contains_key(&child) {
                     continue;
                 }
-                let size = entries[&n].attrs.size.unwrap_or(0) as usize;
+                let size = size as usize;
                 let total = &self.readahead_bytes;
                 if total.load(Ordering::Relaxed) + size > self.opts.readahead_total {
                     break;
@@ -450,22 +529,35 @@ mod tests {
         v.iter().map(|n| n.as_bytes().to_vec()).collect()
     }
 
+    /// `name` opened in `run`: the order it follows and the names to fetch.
+    fn open(
+        run: &mut DirRun,
+        snap: &mut Snapshot,
+        name: &str,
+        ino: &dyn Fn(&[u8]) -> u64,
+        recent: Option<Order>,
+    ) -> (Option<Order>, Vec<Vec<u8>>) {
+        let (o, next) = run.opened(name.as_bytes(), snap, ino, recent);
+        (o, next.into_iter().map(|(n, _)| n).collect())
+    }
+
     #[test]
     fn a_run_is_two_neighbours_in_one_order_and_fetches_what_follows() {
         let e = entries(&[("c", 10), ("a", 10), ("b", 10), ("big", 1 << 30), ("d", 10)]);
         let ino = |n: &[u8]| n[0] as u64;
+        let mut snap = Snapshot::of((1, e.len()), &e);
         let mut run = DirRun {
             listed: names(&["c", "a", "big", "b", "d"]),
             ..DirRun::default()
         };
-        assert_eq!(run.opened(b"c", &e, &ino, None), (None, vec![]));
+        assert_eq!(open(&mut run, &mut snap, "c", &ino, None), (None, vec![]));
         // c then a: neighbours in the listed order.
-        let (o, next) = run.opened(b"a", &e, &ino, None);
+        let (o, next) = open(&mut run, &mut snap, "a", &ino, None);
         assert_eq!(o, Some(Order::Listed));
         assert_eq!(next, names(&["b", "d"]), "the big file is skipped");
         run.done.extend(next);
         // b was fetched: not again.
-        let (o, next) = run.opened(b"b", &e, &ino, None);
+        let (o, next) = open(&mut run, &mut snap, "b", &ino, None);
         assert_eq!((o, next), (Some(Order::Listed), vec![]));
     }
 
@@ -473,20 +565,22 @@ mod tests {
     fn name_order_is_learned_and_random_opens_fetch_nothing() {
         let e = entries(&[("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1)]);
         let ino = |n: &[u8]| 200 - n[0] as u64;
+        let mut snap = Snapshot::of((1, e.len()), &e);
         let mut run = DirRun {
             listed: names(&["e", "c", "a", "d", "b"]),
             ..DirRun::default()
         };
-        run.opened(b"a", &e, &ino, None);
-        let (o, next) = run.opened(b"b", &e, &ino, None);
+        open(&mut run, &mut snap, "a", &ino, None);
+        let (o, next) = open(&mut run, &mut snap, "b", &ino, None);
         assert_eq!(o, Some(Order::Name));
         assert_eq!(next, names(&["c", "d", "e"]));
         // A jump is not the run.
-        assert_eq!(run.opened(b"e", &e, &ino, None), (None, vec![]));
+        assert_eq!(open(&mut run, &mut snap, "e", &ino, None), (None, vec![]));
         // Inode order: e, d, c, b, a.
+        let mut snap = Snapshot::of((1, e.len()), &e);
         let mut run = DirRun::default();
-        run.opened(b"d", &e, &ino, None);
-        let (o, next) = run.opened(b"c", &e, &ino, None);
+        open(&mut run, &mut snap, "d", &ino, None);
+        let (o, next) = open(&mut run, &mut snap, "c", &ino, None);
         assert_eq!(o, Some(Order::Inode));
         assert_eq!(next, names(&["b", "a"]));
     }
@@ -495,15 +589,43 @@ mod tests {
     fn an_order_seen_in_another_directory_starts_at_the_first_file() {
         let e = entries(&[("a", 1), ("b", 1), ("c", 1)]);
         let ino = |n: &[u8]| n[0] as u64;
+        let mut snap = Snapshot::of((1, e.len()), &e);
         let mut run = DirRun::default();
-        let (o, next) = run.opened(b"a", &e, &ino, Some(Order::Name));
+        let (o, next) = open(&mut run, &mut snap, "a", &ino, Some(Order::Name));
         assert_eq!(o, Some(Order::Name));
         assert_eq!(next, names(&["b", "c"]));
         // Not the first file: no run yet.
         let mut run = DirRun::default();
         assert_eq!(
-            run.opened(b"b", &e, &ino, Some(Order::Name)),
+            open(&mut run, &mut snap, "b", &ino, Some(Order::Name)),
             (None, vec![])
         );
+    }
+
+    #[test]
+    fn orders_are_made_once_per_listing_not_once_per_open() {
+        let list: Vec<(String, u64)> = (0..200).map(|i| (format!("f{i:03}"), 1)).collect();
+        let e = entries(
+            &list
+                .iter()
+                .map(|(n, s)| (n.as_str(), *s))
+                .collect::<Vec<_>>(),
+        );
+        let asked = std::cell::Cell::new(0);
+        // Inode order: the reverse of name order.
+        let ino = |n: &[u8]| {
+            asked.set(asked.get() + 1);
+            1000 - std::str::from_utf8(&n[1..])
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        let mut snap = Snapshot::of((1, e.len()), &e);
+        let mut run = DirRun::default();
+        for i in (0..200).rev() {
+            open(&mut run, &mut snap, &format!("f{i:03}"), &ino, None);
+        }
+        assert_eq!(run.order, Some(Order::Inode));
+        assert_eq!(asked.get(), 200, "inode numbers asked for once per name");
     }
 }
