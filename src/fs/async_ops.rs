@@ -106,7 +106,7 @@ impl Filesystem {
         let offset = if appends { size } else { offset };
         let len = data.len();
         let data = Bytes::from(data);
-        let max = self.pool.any().await?.sftp.limits().max_write as usize;
+        let max = self.async_max_write().await? as usize;
         for (i, chunk) in data.chunks(max).enumerate() {
             let from = i * max;
             let bytes = data.slice(from..from + chunk.len());
@@ -120,6 +120,20 @@ impl Filesystem {
             self.cache.put_attrs(&path, &a, None);
         }
         Ok(len as u32)
+    }
+
+    /// The server's largest WRITE, asked of a connection only the first time.
+    async fn async_max_write(&self) -> FsResult<u32> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let learned = self.journal().map(|j| &j.max_write);
+        if let Some(m) = learned.map(|m| m.load(Relaxed)).filter(|&m| m > 0) {
+            return Ok(m);
+        }
+        let m = self.pool.any().await?.sftp.limits().max_write;
+        if let Some(l) = learned {
+            l.store(m, Relaxed);
+        }
+        Ok(m)
     }
 
     /// close(2): answered at once; a failure already known is reported.

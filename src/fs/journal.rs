@@ -181,6 +181,9 @@ pub struct Journal {
     bytes_max: usize,
     next_file: AtomicU64,
     started: AtomicBool,
+    /// The server's largest WRITE, once learned (0 before): a write is queued without
+    /// asking the pool for a connection, which may be down.
+    pub max_write: std::sync::atomic::AtomicU32,
     pub files: super::handle::HandleTable<JFile>,
 }
 
@@ -195,6 +198,7 @@ impl Journal {
             bytes_max,
             next_file: AtomicU64::new(1),
             started: AtomicBool::new(false),
+            max_write: std::sync::atomic::AtomicU32::new(0),
             files: super::handle::HandleTable::starting_at(FH_BASE),
         }
     }
