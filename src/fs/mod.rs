@@ -10,6 +10,7 @@ pub mod error;
 pub mod errors_seen;
 pub mod file;
 pub mod file_ahead;
+pub mod file_io;
 pub mod handle;
 pub mod inode;
 pub mod journal;
@@ -609,7 +610,7 @@ fn in_group(pid: u32, gid: u32) -> bool {
 /// every WRITE on the handle lands at the server's end of file, also the kernel's writeback
 /// of mmap pages (which must stay where they are) and writes replayed after a reconnect;
 /// and the server's end is not the file's while writes of other descriptors travel. The
-/// core places `O_APPEND` writes itself (`file.rs`, `write`).
+/// core places `O_APPEND` writes itself (`file_io.rs`, `write`).
 pub fn pflags(flags: i32) -> u32 {
     let mut p = match flags & libc::O_ACCMODE {
         libc::O_WRONLY => SSH_FXF_WRITE,

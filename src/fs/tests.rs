@@ -4,7 +4,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use super::file::FUSE_WRITE_CACHE;
+use super::file_io::FUSE_WRITE_CACHE;
 use super::inode::ROOT_INO;
 use super::*;
 use crate::remote::testing::{ChildTransport, TempDir};
