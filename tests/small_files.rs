@@ -71,19 +71,34 @@ fn counted(mnt: &Path, dir: &Path, script: &str) -> Counts {
 
 const DELAY: Duration = Duration::from_millis(5);
 
+/// A mount of `w` through a proxy adding [`DELAY`] each way, on one connection (its round
+/// trips are the ones counted). The mount goes before the proxy.
+fn slow_mount<'a>(s: &'a Sshd, extra: &[&str]) -> (Mount<'a>, Proxy) {
+    let p = Proxy::start(s.port);
+    p.delay(DELAY);
+    let mut opts = vec!["max_conns=1"];
+    opts.extend_from_slice(extra);
+    (Mount::via_port(s, p.port(), "w", &opts), p)
+}
+
+/// A tarball of three directories of 60 small files in all, and an empty `w` to unpack it in.
+fn tar_setup(s: &Sshd) -> std::path::PathBuf {
+    small_files(&s.local("src/t"), 3, 60);
+    fs::create_dir(s.remote("w")).unwrap();
+    tarball(&s.local("src"), "t")
+}
+
 #[test]
 fn reading_a_directory_of_small_files_costs_a_fraction_of_a_round_trip_each() {
     let s = Sshd::start();
     small_files(&s.remote("w/flat"), 0, 120);
     small_files(&s.remote("w/tree"), 6, 120);
-    let p = Proxy::start(s.port);
-    p.delay(DELAY);
     for (what, script) in [
         ("cat", "cat flat/* > /dev/null"),
         ("grep -r", "! grep -r needle-not-there tree"),
         ("cp -r", "cp -r tree \"$OUT\""),
     ] {
-        let m = Mount::via_port(&s, p.port(), "w", &["max_conns=1"]);
+        let (m, _p) = slow_mount(&s, &[]);
         let out = s.local(&format!("out-{}", what.replace(' ', "")));
         let script = script.replace("\"$OUT\"", out.to_str().unwrap());
         let c = counted(&m.path(""), &m.path(""), &script);
@@ -190,12 +205,8 @@ fn a_file_read_ahead_is_not_served_once_a_change_is_known_or_made_here() {
 #[test]
 fn writing_and_removing_small_files_costs_at_most_two_round_trips_each() {
     let s = Sshd::start();
-    small_files(&s.local("src/t"), 3, 60);
-    let tarball = tarball(&s.local("src"), "t");
-    let p = Proxy::start(s.port);
-    p.delay(DELAY);
-    fs::create_dir(s.remote("w")).unwrap();
-    let m = Mount::via_port(&s, p.port(), "w", &["max_conns=1"]);
+    let tarball = tar_setup(&s);
+    let (m, _p) = slow_mount(&s, &[]);
     let root = m.path("");
     // Per new file: OPEN (with an LSTAT), then its WRITEs and FSETSTATs (owner, mode, times)
     // sent together and waited for by close; the release's FSTAT and CLOSE travel with the
@@ -253,9 +264,7 @@ fn names_missing_from_a_listed_directory_and_git_status_after_a_remount_cost_no_
         let m = Mount::new(&s, "w", &[]);
         git(&m.path("repo"), &["status", "--porcelain"]);
     }
-    let p = Proxy::start(s.port);
-    p.delay(DELAY);
-    let m = Mount::via_port(&s, p.port(), "w", &["max_conns=1"]);
+    let (m, _p) = slow_mount(&s, &[]);
     let root = m.path("");
     let c = counted(
         &root,
@@ -280,12 +289,8 @@ fn names_missing_from_a_listed_directory_and_git_status_after_a_remount_cost_no_
 #[test]
 fn asynchronous_mode_sends_small_files_pipelined_and_sync_waits_for_them() {
     let s = Sshd::start();
-    small_files(&s.local("src/t"), 3, 60);
-    let tarball = tarball(&s.local("src"), "t");
-    let p = Proxy::start(s.port);
-    p.delay(DELAY);
-    fs::create_dir(s.remote("w")).unwrap();
-    let m = Mount::via_port(&s, p.port(), "w", &["max_conns=1", "async_writes"]);
+    let tarball = tar_setup(&s);
+    let (m, _p) = slow_mount(&s, &["async_writes"]);
     let root = m.path("");
     // The first file is made synchronously: the owner new files get is learned from it.
     fs::write(m.path("first"), b"1").unwrap();
