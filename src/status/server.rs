@@ -57,8 +57,14 @@ pub fn start(
     let info = Arc::new(info);
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: waiting beats spinning on the error.
+                    tracing::debug!("status socket: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let (fs, info, refresher) = (fs.clone(), info.clone(), refresher.clone());
             tokio::spawn(async move {
