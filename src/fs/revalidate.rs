@@ -82,7 +82,7 @@ impl Filesystem {
     /// One round: lists again the directories in use whose listing is cached (at most
     /// [`MAX_PER_ROUND`], most recently used first; the cached listings of the others are
     /// dropped, so none is served older than a round), and returns the names that changed
-    /// on the server, (parent's number, name, number), for the kernel to forget.
+    /// on the server, for the kernel to forget.
     pub async fn revalidate_round(self: &Arc<Self>, period: Duration) -> Vec<StaleName> {
         if !self.cache.enabled() {
             return Vec::new();
