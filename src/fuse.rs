@@ -15,7 +15,6 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 
-use crate::fs::revalidate::StaleName;
 use crate::fs::{Caller, Filesystem, FsError, SetAttr, SetTime};
 
 pub struct FuseAdapter {
@@ -578,41 +577,5 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
         reply.error(Errno::ENOSYS);
-    }
-}
-
-/// The kernel's caches of this mount, for `sftpfs refresh`: FUSE invalidation notifications.
-pub struct KernelCache(fuser::Notifier);
-
-impl KernelCache {
-    pub fn new(notifier: fuser::Notifier) -> KernelCache {
-        KernelCache(notifier)
-    }
-
-    /// Makes the kernel forget the attributes and pages of the files `names` name, the
-    /// entries of those whose `entry` says so, and the attributes of their directories (and
-    /// of the root with `root_too`). Blocking (it writes to /dev/fuse, and the kernel may
-    /// wait for a request in flight on the directory): call it off the runtime's workers. A
-    /// name the kernel no longer holds is no error.
-    pub fn forget(&self, names: &[StaleName], root_too: bool) {
-        let mut parents = std::collections::BTreeSet::new();
-        for n in names {
-            if n.entry {
-                let _ = self
-                    .0
-                    .inval_entry(INodeNo(n.parent), OsStr::from_bytes(&n.name));
-            }
-            let _ = self.0.inval_inode(INodeNo(n.ino), 0, 0);
-            parents.insert(n.parent);
-        }
-        // Their directories' own attributes (size, mtime) changed too.
-        for p in parents {
-            let _ = self.0.inval_inode(INodeNo(p), 0, 0);
-        }
-        if root_too {
-            let _ = self
-                .0
-                .inval_inode(INodeNo(crate::fs::inode::ROOT_INO), 0, 0);
-        }
     }
 }

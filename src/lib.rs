@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod env;
 pub mod fs;
 pub mod fuse;
+pub mod kernel_cache;
 pub mod logging;
 pub mod mount;
 pub mod remote;

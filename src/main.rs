@@ -162,7 +162,11 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     });
     let mut signals = signals;
     let session = mount::mount(adapter, &cfg)?;
-    refresher.kernel_ready(sftpfs::fuse::KernelCache::new(session.notifier()));
+    let dev = std::os::fd::AsFd::as_fd(&session).try_clone_to_owned().ok();
+    refresher.kernel_ready(sftpfs::kernel_cache::KernelCache::new(
+        session.notifier(),
+        dev,
+    ));
     rt.block_on(async {
         if !cfg.foreground {
             refresher.on_hangup(signals.take_hangup());

@@ -5,8 +5,9 @@
 mod support;
 
 use std::fs;
+use std::io::{BufRead, Read};
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use support::*;
@@ -118,6 +119,57 @@ fn sighup_refreshes_and_does_not_end_the_daemon() {
         // SAFETY: signal 0 only asks whether the process exists.
         assert_eq!(unsafe { libc::kill(pid, 0) }, 0, "SIGHUP ended the daemon");
     });
+}
+
+/// A program sitting in a directory of the mount keeps its working directory through a
+/// refresh (the kernel's entries are marked out of date, not dropped: a dropped one leaves
+/// getcwd failing with ENOENT), and still sees the server's changes there.
+#[test]
+fn a_refresh_keeps_the_working_directory_of_a_program_in_the_mount() {
+    let s = Sshd::start();
+    fs::create_dir_all(s.remote("w/d/sub")).unwrap();
+    let m = Mount::new(&s, "w", LONG);
+    let go = s.local("go");
+    let program = "import os, sys, time\n\
+                   print('ready', flush=True)\n\
+                   while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n\
+                   print(os.getcwd()); print(sorted(os.listdir('.')))";
+    let mut py = KillOnDrop(
+        Command::new("python3")
+            .args(["-c", program])
+            .arg(&go)
+            .current_dir(m.path("d/sub"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = std::io::BufReader::new(py.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // Listed while the program is in it: the new name shows only after the refresh.
+    assert!(names(&m.path("d/sub")).is_empty());
+    fs::write(s.remote("w/d/sub/new"), b"x").unwrap();
+    assert!(names(&m.path("d/sub")).is_empty());
+    let out = refresh(&[m.path("").as_os_str()]);
+    assert!(out.status.success());
+    fs::write(&go, b"").unwrap();
+    let mut said = String::new();
+    stdout.read_to_string(&mut said).unwrap();
+    let mut err = String::new();
+    py.0.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(py.0.wait().unwrap().success(), "after a refresh: {err}");
+    let sub = fs::canonicalize(m.path("d/sub")).unwrap();
+    assert_eq!(
+        said,
+        format!("{}\n['new']\n", sub.display()),
+        "getcwd and the listing"
+    );
 }
 
 #[test]

@@ -261,7 +261,8 @@ impl Filesystem {
                 parent,
                 name,
                 ino,
-                entry: true,
+                // A refresh does not know what changed: each is looked up again when used.
+                entry: revalidate::EntryFate::Expire,
             })
             .collect();
         let inos: std::collections::HashSet<u64> = names.iter().map(|n| n.ino).collect();

@@ -45,17 +45,27 @@ impl InUse {
     }
 }
 
-/// A name the kernel may hold whose cached state is out of date.
+/// A name the kernel may hold whose cached state is out of date: the file's attributes and
+/// pages go, and its entry as `entry` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaleName {
     pub parent: u64,
     pub name: Vec<u8>,
     pub ino: u64,
-    /// The name itself must go (gone from the server, or now another kind of file). When
-    /// only the file's attributes or contents changed, its inode is refreshed and its entry
-    /// left alone: dropping the entry of a directory a process has just entered leaves the
-    /// process without a working directory (getcwd fails with ENOENT).
-    pub entry: bool,
+    pub entry: EntryFate,
+}
+
+/// What becomes of the kernel's entry of a [`StaleName`]. Dropping the entry of a directory
+/// a process is in (or has just entered) leaves the process without a working directory
+/// (getcwd fails with ENOENT), so it is dropped only when the name surely went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntryFate {
+    /// Still the same file (changed, or just made: the kernel caches no absent names).
+    Keep,
+    /// Perhaps changed: asked about again at its next use, kept if it still holds.
+    Expire,
+    /// Gone from the server, or now another kind of file.
+    Drop,
 }
 
 /// What a listing entry says that a user would see change (not the access time: reading a
@@ -153,12 +163,13 @@ impl Filesystem {
         let before = looks_all(&old);
         let after = looks_all(&*self.fetch_listing(dir).await?);
         let kind = |l: &Looks| l.2.map(|p| p & 0o170000);
-        // (name, whether its entry must go): gone, changed, then new on the server.
-        let mut names: Vec<(&Vec<u8>, bool)> = before
+        // Gone, changed, then new on the server.
+        let mut names: Vec<(&Vec<u8>, EntryFate)> = before
             .iter()
             .filter_map(|(n, l)| match after.get(n) {
-                None => Some((n, true)),
-                Some(a) if a != l => Some((n, kind(a) != kind(l))),
+                None => Some((n, EntryFate::Drop)),
+                Some(a) if kind(a) != kind(l) => Some((n, EntryFate::Drop)),
+                Some(a) if a != l => Some((n, EntryFate::Keep)),
                 Some(_) => None,
             })
             .collect();
@@ -172,7 +183,7 @@ impl Filesystem {
             after
                 .keys()
                 .filter(|n| !before.contains_key(*n))
-                .map(|n| (n, false)),
+                .map(|n| (n, EntryFate::Keep)),
         );
         if names.is_empty() {
             return Ok(Vec::new());

@@ -1262,23 +1262,19 @@ async fn revalidation_lists_directories_in_use_and_names_what_changed() {
     std::fs::write(d.join("sub/c"), b"c").unwrap();
     std::fs::remove_dir(d.join("sub/k")).unwrap();
     std::fs::write(d.join("sub/k"), b"now a file").unwrap();
-    let mut changed: Vec<(u64, Vec<u8>, bool)> = fs
+    use super::revalidate::EntryFate::{Drop, Keep};
+    let mut changed: Vec<(u64, Vec<u8>, _)> = fs
         .revalidate_round(period)
         .await
         .into_iter()
         .map(|n| (n.parent, n.name, n.entry))
         .collect();
     changed.sort();
-    let names: Vec<(&[u8], bool)> = changed.iter().map(|(_, n, e)| (n.as_slice(), *e)).collect();
+    let names: Vec<(&[u8], _)> = changed.iter().map(|(_, n, e)| (n.as_slice(), *e)).collect();
     // Only a name gone or now another kind of file loses its entry in the kernel.
     assert_eq!(
         names,
-        [
-            (&b"a"[..], false),
-            (b"b", true),
-            (b"c", false),
-            (b"k", true)
-        ]
+        [(&b"a"[..], Keep), (b"b", Drop), (b"c", Keep), (b"k", Drop)]
     );
     assert!(changed.iter().all(|(p, _, _)| *p == sub.ino.0));
     // The cache now holds the server's view.

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::fs::revalidate::StaleName;
 use crate::fs::Filesystem;
-use crate::fuse::KernelCache;
+use crate::kernel_cache::KernelCache;
 
 pub struct Refresher {
     fs: Arc<Filesystem>,
