@@ -64,6 +64,20 @@ fn a_failed_queued_operation_is_reported_by_fsync_sync_the_log_and_status() {
         v["async_writes"]["failed_operations"].as_u64().unwrap() >= 1,
         "{v}"
     );
+    let prom = Command::new(binary())
+        .args(["status", "--prometheus"])
+        .arg(m.path(""))
+        .output()
+        .unwrap();
+    let prom = String::from_utf8_lossy(&prom.stdout);
+    let failed = (prom.lines())
+        .find(|l| l.starts_with("sftpfs_async_failed_operations_total{"))
+        .and_then(|l| l.rsplit_once(' '))
+        .map(|(_, n)| n.to_string());
+    assert!(
+        failed.is_some_and(|n| n.parse::<u64>().unwrap() >= 1),
+        "{prom}"
+    );
     assert!(
         v["errors"]["recent"]
             .as_array()

@@ -217,6 +217,14 @@ pub fn prometheus(mounts: &[Value]) -> String {
                 .collect()
         })
     };
+    // Only for a mount with `async_writes`.
+    let queue = |field: &'static str| -> Samples {
+        Box::new(move |v: &Value, m: &str| {
+            (v["async_writes"].get(field).into_iter())
+                .map(|x| format!("{{mountpoint=\"{m}\"}} {}", num(x)))
+                .collect()
+        })
+    };
     let per_cache = |field: &'static str| -> Samples {
         Box::new(move |v: &Value, m: &str| {
             ["attributes", "listings", "links"]
@@ -274,6 +282,12 @@ pub fn prometheus(mounts: &[Value]) -> String {
             per_member("requests_in_flight"),
         ),
         (
+            "sftpfs_connection_round_trips_total",
+            "counter",
+            "Requests sent while none was waiting for its reply: the round trips a program waited for, at most.",
+            per_member("round_trips"),
+        ),
+        (
             "sftpfs_connection_reconnects_total",
             "counter",
             "Times the pool member was reconnected.",
@@ -302,6 +316,24 @@ pub fn prometheus(mounts: &[Value]) -> String {
             "gauge",
             "Files read ahead across files, waiting to be opened.",
             gauge(&["files_read_ahead"]),
+        ),
+        (
+            "sftpfs_async_queued_operations",
+            "gauge",
+            "Operations answered and queued, not yet answered by the server (async_writes).",
+            queue("queued_operations"),
+        ),
+        (
+            "sftpfs_async_queued_bytes",
+            "gauge",
+            "Bytes of queued writes not yet answered by the server (async_writes).",
+            queue("queued_bytes"),
+        ),
+        (
+            "sftpfs_async_failed_operations_total",
+            "counter",
+            "Queued operations the server refused (async_writes).",
+            queue("failed_operations"),
         ),
         (
             "sftpfs_cache_entries",
@@ -366,9 +398,11 @@ mod tests {
             "uptime_seconds": 3725.0, "server": "server X, SFTP version 3",
             "connections": [
                 {"member": 0, "state": "up", "rtt_seconds": 0.0004, "bytes_in": 2048,
-                 "bytes_out": 100, "requests": 5, "requests_in_flight": 1, "reconnects": 0},
+                 "bytes_out": 100, "requests": 5, "requests_in_flight": 1, "reconnects": 0,
+                 "round_trips": 4},
                 {"member": 1, "state": "idle", "rtt_seconds": null, "bytes_in": 0,
-                 "bytes_out": 0, "requests": 0, "requests_in_flight": 0, "reconnects": 0}
+                 "bytes_out": 0, "requests": 0, "requests_in_flight": 0, "reconnects": 0,
+                 "round_trips": 0}
             ],
             "open_files": 2, "unacknowledged_write_bytes": 0, "readahead_bytes": 0,
             "caches": {"attributes": {"entries": 3, "hits": 3, "misses": 1},
@@ -412,7 +446,15 @@ mod tests {
         assert!(
             p.contains("sftpfs_errors_total{mountpoint=\"/mnt/a \\\"b\\\"\",errno=\"EACCES\"} 1\n")
         );
-        for line in p.lines().filter(|l| !l.starts_with('#')) {
+        // The queue only for a mount that has one.
+        assert!(!p.contains("sftpfs_async_queued_operations{"));
+        let mut with_queue = sample();
+        with_queue["async_writes"] =
+            json!({"queued_operations": 3, "queued_bytes": 4096, "failed_operations": 1});
+        let q = prometheus(&[with_queue]);
+        assert!(q.contains("sftpfs_async_queued_bytes{mountpoint=\"/mnt/a \\\"b\\\"\"} 4096\n"));
+        assert!(q.contains("sftpfs_connection_round_trips_total{"));
+        for line in (p.lines().chain(q.lines())).filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(name.starts_with("sftpfs_") && name.ends_with('}'), "{line}");
             assert!(value.parse::<f64>().is_ok(), "{line}");
