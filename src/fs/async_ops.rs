@@ -14,19 +14,33 @@ use crate::remote::protocol::*;
 use crate::remote::Attrs;
 
 impl Filesystem {
-    /// The attributes a new name shows until the server's are known.
-    fn made_attrs(&self, kind: u32, mode: u32, parent: &[u8]) -> Attrs {
+    /// The attributes a new name shows until the server's are known; `None` when its
+    /// directory's are not known (its group and setgid bit pass on to what is made in it).
+    fn made_attrs(&self, kind: u32, mode: u32, parent: &[u8]) -> Option<Attrs> {
         let now = super::attr::to_secs(std::time::SystemTime::now());
-        let owner = self
+        // Stale ones too: a write there moved only its size and times.
+        let parent = Some(self.cache.attrs_known(parent)?.attrs);
+        let mut owner = self
             .journal()
             .and_then(|j| j.owner())
-            .or_else(|| self.cache.attrs(parent).and_then(|e| e.attrs.uid_gid));
-        Attrs {
+            .or_else(|| parent.as_ref().and_then(|a| a.uid_gid));
+        let mut mode = mode;
+        // In a setgid directory (as the server's filesystem does): the directory's group,
+        // and a new directory is setgid too.
+        if let Some(p) = parent.filter(|a| a.permissions.is_some_and(|m| m & libc::S_ISGID != 0)) {
+            if let (Some((u, _)), Some((_, g))) = (owner, p.uid_gid) {
+                owner = Some((u, g));
+            }
+            if kind == libc::S_IFDIR {
+                mode |= libc::S_ISGID;
+            }
+        }
+        Some(Attrs {
             size: Some(if kind == libc::S_IFDIR { 4096 } else { 0 }),
             uid_gid: owner,
             permissions: Some(kind | mode),
             atime_mtime: Some((now, now)),
-        }
+        })
     }
 
     /// `create` answered once queued; `None` when this one must be made the usual way (the
@@ -41,7 +55,7 @@ impl Filesystem {
         let j = self.journal()?;
         j.owner()?;
         let want = mode & !umask & 0o7777;
-        let attrs = self.made_attrs(libc::S_IFREG, want, parent_of(path));
+        let attrs = self.made_attrs(libc::S_IFREG, want, parent_of(path))?;
         let ino = self.inodes.lock().unwrap().ino_for(path);
         let create = Attrs {
             permissions: Some(want),
@@ -83,6 +97,29 @@ impl Filesystem {
         Some(Ok((attr, fh)))
     }
 
+    /// A size the node's writes of the usual kind imply (still travelling, or not known to
+    /// have landed) follows a queued change of the size: `to` from the one it was.
+    fn local_size_is(&self, ino: u64, to: impl FnOnce(u64) -> u64) {
+        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+            n.local_size = n.local_size.map(to);
+        }
+    }
+
+    /// The name a file of the journal has now; `None` once it has none (unlinked or renamed
+    /// over while open): its recorded path may name another file by then.
+    fn async_path(&self, f: &JFile) -> Option<super::inode::RelPath> {
+        self.inodes.lock().unwrap().path(f.ino)
+    }
+
+    /// The attributes of a file of the journal whose name is gone (unlinked or renamed over
+    /// while open), through its handle once what was queued landed.
+    pub(super) async fn async_fstat(&self, ino: u64) -> Option<FsResult<Attrs>> {
+        let f = self.journal()?.files.find(|f| f.ino == ino)?;
+        self.settle().await;
+        let (c, h) = f.handle(false)?;
+        Some(c.sftp.fstat(&h).await.map_err(FsError::from))
+    }
+
     fn async_file(&self, fh: u64) -> FsResult<Arc<JFile>> {
         self.journal()
             .and_then(|j| j.files.get(fh))
@@ -100,10 +137,35 @@ impl Filesystem {
         if let Some(e) = f.take_error() {
             return Err(FsError::new(e));
         }
+        // Writes of the usual kind to the file, still travelling, land first.
+        self.drain_inode(f.ino).await;
         let path = f.path();
-        let known = self.cache.attrs_known(&path).map(|e| e.attrs);
-        let size = known.as_ref().and_then(|a| a.size).unwrap_or(0);
-        let offset = if appends { size } else { offset };
+        // The name the caches know it by (its own may be gone: then another file's).
+        let name = self.async_path(&f);
+        let fresh = (name.as_ref())
+            .and_then(|n| self.cache.attrs_known(n))
+            .filter(|e| !e.stale)
+            .map(|e| e.attrs);
+        let implied = self
+            .inodes
+            .lock()
+            .unwrap()
+            .get(f.ino)
+            .and_then(|n| n.local_size);
+        let size = match (implied, &fresh) {
+            (Some(s), _) => Some(s),
+            (None, Some(a)) => a.size,
+            (None, None) => None,
+        };
+        let offset = match (appends, size) {
+            (false, _) => offset,
+            (true, Some(s)) => s,
+            // Where the end is, only the server knows: what is queued lands, then it says.
+            (true, None) => {
+                let a = self.async_fstat(f.ino).await;
+                a.ok_or(FsError::new(libc::EIO))??.size.unwrap_or(0)
+            }
+        };
         let len = data.len();
         let data = Bytes::from(data);
         let max = self.async_max_write().await? as usize;
@@ -113,11 +175,24 @@ impl Filesystem {
             self.enqueue(&path, Some(&f), Op::Write(offset + from as u64, bytes))
                 .await?;
         }
-        if let Some(mut a) = known {
-            a.size = Some(size.max(offset + len as u64));
-            let now = super::attr::to_secs(std::time::SystemTime::now());
-            a.atime_mtime = Some((a.atime_mtime.map_or(now, |t| t.0), now));
-            self.cache.put_attrs(&path, &a, None);
+        self.local_size_is(f.ino, |s| s.max(offset + len as u64));
+        // What other descriptors of the file read ahead is old now.
+        self.drop_readahead(f.ino);
+        match fresh {
+            // Every name of the file shows the write at once.
+            Some(mut a) => {
+                a.size = Some(size.unwrap_or(0).max(offset + len as u64));
+                let now = super::attr::to_secs(std::time::SystemTime::now());
+                a.atime_mtime = Some((a.atime_mtime.map_or(now, |t| t.0), now));
+                self.cache
+                    .put_attrs(name.as_deref().unwrap_or(&path), &a, None);
+            }
+            // Its size and time are not known here: no name serves old ones.
+            None => {
+                if let Some(n) = &name {
+                    self.cache.mark_written(n);
+                }
+            }
         }
         Ok(len as u32)
     }
@@ -171,11 +246,20 @@ impl Filesystem {
     }
 
     /// A read through an asynchronous file: what was queued lands first, then the server's
-    /// bytes are read through a handle of its own.
+    /// bytes are read through the file's handle if it was opened for reading (it reaches the
+    /// file also once its name is gone), else through a handle of its own.
     pub(super) async fn async_read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let f = self.async_file(fh)?;
         self.settle().await;
-        let r = self.remote(&f.path());
+        if let Some((c, h)) = f.handle(true) {
+            match c.sftp.read(&h, offset, size).await {
+                Err(e) if e.is_dead() => {}
+                r => return Ok(r?),
+            }
+        }
+        // No readable handle: through its name, if it still has one.
+        let path = self.async_path(&f).ok_or(FsError::new(libc::EIO))?;
+        let r = self.remote(&path);
         let r = &r;
         Ok(self
             .call(|c| async move {
@@ -207,6 +291,13 @@ impl Filesystem {
             Some(f) => f.path(),
             None => self.inodes.lock().unwrap().path(ino)?,
         };
+        if set.size.is_some() {
+            // The server's answer is the answer (a size too large is refused: EFBIG).
+            return match &file {
+                Some(f) if set.only_size() => Some(self.async_truncate(f, ino, set).await),
+                _ => None,
+            };
+        }
         // Writes of this node still travelling through a handle of the usual kind would land
         // after a queued change: the usual way waits for them.
         if !self
@@ -216,7 +307,20 @@ impl Filesystem {
         {
             return None;
         }
-        let known = self.cache.attrs_known(&path)?;
+        let name = self.inodes.lock().unwrap().path(ino);
+        let known = match &name {
+            // Not when a write made its size and time stale: the answer must carry them.
+            Some(n) => Some(self.cache.attrs_known(n)?).filter(|e| !e.stale)?,
+            // Its old name's entry is another file's, if any: the server's word instead.
+            None => super::cache::Entry {
+                attrs: match self.async_fstat(ino).await? {
+                    Ok(a) => a,
+                    Err(e) => return Some(Err(e)),
+                },
+                nlink: Some(0),
+                stale: false,
+            },
+        };
         let (uid, gid) = match self.opts.policy.to_remote_owner(set.uid, set.gid) {
             Ok(o) => o,
             Err(e) => return Some(Err(FsError::new(e))),
@@ -233,10 +337,20 @@ impl Filesystem {
         }
         if change.uid_gid.is_some() {
             after.uid_gid = change.uid_gid;
+            // As the server's chown (after its chmod) does: FUSE_HANDLE_KILLPRIV leaves it
+            // to the filesystem.
+            if let Some(p) = after
+                .permissions
+                .as_mut()
+                .filter(|p| **p & libc::S_IFMT != libc::S_IFDIR)
+            {
+                *p &= !libc::S_ISUID;
+                if *p & libc::S_IXGRP != 0 {
+                    *p &= !libc::S_ISGID;
+                }
+            }
         }
-        if let Some(s) = change.size {
-            after.size = Some(s);
-        }
+
         let symlink = after.is_symlink();
         let op = match (&file, symlink) {
             (Some(_), _) => Op::FSetStat(change),
@@ -247,8 +361,31 @@ impl Filesystem {
         if let Err(e) = self.enqueue(&path, file.as_ref(), op).await {
             return Some(Err(e));
         }
-        self.cache.put_attrs(&path, &after, known.nlink);
+        if let Some(n) = &name {
+            self.cache.put_attrs(n, &after, known.nlink);
+        }
         Some(Ok(self.attr(ino, &after, known.nlink)))
+    }
+
+    /// A size change of a file of the journal, through its own handle once what was queued
+    /// landed, waited for.
+    async fn async_truncate(&self, f: &JFile, ino: u64, set: &SetAttr) -> FsResult<FileAttr> {
+        self.settle().await;
+        self.drain_inode(ino).await;
+        let (c, h) = f.handle(false).ok_or(FsError::new(libc::EIO))?;
+        let change = Attrs {
+            size: set.size,
+            ..Attrs::default()
+        };
+        let r = c.sftp.fsetstat(&h, &change).await;
+        r.map_err(|e| super::meta::setattr_error(set, e))?;
+        let a = c.sftp.fstat(&h).await?;
+        self.local_size_is(ino, |_| a.size.unwrap_or(0));
+        self.drop_readahead(ino);
+        if let Some(p) = self.async_path(f) {
+            self.cache.put_attrs(&p, &a, None);
+        }
+        Ok(self.attr(ino, &a, None))
     }
 
     pub(super) async fn async_mkdir(
@@ -260,18 +397,22 @@ impl Filesystem {
         let j = self.journal()?;
         j.owner()?;
         let want = mode & !umask & 0o7777;
+        let attrs = self.made_attrs(libc::S_IFDIR, want, parent_of(path))?;
         let a = Attrs {
             permissions: Some(want),
             ..Attrs::default()
         };
-        if let Err(e) = self.enqueue(path, None, Op::Mkdir(a.clone())).await {
+        if let Err(e) = self.enqueue(path, None, Op::Mkdir(a)).await {
             return Some(Err(e));
         }
-        // The server's umask may take bits away.
+        // The server's umask may take bits away (the setgid bit it passed on stays).
+        let a = Attrs {
+            permissions: attrs.permissions.map(|p| p & 0o7777),
+            ..Attrs::default()
+        };
         if let Err(e) = self.enqueue(path, None, Op::SetStat(a)).await {
             return Some(Err(e));
         }
-        let attrs = self.made_attrs(libc::S_IFDIR, want, parent_of(path));
         self.cache.put_new(path, &attrs, None);
         self.cache.put_new_dir(path);
         Some(Ok(self.entry(path, &attrs, None)))

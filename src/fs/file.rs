@@ -405,6 +405,7 @@ impl Filesystem {
         }
         let f = self.file(fh)?;
         // The file's data, whichever descriptor wrote it (this one too), as on a local disk.
+        self.settle().await;
         self.drain_inode(f.ino).await;
         if let Some(e) = f.take_error() {
             return Err(FsError::new(e));

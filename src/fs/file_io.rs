@@ -24,6 +24,7 @@ impl Filesystem {
         }
         let f = self.file(fh)?;
         // A read sees every write made before it.
+        self.settle().await;
         self.drain_inode(f.ino).await;
         let (c, _) = f.current();
         let w = Window {
@@ -189,6 +190,7 @@ impl Filesystem {
             return self.async_write(fh, offset, data, appends).await;
         }
         let f = self.file(fh)?;
+        self.settle().await;
         // The kernel's writeback of (mmap) pages may borrow an O_APPEND handle: those stay at
         // their offset.
         let appends = flags & libc::O_APPEND != 0 && write_flags & FUSE_WRITE_CACHE == 0;
@@ -385,6 +387,7 @@ impl Filesystem {
         if fi.ino == fo.ino {
             return Err(FsError::new(libc::EOPNOTSUPP));
         }
+        self.settle().await;
         self.drain_inode(fi.ino).await;
         fo.drain().await;
         let copied = match self.copy_once(&fi, off_in, &fo, off_out, len).await {

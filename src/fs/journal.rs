@@ -79,6 +79,8 @@ pub struct JFile {
     path: Mutex<RelPath>,
     /// Its handle once the OPEN was answered.
     handle: Mutex<Option<(Arc<Conn>, Handle)>>,
+    /// The handle may be read through (opened for reading; a re-opened one is not).
+    readable: AtomicBool,
     /// The first failure of one of its operations, and whether it was reported.
     error: Mutex<(Option<i32>, bool)>,
     /// Writes and attribute changes sent on the handle and not yet answered, by journal
@@ -94,6 +96,19 @@ pub struct JFile {
 impl JFile {
     pub fn path(&self) -> RelPath {
         self.path.lock().unwrap().clone()
+    }
+
+    /// Its handle on the server, if open (and readable, if `to_read`) on a live connection:
+    /// the way to the file once its name is gone.
+    pub fn handle(&self, to_read: bool) -> Option<(Arc<Conn>, Handle)> {
+        if to_read && !self.readable.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.handle
+            .lock()
+            .unwrap()
+            .clone()
+            .filter(|(c, _)| c.is_alive())
     }
 
     fn fail(&self, errno: i32) {
@@ -210,6 +225,7 @@ impl Journal {
             id: self.next_file.fetch_add(1, Ordering::Relaxed),
             path: Mutex::new(path.to_vec()),
             handle: Mutex::new(None),
+            readable: AtomicBool::new(false),
             error: Mutex::new((None, false)),
             sent: Mutex::new(BTreeMap::new()),
             replayed_upto: AtomicU64::new(0),
@@ -608,6 +624,8 @@ impl Filesystem {
                     {
                         j.learn_owner(o);
                     }
+                    f.readable
+                        .store(flags & SSH_FXF_READ != 0, Ordering::SeqCst);
                     *f.handle.lock().unwrap() = Some((c, h));
                     return Ok(());
                 }
@@ -649,8 +667,16 @@ impl Filesystem {
                 return Ok(());
             }
         }
+        // A file whose name is gone cannot be opened again (SFTP has only paths); its old
+        // name may be another file's by now.
+        let Some(path) = self.inodes.lock().unwrap().path(f.ino) else {
+            return Err(RemoteError::Status {
+                code: SSH_FX_NO_SUCH_FILE,
+                message: "the file's name was removed while it was open".into(),
+            });
+        };
         let c = self.pool.get_or_live(failed.slot).await?;
-        let r = self.remote(&f.path());
+        let r = self.remote(&path);
         let h = c.sftp.open(&r, SSH_FXF_WRITE, &Attrs::default()).await?;
         let replay: Vec<_> = {
             let sent = f.sent.lock().unwrap();
@@ -659,6 +685,7 @@ impl Filesystem {
             }
             sent.values().map(|(op, _)| send_on(&c, &h, op)).collect()
         };
+        f.readable.store(false, Ordering::SeqCst);
         *f.handle.lock().unwrap() = Some((c, h));
         tracing::info!(
             "re-made {} on a new connection, replaying {} requests",

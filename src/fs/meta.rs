@@ -143,10 +143,17 @@ impl Filesystem {
                 Ok(a)
             }
             None => {
+                // What the journal holds for it (async_writes) lands first.
+                self.settle().await;
                 let f = fh
                     .and_then(|fh| self.files.get(fh))
-                    .or_else(|| self.files.find(|f| f.ino == ino && f.usable()))
-                    .ok_or(FsError::new(libc::ENOENT))?;
+                    .or_else(|| self.files.find(|f| f.ino == ino && f.usable()));
+                let Some(f) = f else {
+                    return match self.async_fstat(ino).await {
+                        Some(r) => r,
+                        None => Err(FsError::new(libc::ENOENT)),
+                    };
+                };
                 Ok(self
                     .with_file(&f, |c, h| async move { c.sftp.fstat(&h).await })
                     .await?)
@@ -202,6 +209,7 @@ impl Filesystem {
         if let Some(r) = self.async_setattr(ino, fh, &set).await {
             return r;
         }
+        self.settle().await;
         let (uid, gid) = self
             .opts
             .policy
@@ -557,7 +565,7 @@ fn written_now(a: &Attrs) -> Attrs {
 
 /// OpenSSH folds the EFBIG of a size the server's filesystem cannot hold into a generic
 /// FAILURE; nothing else a client can ask makes a size change fail that way.
-fn setattr_error(set: &SetAttr, e: RemoteError) -> FsError {
+pub(super) fn setattr_error(set: &SetAttr, e: RemoteError) -> FsError {
     if set.size.is_some() && e.is_failure() {
         FsError::new(libc::EFBIG)
     } else {

@@ -264,3 +264,19 @@ fn fsx_random_operations_match_the_model_with_direct_io_and_sync_writes() {
         &["mmap"],
     );
 }
+
+/// `-o async_writes`: creates, writes, closes, attribute changes, mkdir, unlink and rename
+/// answered once queued, the rest waiting for the queue; the mount must still answer as the
+/// local disk does (it found: an unlinked open file unreadable, a truncate answered before
+/// the server refused it, a chown keeping setuid, an O_APPEND write placed at a stale end,
+/// a hard link's other name showing old attributes, a setgid bit not passed on by mkdir).
+#[test]
+fn fsx_random_operations_match_the_model_with_async_writes() {
+    run(
+        seed_from_env(0x5eed_0004),
+        ops_from_env(3000),
+        None,
+        &["async_writes"],
+        &[],
+    );
+}
