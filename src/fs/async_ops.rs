@@ -309,8 +309,10 @@ impl Filesystem {
         }
         let name = self.inodes.lock().unwrap().path(ino);
         let known = match &name {
-            // Not when a write made its size and time stale: the answer must carry them.
-            Some(n) => Some(self.cache.attrs_known(n)?).filter(|e| !e.stale)?,
+            // A file a write made stale: its size and time are the server's to say. A
+            // directory is stale when a name was made or removed in it here: its mtime
+            // moved to about now (kept stale below, for the next stat to ask).
+            Some(n) => Some(self.cache.attrs_known(n)?).filter(|e| !e.stale || e.attrs.is_dir())?,
             // Its old name's entry is another file's, if any: the server's word instead.
             None => super::cache::Entry {
                 attrs: match self.async_fstat(ino).await? {
@@ -334,6 +336,9 @@ impl Filesystem {
         }
         if change.atime_mtime.is_some() {
             after.atime_mtime = change.atime_mtime;
+        } else if known.stale {
+            let now = super::attr::to_secs(std::time::SystemTime::now());
+            after.atime_mtime = Some((after.atime_mtime.map_or(now, |t| t.0), now));
         }
         if change.uid_gid.is_some() {
             after.uid_gid = change.uid_gid;
@@ -352,6 +357,7 @@ impl Filesystem {
         }
 
         let symlink = after.is_symlink();
+        let sets_time = change.atime_mtime.is_some();
         let op = match (&file, symlink) {
             (Some(_), _) => Op::FSetStat(change),
             // SETSTAT follows links; a link's own mode and times are left to the usual way.
@@ -363,6 +369,10 @@ impl Filesystem {
         }
         if let Some(n) = &name {
             self.cache.put_attrs(n, &after, known.nlink);
+            // A time set here is exact (a directory's size is of no account).
+            if known.stale && !sets_time {
+                self.cache.mark_stale(n);
+            }
         }
         Some(Ok(self.attr(ino, &after, known.nlink)))
     }

@@ -597,6 +597,18 @@ impl MetaCache {
     }
 
     /// A local write changed `path`'s size and mtime (not known here until the server says).
+    /// The cached attributes of `path` (every name of its file) hold, but their size and
+    /// times may be out of date: the next stat asks the server. Nothing else changes.
+    pub fn mark_stale(&self, path: &[u8]) {
+        let (names, _) = self.names(path);
+        let mut attrs = self.attrs.lock().unwrap();
+        for n in names {
+            if let Some(t) = attrs.get_mut(&n) {
+                t.value.stale = true;
+            }
+        }
+    }
+
     pub fn mark_written(&self, path: &[u8]) {
         let _change = self.changes.lock().unwrap();
         let (names, more) = self.names(path);
