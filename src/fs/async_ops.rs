@@ -116,7 +116,7 @@ impl Filesystem {
     pub(super) async fn async_fstat(&self, ino: u64) -> Option<FsResult<Attrs>> {
         let f = self.journal()?.files.find(|f| f.ino == ino)?;
         self.settle().await;
-        let (c, h) = f.handle(false)?;
+        let (c, h) = self.live_handle(&f).await?;
         Some(c.sftp.fstat(&h).await.map_err(FsError::from))
     }
 
@@ -379,10 +379,10 @@ impl Filesystem {
 
     /// A size change of a file of the journal, through its own handle once what was queued
     /// landed, waited for.
-    async fn async_truncate(&self, f: &JFile, ino: u64, set: &SetAttr) -> FsResult<FileAttr> {
+    async fn async_truncate(&self, f: &Arc<JFile>, ino: u64, set: &SetAttr) -> FsResult<FileAttr> {
         self.settle().await;
         self.drain_inode(ino).await;
-        let (c, h) = f.handle(false).ok_or(FsError::new(libc::EIO))?;
+        let (c, h) = (self.live_handle(f).await).ok_or(FsError::new(libc::EIO))?;
         let change = Attrs {
             size: set.size,
             ..Attrs::default()

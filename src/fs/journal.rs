@@ -377,6 +377,17 @@ impl Filesystem {
         }
     }
 
+    /// `f`'s handle on a live connection, re-opened (with what was unanswered sent again)
+    /// when its connection died; `None` if it has none (not opened, or its name is gone).
+    pub(super) async fn live_handle(&self, f: &Arc<JFile>) -> Option<(Arc<Conn>, Handle)> {
+        let (c, h) = f.handle.lock().unwrap().clone()?;
+        if c.is_alive() {
+            return Some((c, h));
+        }
+        self.remake(f, &c).await.ok()?;
+        f.handle(false)
+    }
+
     /// Everything queued lands (at unmount).
     pub async fn settle_all(&self) {
         if let Some(j) = self.journal() {
