@@ -596,7 +596,6 @@ impl MetaCache {
         }
     }
 
-    /// A local write changed `path`'s size and mtime (not known here until the server says).
     /// The cached attributes of `path` (every name of its file) hold, but their size and
     /// times may be out of date: the next stat asks the server. Nothing else changes.
     pub fn mark_stale(&self, path: &[u8]) {
@@ -609,6 +608,7 @@ impl MetaCache {
         }
     }
 
+    /// A local write changed `path`'s size and mtime (not known here until the server says).
     pub fn mark_written(&self, path: &[u8]) {
         let _change = self.changes.lock().unwrap();
         let (names, more) = self.names(path);
