@@ -20,14 +20,6 @@ fn queued(mnt: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn sftpfs_sync(mnt: &Path) -> std::process::Output {
-    Command::new(binary())
-        .arg("sync")
-        .arg(mnt)
-        .output()
-        .unwrap()
-}
-
 /// A mount that has made its first file (made synchronously: it tells the owner new files
 /// get on the server).
 fn first_file(m: &Mount) {

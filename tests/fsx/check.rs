@@ -206,11 +206,7 @@ impl Fsx<'_> {
         self.gc();
         // With async_writes, what is still queued (a chmod after the last fsync) lands first,
         // and whatever of it failed is named; on other mounts there is nothing to wait for.
-        let sync = std::process::Command::new(crate::support::binary())
-            .arg("sync")
-            .arg(self.m.path(""))
-            .output()
-            .unwrap();
+        let sync = crate::support::sftpfs_sync(&self.m.path(""));
         if !sync.status.success() {
             self.fail(format!(
                 "final sftpfs sync: {}",

@@ -58,7 +58,7 @@ pub use self::{
     sshd::{isolate_from_mounts, keygen, user_ids, Sshd},
     tempdir::TempDir,
     trees::{same_tree, small_files, tarball},
-    tty::{members_up, status_json, OnTty},
+    tty::{members_up, sftpfs_sync, status_json, OnTty},
 };
 
 use std::ffi::CString;

@@ -89,6 +89,16 @@ pub fn status_json(mnt: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
+/// `sftpfs sync MOUNTPOINT`: what the mount queued (async_writes) is on the server, or its
+/// failures are named.
+pub fn sftpfs_sync(mnt: &Path) -> std::process::Output {
+    Command::new(super::binary())
+        .arg("sync")
+        .arg(mnt)
+        .output()
+        .unwrap()
+}
+
 /// How many of a mount's pool members are up, by its status.
 pub fn members_up(mnt: &Path) -> usize {
     status_json(mnt)["connections"]
