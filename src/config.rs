@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::fs::charset::Charset;
+use crate::fs::names::charset::Charset;
 
 /// How to treat a host key that is not in any known_hosts file (ssh's `StrictHostKeyChecking`).
 /// A *changed* key is refused whatever this says.

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use fuser::INodeNo;
 
-use crate::fs::inode::ROOT_INO;
-use crate::fs::revalidate::{EntryFate, StaleName};
+use crate::fs::names::inode::ROOT_INO;
+use crate::fs::names::revalidate::{EntryFate, StaleName};
 
 /// `FUSE_NOTIFY_INVAL_ENTRY`.
 const NOTIFY_INVAL_ENTRY: i32 = 3;

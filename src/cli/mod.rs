@@ -488,7 +488,7 @@ fn check_idmap(fs: &FsConfig) -> Result<(), CliError> {
 /// The iconv module's character sets when it is asked for (`modules=iconv`, or `from_code=`
 /// or `to_code=` alone): from_code defaults to UTF-8, to_code to the locale's codeset.
 fn name_charsets(d: &Draft<'_>, env: &Env) -> Result<Option<NameCharsetConfig>, CliError> {
-    use crate::fs::charset::Charset;
+    use crate::fs::names::charset::Charset;
     if !d.iconv_module && d.from_code.is_none() && d.to_code.is_none() {
         return Ok(None);
     }

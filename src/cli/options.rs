@@ -120,8 +120,8 @@ pub(super) struct Draft<'e> {
     /// `modules=` names iconv; with `from_code=` / `to_code=` (either alone also turns the
     /// module on) they make `fs.name_charsets` at the end.
     pub iconv_module: bool,
-    pub from_code: Option<crate::fs::charset::Charset>,
-    pub to_code: Option<crate::fs::charset::Charset>,
+    pub from_code: Option<crate::fs::names::charset::Charset>,
+    pub to_code: Option<crate::fs::names::charset::Charset>,
 }
 
 #[allow(clippy::too_many_arguments)]

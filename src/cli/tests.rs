@@ -810,7 +810,7 @@ fn sshfs_options_that_were_refused_now_parse() {
 #[test]
 fn name_charsets() {
     use crate::config::NameCharsetConfig;
-    use crate::fs::charset::Charset;
+    use crate::fs::names::charset::Charset;
     let utf8 = Charset::Whatwg(encoding_rs::UTF_8);
     let cs = |server, local| Some(NameCharsetConfig { server, local });
     // Off unless asked for.

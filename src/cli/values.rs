@@ -54,8 +54,8 @@ pub(super) fn locale_codeset(locale: Option<&str>) -> &str {
 }
 
 /// A character set of file names (`from_code=`, `to_code=`).
-pub(super) fn charset(v: &OsStr) -> Result<crate::fs::charset::Charset, Bad> {
-    use crate::fs::charset::{Charset, CharsetError};
+pub(super) fn charset(v: &OsStr) -> Result<crate::fs::names::charset::Charset, Bad> {
+    use crate::fs::names::charset::{Charset, CharsetError};
     match Charset::by_name(text(v)) {
         Ok(c) => Ok(c),
         Err(CharsetError::Unknown) => Err(Bad::Invalid(

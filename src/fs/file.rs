@@ -1,6 +1,6 @@
 //! Open files: open/create (and taking a file read ahead across files), flush, fsync,
 //! release, and re-opening a file on a new connection after a reconnect. Reading and
-//! writing are in `file_io.rs`.
+//! writing are in `read/file_read.rs` and `write/write_behind.rs`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,10 +8,10 @@ use std::sync::Arc;
 use fuser::FileAttr;
 use futures::future::join;
 
-use super::file_io::send_queued;
 use super::handle::OpenFile;
-use super::inode::InodeTable;
-use super::split;
+use super::names::inode::InodeTable;
+use super::read::split;
+use super::write::write_behind::send_queued;
 use super::{pflags, Filesystem, FsError, FsResult};
 use crate::remote::{Attrs, Conn, Handle, RemoteError};
 
@@ -62,7 +62,7 @@ impl Filesystem {
                 return Err(FsError::new(libc::EOPNOTSUPP));
             }
         }
-        let generation = self.cache.generation(super::inode::parent_of(&path));
+        let generation = self.cache.generation(super::names::inode::parent_of(&path));
         // A truncation is a change the other handles' answers may predate.
         let _truncating =
             (flags & libc::O_TRUNC != 0).then(|| InodeTable::begin_attr_change(&self.inodes, ino));
@@ -93,7 +93,7 @@ impl Filesystem {
             // landed writes implied must not outlive it (an O_APPEND write is placed at the
             // end this mount knows, and the file may have grown on the server since).
             self.server_caught_up(ino, Some((a, None)), |c, p| {
-                c.generation(super::inode::parent_of(p)) == generation
+                c.generation(super::names::inode::parent_of(p)) == generation
             });
         }
         let version = (a.size, a.atime_mtime.map(|t| t.1));
@@ -114,9 +114,9 @@ impl Filesystem {
         })
     }
 
-    /// Opens with a file read ahead across files (`file_ahead.rs`): its handle becomes the
+    /// Opens with a file read ahead across files (`read/file_ahead.rs`): its handle becomes the
     /// open file's, its data the start of its read-ahead.
-    fn adopt(&self, ino: u64, f: Arc<super::file_ahead::Fetched>, flags: i32) -> Opened {
+    fn adopt(&self, ino: u64, f: Arc<super::read::file_ahead::Fetched>, flags: i32) -> Opened {
         let version = (f.attrs.size, f.attrs.atime_mtime.map(|t| t.1));
         let keep_cache = {
             let mut t = self.inodes.lock().unwrap();
@@ -146,7 +146,7 @@ impl Filesystem {
         self.drop_readahead(ino);
         match st {
             Some(a) => self.exact_after_writes(ino, a, |c, p| {
-                c.generation(super::inode::parent_of(p)) == generation
+                c.generation(super::names::inode::parent_of(p)) == generation
             }),
             None => {
                 if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
@@ -438,7 +438,7 @@ impl Filesystem {
         let (generation, mark) = {
             let t = self.inodes.lock().unwrap();
             let generation = match t.path(f.ino) {
-                Some(p) => self.cache.generation(super::inode::parent_of(&p)),
+                Some(p) => self.cache.generation(super::names::inode::parent_of(&p)),
                 None => 0,
             };
             (generation, t.attr_mark(f.ino))
@@ -463,7 +463,7 @@ impl Filesystem {
                 // an open with O_TRUNC, as the kernel sends RELEASE after close returns):
                 // the cache keeps the newer word.
                 self.server_caught_up(f.ino, Some((&a, None)), |c, p| {
-                    c.generation(super::inode::parent_of(p)) == generation
+                    c.generation(super::names::inode::parent_of(p)) == generation
                         && self.inodes.lock().unwrap().quiet_since(f.ino, mark)
                 });
             }

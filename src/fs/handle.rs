@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-use super::cache::Entry;
-use super::readahead::ReadAhead;
+use super::meta::cache::Entry;
+use super::read::readahead::ReadAhead;
 use crate::remote::{Conn, Handle};
 
 /// Requests sent but not yet acknowledged, in the order they were made. Kept so that they
@@ -25,7 +25,7 @@ pub struct WriteQueue {
 pub enum Queued {
     /// WRITE of the data at the offset.
     Write(u64, Bytes),
-    /// FSETSTAT of mode and times, on a file this mount created (see `meta.rs`).
+    /// FSETSTAT of mode and times, on a file this mount created (see `meta/stat.rs`).
     SetStat(crate::remote::Attrs),
 }
 
@@ -54,7 +54,7 @@ pub struct OpenFile {
     writes: Mutex<WriteQueue>,
     drained: Notify,
     pub readahead: Mutex<ReadAhead>,
-    /// A second handle on another connection for a long sequential read (`split.rs`).
+    /// A second handle on another connection for a long sequential read (`read/split.rs`).
     pub second: Mutex<Second>,
     /// Read-ahead chunks the second handle delivered.
     pub second_chunks: AtomicU64,

@@ -1,27 +1,15 @@
 //! The filesystem core: FUSE-shaped operations in inodes and byte names, answered over SFTP.
 //! Async and free of the kernel interface, so it is tested against a real sftp-server alone.
 
-pub mod async_ops;
-pub mod attr;
-pub mod cache;
-pub mod charset;
-pub mod dir;
 pub mod error;
 pub mod errors_seen;
 pub mod file;
-pub mod file_ahead;
-pub mod file_io;
 pub mod handle;
-pub mod inode;
-pub mod journal;
 pub mod meta;
 pub mod names;
 mod probe;
-pub mod readahead;
-pub mod revalidate;
-pub mod split;
-pub mod symlink;
-mod truncate;
+pub mod read;
+pub mod write;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +21,11 @@ use tokio::sync::Semaphore;
 
 use crate::remote::protocol::*;
 use crate::remote::{Attrs, Conn, Pool, RemoteError, Sftp};
+use meta::{attr, cache};
+use names::{charset, dir, inode, revalidate, symlink};
+use read::file_ahead;
+use write::journal;
+
 pub use attr::AttrPolicy;
 pub use cache::CacheOptions;
 use cache::MetaCache;
@@ -109,7 +102,7 @@ pub struct Options {
     pub workarounds: crate::config::Workarounds,
     /// `attr_refusals=ignore`: a mode or time change the server refuses succeeds.
     pub ignore_attr_refusals: bool,
-    /// `async_writes`: changes are answered once queued (`journal.rs`).
+    /// `async_writes`: changes are answered once queued (`write/journal.rs`).
     pub async_writes: bool,
     /// File names in another character set on the server (`from_code=`/`to_code=`); `None`:
     /// names pass as they are.
@@ -611,7 +604,7 @@ fn in_group(pid: u32, gid: u32) -> bool {
 /// every WRITE on the handle lands at the server's end of file, also the kernel's writeback
 /// of mmap pages (which must stay where they are) and writes replayed after a reconnect;
 /// and the server's end is not the file's while writes of other descriptors travel. The
-/// core places `O_APPEND` writes itself (`file_io.rs`, `write`).
+/// core places `O_APPEND` writes itself (`write/write_behind.rs`, `write`).
 pub fn pflags(flags: i32) -> u32 {
     let mut p = match flags & libc::O_ACCMODE {
         libc::O_WRONLY => SSH_FXF_WRITE,

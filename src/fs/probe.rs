@@ -4,7 +4,7 @@
 //! a scratch file of our own, before the first such open on a server that is not OpenSSH's
 //! sftp-server; the open is then refused (EOPNOTSUPP) rather than the data lost.
 
-use super::inode::{join, parent_of};
+use super::names::inode::{join, parent_of};
 use super::Filesystem;
 use crate::remote::protocol::*;
 use crate::remote::{Attrs, RemoteError, Sftp};

@@ -4,8 +4,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use super::file_io::FUSE_WRITE_CACHE;
-use super::inode::ROOT_INO;
+use super::names::inode::ROOT_INO;
+use super::write::write_behind::FUSE_WRITE_CACHE;
 use super::*;
 use crate::remote::testing::{ChildTransport, TempDir};
 use crate::remote::{Pool, PoolOptions};
@@ -836,7 +836,7 @@ async fn a_listing_answered_during_a_link_does_not_count_it_twice() {
     fs.listing_shared(b"").await.unwrap();
     let nlink = |fs: &Arc<Filesystem>| fs.inodes.lock().unwrap().get(a).unwrap().nlink;
     assert_eq!(nlink(&fs), Some(2));
-    let change = super::inode::InodeTable::begin_change(&fs.inodes, b"a");
+    let change = super::names::inode::InodeTable::begin_change(&fs.inodes, b"a");
     // The server made the link; a listing fetched now shows it.
     std::fs::hard_link(d.join("a"), d.join("c")).unwrap();
     fs.cache.clear();
@@ -1262,7 +1262,7 @@ async fn revalidation_lists_directories_in_use_and_names_what_changed() {
     std::fs::write(d.join("sub/c"), b"c").unwrap();
     std::fs::remove_dir(d.join("sub/k")).unwrap();
     std::fs::write(d.join("sub/k"), b"now a file").unwrap();
-    use super::revalidate::EntryFate::{Drop, Keep};
+    use super::names::revalidate::EntryFate::{Drop, Keep};
     let mut changed: Vec<(u64, Vec<u8>, _)> = fs
         .revalidate_round(period)
         .await
@@ -1335,7 +1335,7 @@ async fn a_listing_opened_before_a_refresh_hands_out_entries_for_no_time() {
 
 #[test]
 fn within_is_at_or_below() {
-    use super::inode::within;
+    use super::names::inode::within;
     assert!(within(b"a/b", b""));
     assert!(within(b"a", b"a"));
     assert!(within(b"a/b", b"a"));

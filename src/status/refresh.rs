@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::fs::revalidate::StaleName;
+use crate::fs::names::revalidate::StaleName;
 use crate::fs::Filesystem;
 use crate::kernel_cache::KernelCache;
 

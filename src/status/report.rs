@@ -34,7 +34,7 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
             })
         })
         .collect();
-    let cache = |c: &crate::fs::cache::CacheStats| json!({ "entries": c.entries, "hits": c.hits, "misses": c.misses });
+    let cache = |c: &crate::fs::meta::cache::CacheStats| json!({ "entries": c.entries, "hits": c.hits, "misses": c.misses });
     let recent: Vec<Value> = s
         .recent_errors
         .iter()

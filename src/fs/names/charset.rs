@@ -275,7 +275,7 @@ impl NameCharsets {
         let mut r = self.raw.lock().unwrap();
         let mut out = Vec::with_capacity(shown.len());
         for (name, raw) in &shown {
-            let path = super::inode::join(dir, name);
+            let path = crate::fs::names::inode::join(dir, name);
             if !raw {
                 r.paths.remove(&path);
                 out.push(Some(name.clone()));

@@ -371,7 +371,7 @@ impl InodeTable {
             .filter(|(p, _)| !p.is_empty() && within(p, path))
             .filter_map(|(p, &ino)| {
                 let parent = *self.by_path.get(parent_of(p))?;
-                Some((parent, super::cache::name_of(p).to_vec(), ino))
+                Some((parent, crate::fs::meta::cache::name_of(p).to_vec(), ino))
             })
             .collect()
     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use fuser::FileAttr;
 use futures::future::join;
 
-use super::inode::InodeTable;
-use super::{Filesystem, FsError, FsResult};
+use crate::fs::names::inode::InodeTable;
+use crate::fs::{Filesystem, FsError, FsResult};
 use crate::remote::protocol::SSH_FX_NO_SUCH_FILE;
 use crate::remote::{Attrs, RemoteError};
 
@@ -58,7 +58,12 @@ impl Filesystem {
 
     /// Applies the permissions asked for when the server's umask took some away; a setgid
     /// bit a directory inherited from its parent stays, as on a local disk.
-    pub(super) async fn fix_mode(&self, remote: &[u8], want: u32, got: &mut Attrs) -> FsResult<()> {
+    pub(in crate::fs) async fn fix_mode(
+        &self,
+        remote: &[u8],
+        want: u32,
+        got: &mut Attrs,
+    ) -> FsResult<()> {
         let have = got.permissions.unwrap_or(0);
         let want = if got.is_dir() {
             want | (have & libc::S_ISGID)
@@ -79,7 +84,11 @@ impl Filesystem {
     }
 
     /// OpenSSH reports "already exists" as a generic failure.
-    pub(super) async fn explain_create_failure(&self, e: RemoteError, rel: &[u8]) -> FsError {
+    pub(in crate::fs) async fn explain_create_failure(
+        &self,
+        e: RemoteError,
+        rel: &[u8],
+    ) -> FsError {
         if e.is_failure() && self.exists(rel).await.is_some() {
             return FsError::new(libc::EEXIST);
         }
@@ -451,6 +460,6 @@ fn aside_name(path: &[u8]) -> Vec<u8> {
         .rposition(|&b| b == b'/')
         .map_or(&[][..], |i| &path[..=i]);
     let mut p = dir.to_vec();
-    p.extend_from_slice(super::scratch_name("aside").as_bytes());
+    p.extend_from_slice(crate::fs::scratch_name("aside").as_bytes());
     p
 }

@@ -8,8 +8,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::handle::{OpenFile, Second};
-use super::{pflags, Filesystem};
+use crate::fs::handle::{OpenFile, Second};
+use crate::fs::{pflags, Filesystem};
 use crate::remote::{Attrs, Conn, Handle};
 
 /// Smaller files: one pipeline finishes them about as soon.
@@ -23,7 +23,7 @@ const AFTER: u64 = 2 << 20;
 impl Filesystem {
     /// For a read that is part of a sequential run: opens the second handle, once, in the
     /// background, when the file is long enough and the pool has another live member.
-    pub(super) fn maybe_split(self: &Arc<Self>, f: &Arc<OpenFile>, offset: u64) {
+    pub(in crate::fs) fn maybe_split(self: &Arc<Self>, f: &Arc<OpenFile>, offset: u64) {
         let big = f
             .readahead
             .lock()
@@ -77,7 +77,11 @@ impl Filesystem {
 }
 
 /// The second handle, when the chunk at `offset` (of `len`-byte chunks) is one of its share.
-pub(super) fn second_for(f: &OpenFile, offset: u64, len: u32) -> Option<(Arc<Conn>, Handle)> {
+pub(in crate::fs) fn second_for(
+    f: &OpenFile,
+    offset: u64,
+    len: u32,
+) -> Option<(Arc<Conn>, Handle)> {
     if len == 0 || (offset / len as u64).is_multiple_of(2) {
         return None;
     }
@@ -88,7 +92,7 @@ pub(super) fn second_for(f: &OpenFile, offset: u64, len: u32) -> Option<(Arc<Con
 }
 
 /// Gives the second handle up (it failed, or the file is being closed).
-pub(super) fn drop_second(f: &OpenFile) {
+pub(in crate::fs) fn drop_second(f: &OpenFile) {
     let old = std::mem::replace(&mut *f.second.lock().unwrap(), Second::Unavailable);
     if let Second::Ready(c, h) = old {
         c.sftp.close_nowait(&h);

@@ -28,9 +28,9 @@ use futures::FutureExt;
 use lru::LruCache;
 use tokio::time::Instant;
 
-use super::cache::Entry;
-use super::inode::{join as join_path, parent_of, RelPath};
-use super::Filesystem;
+use crate::fs::meta::cache::Entry;
+use crate::fs::names::inode::{join as join_path, parent_of, RelPath};
+use crate::fs::Filesystem;
 use crate::remote::protocol::SSH_FXF_READ;
 use crate::remote::{Attrs, Conn, Handle};
 
@@ -318,7 +318,7 @@ impl FileAhead {
 impl Filesystem {
     /// `path` is being opened for reading: if the program reads its directory's files in an
     /// order, fetch the next ones.
-    pub(super) fn read_ahead_files(self: &Arc<Self>, path: &[u8]) {
+    pub(in crate::fs) fn read_ahead_files(self: &Arc<Self>, path: &[u8]) {
         if !self.opts.prefetch || !self.cache.enabled() || self.opts.direct_io {
             return;
         }
@@ -344,7 +344,7 @@ impl Filesystem {
             s.snapshots.put(dir.to_vec(), snap);
         }
         let ino_of = |n: &[u8]| self.inodes.lock().unwrap().ino_for(&join_path(dir, n));
-        let name = super::cache::name_of(path);
+        let name = crate::fs::meta::cache::name_of(path);
         let now = Instant::now();
         let mut expired = Vec::new();
         let wanted = {
@@ -467,7 +467,7 @@ impl Filesystem {
     }
 
     /// Closes a prefetched file nobody took.
-    pub(super) fn discard_prefetch(&self, p: Prefetch) {
+    pub(in crate::fs) fn discard_prefetch(&self, p: Prefetch) {
         tokio::spawn(async move {
             if let Some(f) = p.fetched.await {
                 f.conn.sftp.close_nowait(&f.handle);
@@ -477,7 +477,7 @@ impl Filesystem {
 
     /// The prefetched `path`, if one is kept and may be served: nothing changed it since
     /// (see the module's rule). Otherwise its handle is closed and `None` says to open it.
-    pub(super) async fn take_prefetched(&self, path: &[u8]) -> Option<Arc<Fetched>> {
+    pub(in crate::fs) async fn take_prefetched(&self, path: &[u8]) -> Option<Arc<Fetched>> {
         let p = self.file_ahead.take(path)?;
         let dir = parent_of(path);
         let unchanged = |f: &Fetched| {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fuser::FileAttr;
 
-use super::inode::{parent_of, within};
-use super::journal::{JFile, Op};
-use super::{Filesystem, FsError, FsResult, SetAttr};
+use crate::fs::names::inode::{parent_of, within};
+use crate::fs::write::journal::{JFile, Op};
+use crate::fs::{Filesystem, FsError, FsResult, SetAttr};
 use crate::remote::protocol::*;
 use crate::remote::Attrs;
 
@@ -17,7 +17,7 @@ impl Filesystem {
     /// The attributes a new name shows until the server's are known; `None` when its
     /// directory's are not known (its group and setgid bit pass on to what is made in it).
     fn made_attrs(&self, kind: u32, mode: u32, parent: &[u8]) -> Option<Attrs> {
-        let now = super::attr::to_secs(std::time::SystemTime::now());
+        let now = crate::fs::meta::attr::to_secs(std::time::SystemTime::now());
         // Stale ones too: a write there moved only its size and times.
         let parent = Some(self.cache.attrs_known(parent)?.attrs);
         let mut owner = self
@@ -45,7 +45,7 @@ impl Filesystem {
 
     /// `create` answered once queued; `None` when this one must be made the usual way (the
     /// owner new files get is not known yet: the first file is made synchronously).
-    pub(super) async fn async_create(
+    pub(in crate::fs) async fn async_create(
         self: &Arc<Self>,
         path: &[u8],
         mode: u32,
@@ -62,7 +62,7 @@ impl Filesystem {
             ..Attrs::default()
         };
         let f = Arc::new(j.new_file(ino, path));
-        let pflags = super::pflags(flags | libc::O_CREAT) | SSH_FXF_WRITE;
+        let pflags = crate::fs::pflags(flags | libc::O_CREAT) | SSH_FXF_WRITE;
         if let Err(e) = self
             .enqueue(
                 path,
@@ -107,13 +107,13 @@ impl Filesystem {
 
     /// The name a file of the journal has now; `None` once it has none (unlinked or renamed
     /// over while open): its recorded path may name another file by then.
-    fn async_path(&self, f: &JFile) -> Option<super::inode::RelPath> {
+    fn async_path(&self, f: &JFile) -> Option<crate::fs::names::inode::RelPath> {
         self.inodes.lock().unwrap().path(f.ino)
     }
 
     /// The attributes of a file of the journal whose name is gone (unlinked or renamed over
     /// while open), through its handle once what was queued landed.
-    pub(super) async fn async_fstat(&self, ino: u64) -> Option<FsResult<Attrs>> {
+    pub(in crate::fs) async fn async_fstat(&self, ino: u64) -> Option<FsResult<Attrs>> {
         let f = self.journal()?.files.find(|f| f.ino == ino)?;
         self.settle().await;
         let (c, h) = self.live_handle(&f).await?;
@@ -126,7 +126,7 @@ impl Filesystem {
             .ok_or(FsError::new(libc::EBADF))
     }
 
-    pub(super) async fn async_write(
+    pub(in crate::fs) async fn async_write(
         self: &Arc<Self>,
         fh: u64,
         offset: u64,
@@ -182,7 +182,7 @@ impl Filesystem {
             // Every name of the file shows the write at once.
             Some(mut a) => {
                 a.size = Some(size.unwrap_or(0).max(offset + len as u64));
-                let now = super::attr::to_secs(std::time::SystemTime::now());
+                let now = crate::fs::meta::attr::to_secs(std::time::SystemTime::now());
                 a.atime_mtime = Some((a.atime_mtime.map_or(now, |t| t.0), now));
                 self.cache
                     .put_attrs(name.as_deref().unwrap_or(&path), &a, None);
@@ -212,14 +212,14 @@ impl Filesystem {
     }
 
     /// close(2): answered at once; a failure already known is reported.
-    pub(super) fn async_flush(&self, fh: u64) -> FsResult<()> {
+    pub(in crate::fs) fn async_flush(&self, fh: u64) -> FsResult<()> {
         match self.async_file(fh)?.take_error() {
             Some(e) => Err(FsError::new(e)),
             None => Ok(()),
         }
     }
 
-    pub(super) async fn async_release(self: &Arc<Self>, fh: u64) -> FsResult<()> {
+    pub(in crate::fs) async fn async_release(self: &Arc<Self>, fh: u64) -> FsResult<()> {
         let f = self.async_file(fh)?;
         let path = f.path();
         self.enqueue(&path, Some(&f), Op::Close).await?;
@@ -231,7 +231,7 @@ impl Filesystem {
     }
 
     /// fsync: everything queued before it is on the server; any failure is returned.
-    pub(super) async fn async_fsync(self: &Arc<Self>, fh: Option<u64>) -> FsResult<()> {
+    pub(in crate::fs) async fn async_fsync(self: &Arc<Self>, fh: Option<u64>) -> FsResult<()> {
         let Some(j) = self.journal() else {
             return Ok(());
         };
@@ -248,7 +248,12 @@ impl Filesystem {
     /// A read through an asynchronous file: what was queued lands first, then the server's
     /// bytes are read through the file's handle if it was opened for reading (it reaches the
     /// file also once its name is gone), else through a handle of its own.
-    pub(super) async fn async_read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+    pub(in crate::fs) async fn async_read(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Bytes> {
         let f = self.async_file(fh)?;
         self.settle().await;
         if let Some((c, h)) = f.handle(true) {
@@ -273,7 +278,7 @@ impl Filesystem {
 
     /// A mode, owner or time change of a file of the journal, or of a name whose attributes
     /// are known: queued. `None`: do it the usual way.
-    pub(super) async fn async_setattr(
+    pub(in crate::fs) async fn async_setattr(
         self: &Arc<Self>,
         ino: u64,
         fh: Option<u64>,
@@ -314,7 +319,7 @@ impl Filesystem {
             // moved to about now (kept stale below, for the next stat to ask).
             Some(n) => Some(self.cache.attrs_known(n)?).filter(|e| !e.stale || e.attrs.is_dir())?,
             // Its old name's entry is another file's, if any: the server's word instead.
-            None => super::cache::Entry {
+            None => crate::fs::meta::cache::Entry {
                 attrs: match self.async_fstat(ino).await? {
                     Ok(a) => a,
                     Err(e) => return Some(Err(e)),
@@ -328,7 +333,7 @@ impl Filesystem {
             Err(e) => return Some(Err(FsError::new(e))),
         };
         let set = SetAttr { uid, gid, ..*set };
-        let change = super::meta::merge(&set, Some(&known.attrs));
+        let change = crate::fs::meta::stat::merge(&set, Some(&known.attrs));
         let mut after = known.attrs.clone();
         if let Some(m) = change.permissions {
             let kind = after.permissions.unwrap_or(libc::S_IFREG) & libc::S_IFMT;
@@ -337,7 +342,7 @@ impl Filesystem {
         if change.atime_mtime.is_some() {
             after.atime_mtime = change.atime_mtime;
         } else if known.stale {
-            let now = super::attr::to_secs(std::time::SystemTime::now());
+            let now = crate::fs::meta::attr::to_secs(std::time::SystemTime::now());
             after.atime_mtime = Some((after.atime_mtime.map_or(now, |t| t.0), now));
         }
         if change.uid_gid.is_some() {
@@ -388,7 +393,7 @@ impl Filesystem {
             ..Attrs::default()
         };
         let r = c.sftp.fsetstat(&h, &change).await;
-        r.map_err(|e| super::meta::setattr_error(set, e))?;
+        r.map_err(|e| crate::fs::meta::stat::setattr_error(set, e))?;
         let a = c.sftp.fstat(&h).await?;
         self.local_size_is(ino, |_| a.size.unwrap_or(0));
         self.drop_readahead(ino);
@@ -398,7 +403,7 @@ impl Filesystem {
         Ok(self.attr(ino, &a, None))
     }
 
-    pub(super) async fn async_mkdir(
+    pub(in crate::fs) async fn async_mkdir(
         self: &Arc<Self>,
         path: &[u8],
         mode: u32,
@@ -430,14 +435,14 @@ impl Filesystem {
 
     /// unlink or rmdir of a name whose kind (and, for a directory, emptiness) the caches
     /// know: queued. `None`: do it the usual way (the errno must come from the server).
-    pub(super) async fn async_remove(
+    pub(in crate::fs) async fn async_remove(
         self: &Arc<Self>,
         path: &[u8],
         dir: bool,
     ) -> Option<FsResult<()>> {
         self.journal()?;
         let known = match self.cache.known(path) {
-            super::cache::Known::Present(e) => e,
+            crate::fs::meta::cache::Known::Present(e) => e,
             _ => return None,
         };
         if known.attrs.is_dir() != dir {
@@ -461,7 +466,7 @@ impl Filesystem {
 
     /// A rename the server does atomically (posix-rename) of names the caches know, over
     /// nothing or over a file: queued. `None`: do it the usual way.
-    pub(super) async fn async_rename(
+    pub(in crate::fs) async fn async_rename(
         self: &Arc<Self>,
         from: &[u8],
         to: &[u8],
@@ -476,12 +481,13 @@ impl Filesystem {
             return None;
         }
         let source = match self.cache.known(from) {
-            super::cache::Known::Present(e) => e,
+            crate::fs::meta::cache::Known::Present(e) => e,
             _ => return None,
         };
         match self.cache.known(to) {
-            super::cache::Known::Absent => {}
-            super::cache::Known::Present(t) if !t.attrs.is_dir() && !source.attrs.is_dir() => {}
+            crate::fs::meta::cache::Known::Absent => {}
+            crate::fs::meta::cache::Known::Present(t)
+                if !t.attrs.is_dir() && !source.attrs.is_dir() => {}
             _ => return None,
         }
         if let Err(e) = self.enqueue(from, None, Op::Rename(to.to_vec())).await {

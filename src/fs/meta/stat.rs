@@ -6,9 +6,10 @@ use std::time::SystemTime;
 use fuser::FileAttr;
 use futures::future::join;
 
-use super::cache::Known;
-use super::inode::InodeTable;
-use super::{attr, in_group, Caller, Filesystem, FsError, FsResult, SetAttr, SetTime};
+use crate::fs::meta::attr;
+use crate::fs::meta::cache::Known;
+use crate::fs::names::inode::InodeTable;
+use crate::fs::{in_group, Caller, Filesystem, FsError, FsResult, SetAttr, SetTime};
 use crate::remote::{Attrs, RemoteError, StatVfs};
 
 impl Filesystem {
@@ -28,7 +29,7 @@ impl Filesystem {
         name: &[u8],
     ) -> FsResult<(FileAttr, bool)> {
         let path = self.child_path(parent, name)?;
-        self.in_use.touch(super::inode::parent_of(&path));
+        self.in_use.touch(crate::fs::names::inode::parent_of(&path));
         if let Some(e) = self.cache.attrs(&path) {
             return Ok((self.entry(&path, &e.attrs, e.nlink), true));
         }
@@ -110,16 +111,16 @@ impl Filesystem {
     /// the path, or — for a node unlinked while open — an open handle. Not the cache first:
     /// an entry stored while writes were being replayed can be fresh and still too short
     /// (fsx with connections killed caught it).
-    pub(super) async fn stat_node(&self, ino: u64, fh: Option<u64>) -> FsResult<Attrs> {
+    pub(in crate::fs) async fn stat_node(&self, ino: u64, fh: Option<u64>) -> FsResult<Attrs> {
         self.drain_inode(ino).await;
         let path = self.inodes.lock().unwrap().path(ino);
         match path {
             Some(p) => {
-                self.in_use.touch(super::inode::parent_of(&p));
+                self.in_use.touch(crate::fs::names::inode::parent_of(&p));
                 if let Some(e) = self.cache.attrs(&p) {
                     return Ok(e.attrs);
                 }
-                let parent = super::inode::parent_of(&p);
+                let parent = crate::fs::names::inode::parent_of(&p);
                 let generation = self.cache.generation(parent);
                 let relist = self
                     .inodes
@@ -138,7 +139,7 @@ impl Filesystem {
                 }?;
                 let nlink = self.inodes.lock().unwrap().get(ino).and_then(|n| n.nlink);
                 self.server_caught_up(ino, Some((&a, nlink)), |c, p| {
-                    c.generation(super::inode::parent_of(p)) == generation
+                    c.generation(crate::fs::names::inode::parent_of(p)) == generation
                 });
                 Ok(a)
             }
@@ -412,7 +413,7 @@ impl Filesystem {
         // relative target the link holds: sshfs's transform gives it back inside the mount.
         let resolves = self.pool.profile().is_some_and(|p| p.readlink_resolves());
         let policy = if resolves && !self.opts.symlinks.transform {
-            std::borrow::Cow::Owned(super::SymlinkPolicy {
+            std::borrow::Cow::Owned(crate::fs::SymlinkPolicy {
                 transform: true,
                 ..self.opts.symlinks.clone()
             })
@@ -503,7 +504,7 @@ impl Filesystem {
     fn set_mode_times_behind(
         &self,
         ino: u64,
-        f: &Arc<super::handle::OpenFile>,
+        f: &Arc<crate::fs::handle::OpenFile>,
         path: &[u8],
         set: &SetAttr,
     ) -> Option<FileAttr> {
@@ -544,7 +545,7 @@ impl Filesystem {
         // What the file will be once the queue lands: exact, unless a write since the last
         // time change left its mtime to the server.
         let exact = change.atime_mtime.is_some() || !known.stale;
-        self.queue(f, super::handle::Queued::SetStat(change), None);
+        self.queue(f, crate::fs::handle::Queued::SetStat(change), None);
         self.cache.put_attrs(path, &after, known.nlink);
         if !exact {
             self.cache.mark_written(path);
@@ -565,7 +566,7 @@ fn written_now(a: &Attrs) -> Attrs {
 
 /// OpenSSH folds the EFBIG of a size the server's filesystem cannot hold into a generic
 /// FAILURE; nothing else a client can ask makes a size change fail that way.
-pub(super) fn setattr_error(set: &SetAttr, e: RemoteError) -> FsError {
+pub(in crate::fs) fn setattr_error(set: &SetAttr, e: RemoteError) -> FsError {
     if set.size.is_some() && e.is_failure() {
         FsError::new(libc::EFBIG)
     } else {
@@ -603,7 +604,7 @@ fn changes_nothing(set: &SetAttr, a: &Attrs) -> bool {
 
 /// The SETSTAT attributes for a change. SFTP sets uid and gid (and atime and mtime) only
 /// together: the one not asked for comes from `current`.
-pub(super) fn merge(set: &SetAttr, current: Option<&Attrs>) -> Attrs {
+pub(in crate::fs) fn merge(set: &SetAttr, current: Option<&Attrs>) -> Attrs {
     let mut a = Attrs {
         size: set.size,
         permissions: set.mode.map(|m| m & 0o7777),

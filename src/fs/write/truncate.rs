@@ -6,12 +6,12 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::Filesystem;
+use crate::fs::Filesystem;
 use crate::remote::protocol::*;
 use crate::remote::{Attrs, RemoteError, Sftp};
 
 impl Filesystem {
-    pub(super) async fn truncate_by_rewrite(
+    pub(in crate::fs) async fn truncate_by_rewrite(
         &self,
         path: &[u8],
         size: u64,

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::cache::Entry;
-use super::inode::{join, RelPath};
-use super::Filesystem;
+use crate::fs::meta::cache::Entry;
+use crate::fs::names::inode::{join, RelPath};
+use crate::fs::Filesystem;
 use crate::remote::RemoteError;
 
 /// The most directories listed again per period: a tree walk touches thousands.
@@ -118,7 +118,11 @@ impl Filesystem {
             writing
                 .iter()
                 .filter_map(|&ino| t.get(ino))
-                .flat_map(|n| n.paths.iter().map(|p| super::inode::parent_of(p).to_vec()))
+                .flat_map(|n| {
+                    n.paths
+                        .iter()
+                        .map(|p| crate::fs::names::inode::parent_of(p).to_vec())
+                })
                 .collect()
         };
         let mut changed = Vec::new();
@@ -153,7 +157,7 @@ impl Filesystem {
         let Some(old) = self.cache.peek_listing(dir) else {
             return Ok(Vec::new());
         };
-        let looks_all = |l: &Mutex<super::cache::Listing>| -> HashMap<Vec<u8>, Looks> {
+        let looks_all = |l: &Mutex<crate::fs::meta::cache::Listing>| -> HashMap<Vec<u8>, Looks> {
             let l = l.lock().unwrap();
             l.entries
                 .iter()

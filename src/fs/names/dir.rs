@@ -11,11 +11,11 @@ use fuser::{FileAttr, FileType};
 use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
 
-use super::attr::file_type;
-use super::cache::{Entry, Listing};
-use super::handle::DirListing;
-use super::inode::{join, parent_of, RelPath, ROOT_INO};
-use super::{Filesystem, FsError, FsResult};
+use crate::fs::handle::DirListing;
+use crate::fs::meta::attr::file_type;
+use crate::fs::meta::cache::{Entry, Listing};
+use crate::fs::names::inode::{join, parent_of, RelPath, ROOT_INO};
+use crate::fs::{Filesystem, FsError, FsResult};
 use crate::remote::{Attrs, RemoteError};
 
 type ListingFuture = Shared<BoxFuture<'static, Result<Arc<Mutex<Listing>>, RemoteError>>>;
@@ -39,7 +39,7 @@ pub struct DirItem<'a> {
 
 impl Filesystem {
     /// The listing of `dir`: cached, already being fetched, or fetched now.
-    pub(super) fn listing_shared(self: &Arc<Self>, dir: &[u8]) -> ListingFuture {
+    pub(in crate::fs) fn listing_shared(self: &Arc<Self>, dir: &[u8]) -> ListingFuture {
         if let Some(l) = self.cache.listing(dir) {
             return futures::future::ready(Ok(l)).boxed().shared();
         }
@@ -60,7 +60,7 @@ impl Filesystem {
         fut
     }
 
-    pub(super) async fn fetch_listing(
+    pub(in crate::fs) async fn fetch_listing(
         &self,
         dir: &[u8],
     ) -> Result<Arc<Mutex<Listing>>, RemoteError> {
@@ -261,7 +261,7 @@ impl Filesystem {
 
     /// Marks the open listings of the directories `pick` names as older than what the kernel
     /// is about to be told to forget (see [`DirItem::outdated`]). Call it before telling.
-    pub(super) fn outdate_listings(&self, pick: impl Fn(&[u8]) -> bool) {
+    pub(in crate::fs) fn outdate_listings(&self, pick: impl Fn(&[u8]) -> bool) {
         let t = self.inodes.lock().unwrap();
         for d in self.dirs.all(|_| true) {
             if t.path(d.ino).is_some_and(|p| pick(&p)) {

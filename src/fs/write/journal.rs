@@ -24,8 +24,8 @@ use futures::future::join;
 use futures::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::inode::{parent_of, within, RelPath};
-use super::{Filesystem, FsError, FsResult};
+use crate::fs::names::inode::{parent_of, within, RelPath};
+use crate::fs::{Filesystem, FsError, FsResult};
 use crate::remote::protocol::*;
 use crate::remote::{Attrs, Conn, Handle, RemoteError};
 
@@ -199,7 +199,7 @@ pub struct Journal {
     /// The server's largest WRITE, once learned (0 before): a write is queued without
     /// asking the pool for a connection, which may be down.
     pub max_write: std::sync::atomic::AtomicU32,
-    pub files: super::handle::HandleTable<JFile>,
+    pub files: crate::fs::handle::HandleTable<JFile>,
 }
 
 impl Journal {
@@ -214,7 +214,7 @@ impl Journal {
             next_file: AtomicU64::new(1),
             started: AtomicBool::new(false),
             max_write: std::sync::atomic::AtomicU32::new(0),
-            files: super::handle::HandleTable::starting_at(FH_BASE),
+            files: crate::fs::handle::HandleTable::starting_at(FH_BASE),
         }
     }
 
@@ -360,18 +360,18 @@ impl Journal {
 }
 
 impl Filesystem {
-    pub(super) fn journal(&self) -> Option<&Journal> {
+    pub(in crate::fs) fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
     }
 
     /// Whether `fh` is a file of the asynchronous mode.
-    pub(super) fn is_async_fh(fh: u64) -> bool {
+    pub(in crate::fs) fn is_async_fh(fh: u64) -> bool {
         fh >= FH_BASE
     }
 
     /// Waits for what the journal holds (asynchronous mode): every request to the server
     /// that is not itself queued comes after what was queued before it.
-    pub(super) async fn settle(&self) {
+    pub(in crate::fs) async fn settle(&self) {
         if let Some(j) = self.journal() {
             j.settle().await;
         }
@@ -379,7 +379,7 @@ impl Filesystem {
 
     /// `f`'s handle on a live connection, re-opened (with what was unanswered sent again)
     /// when its connection died; `None` if it has none (not opened, or its name is gone).
-    pub(super) async fn live_handle(&self, f: &Arc<JFile>) -> Option<(Arc<Conn>, Handle)> {
+    pub(in crate::fs) async fn live_handle(&self, f: &Arc<JFile>) -> Option<(Arc<Conn>, Handle)> {
         let (c, h) = f.handle.lock().unwrap().clone()?;
         if c.is_alive() {
             return Some((c, h));
@@ -412,7 +412,7 @@ impl Filesystem {
     }
 
     /// Queues `op` on `path` (of `file`), waiting for room when the journal is full.
-    pub(super) async fn enqueue(
+    pub(in crate::fs) async fn enqueue(
         self: &Arc<Self>,
         path: &[u8],
         file: Option<&Arc<JFile>>,
@@ -519,7 +519,7 @@ impl Filesystem {
                     op.name(),
                     String::from_utf8_lossy(path)
                 );
-                self.errors_seen.note(super::errors_seen::SeenError {
+                self.errors_seen.note(crate::fs::errors_seen::SeenError {
                     at: std::time::SystemTime::now(),
                     op: op.name(),
                     path: path.to_vec(),

@@ -1,4 +1,5 @@
-//! Metadata caches: attributes, directory listings and symlink targets by path, each with a
+//! Metadata caches: attributes (`attrs.rs`), directory listings (`listings.rs`) and symlink
+//! targets (`links.rs`) by path, each with a
 //! time-to-live and an LRU bound. Fed by READDIR's attributes; every local change updates or
 //! drops what it touches, so a local change is visible at once and a change made on the
 //! server after the time-out.
@@ -7,7 +8,6 @@
 //! hard-linked file reaches every name the inode table knows for it, and a change of a
 //! directory's entries drops the directory's own attributes (its mtime moved).
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,8 +15,14 @@ use std::time::Duration;
 use lru::LruCache;
 use tokio::time::Instant;
 
-use super::inode::{join, parent_of, InodeTable, RelPath};
-use crate::remote::{Attrs, NameEntry};
+use crate::fs::names::inode::{parent_of, InodeTable, RelPath};
+use crate::remote::Attrs;
+
+mod attrs;
+mod links;
+mod listings;
+
+pub use listings::{Known, Listing};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CacheOptions {
@@ -58,37 +64,6 @@ pub struct Entry {
     pub nlink: Option<u32>,
     /// The name exists but its attributes changed locally in a way not known here.
     pub stale: bool,
-}
-
-/// A whole directory as the server listed it, kept current by local changes.
-#[derive(Debug, Default)]
-pub struct Listing {
-    pub entries: HashMap<Vec<u8>, Entry>,
-    /// The directory's change generation when the listing was requested.
-    pub generation: u64,
-    /// Until when a name missing from the listing is taken as absent.
-    pub negative_until: Option<Instant>,
-    /// Set once the subdirectories' listings were prefetched for it.
-    pub prefetched: bool,
-    /// No local change came while it was read (one kept in the cache is then updated by
-    /// every later change); otherwise it may be out of date.
-    pub current: bool,
-    /// The directory was made through the mount: it started empty, and every change since
-    /// went through here.
-    pub made_here: bool,
-    /// Tells this listing from any other, of any directory.
-    pub serial: u64,
-}
-
-impl Listing {
-    /// What the listing says about `name`; absence only while it is believed.
-    pub fn known(&self, name: &[u8]) -> Known {
-        match self.entries.get(name) {
-            Some(e) => Known::Present(e.clone()),
-            None if self.negative_until.is_some_and(|t| t > Instant::now()) => Known::Absent,
-            None => Known::Unknown,
-        }
-    }
 }
 
 struct Timed<T> {
@@ -148,13 +123,6 @@ pub struct MetaCache {
     /// Which names share a file. Locked after `changes`, never while a cache map is held.
     inodes: Arc<Mutex<InodeTable>>,
     last_cleaned: Mutex<Instant>,
-}
-
-/// What a cached listing says about one name.
-pub enum Known {
-    Present(Entry),
-    Absent,
-    Unknown,
 }
 
 impl MetaCache {
@@ -233,17 +201,6 @@ impl MetaCache {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Whether a listing still tells the truth about `dir` (no local change since it was
-    /// requested).
-    pub fn trusted(&self, dir: &[u8], l: &Listing) -> bool {
-        self.generation(dir) == l.generation
-    }
-
-    pub fn attrs(&self, path: &[u8]) -> Option<Entry> {
-        let found = self.attrs_known(path).filter(|e| !e.stale);
-        self.attr_count.note(found)
-    }
-
     /// Attributes, listings and link targets: how many are kept and how often they answered.
     pub fn stats(&self) -> [CacheStats; 3] {
         let one = |entries: usize, c: &HitCount| {
@@ -261,380 +218,12 @@ impl MetaCache {
         ]
     }
 
-    /// `attrs_known`, stored less than `age` ago (stale ones too: their owner is right).
-    pub fn attrs_known_within(&self, path: &[u8], age: Duration) -> Option<Entry> {
-        let e = self.attrs_known(path)?;
-        let c = self.attrs.lock().unwrap();
-        let t = c.peek(path)?;
-        (t.until.checked_sub(self.opts.stat_ttl)?.elapsed() < age).then_some(e)
-    }
-
-    /// Like `attrs`, but also when a local write made the size and mtime stale: its owner,
-    /// mode and atime are still right.
-    pub fn attrs_known(&self, path: &[u8]) -> Option<Entry> {
-        if !self.opts.enabled {
-            return None;
-        }
-        let mut c = self.attrs.lock().unwrap();
-        match c.get(path) {
-            Some(t) if t.until > Instant::now() => Some(t.value.clone()),
-            Some(_) => {
-                c.pop(path);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Attributes after a local change to `path`: listings still in flight are out of date.
-    pub fn put_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
-        let _change = self.changes.lock().unwrap();
-        self.put_local(path, attrs, nlink);
-    }
-
-    /// `put_attrs` for a change whose request went out before `still` could be known
-    /// (the file may have been renamed meanwhile): stored only if `still` holds.
-    pub fn put_attrs_where(
-        &self,
-        path: &[u8],
-        attrs: &Attrs,
-        nlink: Option<u32>,
-        still: impl FnOnce() -> bool,
-    ) {
-        let _change = self.changes.lock().unwrap();
-        if still() {
-            self.put_local(path, attrs, nlink);
-        }
-    }
-
-    fn put_local(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
-        let (names, more) = self.names(path);
-        if more {
-            self.forget_linked();
-        }
-        for n in names.iter().filter(|n| !n.is_empty()) {
-            self.changed(parent_of(n));
-        }
-        self.store_attrs_as(&names, attrs, nlink);
-    }
-
     /// A file created here at `path` (mkdir, create, symlink, link): its attributes, and
     /// the parent's are no longer known (its mtime moved).
     pub fn put_new(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
         let _change = self.changes.lock().unwrap();
         self.put_local(path, attrs, nlink);
         self.entries_changed(parent_of(path));
-    }
-
-    /// An entry of `dir` came or went: its times and link count changed on the server.
-    /// Its entry stays, stale: the owner, mode and atime it holds are still right (a time
-    /// change that keeps the atime, as tar makes on every directory, need not ask first).
-    fn entries_changed(&self, dir: &[u8]) {
-        if let Some(t) = self.attrs.lock().unwrap().get_mut(dir) {
-            t.value.stale = true;
-        }
-        self.changed_entry(dir);
-    }
-
-    /// Stores `attrs` for the file at `path` under every name it has.
-    fn store_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
-        self.store_attrs_as(&self.names(path).0, attrs, nlink);
-    }
-
-    /// Stores `attrs` under each of `names` (the names of one file).
-    fn store_attrs_as(&self, names: &[RelPath], attrs: &Attrs, nlink: Option<u32>) {
-        if !self.opts.enabled {
-            return;
-        }
-        let e = Entry {
-            attrs: attrs.clone(),
-            nlink,
-            stale: false,
-        };
-        for name in names {
-            self.attrs.lock().unwrap().put(
-                name.clone(),
-                Timed {
-                    value: e.clone(),
-                    until: Instant::now() + self.opts.stat_ttl,
-                },
-            );
-            // Keep the parent's listing in step, if we have one.
-            if !name.is_empty() {
-                if let Some(l) = self.listing(parent_of(name)) {
-                    l.lock()
-                        .unwrap()
-                        .entries
-                        .insert(name_of(name).to_vec(), e.clone());
-                }
-            }
-        }
-        self.clean_if_due();
-    }
-
-    /// A file with links not known by name changed: every cached link count above one may
-    /// be wrong now, and every attribute stored with one may belong to that file. The
-    /// listings that told them go too: the next stat learns the counts again from one.
-    fn forget_linked(&self) {
-        let linked = |e: &Entry| e.nlink.is_some_and(|l| l > 1);
-        let dropped = drop_matching(&mut self.attrs.lock().unwrap(), |_, t| linked(&t.value));
-        for k in &dropped {
-            self.changed(parent_of(k));
-        }
-        drop_matching(&mut self.dirs.lock().unwrap(), |_, l| {
-            l.value.lock().unwrap().entries.values().any(linked)
-        });
-        self.inodes.lock().unwrap().forget_unknown_links();
-    }
-
-    /// `put_attrs` for attributes the server sent in answer to a request made when `dir`'s
-    /// generation was `generation`: dropped if a local change in the directory came since.
-    pub fn put_attrs_if(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>, generation: u64) {
-        // What the server says is no local change: it leaves the generation alone.
-        let _change = self.changes.lock().unwrap();
-        if self.generation(parent_of(path)) == generation {
-            self.store_attrs(path, attrs, nlink);
-        }
-    }
-
-    /// Every write to `path` may have landed: `landed` clears the inode's own idea of the
-    /// size and says whether it had one. Entries stored while the writes were on their way
-    /// can hold the size from before them, and so can answers still travelling: the entry
-    /// goes and those answers are refused. `exact` (attributes read after the writes) takes
-    /// its place if `still` holds (checked before this change counts as one).
-    pub fn writes_landed(
-        &self,
-        path: &[u8],
-        exact: Option<(&Attrs, Option<u32>)>,
-        still: impl FnOnce(&Self) -> bool,
-        landed: impl FnOnce() -> bool,
-    ) {
-        let _change = self.changes.lock().unwrap();
-        let keep = exact.is_some() && still(self);
-        // Exact attributes that cannot be kept (something changed meanwhile) leave nothing
-        // older behind either: what is cached may predate the change they saw.
-        if landed() || (exact.is_some() && !keep) {
-            self.forget_names(path);
-        }
-        if let (Some((a, nlink)), true) = (exact, keep) {
-            self.store_attrs(path, a, nlink);
-        }
-    }
-
-    /// The cached listing of `dir`, if fresh.
-    pub fn listing(&self, dir: &[u8]) -> Option<Arc<Mutex<Listing>>> {
-        if !self.opts.enabled {
-            return None;
-        }
-        let mut c = self.dirs.lock().unwrap();
-        let found = match c.get(dir) {
-            Some(t) if t.until > Instant::now() => Some(t.value.clone()),
-            Some(_) => {
-                c.pop(dir);
-                None
-            }
-            None => None,
-        };
-        self.dir_count.note(found)
-    }
-
-    /// The cached listing of `dir`, if fresh, without counting a hit or a miss.
-    pub fn peek_listing(&self, dir: &[u8]) -> Option<Arc<Mutex<Listing>>> {
-        let c = self.dirs.lock().unwrap();
-        c.peek(dir)
-            .filter(|t| t.until > Instant::now())
-            .map(|t| t.value.clone())
-    }
-
-    /// Forgets the listing of `dir` (not the attributes of its entries).
-    pub fn drop_listing(&self, dir: &[u8]) {
-        self.dirs.lock().unwrap().pop(dir);
-    }
-
-    /// Stores a listing read from the server (requested at `generation`) and the attributes
-    /// of its entries — unless the directory changed locally meanwhile: then it is returned
-    /// but not kept, and `trusted` says no.
-    pub fn put_listing(
-        &self,
-        dir: &[u8],
-        entries: &[NameEntry],
-        generation: u64,
-        on_current: impl FnOnce(),
-    ) -> Arc<Mutex<Listing>> {
-        self.store_listing(dir, entries, generation, self.opts.negative_ttl, on_current)
-    }
-
-    /// The listing of a directory just created here: empty, and believed for `dir_ttl`.
-    pub fn put_new_dir(&self, dir: &[u8]) {
-        let l = self.store_listing(dir, &[], self.generation(dir), self.opts.dir_ttl, || {});
-        l.lock().unwrap().made_here = true;
-    }
-
-    fn store_listing(
-        &self,
-        dir: &[u8],
-        entries: &[NameEntry],
-        generation: u64,
-        negative_ttl: Duration,
-        on_current: impl FnOnce(),
-    ) -> Arc<Mutex<Listing>> {
-        let _change = self.changes.lock().unwrap();
-        let current = self.generation(dir) == generation;
-        if current {
-            on_current();
-        }
-        let keep = self.opts.enabled && current;
-        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let mut l = Listing {
-            serial: SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            generation,
-            current,
-            negative_until: Some(Instant::now() + negative_ttl),
-            ..Listing::default()
-        };
-        let now = Instant::now();
-        {
-            let mut attrs = self.attrs.lock().unwrap();
-            for e in entries {
-                let entry = Entry {
-                    attrs: e.attrs.clone(),
-                    nlink: e.nlink(),
-                    stale: false,
-                };
-                if keep {
-                    attrs.put(
-                        join(dir, &e.name),
-                        Timed {
-                            value: entry.clone(),
-                            until: now + self.opts.stat_ttl,
-                        },
-                    );
-                }
-                l.entries.insert(e.name.clone(), entry);
-            }
-        }
-        if keep {
-            // Listed again with no change in between: as exact as the one it replaces.
-            let was = self.dirs.lock().unwrap().peek(dir).map(|t| t.value.clone());
-            l.made_here = was.is_some_and(|w| w.lock().unwrap().made_here);
-        }
-        let l = Arc::new(Mutex::new(l));
-        if keep {
-            self.dirs.lock().unwrap().put(
-                dir.to_vec(),
-                Timed {
-                    value: l.clone(),
-                    until: now + self.opts.dir_ttl,
-                },
-            );
-            self.clean_if_due();
-        }
-        l
-    }
-
-    /// What the parent's cached listing says about `path`.
-    pub fn known(&self, path: &[u8]) -> Known {
-        match self.listing(parent_of(path)) {
-            Some(l) => l.lock().unwrap().known(name_of(path)),
-            None => Known::Unknown,
-        }
-    }
-
-    pub fn link(&self, path: &[u8]) -> Option<Vec<u8>> {
-        if !self.opts.enabled {
-            return None;
-        }
-        let mut c = self.links.lock().unwrap();
-        let found = match c.get(path) {
-            Some(t) if t.until > Instant::now() => Some(t.value.clone()),
-            _ => None,
-        };
-        self.link_count.note(found)
-    }
-
-    pub fn put_link(&self, path: &[u8], target: &[u8]) {
-        if self.opts.enabled {
-            self.links.lock().unwrap().put(
-                path.to_vec(),
-                Timed {
-                    value: target.to_vec(),
-                    until: Instant::now() + self.opts.link_ttl,
-                },
-            );
-            self.clean_if_due();
-        }
-    }
-
-    /// `path` changed in a way we cannot describe: forget its attributes (the listing keeps
-    /// the name, which still exists).
-    pub fn invalidate(&self, path: &[u8]) {
-        self.invalidate_with(path, || {});
-    }
-
-    /// `invalidate`, with `update` (the inode table's side of the change) in the same step.
-    pub fn invalidate_with(&self, path: &[u8], update: impl FnOnce()) {
-        let _change = self.changes.lock().unwrap();
-        update();
-        self.forget_names(path);
-    }
-
-    /// Drops the attributes of the file at `path` under every name it has.
-    fn forget_names(&self, path: &[u8]) {
-        let (names, more) = self.names(path);
-        self.forget_attrs(&names, more);
-    }
-
-    /// Drops the attributes stored under `names`, which belong to one file; `more`: it has
-    /// links not known by name, whose counts may be anywhere in the cache.
-    fn forget_attrs(&self, names: &[RelPath], more: bool) {
-        if more {
-            self.forget_linked();
-        }
-        for n in names {
-            self.attrs.lock().unwrap().pop(n);
-            self.changed_entry(n);
-        }
-    }
-
-    /// The cached attributes of `path` (every name of its file) hold, but their size and
-    /// times may be out of date: the next stat asks the server. Nothing else changes.
-    pub fn mark_stale(&self, path: &[u8]) {
-        let (names, _) = self.names(path);
-        let mut attrs = self.attrs.lock().unwrap();
-        for n in names {
-            if let Some(t) = attrs.get_mut(&n) {
-                t.value.stale = true;
-            }
-        }
-    }
-
-    /// A local write changed `path`'s size and mtime (not known here until the server says).
-    pub fn mark_written(&self, path: &[u8]) {
-        let _change = self.changes.lock().unwrap();
-        let (names, more) = self.names(path);
-        if more {
-            self.forget_linked();
-        }
-        for n in names {
-            if let Some(t) = self.attrs.lock().unwrap().get_mut(&n) {
-                t.value.stale = true;
-            }
-            self.changed_entry(&n);
-        }
-    }
-
-    /// `path` still exists but changed: listings in flight are out of date, and the cached
-    /// one's entry is stale (a lookup will fetch its attributes).
-    fn changed_entry(&self, path: &[u8]) {
-        if path.is_empty() {
-            return;
-        }
-        self.changed(parent_of(path));
-        if let Some(l) = self.listing(parent_of(path)) {
-            if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
-                e.stale = true;
-            }
-        }
     }
 
     /// `path` is gone (unlink, rmdir, renamed away), and everything below it.
@@ -761,6 +350,7 @@ pub fn name_of(path: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::NameEntry;
 
     fn entry(name: &str, size: u64) -> NameEntry {
         NameEntry {

@@ -1,0 +1,231 @@
+//! The attributes cache: a file's attributes under every name it has, stored after local
+//! changes or from the server's answers checked against the directory's change generation.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{drop_matching, name_of, Entry, MetaCache, Timed};
+use crate::fs::names::inode::{parent_of, RelPath};
+use crate::remote::Attrs;
+
+impl MetaCache {
+    pub fn attrs(&self, path: &[u8]) -> Option<Entry> {
+        let found = self.attrs_known(path).filter(|e| !e.stale);
+        self.attr_count.note(found)
+    }
+
+    /// `attrs_known`, stored less than `age` ago (stale ones too: their owner is right).
+    pub fn attrs_known_within(&self, path: &[u8], age: Duration) -> Option<Entry> {
+        let e = self.attrs_known(path)?;
+        let c = self.attrs.lock().unwrap();
+        let t = c.peek(path)?;
+        (t.until.checked_sub(self.opts.stat_ttl)?.elapsed() < age).then_some(e)
+    }
+
+    /// Like `attrs`, but also when a local write made the size and mtime stale: its owner,
+    /// mode and atime are still right.
+    pub fn attrs_known(&self, path: &[u8]) -> Option<Entry> {
+        if !self.opts.enabled {
+            return None;
+        }
+        let mut c = self.attrs.lock().unwrap();
+        match c.get(path) {
+            Some(t) if t.until > Instant::now() => Some(t.value.clone()),
+            Some(_) => {
+                c.pop(path);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Attributes after a local change to `path`: listings still in flight are out of date.
+    pub fn put_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
+        let _change = self.changes.lock().unwrap();
+        self.put_local(path, attrs, nlink);
+    }
+
+    /// `put_attrs` for a change whose request went out before `still` could be known
+    /// (the file may have been renamed meanwhile): stored only if `still` holds.
+    pub fn put_attrs_where(
+        &self,
+        path: &[u8],
+        attrs: &Attrs,
+        nlink: Option<u32>,
+        still: impl FnOnce() -> bool,
+    ) {
+        let _change = self.changes.lock().unwrap();
+        if still() {
+            self.put_local(path, attrs, nlink);
+        }
+    }
+
+    pub(super) fn put_local(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
+        let (names, more) = self.names(path);
+        if more {
+            self.forget_linked();
+        }
+        for n in names.iter().filter(|n| !n.is_empty()) {
+            self.changed(parent_of(n));
+        }
+        self.store_attrs_as(&names, attrs, nlink);
+    }
+
+    /// Stores `attrs` for the file at `path` under every name it has.
+    pub(super) fn store_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
+        self.store_attrs_as(&self.names(path).0, attrs, nlink);
+    }
+
+    /// Stores `attrs` under each of `names` (the names of one file).
+    pub(super) fn store_attrs_as(&self, names: &[RelPath], attrs: &Attrs, nlink: Option<u32>) {
+        if !self.opts.enabled {
+            return;
+        }
+        let e = Entry {
+            attrs: attrs.clone(),
+            nlink,
+            stale: false,
+        };
+        for name in names {
+            self.attrs.lock().unwrap().put(
+                name.clone(),
+                Timed {
+                    value: e.clone(),
+                    until: Instant::now() + self.opts.stat_ttl,
+                },
+            );
+            // Keep the parent's listing in step, if we have one.
+            if !name.is_empty() {
+                if let Some(l) = self.listing(parent_of(name)) {
+                    l.lock()
+                        .unwrap()
+                        .entries
+                        .insert(name_of(name).to_vec(), e.clone());
+                }
+            }
+        }
+        self.clean_if_due();
+    }
+
+    /// A file with links not known by name changed: every cached link count above one may
+    /// be wrong now, and every attribute stored with one may belong to that file. The
+    /// listings that told them go too: the next stat learns the counts again from one.
+    pub(super) fn forget_linked(&self) {
+        let linked = |e: &Entry| e.nlink.is_some_and(|l| l > 1);
+        let dropped = drop_matching(&mut self.attrs.lock().unwrap(), |_, t| linked(&t.value));
+        for k in &dropped {
+            self.changed(parent_of(k));
+        }
+        drop_matching(&mut self.dirs.lock().unwrap(), |_, l| {
+            l.value.lock().unwrap().entries.values().any(linked)
+        });
+        self.inodes.lock().unwrap().forget_unknown_links();
+    }
+
+    /// `put_attrs` for attributes the server sent in answer to a request made when `dir`'s
+    /// generation was `generation`: dropped if a local change in the directory came since.
+    pub fn put_attrs_if(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>, generation: u64) {
+        // What the server says is no local change: it leaves the generation alone.
+        let _change = self.changes.lock().unwrap();
+        if self.generation(parent_of(path)) == generation {
+            self.store_attrs(path, attrs, nlink);
+        }
+    }
+
+    /// Every write to `path` may have landed: `landed` clears the inode's own idea of the
+    /// size and says whether it had one. Entries stored while the writes were on their way
+    /// can hold the size from before them, and so can answers still travelling: the entry
+    /// goes and those answers are refused. `exact` (attributes read after the writes) takes
+    /// its place if `still` holds (checked before this change counts as one).
+    pub fn writes_landed(
+        &self,
+        path: &[u8],
+        exact: Option<(&Attrs, Option<u32>)>,
+        still: impl FnOnce(&Self) -> bool,
+        landed: impl FnOnce() -> bool,
+    ) {
+        let _change = self.changes.lock().unwrap();
+        let keep = exact.is_some() && still(self);
+        // Exact attributes that cannot be kept (something changed meanwhile) leave nothing
+        // older behind either: what is cached may predate the change they saw.
+        if landed() || (exact.is_some() && !keep) {
+            self.forget_names(path);
+        }
+        if let (Some((a, nlink)), true) = (exact, keep) {
+            self.store_attrs(path, a, nlink);
+        }
+    }
+
+    /// `path` changed in a way we cannot describe: forget its attributes (the listing keeps
+    /// the name, which still exists).
+    pub fn invalidate(&self, path: &[u8]) {
+        self.invalidate_with(path, || {});
+    }
+
+    /// `invalidate`, with `update` (the inode table's side of the change) in the same step.
+    pub fn invalidate_with(&self, path: &[u8], update: impl FnOnce()) {
+        let _change = self.changes.lock().unwrap();
+        update();
+        self.forget_names(path);
+    }
+
+    /// Drops the attributes of the file at `path` under every name it has.
+    pub(super) fn forget_names(&self, path: &[u8]) {
+        let (names, more) = self.names(path);
+        self.forget_attrs(&names, more);
+    }
+
+    /// Drops the attributes stored under `names`, which belong to one file; `more`: it has
+    /// links not known by name, whose counts may be anywhere in the cache.
+    pub(super) fn forget_attrs(&self, names: &[RelPath], more: bool) {
+        if more {
+            self.forget_linked();
+        }
+        for n in names {
+            self.attrs.lock().unwrap().pop(n);
+            self.changed_entry(n);
+        }
+    }
+
+    /// The cached attributes of `path` (every name of its file) hold, but their size and
+    /// times may be out of date: the next stat asks the server. Nothing else changes.
+    pub fn mark_stale(&self, path: &[u8]) {
+        let (names, _) = self.names(path);
+        let mut attrs = self.attrs.lock().unwrap();
+        for n in names {
+            if let Some(t) = attrs.get_mut(&n) {
+                t.value.stale = true;
+            }
+        }
+    }
+
+    /// A local write changed `path`'s size and mtime (not known here until the server says).
+    pub fn mark_written(&self, path: &[u8]) {
+        let _change = self.changes.lock().unwrap();
+        let (names, more) = self.names(path);
+        if more {
+            self.forget_linked();
+        }
+        for n in names {
+            if let Some(t) = self.attrs.lock().unwrap().get_mut(&n) {
+                t.value.stale = true;
+            }
+            self.changed_entry(&n);
+        }
+    }
+
+    /// `path` still exists but changed: listings in flight are out of date, and the cached
+    /// one's entry is stale (a lookup will fetch its attributes).
+    pub(super) fn changed_entry(&self, path: &[u8]) {
+        if path.is_empty() {
+            return;
+        }
+        self.changed(parent_of(path));
+        if let Some(l) = self.listing(parent_of(path)) {
+            if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
+                e.stale = true;
+            }
+        }
+    }
+}
