@@ -309,8 +309,9 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
+        let arrived = fs.arrived_now();
         self.rt.spawn(async move {
-            match fs.read(fh.0, offset, size).await {
+            match fs.read_after(arrived, fh.0, offset, size).await {
                 Ok(d) => reply.data(&d),
                 Err(e) => reply.error(errno(&fs, "read", ino.0, e)),
             }
@@ -330,11 +331,12 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyWrite,
     ) {
         let (fs, data) = (self.fs.clone(), data.to_vec());
+        // Noted here, in the order the kernel sent it, until the core has queued it.
+        let arrival = fs.write_arriving(ino.0);
         self.rt.spawn(async move {
-            match fs
-                .write(fh.0, offset, data, flags.0, write_flags.bits())
-                .await
-            {
+            let written = (fs.write(fh.0, offset, data, flags.0, write_flags.bits())).await;
+            drop(arrival);
+            match written {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(&fs, "write", ino.0, e)),
             }

@@ -66,11 +66,17 @@ impl Filesystem {
         // A truncation is a change the other handles' answers may predate.
         let _truncating =
             (flags & libc::O_TRUNC != 0).then(|| InodeTable::begin_attr_change(&self.inodes, ino));
+        // Where the file's changes stood when the LSTAT was asked: a write answered while it
+        // travelled (another descriptor's, on another connection) may not be in its answer.
+        let mark = self.inodes.lock().unwrap().attr_mark(ino);
+        if flags & libc::O_TRUNC != 0 {
+            self.size_changing(ino, 0);
+        }
         // Never create on open: the kernel sends `create` for that.
         let p = pflags(flags & !(libc::O_CREAT | libc::O_EXCL));
         // OPEN and LSTAT travel together: one round trip for the handle and the attributes.
         let r_ = &r;
-        let (conn, h, st) = self
+        let opened = self
             .open_on_pool(|c| async move {
                 let (h, st) = join(
                     c.sftp.open(r_, p, &Attrs::default()),
@@ -79,29 +85,41 @@ impl Filesystem {
                 .await;
                 (c, h, st)
             })
-            .await?;
-        let h = match h {
-            Ok(h) => h,
-            Err(e) => return Err(self.explain_open_failure(e, &path).await),
+            .await;
+        let h = match opened {
+            Ok((conn, Ok(h), st)) => Ok((conn, h, st)),
+            Ok((_, Err(e), _)) => Err(self.explain_open_failure(e, &path).await),
+            Err(e) => Err(e.into()),
+        };
+        let (conn, h, st) = match h {
+            Ok(opened) => opened,
+            Err(e) => {
+                if flags & libc::O_TRUNC != 0 {
+                    self.size_unknown(ino);
+                }
+                return Err(e);
+            }
         };
         let st = st.ok();
         let a = st.clone().unwrap_or_default();
         if flags & libc::O_TRUNC != 0 {
-            self.truncated_by_open(ino, st.as_ref(), generation);
+            self.truncated_by_open(ino, st.as_ref(), mark, generation);
         } else if let Some(a) = &st {
-            // Read after the drain: the server's size is the file's again, and a size that
-            // landed writes implied must not outlive it (an O_APPEND write is placed at the
-            // end this mount knows, and the file may have grown on the server since).
-            self.server_caught_up(ino, Some((a, None)), |c, p| {
+            // Read after the drain, and current if no write came meanwhile: then the
+            // server's size is the file's again, also for an O_APPEND write (the file may
+            // have grown on the server since).
+            self.server_caught_up(ino, Some((a, None)), mark, false, |c, p| {
                 c.generation(super::names::inode::parent_of(p)) == generation
             });
         }
+        let current = self.inodes.lock().unwrap().quiet_since(ino, mark);
         let version = (a.size, a.atime_mtime.map(|t| t.1));
         let keep_cache = {
             let mut t = self.inodes.lock().unwrap();
             match t.get_mut(ino) {
                 Some(n) => {
-                    let same = n.version == Some(version) && flags & libc::O_TRUNC == 0;
+                    // An answer a write may have overtaken proves nothing about the pages.
+                    let same = current && n.version == Some(version) && flags & libc::O_TRUNC == 0;
                     n.version = Some(version);
                     same
                 }
@@ -131,10 +149,10 @@ impl Filesystem {
         };
         let fh = self.register(ino, f.conn.clone(), f.handle.clone(), flags, &f.attrs);
         if let Some(of) = self.files.get(fh) {
-            of.readahead
-                .lock()
-                .unwrap()
-                .seed(f.chunk, &f.pieces, &self.readahead_bytes);
+            let mark = self.inodes.lock().unwrap().attr_mark(ino);
+            let mut ra = of.readahead.lock().unwrap();
+            ra.seed(f.chunk, &f.pieces, &self.readahead_bytes);
+            ra.mark = mark;
         }
         Opened { fh, keep_cache }
     }
@@ -142,10 +160,16 @@ impl Filesystem {
     /// An OPEN with `O_TRUNC` emptied the file after every earlier write of it landed
     /// (drained before the OPEN went out): like a truncate, it ends the size those writes
     /// implied and what read-ahead holds. `st` is the LSTAT sent after the OPEN.
-    fn truncated_by_open(&self, ino: u64, st: Option<&Attrs>, generation: u64) {
+    fn truncated_by_open(
+        &self,
+        ino: u64,
+        st: Option<&Attrs>,
+        mark: super::names::inode::AttrMark,
+        generation: u64,
+    ) {
         self.drop_readahead(ino);
         match st {
-            Some(a) => self.exact_after_writes(ino, a, |c, p| {
+            Some(a) => self.exact_after_writes(ino, a, mark, |c, p| {
                 c.generation(super::names::inode::parent_of(p)) == generation
             }),
             None => {
@@ -462,9 +486,8 @@ impl Filesystem {
                 // Another connection may have changed it since (a chmod right after close,
                 // an open with O_TRUNC, as the kernel sends RELEASE after close returns):
                 // the cache keeps the newer word.
-                self.server_caught_up(f.ino, Some((&a, None)), |c, p| {
+                self.server_caught_up(f.ino, Some((&a, None)), mark, false, |c, p| {
                     c.generation(super::names::inode::parent_of(p)) == generation
-                        && self.inodes.lock().unwrap().quiet_since(f.ino, mark)
                 });
             }
             cl

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use super::meta::cache::Entry;
+use super::names::inode::AttrChangeGuard;
 use super::read::readahead::ReadAhead;
 use crate::remote::{Conn, Handle};
 
@@ -16,8 +17,9 @@ use crate::remote::{Conn, Handle};
 #[derive(Default)]
 pub struct WriteQueue {
     next_seq: u64,
-    /// seq → (the request, its share of the write-behind budget).
-    pending: BTreeMap<u64, (Queued, Option<OwnedSemaphorePermit>)>,
+    /// seq → (the request, its share of the write-behind budget, and the change it makes
+    /// to its node, on its way until answered: attributes read meanwhile may predate it).
+    pending: BTreeMap<u64, (Queued, Option<OwnedSemaphorePermit>, AttrChangeGuard)>,
 }
 
 /// A request answered before the server did.
@@ -142,21 +144,30 @@ impl OpenFile {
     }
 
     /// Records a request about to be sent; returns its sequence number.
-    pub fn push(&self, op: Queued, budget: Option<OwnedSemaphorePermit>) -> u64 {
+    pub fn push(
+        &self,
+        op: Queued,
+        budget: Option<OwnedSemaphorePermit>,
+        change: AttrChangeGuard,
+    ) -> u64 {
         let mut q = self.writes.lock().unwrap();
         let seq = q.next_seq;
         q.next_seq += 1;
-        q.pending.insert(seq, (op, budget));
+        q.pending.insert(seq, (op, budget, change));
         seq
     }
 
     /// The write is done (acknowledged, or failed and latched).
     pub fn ack(&self, seq: u64) {
         let mut q = self.writes.lock().unwrap();
-        q.pending.remove(&seq);
+        let done = q.pending.remove(&seq);
         if q.pending.is_empty() {
             self.drained.notify_waiters();
         }
+        // Its change counts as done only now, and takes the inode table's lock: not under
+        // the queue's.
+        drop(q);
+        drop(done);
     }
 
     pub fn is_pending(&self, seq: u64) -> bool {
@@ -166,7 +177,7 @@ impl OpenFile {
     /// Whether queued request `seq` is a mode or time change (not data).
     pub fn is_attribute_change(&self, seq: u64) -> bool {
         let q = self.writes.lock().unwrap();
-        matches!(q.pending.get(&seq), Some((Queued::SetStat(_), _)))
+        matches!(q.pending.get(&seq), Some((Queued::SetStat(_), ..)))
     }
 
     /// Bytes of data written and not yet acknowledged by the server.
@@ -174,7 +185,7 @@ impl OpenFile {
         let q = self.writes.lock().unwrap();
         q.pending
             .values()
-            .map(|(op, _)| match op {
+            .map(|(op, ..)| match op {
                 Queued::Write(_, data) => data.len() as u64,
                 Queued::SetStat(_) => 0,
             })
@@ -190,7 +201,7 @@ impl OpenFile {
         let q = self.writes.lock().unwrap();
         q.pending
             .iter()
-            .map(|(&s, (op, _))| (s, op.clone()))
+            .map(|(&s, (op, ..))| (s, op.clone()))
             .collect()
     }
 

@@ -165,6 +165,8 @@ pub struct Filesystem {
     file_ahead: file_ahead::FileAhead,
     /// The queue of the asynchronous write mode, when it is on.
     journal: Option<journal::Journal>,
+    /// Writes the kernel sent and the core has not queued yet, for reads sent after them.
+    arrivals: Arc<write::arrivals::Arrivals>,
 }
 
 /// What the core is doing, at one moment, for `sftpfs status`.
@@ -219,6 +221,7 @@ impl Filesystem {
             journal: opts
                 .async_writes
                 .then(|| journal::Journal::new(opts.write_behind_bytes * 4)),
+            arrivals: Default::default(),
             opts,
         })
     }
@@ -398,53 +401,86 @@ impl Filesystem {
         f
     }
 
-    /// Once every write of `ino` has landed the server's size is right again: the size the
-    /// writes imply is dropped, and with it any cached entry stored while they travelled.
-    /// `exact` (attributes read after the writes) is cached instead if `still` holds.
+    /// `exact` was read by a request asked at `mark` (see [`InodeTable::attr_mark`]), the
+    /// request of a change (`by_change`) or a plain question. If it is the file's state now
+    /// ([`InodeTable::answer_current`]), the size local writes implied gives way to it, and
+    /// it is cached if `still` holds. Otherwise it may predate a write (another descriptor's,
+    /// answered while this request travelled): it is not used, and the size the writes imply
+    /// stays — an append must never go where an older size says.
     fn server_caught_up(
         &self,
         ino: u64,
         exact: Option<(&Attrs, Option<u32>)>,
+        mark: inode::AttrMark,
+        by_change: bool,
         still: impl FnOnce(&cache::MetaCache, &[u8]) -> bool,
     ) {
+        let settled = || {
+            self.inodes
+                .lock()
+                .unwrap()
+                .answer_current(ino, mark, by_change)
+        };
         let landed = || {
-            if !self
-                .files
-                .all(|f| f.ino == ino && f.has_pending())
-                .is_empty()
-            {
-                return false;
-            }
             let mut t = self.inodes.lock().unwrap();
-            t.get_mut(ino).and_then(|n| n.local_size.take()).is_some()
+            t.answer_current(ino, mark, by_change)
+                && t.get_mut(ino).and_then(|n| n.local_size.take()).is_some()
         };
         let path = self.inodes.lock().unwrap().path(ino);
         match path {
             Some(p) => self
                 .cache
-                .writes_landed(&p, exact, |c| still(c, &p), landed),
+                .writes_landed(&p, exact, |c| settled() && still(c, &p), landed),
             None => {
                 landed();
             }
         }
     }
 
-    /// `fresh` was read after every earlier write of `ino` landed (or queued behind them on
-    /// one handle), by the request that changed the file or after it: its size is the file's
-    /// now. A size the writes implied before the change (say, before a truncate) is history:
-    /// kept only as long as writes are still pending, and then as the server's size.
+    /// `fresh` was read by the request of a change to `ino` (asked at `mark`, the change
+    /// itself on its way) after every earlier write landed, or queued behind them on one
+    /// handle: its size is the file's now (say, after a truncate), unless another write
+    /// came meanwhile.
     fn exact_after_writes(
         &self,
         ino: u64,
         fresh: &Attrs,
+        mark: inode::AttrMark,
         still: impl FnOnce(&cache::MetaCache, &[u8]) -> bool,
     ) {
-        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
-            if n.local_size.is_some() {
-                n.local_size = fresh.size;
+        {
+            let mut t = self.inodes.lock().unwrap();
+            // With a write queued while the change travelled, the size it implies (set by
+            // `size_changing` and extended by the write) stays.
+            if t.answer_current(ino, mark, true) {
+                if let Some(n) = t.get_mut(ino).filter(|n| n.local_size.is_some()) {
+                    n.local_size = fresh.size;
+                }
             }
         }
-        self.server_caught_up(ino, Some((fresh, None)), still);
+        self.server_caught_up(ino, Some((fresh, None)), mark, true, still);
+    }
+
+    /// A change of `ino`'s size to `size` goes out now (a truncate): a write queued while it
+    /// travels extends this size, not the one from before.
+    fn size_changing(&self, ino: u64, size: u64) {
+        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+            n.local_size = Some(size);
+        }
+    }
+
+    /// A change of `ino`'s size failed: what the size is, only the server can say now.
+    fn size_unknown(&self, ino: u64) {
+        let path = {
+            let mut t = self.inodes.lock().unwrap();
+            if let Some(n) = t.get_mut(ino) {
+                n.local_size = None;
+            }
+            t.path(ino)
+        };
+        if let Some(p) = path {
+            self.cache.invalidate(&p);
+        }
     }
 
     /// Hands the kernel an entry for `path`: counts the lookup and builds its attributes.

@@ -122,24 +122,40 @@ impl Filesystem {
                 }
                 let parent = crate::fs::names::inode::parent_of(&p);
                 let generation = self.cache.generation(parent);
+                let mark = self.inodes.lock().unwrap().attr_mark(ino);
                 let relist = self
                     .inodes
                     .lock()
                     .unwrap()
                     .get(ino)
                     .is_some_and(|n| n.relist);
-                let a = match self.me.upgrade().filter(|_| relist) {
+                // fstat(2), or a read's check of the size: through the file's own handle,
+                // which reaches the file the program has open even once the server removed
+                // or replaced its name.
+                let open_file = fh
+                    .filter(|_| !self.opts.workarounds.fstat)
+                    .and_then(|fh| self.files.get(fh))
+                    .filter(|f| f.ino == ino && f.usable());
+                let relist = self.me.upgrade().filter(|_| relist);
+                // An open file's attributes are not its name's to cache: the name may be
+                // another file's by now.
+                let by_handle = open_file.is_some();
+                let a = match (open_file, relist) {
+                    (Some(f), _) => {
+                        self.with_file(&f, |c, h| async move { c.sftp.fstat(&h).await })
+                            .await
+                    }
                     // In the same round trip, a listing to learn the link count from.
-                    Some(me) => {
+                    (None, Some(me)) => {
                         join(self.lstat_remote(&p), me.listing_shared(parent))
                             .await
                             .0
                     }
-                    None => self.lstat_remote(&p).await,
+                    (None, None) => self.lstat_remote(&p).await,
                 }?;
                 let nlink = self.inodes.lock().unwrap().get(ino).and_then(|n| n.nlink);
-                self.server_caught_up(ino, Some((&a, nlink)), |c, p| {
-                    c.generation(crate::fs::names::inode::parent_of(p)) == generation
+                self.server_caught_up(ino, Some((&a, nlink)), mark, false, |c, p| {
+                    !by_handle && c.generation(crate::fs::names::inode::parent_of(p)) == generation
                 });
                 Ok(a)
             }
@@ -169,6 +185,9 @@ impl Filesystem {
         set: SetAttr,
     ) -> FsResult<FileAttr> {
         let r = self.setattr_asked(ino, fh, set).await;
+        if r.is_err() && set.size.is_some() {
+            self.size_unknown(ino);
+        }
         match r {
             // `attr_refusals=ignore`: a server that refuses mode or time changes (object
             // stores, attribute policies) does not fail `tar x`, `cp -p` or `rsync -t`.
@@ -222,13 +241,15 @@ impl Filesystem {
             // Every write lands first: the rewrite reads and replaces what the server has.
             self.drain_inode(ino).await;
             let _changing = InodeTable::begin_attr_change(&self.inodes, ino);
+            let mark = self.inodes.lock().unwrap().attr_mark(ino);
+            self.size_changing(ino, size);
             self.truncate_by_rewrite(p, size)
                 .await
                 .map_err(|e| setattr_error(&set, e))?;
             self.drop_readahead(ino);
             set.size = None;
             let fresh = self.lstat_remote(p).await?;
-            self.exact_after_writes(ino, &fresh, |_, q| {
+            self.exact_after_writes(ino, &fresh, mark, |_, q| {
                 self.inodes.lock().unwrap().path(ino).as_deref() == Some(q)
             });
             if set.only_size() {
@@ -279,6 +300,10 @@ impl Filesystem {
             }
         }
         let _changing = InodeTable::begin_attr_change(&self.inodes, ino);
+        let mark = self.inodes.lock().unwrap().attr_mark(ino);
+        if let Some(size) = set.size {
+            self.size_changing(ino, size);
+        }
         if let (Some(f), Some(p)) = (&file, &path) {
             if let Some(a) = self.set_mode_times_behind(ino, f, p, &set) {
                 return Ok(a);
@@ -377,7 +402,7 @@ impl Filesystem {
             self.drop_readahead(ino);
         }
         // The answer is exact (queued behind the file's writes, or after they landed).
-        self.exact_after_writes(ino, &fresh, |_, p| {
+        self.exact_after_writes(ino, &fresh, mark, |_, p| {
             self.inodes.lock().unwrap().path(ino).as_deref() == Some(p)
         });
         Ok(self.attr(ino, &fresh, None))

@@ -38,12 +38,6 @@ pub struct Node {
     /// Links and removals of it on their way to the server: listings answered meanwhile may
     /// already count them, and the local update that follows counts them again.
     pub changing: u32,
-    /// Changes this mount began and finished on the file outside one handle's queue (a
-    /// truncating open, a setattr), on any connection: attributes read on a handle while
-    /// one was on its way (a closing handle's last FSTAT) may predate it. See
-    /// [`InodeTable::begin_attr_change`].
-    pub changes_begun: u64,
-    pub changes_done: u64,
 }
 
 impl Node {
@@ -76,19 +70,40 @@ pub struct AttrChangeGuard {
 
 impl Drop for AttrChangeGuard {
     fn drop(&mut self) {
-        if let Some(n) = self.table.lock().unwrap().nodes.get_mut(&self.ino) {
-            n.changes_done += 1;
+        let mut t = self.table.lock().unwrap();
+        if let Some(c) = t.changes.get_mut(&self.ino) {
+            c.done += 1;
+            c.last = std::time::Instant::now();
         }
     }
 }
 
-/// Where a node's outside changes stood: (begun, done).
+/// Where a node's changes stood: (begun, done).
 pub type AttrMark = Option<(u64, u64)>;
+
+/// The changes this mount began and finished on a file (every queued write and attribute
+/// change until answered, a truncating open, a setattr), on any connection: attributes read
+/// while one was on its way may predate it. See [`InodeTable::begin_attr_change`].
+#[derive(Debug)]
+struct ChangeCount {
+    begun: u64,
+    done: u64,
+    last: std::time::Instant,
+}
+
+/// Counts of changes are kept apart from the nodes, which the kernel may forget (and a name
+/// make again under the same number) while a change is on its way. One with nothing on its
+/// way is dropped once it has been idle this long, far longer than any request can wait for
+/// its answer, so that no mark taken before it still awaits an answer.
+const CHANGES_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+/// Counts kept before idle ones are looked for.
+const CHANGES_KEPT: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct InodeTable {
     nodes: HashMap<u64, Node>,
     by_path: HashMap<RelPath, u64>,
+    changes: HashMap<u64, ChangeCount>,
 }
 
 /// FNV-1a, 64 bit: stable across builds and platforms, unlike std's hasher.
@@ -144,8 +159,6 @@ impl InodeTable {
                 local_size: None,
                 relist: false,
                 changing: 0,
-                changes_begun: 0,
-                changes_done: 0,
             },
         );
         t.by_path.insert(Vec::new(), ROOT_INO);
@@ -193,8 +206,6 @@ impl InodeTable {
             local_size: None,
             relist: false,
             changing: 0,
-            changes_begun: 0,
-            changes_done: 0,
         });
         node.lookups += 1;
         self.by_path.insert(path.to_vec(), ino);
@@ -281,9 +292,18 @@ impl InodeTable {
 
     /// A change of `ino` outside one handle's queue is on its way until the guard goes.
     pub fn begin_attr_change(table: &Arc<Mutex<InodeTable>>, ino: u64) -> AttrChangeGuard {
-        if let Some(n) = table.lock().unwrap().nodes.get_mut(&ino) {
-            n.changes_begun += 1;
+        let mut t = table.lock().unwrap();
+        if t.changes.len() >= CHANGES_KEPT {
+            t.changes
+                .retain(|_, c| c.begun != c.done || c.last.elapsed() < CHANGES_IDLE);
         }
+        let c = t.changes.entry(ino).or_insert(ChangeCount {
+            begun: 0,
+            done: 0,
+            last: std::time::Instant::now(),
+        });
+        c.begun += 1;
+        c.last = std::time::Instant::now();
         AttrChangeGuard {
             table: table.clone(),
             ino,
@@ -291,15 +311,30 @@ impl InodeTable {
     }
 
     pub fn attr_mark(&self, ino: u64) -> AttrMark {
-        self.nodes
-            .get(&ino)
-            .map(|n| (n.changes_begun, n.changes_done))
+        Some(self.changes.get(&ino).map_or((0, 0), |c| (c.begun, c.done)))
     }
 
-    /// No outside change of `ino` was on its way at `mark`, nor began since: attributes
-    /// read in between are current.
+    /// No change of `ino` was on its way at `mark`, nor began since: attributes read in
+    /// between are current.
     pub fn quiet_since(&self, ino: u64, mark: AttrMark) -> bool {
         mark.is_some_and(|(begun, done)| begun == done) && self.attr_mark(ino) == mark
+    }
+
+    /// Whether attributes read by a request asked at `mark` are the file's now. A plain
+    /// question (`by_change` false) needs `quiet_since`: a change on its way on another
+    /// connection may land after it was answered. The answer of a change (its own guard on
+    /// its way, the file's earlier writes drained or queued before it on one handle) is
+    /// current if no other change began since and only it is still on its way.
+    pub fn answer_current(&self, ino: u64, mark: AttrMark, by_change: bool) -> bool {
+        if !by_change {
+            return self.quiet_since(ino, mark);
+        }
+        match (mark, self.attr_mark(ino)) {
+            (Some((begun, _)), Some((now_begun, now_done))) => {
+                now_begun == begun && now_done + 1 == now_begun
+            }
+            _ => false,
+        }
     }
 
     /// Listings stop teaching the link count of the file at `path` until the returned

@@ -10,10 +10,41 @@ use futures::FutureExt;
 use crate::fs::handle::OpenFile;
 use crate::fs::read::readahead::{ChunkFuture, Window};
 use crate::fs::read::split;
+use crate::fs::write::arrivals::Arrival;
 use crate::fs::{Filesystem, FsResult};
 use crate::remote::RemoteError;
 
 impl Filesystem {
+    /// A write of `ino` arrives from the kernel: note it, in the order the kernel sent its
+    /// requests, until it is queued (the returned note is dropped then).
+    pub fn write_arriving(&self, ino: u64) -> Arrival {
+        self.arrivals.write(ino)
+    }
+
+    /// Where the kernel's requests stand: a read arriving now, for `read_after`.
+    pub fn arrived_now(&self) -> u64 {
+        self.arrivals.now()
+    }
+
+    /// `read`, for a read that arrived at `arrived` (see `arrived_now`): after every write of
+    /// its file that arrived before it is queued, so that it sees them.
+    pub async fn read_after(
+        self: &Arc<Self>,
+        arrived: u64,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Bytes> {
+        let ino = match self.files.get(fh) {
+            Some(f) => Some(f.ino),
+            None => self.journal().and_then(|j| j.files.get(fh)).map(|f| f.ino),
+        };
+        if let Some(ino) = ino {
+            self.arrivals.placed_before(ino, arrived).await;
+        }
+        self.read(fh, offset, size).await
+    }
+
     /// Reads up to `size` bytes at `offset`; fewer only at end of file.
     pub async fn read(self: &Arc<Self>, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         if Self::is_async_fh(fh) {
@@ -31,10 +62,12 @@ impl Filesystem {
             total_max: self.opts.readahead_total,
         };
         // direct_io: every read asks the server (its chunks pipelined), never the window.
+        let mark = self.inodes.lock().unwrap().attr_mark(f.ino);
         let plan = if self.opts.direct_io {
             None
         } else {
             let mut ra = f.readahead.lock().unwrap();
+            ra.keep_only_since(mark);
             ra.plan(offset, size, &w, |o, l| self.fetch(&f, o, l))
         };
         tracing::trace!(offset, size, planned = plan.is_some(), "read");

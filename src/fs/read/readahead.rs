@@ -60,6 +60,9 @@ pub struct ReadAhead {
     /// The chunk size the window was cut in: when the connection's READ size changes (learned
     /// from a server that caps it, or after a reconnect), old chunks would overlap new ones.
     chunk: u32,
+    /// Where the file's changes stood when the window's chunks were asked for (see
+    /// `InodeTable::attr_mark`): after any change since, they may hold data from before it.
+    pub mark: crate::fs::names::inode::AttrMark,
 }
 
 /// Limits for `plan`.
@@ -75,6 +78,16 @@ impl ReadAhead {
         self.chunks.clear();
         self.window = 0;
         self.issued = 0;
+    }
+
+    /// Drops what was fetched before the file's changes stood at `mark` (a write landed or
+    /// began since): a short chunk from before an append would end the file too early, and
+    /// the kernel fills what a read leaves short with zeros.
+    pub fn keep_only_since(&mut self, mark: crate::fs::names::inode::AttrMark) {
+        if self.mark != mark {
+            self.clear();
+            self.mark = mark;
+        }
     }
 
     /// Starts with a whole file fetched elsewhere (read-ahead across files): `pieces` of

@@ -139,6 +139,9 @@ impl Filesystem {
         }
         // Writes of the usual kind to the file, still travelling, land first.
         self.drain_inode(f.ino).await;
+        // Begun before any size is read: an answer asked from now on cannot end the size
+        // the writes imply while this one is placed (see `server_caught_up`).
+        let _placing = crate::fs::names::inode::InodeTable::begin_attr_change(&self.inodes, f.ino);
         let path = f.path();
         // The name the caches know it by (its own may be gone: then another file's).
         let name = self.async_path(&f);
@@ -256,6 +259,8 @@ impl Filesystem {
     ) -> FsResult<Bytes> {
         let f = self.async_file(fh)?;
         self.settle().await;
+        // And what other descriptors of the usual kind wrote to it (write-behind).
+        self.drain_inode(f.ino).await;
         if let Some((c, h)) = f.handle(true) {
             match c.sftp.read(&h, offset, size).await {
                 Err(e) if e.is_dead() => {}

@@ -30,6 +30,8 @@ impl Filesystem {
         self.settle().await;
         self.drain_inode(fi.ino).await;
         fo.drain().await;
+        let _copying = crate::fs::names::inode::InodeTable::begin_attr_change(&self.inodes, fo.ino);
+        let mark = self.inodes.lock().unwrap().attr_mark(fo.ino);
         let copied = match self.copy_once(&fi, off_in, &fo, off_out, len).await {
             // A handle died with its connection: both files on live ones, and once more.
             Err(e) if e.is_dead() => {
@@ -49,8 +51,13 @@ impl Filesystem {
             return Ok(0);
         }
         self.drop_readahead(fo.ino);
-        // Its writes were drained first: the size they implied is the server's to say now.
-        self.server_caught_up(fo.ino, None, |_, _| false);
+        if let Some(node) = self.inodes.lock().unwrap().get_mut(fo.ino) {
+            // At least this long now, whatever the writes before implied.
+            node.local_size = node.local_size.map(|s| s.max(off_out + n));
+        }
+        // Its writes were drained first: the size they implied is the server's to say now,
+        // unless another write came while the copy travelled.
+        self.server_caught_up(fo.ino, None, mark, true, |_, _| false);
         // The inode table's lock is let go first: the cache's change lock comes before it.
         let path = self.inodes.lock().unwrap().path(fo.ino);
         if let Some(p) = path {

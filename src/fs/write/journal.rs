@@ -24,7 +24,7 @@ use futures::future::join;
 use futures::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::fs::names::inode::{parent_of, within, RelPath};
+use crate::fs::names::inode::{parent_of, within, AttrChangeGuard, InodeTable, RelPath};
 use crate::fs::{Filesystem, FsError, FsResult};
 use crate::remote::protocol::*;
 use crate::remote::{Attrs, Conn, Handle, RemoteError};
@@ -142,6 +142,9 @@ struct Entry {
     running: bool,
     _room: OwnedSemaphorePermit,
     bytes: Option<OwnedSemaphorePermit>,
+    /// A change of a file's data or attributes, on its way until answered: attributes read
+    /// meanwhile may predate it (see `Filesystem::server_caught_up`).
+    _change: Option<AttrChangeGuard>,
 }
 
 impl Entry {
@@ -431,6 +434,17 @@ impl Filesystem {
             ),
             _ => None,
         };
+        let changes_file = matches!(
+            op,
+            Op::Open { .. } | Op::Write(..) | Op::FSetStat(_) | Op::SetStat(_)
+        );
+        let change = changes_file.then(|| {
+            let ino = match file {
+                Some(f) => f.ino,
+                None => self.inodes.lock().unwrap().ino_for(path),
+            };
+            InodeTable::begin_attr_change(&self.inodes, ino)
+        });
         {
             let mut s = j.state.lock().unwrap();
             let seq = s.next_seq;
@@ -444,6 +458,7 @@ impl Filesystem {
                     running: false,
                     _room: room,
                     bytes,
+                    _change: change,
                 },
             );
         }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 
 use crate::fs::handle::{OpenFile, Queued};
+use crate::fs::names::inode::InodeTable;
 use crate::fs::{Filesystem, FsError, FsResult};
 use crate::remote::{Conn, Handle, RemoteError};
 
@@ -56,23 +57,27 @@ impl Filesystem {
             other.drain().await;
         }
         self.drop_readahead(f.ino);
-        let path = self.inodes.lock().unwrap().path(f.ino);
-        let mut known = path
-            .as_ref()
-            .and_then(|p| self.cache.attrs_known(p))
-            .and_then(|e| e.attrs.size);
-        let size_unknown = || {
+        // Begun before any size is read: an answer asked from now on cannot end the size
+        // the writes imply while this one is placed (see `server_caught_up`).
+        let _placing = InodeTable::begin_attr_change(&self.inodes, f.ino);
+        let (path, implied) = {
             let t = self.inodes.lock().unwrap();
-            t.get(f.ino).is_some_and(|n| n.local_size.is_none())
+            (t.path(f.ino), t.get(f.ino).and_then(|n| n.local_size))
         };
-        if known.is_none() && size_unknown() {
-            // The size this write extends must be the file's, not 0: ask the handle (every
-            // earlier write landed, or the size would be known here).
-            known = self
-                .with_file(&f, |c, h| async move { c.sftp.fstat(&h).await })
-                .await
-                .ok()
-                .and_then(|a| a.size);
+        let mut known = None;
+        if implied.is_none() {
+            // No write of this mount is unaccounted for: the server's size is the file's.
+            known = (path.as_ref())
+                .and_then(|p| self.cache.attrs_known(p))
+                .and_then(|e| e.attrs.size);
+            if known.is_none() {
+                // The size this write extends must be the file's, not 0: ask the handle.
+                known = self
+                    .with_file(&f, |c, h| async move { c.sftp.fstat(&h).await })
+                    .await
+                    .ok()
+                    .and_then(|a| a.size);
+            }
         }
         if let Some(p) = &path {
             self.cache.mark_written(p);
@@ -130,11 +135,14 @@ impl Filesystem {
         op: Queued,
         budget: Option<tokio::sync::OwnedSemaphorePermit>,
     ) {
+        // Begun before it is sent: an answer about the file asked for from here on may
+        // predate it (see `server_caught_up`).
+        let change = InodeTable::begin_attr_change(&self.inodes, f.ino);
         let (seq, conn, sent) = {
             let _order = f.order.lock().unwrap();
             let (conn, h) = f.current();
             let sent = send_queued(&conn, &h, &op);
-            (f.push(op, budget), conn, sent)
+            (f.push(op, budget, change), conn, sent)
         };
         self.await_write(f, conn, seq, sent);
     }
