@@ -104,6 +104,10 @@ pub struct InodeTable {
     nodes: HashMap<u64, Node>,
     by_path: HashMap<RelPath, u64>,
     changes: HashMap<u64, ChangeCount>,
+    /// How many counts trigger a look for idle ones.
+    prune_changes_at: usize,
+    /// Counts looked at by those looks, all told.
+    prune_scanned: u64,
 }
 
 /// FNV-1a, 64 bit: stable across builds and platforms, unlike std's hasher.
@@ -293,9 +297,12 @@ impl InodeTable {
     /// A change of `ino` outside one handle's queue is on its way until the guard goes.
     pub fn begin_attr_change(table: &Arc<Mutex<InodeTable>>, ino: u64) -> AttrChangeGuard {
         let mut t = table.lock().unwrap();
-        if t.changes.len() >= CHANGES_KEPT {
+        if t.changes.len() >= t.prune_changes_at {
+            t.prune_scanned += t.changes.len() as u64;
             t.changes
                 .retain(|_, c| c.begun != c.done || c.last.elapsed() < CHANGES_IDLE);
+            // Looked at again once it doubled: pruning stays linear in the changes made.
+            t.prune_changes_at = (t.changes.len() * 2).max(CHANGES_KEPT);
         }
         let c = t.changes.entry(ino).or_insert(ChangeCount {
             begun: 0,
@@ -467,6 +474,58 @@ mod tests {
         assert_eq!(t.len(), 1);
         t.forget(ROOT_INO, 100);
         assert!(t.get(ROOT_INO).is_some());
+    }
+
+    #[test]
+    fn an_answer_is_current_only_if_no_change_was_on_its_way_or_began_since() {
+        let t = Arc::new(Mutex::new(InodeTable::new()));
+        let ino = t.lock().unwrap().lookup(b"f");
+        let asked = t.lock().unwrap().attr_mark(ino);
+        assert!(t.lock().unwrap().quiet_since(ino, asked));
+        // A write begins and is answered while the question travels.
+        drop(InodeTable::begin_attr_change(&t, ino));
+        assert!(!t.lock().unwrap().quiet_since(ino, asked));
+        // A write on its way when asked, answered before the answer came.
+        let w = InodeTable::begin_attr_change(&t, ino);
+        let asked = t.lock().unwrap().attr_mark(ino);
+        drop(w);
+        assert!(!t.lock().unwrap().quiet_since(ino, asked));
+        // A change's own answer: current while it alone is on its way.
+        let own = InodeTable::begin_attr_change(&t, ino);
+        let asked = t.lock().unwrap().attr_mark(ino);
+        assert!(t.lock().unwrap().answer_current(ino, asked, true));
+        let other = InodeTable::begin_attr_change(&t, ino);
+        assert!(!t.lock().unwrap().answer_current(ino, asked, true));
+        drop((own, other));
+        // The node forgotten and made again: the count of its changes goes on.
+        let w = InodeTable::begin_attr_change(&t, ino);
+        t.lock().unwrap().forget(ino, 1);
+        let ino2 = t.lock().unwrap().lookup(b"f");
+        assert_eq!(ino, ino2);
+        let asked = t.lock().unwrap().attr_mark(ino);
+        assert!(
+            !t.lock().unwrap().quiet_since(ino, asked),
+            "a change still on its way"
+        );
+        drop(w);
+        let asked = t.lock().unwrap().attr_mark(ino);
+        assert!(t.lock().unwrap().quiet_since(ino, asked));
+    }
+
+    /// Counts of a million files changed once each: looking for idle ones must stay linear
+    /// (a look at every change would be a million million steps).
+    #[test]
+    fn change_counts_of_many_files_are_pruned_in_linear_work() {
+        let t = Arc::new(Mutex::new(InodeTable::new()));
+        let n = 1_000_000u64;
+        for ino in 2..n + 2 {
+            drop(InodeTable::begin_attr_change(&t, ino));
+        }
+        let scanned = t.lock().unwrap().prune_scanned;
+        assert!(
+            scanned <= 2 * n,
+            "{scanned} counts looked at for {n} changes"
+        );
     }
 
     #[test]
