@@ -53,9 +53,11 @@ impl ListingBound {
 
 /// How long a connection suspected dead (a request outlived its deadline) has to show a sign
 /// of life after it is probed, and how long a reconnect is waited for while the server is
-/// known to be silent: an eighth of the request deadline, within 2 to 10 seconds.
+/// known to be silent: a tenth of the request deadline, within 2 to 10 seconds. A request
+/// caught by the silence waits at most three of them (its member's probe, which may start
+/// only when another member is found silent, then one reconnect).
 pub fn probe_wait(timeout: Duration) -> Duration {
-    (timeout / 8).clamp(Duration::from_secs(2), Duration::from_secs(10))
+    (timeout / 10).clamp(Duration::from_secs(2), Duration::from_secs(10))
 }
 
 /// A server's text (status message, name) for a message or the log: lossy UTF-8, control
@@ -93,7 +95,7 @@ mod tests {
     #[test]
     fn probe_wait_scales_with_the_deadline_within_limits() {
         let s = Duration::from_secs;
-        assert_eq!(probe_wait(s(30)), Duration::from_millis(3750));
+        assert_eq!(probe_wait(s(30)), s(3));
         assert_eq!(probe_wait(s(1)), s(2));
         assert_eq!(probe_wait(s(600)), s(10));
     }

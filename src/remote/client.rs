@@ -39,7 +39,8 @@ pub(super) struct Shared {
     /// Where requests go, for a probe (weak: the session ends when its client is dropped).
     tx: mpsc::WeakUnboundedSender<Bytes>,
     pub(super) timeout: Duration,
-    /// A probe of the connection is under way (`health.rs`).
+    /// A probe of the connection is under way (`health.rs`); always, for a session that is
+    /// never to be declared dead.
     pub(super) probing: AtomicBool,
     /// The reader and writer tasks: ended at once when the connection is declared dead (a
     /// silent peer would hold them, and the socket, for ever).
@@ -236,6 +237,11 @@ impl Client {
     /// Probes the connection now (another one to the same server went silent).
     pub fn suspect(&self) {
         health::suspect(&self.shared);
+    }
+
+    /// Never probes this session (nothing could replace it): its requests only time out.
+    pub fn never_declare_dead(&self) {
+        self.shared.probing.store(true, Ordering::SeqCst);
     }
 
     pub fn timeout(&self) -> Duration {

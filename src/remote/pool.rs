@@ -181,7 +181,12 @@ impl Pool {
                 }
             }
         }
-        self.watch_silence(&sftp);
+        if self.opts.reconnect {
+            self.watch_silence(&sftp);
+        } else {
+            // Nothing could replace it: a server that is only slow must not end the mount.
+            sftp.never_declare_dead();
+        }
         Ok(Conn {
             sftp,
             slot,

@@ -186,6 +186,12 @@ impl Sftp {
         self.client.suspect()
     }
 
+    /// A session nothing can replace (`noreconnect`, `passive`) is never declared dead for
+    /// silence: its requests only time out.
+    pub fn never_declare_dead(&self) {
+        self.client.never_declare_dead()
+    }
+
     /// Resolves when the session ends: true when it went silent.
     pub fn ended(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
         self.client.ended()

@@ -198,3 +198,14 @@ async fn a_read_reply_longer_than_asked_is_an_error() {
     assert!(e.to_string().contains("answered with 200"), "{e}");
     assert_eq!(e.errno(), libc::EIO);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_session_nothing_can_replace_only_times_out() {
+    // noreconnect, passive: a server that is only slow must not end the mount.
+    let s = fake(|_, _| vec![]).await;
+    s.never_declare_dead();
+    assert!(matches!(s.lstat(b"/a").await, Err(RemoteError::Timeout(_))));
+    tokio::time::sleep(probe_wait(TIMEOUT) * 2).await;
+    assert!(!s.is_closed());
+    assert!(matches!(s.lstat(b"/b").await, Err(RemoteError::Timeout(_))));
+}
