@@ -57,6 +57,45 @@ pub fn fatal(msg: &str) {
     }
 }
 
+/// A log line that a server can make happen again and again (a listing refused, names
+/// dropped): said at most once per [`Rarely::EVERY`], with the count of the times it was not.
+pub struct Rarely {
+    last: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl Rarely {
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+    pub const fn new() -> Rarely {
+        Rarely {
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `Some(n)` when the line is to be said now, `n` the times it was held back since it
+    /// was last said; `None` to hold it back.
+    pub fn due(&self) -> Option<u64> {
+        let mut last = self.last.lock().unwrap();
+        match &mut *last {
+            Some((at, held)) if at.elapsed() < Self::EVERY => {
+                *held += 1;
+                None
+            }
+            other => {
+                let held = other.map_or(0, |(_, n)| n);
+                *other = Some((std::time::Instant::now(), 0));
+                Some(held)
+            }
+        }
+    }
+}
+
+impl Default for Rarely {
+    fn default() -> Self {
+        Rarely::new()
+    }
+}
+
 fn open_syslog() {
     // SAFETY: the identifier is a 'static C string, as openlog keeps the pointer.
     unsafe { libc::openlog(c"sftpfs".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };

@@ -102,6 +102,7 @@ pub fn serve(
 ) -> std::io::Result<()> {
     let unmounter = Arc::new(Mutex::new(session.unmount_callable()));
     let mountpoint = mountpoint.to_path_buf();
+    let ours = mounted_device(&mountpoint);
     rt.spawn(async move {
         let hup = async {
             match signals.hup.as_mut() {
@@ -117,6 +118,13 @@ pub fn serve(
         }
         tracing::info!("signal received, unmounting");
         if let Err(e) = unmounter.lock().unwrap().unmount() {
+            if ours.is_some() && mounted_device(&mountpoint) != ours {
+                // Detached already (`umount -l`) while a request was pending: the kernel
+                // keeps the session until that request ends, which may be never. Nothing is
+                // left to unmount; the signal asked us to go.
+                tracing::info!("{} was detached already; exiting", mountpoint.display());
+                std::process::exit(0);
+            }
             // Busy (a file is open): detach it as sshfs does; the session loop would wait
             // for the last user, so end here. Open files then get ENOTCONN.
             tracing::warn!("unmount: {e}; detaching the busy mount");
@@ -127,6 +135,19 @@ pub fn serve(
         }
     });
     session.run()
+}
+
+/// The device of the mount on `mountpoint` now (from mountinfo), if any. Only its parent is
+/// resolved: a stat of the mount's own root could wait on this very session.
+fn mounted_device(mountpoint: &std::path::Path) -> Option<String> {
+    let parent = match mountpoint.parent()? {
+        p if p.as_os_str().is_empty() => std::path::Path::new("."),
+        p => p,
+    };
+    let path = std::fs::canonicalize(parent)
+        .ok()?
+        .join(mountpoint.file_name()?);
+    crate::connect::mount_device(path.as_os_str().as_encoded_bytes())
 }
 
 /// `umount -l`: the mount disappears now, the kernel lets go when the last user does.

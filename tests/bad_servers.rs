@@ -491,3 +491,48 @@ fn zero_length_reply_names_the_bad_length() {
     // sshfs 3.7.6's words, which scripts look for.
     assert_mentions(&line, &["bad reply len: 0"], &[]);
 }
+
+#[test]
+fn names_in_a_refused_reply_are_printed_as_text() {
+    // The first request after VERSION is answered with two names where one was expected
+    // (or where no names were): the error shows them as text, escaped, never as byte arrays.
+    let line = against_fake(|s| {
+        if !handshake(s) {
+            return;
+        }
+        let mut first = true;
+        while let Some(p) = read_packet(s) {
+            let id = request_id(&p);
+            let mut body;
+            if first {
+                body = vec![104];
+                body.extend_from_slice(&id);
+                body.extend_from_slice(&2u32.to_be_bytes());
+                for name in [&b"/srv/\x1b[31mred"[..], b"/other"] {
+                    body.extend_from_slice(&(name.len() as u32).to_be_bytes());
+                    body.extend_from_slice(name);
+                    body.extend_from_slice(&0u32.to_be_bytes()); // empty long name
+                    body.extend_from_slice(&0u32.to_be_bytes()); // no attributes
+                }
+            } else {
+                body = vec![101];
+                body.extend_from_slice(&id);
+                body.extend_from_slice(&2u32.to_be_bytes());
+                body.extend_from_slice(&0u32.to_be_bytes());
+                body.extend_from_slice(&0u32.to_be_bytes());
+            }
+            first = false;
+            let _ = s.write_all(&(body.len() as u32).to_be_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    assert_mentions(&line, &["/srv/", "/other"], &[]);
+    assert!(
+        !line.contains("[47, "),
+        "names printed as byte arrays: {line}"
+    );
+    assert!(
+        !line.contains('\x1b'),
+        "a control character reached the terminal: {line:?}"
+    );
+}

@@ -19,8 +19,12 @@ impl FsError {
     }
 
     /// Expected outcomes (a missing file, an existing name) are not worth more than debug;
-    /// failures of the server or the connection are.
+    /// failures of the server or the connection are, except what the core says itself, now
+    /// and then (a listing refused past its bound, which a server can make happen at will).
     pub fn is_noteworthy(&self) -> bool {
+        if matches!(self.remote, Some(RemoteError::Exceeded(_))) {
+            return false;
+        }
         !matches!(
             self.errno,
             libc::ENOENT

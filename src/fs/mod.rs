@@ -582,7 +582,10 @@ impl Filesystem {
             return None;
         }
         let me = self.me.upgrade()?;
-        let listing = me.listing_shared(inode::parent_of(rel)).await.ok()?;
+        let listing = me
+            .listing_shared(inode::parent_of(rel), dir::Purpose::Asked)
+            .await
+            .ok()?;
         let known = listing.lock().unwrap().known(cache::name_of(rel));
         // Only to tell links apart: other names are as LSTAT says, and fresh.
         match known {

@@ -1,5 +1,6 @@
 //! Request multiplexer over one SFTP byte stream: any number of requests in flight, each
-//! matched to its reply by id, each with a deadline.
+//! matched to its reply by id, each with a deadline. A request past its deadline makes the
+//! connection suspect (`health.rs`); a reply to an id never issued breaks it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -11,29 +12,41 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{RemoteError, Result};
+use super::health;
 use super::protocol::{
     decode_response, decode_version, Packet, Response, SSH_FXP_EXTENDED, SSH_FXP_READ,
     SSH_FXP_WRITE,
 };
 use super::stats::{ConnStats, Counters};
 
-/// Largest reply we accept. OpenSSH's packets are at most 256 KiB (`limits@openssh.com`);
-/// anything far beyond that is a broken or hostile server, not a reason to allocate.
-pub const MAX_INCOMING_PACKET: usize = 1024 * 1024;
+use super::bounds::MAX_PACKET;
 
 /// Each waiting request: where its reply goes, and when it was sent if its round trip is
 /// measured.
 type Pending = HashMap<u32, (oneshot::Sender<Response>, Option<std::time::Instant>)>;
 
-struct Shared {
+pub(super) struct Shared {
     pending: Mutex<Pending>,
-    counters: Counters,
+    pub(super) counters: Counters,
     closed: AtomicBool,
-    /// Why the session ended, when the server broke the protocol: every request that
-    /// fails because of it says so, instead of a bare "connection lost".
+    /// Why the session ended, when the server broke the protocol or stopped answering: every
+    /// request that fails because of it says so, instead of a bare "connection lost".
     fatal: Mutex<Option<RemoteError>>,
     /// `fatal` was handed out for the log (once).
     fatal_reported: AtomicBool,
+    /// The id of the next request: the ids before it were issued (modulo 2^32).
+    next_id: AtomicU32,
+    /// Where requests go, for a probe (weak: the session ends when its client is dropped).
+    tx: mpsc::WeakUnboundedSender<Bytes>,
+    pub(super) timeout: Duration,
+    /// A probe of the connection is under way (`health.rs`); always, for a session that is
+    /// never to be declared dead.
+    pub(super) probing: AtomicBool,
+    /// The reader and writer tasks: ended at once when the connection is declared dead (a
+    /// silent peer would hold them, and the socket, for ever).
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Becomes true when the session ends.
+    ended: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -42,11 +55,29 @@ impl Shared {
         let mut p = self.pending.lock().unwrap();
         self.closed.store(true, Ordering::SeqCst);
         p.clear();
+        self.ended.send_replace(true);
+    }
+
+    fn went_silent(&self) -> bool {
+        matches!(*self.fatal.lock().unwrap(), Some(RemoteError::Silent(_)))
     }
 
     fn close_with(&self, e: RemoteError) {
         self.fatal.lock().unwrap().get_or_insert(e);
         self.close();
+    }
+
+    /// Ends the session because the server stopped answering: what waits fails with `e`, the
+    /// byte stream is dropped.
+    pub(super) fn declare_dead(&self, e: RemoteError) {
+        self.close_with(e);
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// The error for a request cut off by the end of the session.
@@ -57,12 +88,56 @@ impl Shared {
             .clone()
             .unwrap_or(RemoteError::ConnectionLost)
     }
+
+    /// Whether this session issued `id` (its reply may come after the request expired): one
+    /// of the 2^31 ids before the next one. Any other id is a reply to nothing.
+    fn issued(&self, id: u32) -> bool {
+        let age = self.next_id.load(Ordering::SeqCst).wrapping_sub(id);
+        (1..=1 << 31).contains(&age)
+    }
+
+    /// A sender of requests while the client lives (for a probe).
+    pub(super) fn sender(&self) -> Option<mpsc::UnboundedSender<Bytes>> {
+        self.tx.upgrade()
+    }
+
+    /// Queues a request on `tx`; see [`Client::send`].
+    pub(super) fn send(
+        self: &Arc<Self>,
+        tx: &mpsc::UnboundedSender<Bytes>,
+        build: impl FnOnce(u32) -> Packet,
+    ) -> Result<PendingReply> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let packet = build(id).finish();
+        // READ and WRITE replies wait for data: not a measure of the link.
+        let timed = !matches!(packet.get(4), Some(&SSH_FXP_READ | &SSH_FXP_WRITE));
+        {
+            let mut p = self.pending.lock().unwrap();
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(self.lost());
+            }
+            let kind = packet.get(4).copied().unwrap_or(0);
+            let kind = if kind == SSH_FXP_EXTENDED { 0 } else { kind };
+            self.counters.queued(kind, p.is_empty());
+            p.insert(id, (reply_tx, timed.then(std::time::Instant::now)));
+        }
+        if tx.send(packet).is_err() {
+            self.pending.lock().unwrap().remove(&id);
+            return Err(RemoteError::ConnectionLost);
+        }
+        Ok(PendingReply {
+            rx: reply_rx,
+            id,
+            shared: self.clone(),
+            timeout: self.timeout,
+        })
+    }
 }
 
 pub struct Client {
     tx: mpsc::UnboundedSender<Bytes>,
     shared: Arc<Shared>,
-    next_id: AtomicU32,
     timeout: Duration,
 }
 
@@ -101,21 +176,31 @@ impl Client {
             )));
         }
 
+        let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             fatal: Mutex::new(None),
             fatal_reported: AtomicBool::new(false),
+            next_id: AtomicU32::new(1),
+            tx: tx.downgrade(),
+            timeout,
+            probing: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+            ended: tokio::sync::watch::Sender::new(false),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(wr, rx, shared.clone()));
-        tokio::spawn(read_loop(rd, shared.clone()));
+        let writer = tokio::spawn(write_loop(wr, rx, shared.clone()));
+        let reader = tokio::spawn(read_loop(rd, shared.clone()));
+        shared
+            .tasks
+            .lock()
+            .unwrap()
+            .extend([writer.abort_handle(), reader.abort_handle()]);
         Ok((
             Client {
                 tx,
                 shared,
-                next_id: AtomicU32::new(1),
                 timeout,
             },
             hello,
@@ -123,13 +208,40 @@ impl Client {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::SeqCst)
+        self.shared.is_closed()
     }
 
-    /// Why the session ended, when the server broke the protocol; only to the first caller.
+    /// Why the session ended, when the server broke the protocol or stopped answering; only
+    /// to the first caller.
     pub fn broken_by_once(&self) -> Option<RemoteError> {
         let e = self.shared.fatal.lock().unwrap().clone()?;
         (!self.shared.fatal_reported.swap(true, Ordering::SeqCst)).then_some(e)
+    }
+
+    /// The session was ended because the server stopped answering (not a closed stream).
+    pub fn went_silent(&self) -> bool {
+        self.shared.went_silent()
+    }
+
+    /// Resolves when the session ends: true when it went silent. Holds no sender of
+    /// requests (the session still ends when its client is dropped).
+    pub fn ended(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let shared = self.shared.clone();
+        let mut ended = shared.ended.subscribe();
+        async move {
+            let _ = ended.wait_for(|e| *e).await;
+            shared.went_silent()
+        }
+    }
+
+    /// Probes the connection now (another one to the same server went silent).
+    pub fn suspect(&self) {
+        health::suspect(&self.shared);
+    }
+
+    /// Never probes this session (nothing could replace it): its requests only time out.
+    pub fn never_declare_dead(&self) {
+        self.shared.probing.store(true, Ordering::SeqCst);
     }
 
     pub fn timeout(&self) -> Duration {
@@ -149,31 +261,7 @@ impl Client {
     /// Queues a request now, in call order; the reply is awaited separately. Lets callers
     /// fix the order of requests on the wire before they give up control.
     pub fn send(&self, build: impl FnOnce(u32) -> Packet) -> Result<PendingReply> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let packet = build(id).finish();
-        // READ and WRITE replies wait for data: not a measure of the link.
-        let timed = !matches!(packet.get(4), Some(&SSH_FXP_READ | &SSH_FXP_WRITE));
-        {
-            let mut p = self.shared.pending.lock().unwrap();
-            if self.shared.closed.load(Ordering::SeqCst) {
-                return Err(self.shared.lost());
-            }
-            let kind = packet.get(4).copied().unwrap_or(0);
-            let kind = if kind == SSH_FXP_EXTENDED { 0 } else { kind };
-            self.shared.counters.queued(kind, p.is_empty());
-            p.insert(id, (reply_tx, timed.then(std::time::Instant::now)));
-        }
-        if self.tx.send(packet).is_err() {
-            self.shared.pending.lock().unwrap().remove(&id);
-            return Err(RemoteError::ConnectionLost);
-        }
-        Ok(PendingReply {
-            rx: reply_rx,
-            id,
-            shared: self.shared.clone(),
-            timeout: self.timeout,
-        })
+        self.shared.send(&self.tx, build)
     }
 
     /// Stops the session: pending requests fail, the stream is shut down.
@@ -191,15 +279,32 @@ pub struct PendingReply {
 }
 
 impl PendingReply {
+    /// The reply, or an error at the deadline, which makes the connection suspect.
     pub async fn wait(self) -> Result<Response> {
         match tokio::time::timeout(self.timeout, self.rx).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(_)) => Err(self.shared.lost()),
             Err(_) => {
                 self.shared.pending.lock().unwrap().remove(&self.id);
+                health::suspect(&self.shared);
                 Err(RemoteError::Timeout(self.timeout))
             }
         }
+    }
+
+    /// The reply if it comes within `d`: `None` when it did not (the request stays pending;
+    /// `forget` it to give up). Used by the probe, which waits on its own terms.
+    pub(super) async fn wait_within(&mut self, d: Duration) -> Option<Result<Response>> {
+        match tokio::time::timeout(d, &mut self.rx).await {
+            Ok(Ok(resp)) => Some(Ok(resp)),
+            Ok(Err(_)) => Some(Err(self.shared.lost())),
+            Err(_) => None,
+        }
+    }
+
+    /// Gives up on the reply.
+    pub(super) fn forget(self) {
+        self.shared.pending.lock().unwrap().remove(&self.id);
     }
 }
 
@@ -209,9 +314,9 @@ async fn read_packet<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Bytes> {
         .await
         .map_err(|_| RemoteError::ConnectionLost)?;
     let len = u32::from_be_bytes(len) as usize;
-    if len == 0 || len > MAX_INCOMING_PACKET {
+    if len == 0 || len > MAX_PACKET {
         return Err(RemoteError::Protocol(format!(
-            "bad reply len: {len} (a server's packet holds 1 to {MAX_INCOMING_PACKET} bytes)"
+            "bad reply len: {len} (a server's packet holds 1 to {MAX_PACKET} bytes)"
         )));
     }
     // Filled straight into spare capacity: no zeroing of up to 256 KiB per reply.
@@ -248,14 +353,26 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
             Ok((id, resp)) => {
                 let waiter = shared.pending.lock().unwrap().remove(&id);
                 match waiter {
-                    // The waiter may have timed out meanwhile; nothing to do then.
                     Some((w, sent)) => {
                         if let Some(t) = sent {
                             shared.counters.round_trip(t.elapsed());
                         }
                         drop(w.send(resp))
                     }
-                    None => tracing::debug!("reply to unknown or expired request {id}"),
+                    // The waiter timed out meanwhile: a late reply, nothing to do.
+                    None if shared.issued(id) => {
+                        tracing::debug!("reply to expired request {id}")
+                    }
+                    // A reply to nothing: the stream cannot be trusted to match replies to
+                    // requests any more (as with a bad length).
+                    None => {
+                        let e = RemoteError::Protocol(format!(
+                            "a reply to request id {id}, which was never issued"
+                        ));
+                        tracing::debug!("closing the SFTP session: {e}");
+                        shared.close_with(e);
+                        return;
+                    }
                 }
             }
             Err(e) => {

@@ -17,6 +17,13 @@ pub enum RemoteError {
     Protocol(String),
     #[error("the server does not support {0}")]
     Unsupported(&'static str),
+    /// A reply stream past one of the bounds of `bounds.rs` (a listing that never ends).
+    #[error("{0}")]
+    Exceeded(String),
+    /// A request outlived its deadline and the probe that followed got no sign of life: the
+    /// connection was declared dead (`health.rs`).
+    #[error("the server stopped answering (no reply within {0:?}, nor to a probe after it)")]
+    Silent(Duration),
 }
 
 fn status_text(code: u32, message: &str) -> String {
@@ -67,6 +74,8 @@ impl RemoteError {
             RemoteError::ConnectionLost => libc::EIO,
             RemoteError::Protocol(_) => libc::EIO,
             RemoteError::Unsupported(_) => libc::EOPNOTSUPP,
+            RemoteError::Exceeded(_) => libc::EIO,
+            RemoteError::Silent(_) => libc::EIO,
         }
     }
 
@@ -81,14 +90,20 @@ impl RemoteError {
 
     /// True when the connection died: the request may be repeated on a new one.
     pub fn is_dead(&self) -> bool {
-        matches!(self, RemoteError::ConnectionLost | RemoteError::Protocol(_))
+        matches!(
+            self,
+            RemoteError::ConnectionLost | RemoteError::Protocol(_) | RemoteError::Silent(_)
+        )
     }
 
     /// True when the connection, not the request, failed.
     pub fn is_connection(&self) -> bool {
         matches!(
             self,
-            RemoteError::Timeout(_) | RemoteError::ConnectionLost | RemoteError::Protocol(_)
+            RemoteError::Timeout(_)
+                | RemoteError::ConnectionLost
+                | RemoteError::Protocol(_)
+                | RemoteError::Silent(_)
         )
     }
 }

@@ -1,8 +1,10 @@
 //! The SFTP client the filesystem core uses: byte paths, typed attributes, errno mapping,
 //! OpenSSH extensions and request sizes negotiated with the server.
 
+pub mod bounds;
 pub mod client;
 pub mod error;
+mod health;
 pub mod pool;
 pub mod profile;
 pub mod protocol;
@@ -10,11 +12,14 @@ pub mod sftp;
 pub mod stats;
 #[cfg(test)]
 pub mod testing;
+#[cfg(test)]
+mod tests_hostile;
 pub mod transport;
 mod transport_direct;
 mod transport_passive;
 mod transport_process;
 
+pub use bounds::ListingBound;
 pub use error::{RemoteError, Result};
 pub use pool::{Conn, Pool, PoolOptions};
 pub use profile::{Ext, Profile};

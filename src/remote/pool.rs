@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::bounds::probe_wait;
 use super::error::{RemoteError, Result};
 use super::profile::Profile;
 use super::sftp::Sftp;
@@ -52,7 +53,8 @@ pub struct PoolOptions {
 
 pub struct Pool {
     transport: Arc<dyn Transport>,
-    slots: Vec<Slot>,
+    /// Shared with the watchers of the sessions (`watch_silence`).
+    slots: Arc<Vec<Slot>>,
     opts: PoolOptions,
     generation: AtomicU64,
     next: AtomicUsize,
@@ -83,16 +85,18 @@ impl Pool {
         let n = opts.max_conns.max(1);
         let pool = Pool {
             transport,
-            slots: (0..n)
-                .map(|_| Slot {
-                    current: RwLock::new(None),
-                    disabled: std::sync::atomic::AtomicBool::new(false),
-                    starting: std::sync::atomic::AtomicBool::new(false),
-                    connecting: tokio::sync::Mutex::new(()),
-                    reconnects: AtomicU64::new(0),
-                    earlier: Default::default(),
-                })
-                .collect(),
+            slots: Arc::new(
+                (0..n)
+                    .map(|_| Slot {
+                        current: RwLock::new(None),
+                        disabled: std::sync::atomic::AtomicBool::new(false),
+                        starting: std::sync::atomic::AtomicBool::new(false),
+                        connecting: tokio::sync::Mutex::new(()),
+                        reconnects: AtomicU64::new(0),
+                        earlier: Default::default(),
+                    })
+                    .collect(),
+            ),
             opts,
             generation: AtomicU64::new(0),
             next: AtomicUsize::new(0),
@@ -177,12 +181,35 @@ impl Pool {
                 }
             }
         }
+        if self.opts.reconnect {
+            self.watch_silence(&sftp);
+        } else {
+            // Nothing could replace it: a server that is only slow must not end the mount.
+            sftp.never_declare_dead();
+        }
         Ok(Conn {
             sftp,
             slot,
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
             _keep_alive: opened.keep_alive,
         })
+    }
+
+    /// When `sftp` is found silent, the other members talk to the same server: each is
+    /// probed at once, not at the deadline of its own next request.
+    fn watch_silence(&self, sftp: &Sftp) {
+        let ended = sftp.ended();
+        let slots = self.slots.clone();
+        tokio::spawn(async move {
+            if !ended.await {
+                return;
+            }
+            for s in slots.iter() {
+                if let Some(c) = s.current.read().unwrap().as_ref().filter(|c| c.is_alive()) {
+                    c.sftp.suspect();
+                }
+            }
+        });
     }
 
     /// Whether a member that was connected has lost its connection.
@@ -229,7 +256,7 @@ impl Pool {
         }
         // One deadline for waiting and reconnecting: a request never waits more than that.
         let arrived = Instant::now();
-        let deadline = arrived + self.opts.timeout;
+        let deadline = arrived + self.patience(slot);
         let Ok(_g) = tokio::time::timeout_at(deadline, self.slots[slot].connecting.lock()).await
         else {
             return Err(RemoteError::ConnectionLost);
@@ -317,6 +344,23 @@ impl Pool {
         }
     }
 
+    /// How long a request waits for `slot` to be (re)connected: its deadline, or only a
+    /// probe's wait once the server was found not answering at all (its last session went
+    /// silent): a server that answers nothing is not waited for a whole deadline per request.
+    fn patience(&self, slot: usize) -> Duration {
+        let silent = self.slots[slot]
+            .current
+            .read()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|c| c.sftp.went_silent());
+        if silent {
+            probe_wait(self.opts.timeout).min(self.opts.timeout)
+        } else {
+            self.opts.timeout
+        }
+    }
+
     /// Whether a (re)connect of `slot` failed after `since`, or so recently that trying
     /// again now would only make the caller wait another deadline for the same answer.
     /// After the cool-down the next request tries again, so the mount recovers on its own.
@@ -388,7 +432,7 @@ impl Pool {
 
     /// Ends every session (at unmount).
     pub fn shutdown(&self) {
-        for s in &self.slots {
+        for s in self.slots.iter() {
             if let Some(c) = s.current.read().unwrap().as_ref() {
                 c.sftp.shutdown();
             }

@@ -6,6 +6,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::bounds::{server_text, MAX_HANDLE};
+
 pub const SSH_FXP_INIT: u8 = 1;
 pub const SSH_FXP_VERSION: u8 = 2;
 pub const SSH_FXP_OPEN: u8 = 3;
@@ -165,33 +167,61 @@ impl Attrs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameEntry {
     pub name: Vec<u8>,
-    /// `ls -l`-style line; OpenSSH puts the link count in its second column.
-    pub longname: Vec<u8>,
+    /// The link count, from the `ls -l`-style long name (OpenSSH puts it in the second
+    /// column); the long name itself is not kept.
+    pub nlink: Option<u32>,
     pub attrs: Attrs,
 }
 
-impl NameEntry {
-    /// The link count from an OpenSSH longname (`-rw-r--r--    2 user group ...`), if present.
-    pub fn nlink(&self) -> Option<u32> {
-        let s = std::str::from_utf8(&self.longname).ok()?;
-        let mut cols = s.split_ascii_whitespace();
-        let mode = cols.next()?;
-        if mode.len() != 10 {
-            return None;
-        }
-        cols.next()?.parse().ok()
+/// The link count from an OpenSSH long name (`-rw-r--r--    2 user group ...`), if present.
+fn nlink_of(longname: &[u8]) -> Option<u32> {
+    let s = std::str::from_utf8(longname).ok()?;
+    let mut cols = s.split_ascii_whitespace();
+    let mode = cols.next()?;
+    if mode.len() != 10 {
+        return None;
     }
+    cols.next()?.parse().ok()
 }
 
 /// A decoded server reply (the request id is split off by the caller).
 #[derive(Debug)]
 pub enum Response {
-    Status { code: u32, message: String },
+    /// `message` is the server's text as [`server_text`] keeps it: cut and escaped.
+    Status {
+        code: u32,
+        message: String,
+    },
     Handle(Vec<u8>),
     Data(Bytes),
     Name(Vec<NameEntry>),
     Attrs(Attrs),
     ExtendedReply(Bytes),
+}
+
+/// A reply where another was expected, for an error message: names as text, escaped, and
+/// only the first few; sizes rather than bytes.
+impl std::fmt::Display for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Response::Status { code, message } => write!(f, "status {code} ({message})"),
+            Response::Handle(h) => write!(f, "a handle of {} bytes", h.len()),
+            Response::Data(d) => write!(f, "{} bytes of data", d.len()),
+            Response::Attrs(_) => write!(f, "attributes"),
+            Response::ExtendedReply(d) => write!(f, "an extended reply of {} bytes", d.len()),
+            Response::Name(v) => {
+                write!(f, "{} name(s)", v.len())?;
+                for (i, e) in v.iter().take(3).enumerate() {
+                    let sep = if i == 0 { ": " } else { ", " };
+                    write!(f, "{sep}\"{}\"", server_text(&e.name))?;
+                }
+                if v.len() > 3 {
+                    write!(f, ", …")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -239,6 +269,10 @@ impl Reader {
 
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.remaining()
     }
 }
 
@@ -301,25 +335,33 @@ pub fn decode_response(body: Bytes) -> Result<(u32, Response), DecodeError> {
             let message = if r.is_empty() {
                 String::new()
             } else {
-                String::from_utf8_lossy(&r.string()?).into_owned()
+                server_text(&r.string()?)
             };
             Response::Status { code, message }
         }
-        SSH_FXP_HANDLE => Response::Handle(r.string()?.to_vec()),
+        SSH_FXP_HANDLE => {
+            let h = r.string()?;
+            if h.len() > MAX_HANDLE {
+                return Err(DecodeError(
+                    "handle longer than the 256 bytes the protocol allows",
+                ));
+            }
+            Response::Handle(h.to_vec())
+        }
         SSH_FXP_DATA => Response::Data(r.string()?),
         SSH_FXP_NAME => {
             let count = r.u32()? as usize;
-            // Each entry takes at least 12 bytes; refuse counts the packet cannot hold.
-            let mut entries = Vec::with_capacity(count.min(1024));
+            // Each entry takes at least 12 bytes: a count the packet cannot hold is refused
+            // before anything is allocated for it.
+            if count > r.remaining() / 12 {
+                return Err(DecodeError("NAME count larger than its packet holds"));
+            }
+            let mut entries = Vec::with_capacity(count);
             for _ in 0..count {
                 let name = r.string()?.to_vec();
-                let longname = r.string()?.to_vec();
+                let nlink = nlink_of(&r.string()?);
                 let attrs = Attrs::decode(&mut r)?;
-                entries.push(NameEntry {
-                    name,
-                    longname,
-                    attrs,
-                });
+                entries.push(NameEntry { name, nlink, attrs });
             }
             Response::Name(entries)
         }
@@ -395,21 +437,54 @@ mod tests {
     #[test]
     fn name_reply_keeps_bytes_and_link_count() {
         let p = Packet::new(SSH_FXP_NAME, 3)
-            .u32(1)
+            .u32(2)
             .string(b"caf\xe9")
             .string(b"-rw-r--r--    2 root     root            5 Jan  1 00:00 caf\xe9")
+            .attrs(&Attrs::default())
+            .string(b"x")
+            .string(b"-rw-r--r--    2 root root 5 Jan  1 00:00 x")
             .attrs(&Attrs::default())
             .finish();
         let (_, r) = decode_response(body(p)).unwrap();
         let Response::Name(v) = r else { panic!() };
         assert_eq!(v[0].name, b"caf\xe9");
-        assert_eq!(v[0].nlink(), None, "non-UTF-8 longname is not parsed");
-        let e = NameEntry {
-            name: b"x".to_vec(),
-            longname: b"-rw-r--r--    2 root root 5 Jan  1 00:00 x".to_vec(),
-            attrs: Attrs::default(),
+        assert_eq!(v[0].nlink, None, "non-UTF-8 longname is not parsed");
+        assert_eq!(v[1].nlink, Some(2));
+    }
+
+    #[test]
+    fn replies_past_the_bounds_are_refused_or_cut() {
+        // A handle longer than the protocol allows.
+        let p = Packet::new(SSH_FXP_HANDLE, 9).string(&[1; 257]).finish();
+        assert!(decode_response(body(p)).is_err());
+        let p = Packet::new(SSH_FXP_HANDLE, 9).string(&[1; 256]).finish();
+        assert!(decode_response(body(p)).is_ok());
+        // A status message of a megabyte is kept as a few hundred bytes.
+        let p = Packet::new(SSH_FXP_STATUS, 9)
+            .u32(SSH_FX_FAILURE)
+            .string(&vec![b'x'; 1 << 20])
+            .string(b"en")
+            .finish();
+        let (_, r) = decode_response(body(p)).unwrap();
+        let Response::Status { message, .. } = r else {
+            panic!()
         };
-        assert_eq!(e.nlink(), Some(2));
+        assert!(message.len() < 400 && message.contains("cut"), "{message}");
+        // A NAME reply printed in an error: names as text, escaped, never as byte arrays.
+        let p = Packet::new(SSH_FXP_NAME, 3)
+            .u32(2)
+            .string(b"/srv/\x1b[31mred")
+            .string(b"")
+            .attrs(&Attrs::default())
+            .string(b"/other")
+            .string(b"")
+            .attrs(&Attrs::default())
+            .finish();
+        let (_, r) = decode_response(body(p)).unwrap();
+        assert_eq!(
+            r.to_string(),
+            "2 name(s): \"/srv/\\u{1b}[31mred\", \"/other\""
+        );
     }
 
     #[test]
@@ -423,8 +498,10 @@ mod tests {
 
     #[test]
     fn malformed_packets_are_errors_not_panics() {
-        // A NAME claiming four billion entries in a tiny packet.
+        // A NAME claiming four billion entries in a tiny packet, or 100 in 1000 bytes.
         let p = Packet::new(SSH_FXP_NAME, 1).u32(u32::MAX).finish();
+        assert!(decode_response(body(p)).is_err());
+        let p = Packet::new(SSH_FXP_NAME, 1).u32(100).u64(0).finish();
         assert!(decode_response(body(p)).is_err());
         // A string longer than the packet.
         let p = Packet::new(SSH_FXP_HANDLE, 1).u32(1000).finish();

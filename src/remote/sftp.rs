@@ -8,7 +8,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use super::client::{Client, MAX_INCOMING_PACKET};
+use super::bounds::{server_text, ListingBound, MAX_PACKET};
+use super::client::Client;
 use super::error::{RemoteError, Result};
 use super::profile::{Ext, Profile, SymlinkOrder};
 use super::protocol::*;
@@ -65,7 +66,7 @@ pub struct Sftp {
 fn unexpected(what: &'static str, r: Response) -> RemoteError {
     match r {
         Response::Status { code, message } => RemoteError::Status { code, message },
-        other => RemoteError::Protocol(format!("expected {what}, got {other:?}")),
+        other => RemoteError::Protocol(format!("expected {what}, got {other}")),
     }
 }
 
@@ -141,7 +142,7 @@ impl Sftp {
             let v = v
                 .min(packet.saturating_sub(1024).max(32 * 1024))
                 .min(Limits::CEILING as u64);
-            v.min((MAX_INCOMING_PACKET - 1024) as u64) as u32
+            v.min((MAX_PACKET - 1024) as u64) as u32
         };
         Ok(Limits {
             max_read: pick(read),
@@ -169,10 +170,31 @@ impl Sftp {
         self.client.stats()
     }
 
-    /// Why the session ended, when the server broke the protocol (a malformed packet);
-    /// only to the first caller.
+    /// Why the session ended, when the server broke the protocol (a malformed packet) or
+    /// stopped answering; only to the first caller.
     pub fn broken_by_once(&self) -> Option<RemoteError> {
         self.client.broken_by_once()
+    }
+
+    /// The session was ended because the server stopped answering.
+    pub fn went_silent(&self) -> bool {
+        self.client.went_silent()
+    }
+
+    /// Probes the connection now (see `health.rs`).
+    pub fn suspect(&self) {
+        self.client.suspect()
+    }
+
+    /// A session nothing can replace (`noreconnect`, `passive`) is never declared dead for
+    /// silence: its requests only time out.
+    pub fn never_declare_dead(&self) {
+        self.client.never_declare_dead()
+    }
+
+    /// Resolves when the session ends: true when it went silent.
+    pub fn ended(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        self.client.ended()
     }
 
     pub fn shutdown(&self) {
@@ -418,6 +440,11 @@ impl Sftp {
             })
             .await?;
         match r {
+            // More than asked: which bytes are the file's cannot be known.
+            Response::Data(d) if d.len() > len as usize => Err(RemoteError::Protocol(format!(
+                "a READ of {len} bytes answered with {}",
+                d.len()
+            ))),
             Response::Data(d) => Ok(d),
             Response::Status {
                 code: SSH_FX_EOF, ..
@@ -477,10 +504,12 @@ impl Sftp {
         }
     }
 
-    /// Every entry of a directory (`.` and `..` included, as the server sends them).
+    /// Every entry of a directory (`.` and `..` included, as the server sends them), within
+    /// `bound`: past it the listing fails with [`RemoteError::Exceeded`].
     /// Several READDIRs travel at once: a small directory costs two round trips, not three.
-    pub async fn read_dir_all(&self, path: &[u8]) -> Result<Vec<NameEntry>> {
+    pub async fn read_dir_all(&self, path: &[u8], bound: &ListingBound) -> Result<Vec<NameEntry>> {
         const IN_FLIGHT: usize = 4;
+        let started = tokio::time::Instant::now();
         let h = self.opendir(path).await?;
         let send = |h: &Handle| {
             self.client
@@ -488,6 +517,7 @@ impl Sftp {
         };
         let mut queue = std::collections::VecDeque::new();
         let mut all = Vec::new();
+        let mut name_bytes = 0;
         let res = 'read: loop {
             while queue.len() < IN_FLIGHT {
                 match send(&h) {
@@ -500,15 +530,32 @@ impl Sftp {
                 Err(e) => break Err(e),
             };
             match reply {
-                Response::Name(v) => all.extend(v),
+                Response::Name(v) => {
+                    name_bytes += v.iter().map(|e| e.name.len()).sum::<usize>();
+                    all.extend(v);
+                }
                 Response::Status {
                     code: SSH_FX_EOF, ..
                 } => break Ok(()),
                 other => break Err(unexpected("names", other)),
             }
+            let past = if all.len() > bound.entries {
+                format!("more than {} entries", bound.entries)
+            } else if name_bytes > bound.name_bytes {
+                format!("more than {} bytes of names", bound.name_bytes)
+            } else if started.elapsed() > bound.time {
+                format!("not complete after {} s", bound.time.as_secs())
+            } else {
+                continue;
+            };
+            break Err(RemoteError::Exceeded(format!(
+                "the listing of {} was refused: {past}, past the bound of a listing \
+                 (does the server's listing never end?)",
+                server_text(path)
+            )));
         };
-        // The READDIRs still in flight answer EOF; the CLOSE queues behind them and nothing
-        // waits for it: the listing is complete.
+        // The READDIRs still in flight are answered (EOF, or more names nobody holds); the
+        // CLOSE queues behind them and nothing waits for it.
         drop(queue);
         self.close_nowait(&h);
         res.map(|()| all)
@@ -786,7 +833,7 @@ mod tests {
         );
         s.close(&h).await.unwrap();
         let names: Vec<Vec<u8>> = s
-            .read_dir_all(&b(&d.0))
+            .read_dir_all(&b(&d.0), &ListingBound::asked(Duration::from_secs(10)))
             .await
             .unwrap()
             .into_iter()

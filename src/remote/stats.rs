@@ -43,6 +43,10 @@ impl Counters {
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+
     /// A small request's reply came after `took`: TCP's smoothing (1/8 of the new sample).
     pub fn round_trip(&self, took: Duration) {
         let sample = (took.as_micros() as u64).max(1);

@@ -11,6 +11,14 @@ pub struct Frozen {
 }
 
 impl Frozen {
+    /// SIGSTOPs `pids` (any processes the test found serving it).
+    pub fn stop(pids: Vec<i32>) -> Frozen {
+        for &p in &pids {
+            signal(p, libc::SIGSTOP);
+        }
+        Frozen { pids }
+    }
+
     /// Lets them run again now.
     pub fn thaw(self) {}
 }

@@ -8,6 +8,7 @@ use futures::future::join;
 
 use crate::fs::meta::attr;
 use crate::fs::meta::cache::Known;
+use crate::fs::names::dir::Purpose;
 use crate::fs::names::inode::InodeTable;
 use crate::fs::{in_group, Caller, Filesystem, FsError, FsResult, SetAttr, SetTime};
 use crate::remote::{Attrs, RemoteError, StatVfs};
@@ -62,12 +63,12 @@ impl Filesystem {
             // The name may be a raw server name of this directory (one not in the server's
             // character set): its listing tells, before the name is sent converted.
             let dir = self.path_of(parent)?;
-            let _ = self.listing_shared(&dir).await;
+            let _ = self.listing_shared(&dir, Purpose::Asked).await;
         }
         let lstat = self.lstat_remote(&path);
         if self.opts.prefetch && self.cache.enabled() {
             let dir = self.path_of(parent)?;
-            let listing = self.listing_shared(&dir);
+            let listing = self.listing_shared(&dir, Purpose::Ahead);
             tokio::pin!(lstat);
             tokio::select! {
                 biased;
@@ -147,9 +148,12 @@ impl Filesystem {
                     }
                     // In the same round trip, a listing to learn the link count from.
                     (None, Some(me)) => {
-                        join(self.lstat_remote(&p), me.listing_shared(parent))
-                            .await
-                            .0
+                        join(
+                            self.lstat_remote(&p),
+                            me.listing_shared(parent, Purpose::Ahead),
+                        )
+                        .await
+                        .0
                     }
                     (None, None) => self.lstat_remote(&p).await,
                 }?;

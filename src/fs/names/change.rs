@@ -298,8 +298,9 @@ impl Filesystem {
     async fn has_entries(&self, rel: &[u8]) -> bool {
         let r = self.remote(rel);
         let r = &r;
+        let bound = crate::remote::ListingBound::asked(self.pool.timeout());
         match self
-            .call(|c| async move { c.sftp.read_dir_all(r).await })
+            .call(|c| async move { c.sftp.read_dir_all(r, &bound).await })
             .await
         {
             Ok(v) => v.iter().any(|e| e.name != b"." && e.name != b".."),

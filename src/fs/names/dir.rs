@@ -2,6 +2,10 @@
 //! listing at the same time, cached, and served to the kernel by offset. When a listing is
 //! used, the listings of its subdirectories are fetched in the background, a bounded number
 //! at a time, so that a tree walk (`find`, `ls -R`, `git status`) finds the next level ready.
+//!
+//! A listing is bounded (`remote/bounds.rs`): one somebody asked for by about a million
+//! entries, one fetched ahead by far less, past which it gives up quietly; a listing that
+//! never ends is refused with EIO and a log line now and then, not held without end.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -16,13 +20,30 @@ use crate::fs::meta::attr::file_type;
 use crate::fs::meta::cache::{Entry, Listing};
 use crate::fs::names::inode::{join, parent_of, RelPath, ROOT_INO};
 use crate::fs::{Filesystem, FsError, FsResult};
-use crate::remote::{Attrs, RemoteError};
+use crate::logging::Rarely;
+use crate::remote::bounds::server_text;
+use crate::remote::{Attrs, ListingBound, NameEntry, RemoteError};
 
 type ListingFuture = Shared<BoxFuture<'static, Result<Arc<Mutex<Listing>>, RemoteError>>>;
 
-/// Listings being fetched, by directory.
+/// Why a listing is fetched, which decides its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Somebody needs it now (`opendir`, a lookup that must know).
+    Asked,
+    /// Fetched ahead of need (the subdirectories of a directory in use, a lookup's or a
+    /// stat's speculative listing): a small bound, past which it gives up without a word.
+    Ahead,
+}
+
+/// Listings being fetched, by directory, and what for.
 #[derive(Default)]
-pub struct Inflight(Mutex<HashMap<RelPath, ListingFuture>>);
+pub struct Inflight(Mutex<HashMap<RelPath, (ListingFuture, Purpose)>>);
+
+/// "A listing was refused", said now and then.
+static REFUSED: Rarely = Rarely::new();
+/// "Names were dropped from a listing", said now and then.
+static DROPPED: Rarely = Rarely::new();
 
 /// One entry handed to the kernel. `offset` is where the listing continues after it.
 pub struct DirItem<'a> {
@@ -38,39 +59,77 @@ pub struct DirItem<'a> {
 }
 
 impl Filesystem {
-    /// The listing of `dir`: cached, already being fetched, or fetched now.
-    pub(in crate::fs) fn listing_shared(self: &Arc<Self>, dir: &[u8]) -> ListingFuture {
+    /// The listing of `dir`: cached, already being fetched, or fetched now for `purpose`.
+    pub(in crate::fs) fn listing_shared(
+        self: &Arc<Self>,
+        dir: &[u8],
+        purpose: Purpose,
+    ) -> ListingFuture {
         if let Some(l) = self.cache.listing(dir) {
             return futures::future::ready(Ok(l)).boxed().shared();
         }
         let mut inflight = self.listing_inflight.0.lock().unwrap();
-        if let Some(f) = inflight.get(dir) {
-            return f.clone();
+        if let Some((f, fetched_for)) = inflight.get(dir) {
+            if purpose == Purpose::Ahead || *fetched_for == Purpose::Asked {
+                return f.clone();
+            }
+            // Fetched ahead, within the small bound: past that, listed again within the
+            // bound of a listing asked for.
+            let (fs, d, f) = (self.clone(), dir.to_vec(), f.clone());
+            return async move {
+                match f.await {
+                    Err(RemoteError::Exceeded(_)) => fs.listing_shared(&d, Purpose::Asked).await,
+                    r => r,
+                }
+            }
+            .boxed()
+            .shared();
         }
         let (fs, d) = (self.clone(), dir.to_vec());
         let task = tokio::spawn(async move {
-            let res = fs.fetch_listing(&d).await;
+            let res = fs.fetch_listing(&d, purpose).await;
             fs.listing_inflight.0.lock().unwrap().remove(&d);
             res
         });
         let fut = async move { task.await.unwrap_or(Err(RemoteError::ConnectionLost)) }
             .boxed()
             .shared();
-        inflight.insert(dir.to_vec(), fut.clone());
+        inflight.insert(dir.to_vec(), (fut.clone(), purpose));
         fut
     }
 
     pub(in crate::fs) async fn fetch_listing(
         &self,
         dir: &[u8],
+        purpose: Purpose,
     ) -> Result<Arc<Mutex<Listing>>, RemoteError> {
         let generation = self.cache.generation(dir);
         let r = self.remote(dir);
         let r = &r;
-        let mut entries = self
-            .call(|c| async move { c.sftp.read_dir_all(r).await })
-            .await?;
-        entries.retain(|e| e.name != b"." && e.name != b".." && !e.name.contains(&b'/'));
+        let timeout = self.pool.timeout();
+        let bound = match purpose {
+            Purpose::Asked => ListingBound::asked(timeout),
+            Purpose::Ahead => ListingBound::ahead(timeout),
+        };
+        let bound = &bound;
+        let listed = self
+            .call(|c| async move { c.sftp.read_dir_all(r, bound).await })
+            .await;
+        let mut entries = match listed {
+            Err(RemoteError::Exceeded(e)) if purpose == Purpose::Asked => {
+                // Said here, now and then; the EIO of each refusal is not logged again.
+                if let Some(held) = REFUSED.due() {
+                    tracing::warn!("{e}{}", held_back(held));
+                }
+                return Err(RemoteError::Exceeded(e));
+            }
+            Err(RemoteError::Exceeded(e)) => {
+                tracing::debug!("prefetch given up: {e}");
+                return Err(RemoteError::Exceeded(e));
+            }
+            r => r?,
+        };
+        drop_unshowable(r, &mut entries);
         if let Some(cs) = &self.opts.charsets {
             // The server's names as shown locally; from here on the core knows only these.
             let local = cs.listed(dir, entries.iter().map(|e| e.name.as_slice()));
@@ -94,7 +153,7 @@ impl Filesystem {
                 if !t.learns_links(child) {
                     continue;
                 }
-                if let (Some(n), Some(l)) = (t.get_mut(child), e.nlink()) {
+                if let (Some(n), Some(l)) = (t.get_mut(child), e.nlink) {
                     n.nlink = Some(l);
                     n.relist = false;
                 }
@@ -106,7 +165,7 @@ impl Filesystem {
     }
 
     /// With `follow_symlinks`, symlinks show as what they point to (when it exists).
-    async fn follow_links(&self, dir: &[u8], entries: &mut [crate::remote::NameEntry]) {
+    async fn follow_links(&self, dir: &[u8], entries: &mut [NameEntry]) {
         let links: Vec<usize> = (0..entries.len())
             .filter(|&i| entries[i].attrs.is_symlink())
             .collect();
@@ -157,7 +216,7 @@ impl Filesystem {
                 if fs.stopping.load(Ordering::SeqCst) || fs.cache.listing(&sub).is_some() {
                     return;
                 }
-                let _ = fs.listing_shared(&sub).await;
+                let _ = fs.listing_shared(&sub, Purpose::Ahead).await;
             });
         }
     }
@@ -168,7 +227,7 @@ impl Filesystem {
         self.settle().await;
         let path = self.path_of(ino)?;
         self.in_use.touch(&path);
-        let mut listing = self.listing_shared(&path).await?;
+        let mut listing = self.listing_shared(&path, Purpose::Asked).await?;
         let (current, stale) = {
             let l = listing.lock().unwrap();
             (l.current, l.entries.values().any(|e| e.stale))
@@ -177,7 +236,7 @@ impl Filesystem {
             // Read while something here changed (`rm x; ls` must not show x), or with
             // attributes a local change made stale (readdirplus would hand the kernel an old
             // size): read again.
-            listing = self.fetch_listing(&path).await?;
+            listing = self.fetch_listing(&path, Purpose::Asked).await?;
         }
         let entries: Vec<(Vec<u8>, Entry)> = listing
             .lock()
@@ -272,5 +331,53 @@ impl Filesystem {
 
     pub fn releasedir(&self, fh: u64) {
         self.dirs.remove(fh);
+    }
+}
+
+/// " (and N more like it since)" after a line said now and then, when some were held back.
+fn held_back(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(
+            " ({n} more like it in the last {} s)",
+            Rarely::EVERY.as_secs()
+        ),
+    }
+}
+
+/// Drops from a listing of `remote_dir` what no local directory can show: the server's own
+/// `.` and `..` (the kernel is given ours), and names that are empty, longer than 255 bytes
+/// or hold a `/`, any of which would make the kernel fail the whole `readdir`. The invalid
+/// ones are named in a warning (now and then).
+fn drop_unshowable(remote_dir: &[u8], entries: &mut Vec<NameEntry>) {
+    let mut dropped = Vec::new();
+    entries.retain(|e| {
+        let why = match e.name.as_slice() {
+            b"." | b".." => return false,
+            [] => "empty".to_string(),
+            n if n.len() > 255 => format!("{} bytes", n.len()),
+            n if n.contains(&b'/') => "holds a /".to_string(),
+            _ => return true,
+        };
+        dropped.push(format!("\"{}\" ({why})", server_text(&e.name)));
+        false
+    });
+    if dropped.is_empty() {
+        return;
+    }
+    if let Some(held) = DROPPED.due() {
+        let more = dropped.len().saturating_sub(3);
+        dropped.truncate(3);
+        tracing::warn!(
+            "the listing of {} holds names no local directory can show, left out: {}{}{}",
+            server_text(remote_dir),
+            dropped.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            },
+            held_back(held)
+        );
     }
 }

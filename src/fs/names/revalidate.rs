@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::fs::meta::cache::Entry;
+use crate::fs::names::dir::Purpose;
 use crate::fs::names::inode::{join, RelPath};
 use crate::fs::Filesystem;
 use crate::remote::RemoteError;
@@ -165,7 +166,7 @@ impl Filesystem {
                 .collect()
         };
         let before = looks_all(&old);
-        let after = looks_all(&*self.fetch_listing(dir).await?);
+        let after = looks_all(&*self.fetch_listing(dir, Purpose::Asked).await?);
         let kind = |l: &Looks| l.2.map(|p| p & 0o170000);
         // Gone, changed, then new on the server.
         let mut names: Vec<(&Vec<u8>, EntryFate)> = before

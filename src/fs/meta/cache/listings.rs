@@ -143,7 +143,7 @@ impl MetaCache {
             for e in entries {
                 let entry = Entry {
                     attrs: e.attrs.clone(),
-                    nlink: e.nlink(),
+                    nlink: e.nlink,
                     stale: false,
                 };
                 if keep {

@@ -355,7 +355,7 @@ mod tests {
     fn entry(name: &str, size: u64) -> NameEntry {
         NameEntry {
             name: name.as_bytes().to_vec(),
-            longname: Vec::new(),
+            nlink: None,
             attrs: Attrs {
                 size: Some(size),
                 permissions: Some(libc::S_IFREG | 0o644),
