@@ -321,12 +321,30 @@ fn mount_is_listed_with_the_source_and_mode() {
     let s = Sshd::start();
     fs::create_dir(s.remote("w")).unwrap();
     let m = Mount::new(&s, "w", &[]);
+    // As sshfs's shows `fuse.sshfs`, with the source as its name, so that tools select it by
+    // type. As root, fuser makes the mount with mount(2) itself, not through fusermount3
+    // (tests/fstab.rs has a user's mount).
     let info = mount_at(&m.mnt).unwrap();
-    assert!(
-        info.fs_type.starts_with("fuse"),
-        "fs type {:?} is not fuse",
-        info.fs_type
+    assert_eq!(
+        (info.fs_type.as_str(), info.source.as_str()),
+        ("fuse.sftpfs", s.target("w").as_str()),
+        "type and source in /proc/self/mountinfo"
     );
+    for (prog, args) in [
+        (
+            "findmnt",
+            &["-n", "-o", "SOURCE", "-t", "fuse.sftpfs", "--mountpoint"][..],
+        ),
+        ("df", &["--output=source", "-t", "fuse.sftpfs"][..]),
+    ] {
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(args).arg(&m.mnt);
+        let run = run_to_exit(cmd, m.dir, EXIT_DEADLINE);
+        assert!(
+            run.stdout.lines().any(|l| l.trim() == s.target("w")),
+            "{prog} -t fuse.sftpfs: {run:?}"
+        );
+    }
     assert!(
         info.options.split(',').any(|o| o == "rw"),
         "not mounted rw: {}",
