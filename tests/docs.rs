@@ -227,7 +227,7 @@ connection (state, smoothed round trip of small requests, bytes in and out, requ
 flight, reconnects), open files, bytes written and not yet acknowledged by the server (0: all
 written, safe to unplug), the caches (entries and hit rates), the errors answered to programs
 since the mount (a count per errno and the last ten with time, call and path; a lookup of a
-name that does not exist is not an error), and the uptime. \fB\-\-json\fR prints the same as
+name that does not exist, or an access check that answers no, is not an error), and the uptime. \fB\-\-json\fR prints the same as
 JSON, \fB\-\-prometheus\fR as Prometheus text (metrics \fBsftpfs_*\fR, for a node exporter's
 textfile collector), and \fB\-\-watch\fR prints it again every second.
 .PP
