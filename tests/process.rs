@@ -353,6 +353,40 @@ fn mount_is_listed_with_the_source_and_mode() {
     assert!(Path::new(&m.mnt).is_dir());
 }
 
+/// Programs ask every file they write to or read from whether it is a terminal (isatty(),
+/// an ioctl): the answer is ENOTTY, and the foreground log says nothing about it (sshfs's
+/// test suite fails a run whose stderr says "warning").
+#[test]
+fn isatty_of_a_mounted_file_is_answered_quietly() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    fs::write(s.remote("w/f"), "not a terminal\n").unwrap();
+    let m = Mount::new(&s, "w", &[]);
+    let file = m.path("f");
+    for _ in 0..3 {
+        let mut test_t = std::process::Command::new("sh");
+        test_t.args(["-c", "test -t 0 < \"$1\"", "sh"]).arg(&file);
+        let run = run_to_exit(test_t, m.dir, EXIT_DEADLINE);
+        assert_eq!(run.status.and_then(|st| st.code()), Some(1), "{run:?}");
+    }
+    let python = "import fcntl, os, sys, termios\n\
+                  try:\n    fcntl.ioctl(os.open(sys.argv[1], os.O_RDONLY), termios.TCGETS, bytes(64))\n\
+                  except OSError as e:\n    print(e.errno)\n";
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", python]).arg(&file);
+    let run = run_to_exit(cmd, m.dir, EXIT_DEADLINE);
+    assert_eq!(
+        run.stdout.trim(),
+        libc::ENOTTY.to_string(),
+        "TCGETS: {run:?}"
+    );
+    let log = m.stderr();
+    assert!(
+        !log.contains("Not Implemented") && !log.to_lowercase().contains("warn"),
+        "the foreground log speaks of the ioctls:\n{log}"
+    );
+}
+
 #[test]
 fn debug_flag_stays_in_the_foreground_and_logs() {
     let s = Sshd::start();
