@@ -480,7 +480,7 @@ fn mount_by_a_user_goes_through_fusermount3_and_shows_as_sftpfs() {
     let key = home.join("key");
     fs::copy(&s.client_key, &key).unwrap();
     let as_user = |cmd: &mut Command| {
-        cmd.uid(uid).gid(gid).env("HOME", &home);
+        cmd.uid(uid).gid(gid).env("HOME", &home).current_dir(&home);
     };
     in_private_mount_namespace(|| {
         dev_fuse_open_to_all(&s.dir.join("dev"));
@@ -488,11 +488,18 @@ fn mount_by_a_user_goes_through_fusermount3_and_shows_as_sftpfs() {
         for p in [&home, &key, &mnt] {
             std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
         }
+        // The binary where the user may run it: target/ may be in root's home (mode 0700).
+        let bin = s.dir.join("sftpfs");
+        fs::File::create(&bin).unwrap();
+        bind(&binary(), &bin);
         let guard = NsMount { mnt: mnt.clone() };
         let log = s.dir.join("user-mount.log");
-        let mut cmd = s.command();
+        let mut cmd = Command::new(&bin);
         cmd.args(s.mount_args_with("w,x", &mnt, "IdentityFile", &key))
             .arg("-f")
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
             .stdout(fs::File::create(&log).unwrap())
             .stderr(fs::File::create(&log).unwrap());
         as_user(&mut cmd);
