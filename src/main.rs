@@ -43,10 +43,11 @@ fn main() -> ExitCode {
         }
     };
     if cfg.fs.transform_symlinks && cfg.fs.contain_symlinks {
-        // sshfs 3.7.6 says so too: a transformed target that climbs is then refused.
+        // sshfs 3.7.6's line, word for word (scripts and sshfs's test suite match it): a
+        // transformed target that climbs is then refused.
         eprintln!(
-            "sftpfs: warning: transform_symlinks with contain_symlinks may reject transformed \
-             links containing '..' - consider adding -o no_contain_symlinks"
+            "warning: transform_symlinks with contain_symlinks may reject transformed links \
+             containing '..' - consider adding -o no_contain_symlinks"
         );
     }
     if let Err(e) = connect::check_mountpoint(&cfg) {

@@ -10,8 +10,13 @@ use crate::fuse::FuseAdapter;
 pub fn fuse_config(cfg: &MountConfig) -> fuser::Config {
     let mut c = fuser::Config::default();
     let mut opts = vec![
-        MountOption::FSName(cfg.source.clone()),
-        MountOption::Subtype("sftpfs".into()),
+        MountOption::FSName(fsname(&cfg.source)),
+        // The type shows as `fuse.sftpfs` (as sshfs's shows `fuse.sshfs`), so that `findmnt
+        // -t`, `df -t` and `umount -t` select it. Not `MountOption::Subtype`: fuser hands that
+        // only to fusermount3, and as root it calls mount(2) itself with the type `fuse`; the
+        // kernel (Linux 5.4 on) takes `subtype=` among the mount's data, and fusermount3 reads
+        // it as its own option.
+        MountOption::CUSTOM("subtype=sftpfs".into()),
         MountOption::NoDev,
         MountOption::NoSuid,
     ];
@@ -35,6 +40,16 @@ pub fn fuse_config(cfg: &MountConfig) -> fuser::Config {
         SessionACL::Owner
     };
     c
+}
+
+/// The source as the mount's name. As root, fuser hands it to mount(2) as it is; otherwise
+/// to fusermount3 among its `-o` options, where a comma would end it (fusermount3 undoes
+/// backslash escapes, as libfuse makes them for sshfs).
+fn fsname(source: &str) -> String {
+    if nix::unistd::geteuid().is_root() {
+        return source.to_string();
+    }
+    source.replace('\\', "\\\\").replace(',', "\\,")
 }
 
 /// Mounts; the error is one line for the user and nothing stays mounted.

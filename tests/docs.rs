@@ -216,6 +216,10 @@ in the journal: \fBjournalctl \-t sftpfs\fR.
 With the \fBuser\fR or \fBusers\fR option, a user who is not root can mount the entry;
 \fBsftpfs\fR then runs as that user and mounts through \fBfusermount3\fR(1). For
 \fBallow_other\fR such a mount needs \fBuser_allow_other\fR in /etc/fuse.conf.
+.PP
+Every mount, from fstab or not, shows as type \fBfuse.sftpfs\fR with \fISOURCE\fR as its name
+(as sshfs's show as \fBfuse.sshfs\fR): \fBfindmnt \-t fuse.sftpfs\fR, \fBdf \-t fuse.sftpfs\fR
+and \fBumount \-a \-t fuse.sftpfs\fR select them.
 .SH STATUS
 \fBsftpfs status\fR lists your mounts, one line each; \fBsftpfs status\fR \fIMOUNTPOINT\fR shows
 one: the server, user and transport, the SFTP version and what the server lacks, each pool
@@ -223,7 +227,7 @@ connection (state, smoothed round trip of small requests, bytes in and out, requ
 flight, reconnects), open files, bytes written and not yet acknowledged by the server (0: all
 written, safe to unplug), the caches (entries and hit rates), the errors answered to programs
 since the mount (a count per errno and the last ten with time, call and path; a lookup of a
-name that does not exist is not an error), and the uptime. \fB\-\-json\fR prints the same as
+name that does not exist, or an access check that answers no, is not an error), and the uptime. \fB\-\-json\fR prints the same as
 JSON, \fB\-\-prometheus\fR as Prometheus text (metrics \fBsftpfs_*\fR, for a node exporter's
 textfile collector), and \fB\-\-watch\fR prints it again every second.
 .PP

@@ -1,5 +1,6 @@
 //! fstab and mount(8): both fstab types through `mount -T <test fstab> MOUNTPOINT` (no change
-//! to /etc/fstab), mount(8)'s helper conventions, and syslog in the background.
+//! to /etc/fstab), mount(8)'s helper conventions, syslog in the background, and a mount by a
+//! user who is not root (through fusermount3): each shows as type `fuse.sftpfs`.
 //!
 //! mount(8) looks for helpers only in /sbin, and `mount.fuse3` runs `sftpfs` with a fixed
 //! search path (mount(8) drops PATH). Each test therefore runs on a thread of its own in a
@@ -10,7 +11,7 @@
 
 mod support;
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -91,7 +92,7 @@ fn unescape(field: &str) -> PathBuf {
             }
         }
     }
-    PathBuf::from(std::ffi::OsStr::from_bytes(&out))
+    PathBuf::from(OsStr::from_bytes(&out))
 }
 
 fn c(p: &Path) -> CString {
@@ -129,8 +130,9 @@ fn provide_binary_as(dir: &Path, name: &str, over: &str) {
     bind(dir, Path::new(over));
 }
 
-/// The mount at `path` as this thread sees it: (fs type, per-mount options, super options).
-fn mounted_here(path: &Path) -> Option<(String, String, String)> {
+/// The mount at `path` as this thread sees it: (fs type, source, per-mount options, super
+/// options).
+fn mounted_here(path: &Path) -> Option<(String, String, String, String)> {
     let text = fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
     text.lines().rev().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
@@ -139,6 +141,7 @@ fn mounted_here(path: &Path) -> Option<(String, String, String)> {
         (unescape(l.get(4)?) == path).then(|| {
             (
                 r.first().unwrap_or(&"").to_string(),
+                r.get(1).unwrap_or(&"").to_string(),
                 l.get(5).unwrap_or(&"").to_string(),
                 r.get(2).unwrap_or(&"").to_string(),
             )
@@ -161,20 +164,19 @@ impl NsMount {
 
     /// `umount MNT` in this namespace, then waits for the daemon to exit 0.
     fn unmount(&self) {
+        self.umount(&[self.mnt.as_os_str()]);
+    }
+
+    /// `umount ARGS` in this namespace, then waits for the daemon to exit 0.
+    fn umount(&self, args: &[&OsStr]) {
         let pid = self.daemon().expect("no daemon serving the mount");
-        let run = run_to_exit(
-            {
-                let mut c = Command::new("umount");
-                c.arg(&self.mnt);
-                c
-            },
-            self.mnt.parent().unwrap(),
-            EXIT_DEADLINE,
-        );
+        let mut cmd = Command::new("umount");
+        cmd.args(args);
+        let shown = format!("{cmd:?}");
+        let run = run_to_exit(cmd, self.mnt.parent().unwrap(), EXIT_DEADLINE);
         assert!(
             run.status.is_some_and(|s| s.success()),
-            "umount {}: {:?} {}",
-            self.mnt.display(),
+            "{shown}: {:?} {}",
             run.status,
             run.stderr
         );
@@ -297,9 +299,11 @@ fn fuse_type_entry_mounts_through_mount_fuse3() {
         let guard = NsMount { mnt: mnt.clone() };
         let run = mount_with_fstab(&s, &fstab, &mnt, &[]);
         assert_success(&run, "mount -T (fuse.sftpfs)");
-        // mount returned: the mount is live already, served by a daemon in the background
-        let (fstype, _, _) = mounted_here(&mnt).expect("not mounted when mount(8) returned");
-        assert!(fstype.starts_with("fuse"), "{fstype}");
+        // mount returned: the mount is live already, served by a daemon in the background,
+        // of the type of the entry, with the source as its name
+        let (fstype, source, _, _) =
+            mounted_here(&mnt).expect("not mounted when mount(8) returned");
+        assert_eq!((fstype.as_str(), source), ("fuse.sftpfs", s.target("srv")));
         let pid = guard.daemon().expect("no daemon in the background");
         // mount.fuse3 ran `sftpfs SOURCE MOUNTPOINT -o OPTIONS` from the fixed search path
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
@@ -317,7 +321,9 @@ fn fuse_type_entry_mounts_through_mount_fuse3() {
             fs::read_to_string(s.remote("srv/from-fstab.txt")).unwrap(),
             "written"
         );
-        guard.unmount();
+        // Selected by type, as sshfs's mounts are by `fuse.sshfs` (-t is ignored when a
+        // mountpoint is named: -a, this namespace holds only this mount).
+        guard.umount(&["-a", "-t", "fuse.sftpfs"].map(OsStr::new));
     });
 }
 
@@ -334,7 +340,12 @@ fn sftpfs_type_entry_mounts_through_the_mount_helper_read_only() {
         let guard = NsMount { mnt: mnt.clone() };
         let run = mount_with_fstab(&s, &fstab, &mnt, &[]);
         assert_success(&run, "mount -T (sftpfs)");
-        let (_, opts, sopts) = mounted_here(&mnt).expect("not mounted when mount(8) returned");
+        let (fstype, _, opts, sopts) =
+            mounted_here(&mnt).expect("not mounted when mount(8) returned");
+        assert_eq!(
+            fstype, "fuse.sftpfs",
+            "the type of an `sftpfs` entry's mount"
+        );
         assert!(
             opts.split(',').any(|o| o == "ro") || sopts.split(',').any(|o| o == "ro"),
             "not read-only: {opts} / {sopts}"
@@ -415,6 +426,119 @@ fn mount_helper_fake_and_errors() {
         );
         assert!(mounted_here(&mnt).is_none());
         assert!(guard.daemon().is_none());
+    });
+}
+
+/// Makes /dev/fuse in this namespace a node open to all users, as udev makes it on Debian
+/// (in some containers, this machine's among them, it is root's only, and fusermount3 is never
+/// reached: sshfs fails the same way).
+fn dev_fuse_open_to_all(dir: &Path) {
+    fs::create_dir(dir).unwrap();
+    let d = c(dir);
+    // SAFETY: NUL-terminated strings that outlive the calls.
+    unsafe {
+        let r = libc::mount(
+            c"none".as_ptr(),
+            d.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            c"mode=755".as_ptr().cast(),
+        );
+        assert_eq!(
+            r,
+            0,
+            "tmpfs on {}: {}",
+            dir.display(),
+            io::Error::last_os_error()
+        );
+        let node = c(&dir.join("fuse"));
+        let dev = libc::makedev(10, 229);
+        assert_eq!(
+            libc::mknod(node.as_ptr(), libc::S_IFCHR | 0o666, dev),
+            0,
+            "mknod: {}",
+            io::Error::last_os_error()
+        );
+        libc::chmod(node.as_ptr(), 0o666);
+    }
+    bind(&dir.join("fuse"), Path::new("/dev/fuse"));
+}
+
+/// A user who is not root mounts through fusermount3, and the mount shows as root's does:
+/// of type `fuse.sftpfs` (as sshfs's `fuse.sshfs`), the source as its name (a comma in it
+/// too, which fusermount3 reads among its options).
+#[test]
+fn mount_by_a_user_goes_through_fusermount3_and_shows_as_sftpfs() {
+    use std::os::unix::process::CommandExt;
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w,x")).unwrap();
+    fs::write(s.remote("w,x/f"), "for nobody\n").unwrap();
+    let (uid, gid) = user_ids("nobody");
+    // The user's own home, key and mountpoint: the server's are root's.
+    let home = s.dir.join("nobody-home");
+    fs::create_dir(&home).unwrap();
+    let key = home.join("key");
+    fs::copy(&s.client_key, &key).unwrap();
+    let as_user = |cmd: &mut Command| {
+        cmd.uid(uid).gid(gid).env("HOME", &home).current_dir(&home);
+    };
+    in_private_mount_namespace(|| {
+        dev_fuse_open_to_all(&s.dir.join("dev"));
+        let mnt = s.mountpoint();
+        for p in [&home, &key, &mnt] {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+        }
+        // The binary where the user may run it: target/ may be in root's home (mode 0700).
+        let bin = s.dir.join("sftpfs");
+        fs::File::create(&bin).unwrap();
+        bind(&binary(), &bin);
+        let guard = NsMount { mnt: mnt.clone() };
+        let log = s.dir.join("user-mount.log");
+        let mut cmd = Command::new(&bin);
+        cmd.args(s.mount_args_with("w,x", &mnt, "IdentityFile", &key))
+            .arg("-f")
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::File::create(&log).unwrap());
+        as_user(&mut cmd);
+        let mut daemon = KillOnDrop(cmd.spawn().unwrap());
+        let mounted = wait_until(MOUNT_DEADLINE, || {
+            mounted_here(&mnt).is_some() || daemon.0.try_wait().unwrap().is_some()
+        });
+        let (fstype, source, _, _) = mounted_here(&mnt).unwrap_or_else(|| {
+            panic!(
+                "not mounted (waited: {mounted}): {}",
+                fs::read_to_string(&log).unwrap()
+            )
+        });
+        assert_eq!((fstype.as_str(), source), ("fuse.sftpfs", s.target("w,x")));
+        let mut findmnt = Command::new("findmnt");
+        findmnt
+            .args(["-n", "-o", "SOURCE", "-t", "fuse.sftpfs", "--mountpoint"])
+            .arg(&mnt);
+        let run = run_to_exit(findmnt, &s.dir, EXIT_DEADLINE);
+        assert_eq!(run.stdout.trim(), s.target("w,x"), "findmnt: {run:?}");
+        let mut cat = Command::new("cat");
+        cat.arg(mnt.join("f"));
+        as_user(&mut cat);
+        let run = run_to_exit(cat, &s.dir, EXIT_DEADLINE);
+        assert_eq!(run.stdout, "for nobody\n", "cat as the user: {run:?}");
+        // The user unmounts it, and the daemon ends.
+        let mut unmount = Command::new("fusermount3");
+        unmount.arg("-u").arg(&mnt);
+        as_user(&mut unmount);
+        let run = run_to_exit(unmount, &s.dir, EXIT_DEADLINE);
+        assert!(run.status.is_some_and(|st| st.success()), "{run:?}");
+        let exited = wait_until(EXIT_DEADLINE, || daemon.0.try_wait().unwrap().is_some());
+        assert!(exited, "the daemon did not exit after fusermount3 -u");
+        assert!(
+            daemon.0.wait().unwrap().success(),
+            "{}",
+            fs::read_to_string(&log).unwrap()
+        );
+        drop(guard);
     });
 }
 

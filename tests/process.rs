@@ -321,18 +321,70 @@ fn mount_is_listed_with_the_source_and_mode() {
     let s = Sshd::start();
     fs::create_dir(s.remote("w")).unwrap();
     let m = Mount::new(&s, "w", &[]);
+    // As sshfs's shows `fuse.sshfs`, with the source as its name, so that tools select it by
+    // type. As root, fuser makes the mount with mount(2) itself, not through fusermount3
+    // (tests/fstab.rs has a user's mount).
     let info = mount_at(&m.mnt).unwrap();
-    assert!(
-        info.fs_type.starts_with("fuse"),
-        "fs type {:?} is not fuse",
-        info.fs_type
+    assert_eq!(
+        (info.fs_type.as_str(), info.source.as_str()),
+        ("fuse.sftpfs", s.target("w").as_str()),
+        "type and source in /proc/self/mountinfo"
     );
+    for (prog, args) in [
+        (
+            "findmnt",
+            &["-n", "-o", "SOURCE", "-t", "fuse.sftpfs", "--mountpoint"][..],
+        ),
+        ("df", &["--output=source", "-t", "fuse.sftpfs"][..]),
+    ] {
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(args).arg(&m.mnt);
+        let run = run_to_exit(cmd, m.dir, EXIT_DEADLINE);
+        assert!(
+            run.stdout.lines().any(|l| l.trim() == s.target("w")),
+            "{prog} -t fuse.sftpfs: {run:?}"
+        );
+    }
     assert!(
         info.options.split(',').any(|o| o == "rw"),
         "not mounted rw: {}",
         info.options
     );
     assert!(Path::new(&m.mnt).is_dir());
+}
+
+/// Programs ask every file they write to or read from whether it is a terminal (isatty(),
+/// an ioctl): the answer is ENOTTY, and the foreground log says nothing about it (sshfs's
+/// test suite fails a run whose stderr says "warning").
+#[test]
+fn isatty_of_a_mounted_file_is_answered_quietly() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    fs::write(s.remote("w/f"), "not a terminal\n").unwrap();
+    let m = Mount::new(&s, "w", &[]);
+    let file = m.path("f");
+    for _ in 0..3 {
+        let mut test_t = std::process::Command::new("sh");
+        test_t.args(["-c", "test -t 0 < \"$1\"", "sh"]).arg(&file);
+        let run = run_to_exit(test_t, m.dir, EXIT_DEADLINE);
+        assert_eq!(run.status.and_then(|st| st.code()), Some(1), "{run:?}");
+    }
+    let python = "import fcntl, os, sys, termios\n\
+                  try:\n    fcntl.ioctl(os.open(sys.argv[1], os.O_RDONLY), termios.TCGETS, bytes(64))\n\
+                  except OSError as e:\n    print(e.errno)\n";
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", python]).arg(&file);
+    let run = run_to_exit(cmd, m.dir, EXIT_DEADLINE);
+    assert_eq!(
+        run.stdout.trim(),
+        libc::ENOTTY.to_string(),
+        "TCGETS: {run:?}"
+    );
+    let log = m.stderr();
+    assert!(
+        !log.contains("Not Implemented") && !log.to_lowercase().contains("warn"),
+        "the foreground log speaks of the ioctls:\n{log}"
+    );
 }
 
 #[test]

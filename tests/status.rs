@@ -102,9 +102,27 @@ fn status_shows_the_mount_and_its_counters_follow_what_it_does() {
         (last["op"].as_str(), last["path"].as_str()),
         (Some("rmdir"), Some("d"))
     );
-    // A name that is not there is an everyday answer, not an error.
+    // A name that is not there is an everyday answer, not an error; so is an access() check
+    // that answers no (`test -x` of a file without the bit: EACCES, even for root).
     assert!(fs::metadata(m.path("nothing-here")).is_err());
-    assert_eq!(json_of(&mp)["errors"]["total"], 1);
+    fs::set_permissions(m.path("d/f"), fs::Permissions::from_mode(0o644)).unwrap();
+    for _ in 0..3 {
+        let test_x = run_to_exit(
+            {
+                let mut c = Command::new("test");
+                c.arg("-x").arg(m.path("d/f"));
+                c
+            },
+            &s.dir,
+            FAIL_DEADLINE,
+        );
+        assert_eq!(
+            test_x.status.and_then(|st| st.code()),
+            Some(1),
+            "{test_x:?}"
+        );
+    }
+    assert_eq!(json_of(&mp)["errors"]["total"], 1, "{}", json_of(&mp));
 
     // The same as text and as Prometheus text, and in the list of all mounts.
     let text = String::from_utf8(status(&[mp.to_str().unwrap()]).stdout).unwrap();

@@ -24,11 +24,14 @@ pub struct ErrorsSeen {
 
 impl ErrorsSeen {
     /// Whether an answer is an error a user would want counted: a lookup of a name that is
-    /// not there, or an attribute the file does not have, is the everyday answer.
+    /// not there, an attribute the file does not have, or an `access()` check that answers
+    /// no (`test -x` on a file without the bit; `test -w` on a read-only mount) is the
+    /// everyday answer.
     pub fn worth_noting(op: &str, errno: i32) -> bool {
         !matches!(
             (op, errno),
             ("lookup", libc::ENOENT)
+                | ("access", libc::EACCES | libc::EROFS)
                 | (
                     "getxattr" | "listxattr" | "removexattr",
                     libc::ENODATA | libc::ENOTSUP
@@ -74,5 +77,7 @@ mod tests {
         assert_eq!(recent.last().unwrap().path, b"f14");
         assert!(!ErrorsSeen::worth_noting("lookup", libc::ENOENT));
         assert!(ErrorsSeen::worth_noting("open", libc::ENOENT));
+        assert!(!ErrorsSeen::worth_noting("access", libc::EACCES));
+        assert!(ErrorsSeen::worth_noting("open", libc::EACCES));
     }
 }

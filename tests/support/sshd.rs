@@ -14,7 +14,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::environment::require_environment;
-use super::faults::{kill_and_reap, signal, Frozen};
+use super::faults::{freeze_tree, kill_and_reap, signal, Frozen};
 use super::mountinfo::mountinfo;
 use super::process::{command_in, descendants};
 use super::tempdir::TempDir;
@@ -367,14 +367,19 @@ impl Sshd {
         Frozen { pids }
     }
 
-    /// The server is gone: SIGKILLs the connections and the listener (nothing listens on
-    /// the port afterwards). [`Sshd::restart`] brings it back.
+    /// The server is gone: SIGKILLs the listener and the connections (nothing listens on
+    /// the port afterwards, and no connection lives on). [`Sshd::restart`] brings it back.
     pub fn kill_server(&self) {
         let mut child = self.child.lock().unwrap();
         if let Some(mut c) = child.take() {
-            kill_and_reap(&descendants(c.id() as i32));
+            // All stopped first: a reconnect (the mount makes them at any time, for its
+            // background revalidation) accepted by the listener after its connections were
+            // killed and before it was would be served by a child that outlives it.
+            let connections = freeze_tree(c.id() as i32);
             let _ = c.kill();
             let _ = c.wait();
+            // Re-parented to this process (a subreaper), which reaps them.
+            kill_and_reap(&connections);
         }
     }
 
