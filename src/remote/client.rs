@@ -15,15 +15,22 @@ use super::protocol::{
     decode_response, decode_version, Packet, Response, SSH_FXP_EXTENDED, SSH_FXP_READ,
     SSH_FXP_WRITE,
 };
-use super::stats::{ConnStats, Counters};
+use super::stats::{ConnStats, Counters, Tally};
 
 /// Largest reply we accept. OpenSSH's packets are at most 256 KiB (`limits@openssh.com`);
 /// anything far beyond that is a broken or hostile server, not a reason to allocate.
 pub const MAX_INCOMING_PACKET: usize = 1024 * 1024;
 
-/// Each waiting request: where its reply goes, and when it was sent if its round trip is
-/// measured.
-type Pending = HashMap<u32, (oneshot::Sender<Response>, Option<std::time::Instant>)>;
+/// Each waiting request: where its reply goes, when it was sent if its round trip is
+/// measured, and the tally its bytes count in, if any.
+type Pending = HashMap<
+    u32,
+    (
+        oneshot::Sender<Response>,
+        Option<std::time::Instant>,
+        Option<Arc<Tally>>,
+    ),
+>;
 
 struct Shared {
     pending: Mutex<Pending>,
@@ -162,7 +169,11 @@ impl Client {
             let kind = packet.get(4).copied().unwrap_or(0);
             let kind = if kind == SSH_FXP_EXTENDED { 0 } else { kind };
             self.shared.counters.queued(kind, p.is_empty());
-            p.insert(id, (reply_tx, timed.then(std::time::Instant::now)));
+            let tally = Tally::current();
+            if let Some(t) = &tally {
+                t.sent(packet.len());
+            }
+            p.insert(id, (reply_tx, timed.then(std::time::Instant::now), tally));
         }
         if self.tx.send(packet).is_err() {
             self.shared.pending.lock().unwrap().remove(&id);
@@ -243,15 +254,19 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
                 break;
             }
         };
-        shared.counters.received(body.len() + 4);
+        let body_len = body.len() + 4;
+        shared.counters.received(body_len);
         match decode_response(body) {
             Ok((id, resp)) => {
                 let waiter = shared.pending.lock().unwrap().remove(&id);
                 match waiter {
                     // The waiter may have timed out meanwhile; nothing to do then.
-                    Some((w, sent)) => {
+                    Some((w, sent, tally)) => {
                         if let Some(t) = sent {
                             shared.counters.round_trip(t.elapsed());
+                        }
+                        if let Some(t) = tally {
+                            t.received(body_len);
                         }
                         drop(w.send(resp))
                     }
