@@ -539,8 +539,8 @@ const OPTIONS: &[OptSpec] = &[
     opt("cache_min_clean_interval", Exact, Value("SECONDS"), Some("5"),
         "fs.dcache_min_clean_interval", Origin::Sshfs, "same as dcache_min_clean_interval",
         set_min_clean_interval),
-    opt("negative_timeout", Exact, Value("SECONDS"), Some("dcache_dir_timeout"), "fs.negative_timeout", Origin::Fuse,
-        "believe a name is absent from a cached listing this long (0: ask the server for every name not listed)",
+    opt("negative_timeout", Exact, Value("SECONDS"), Some("0"), "fs.negative_timeout", Origin::Fuse,
+        "believe a name missing from a listing the server sent is absent for this long (NFS's lookupcache=all: fewer round trips, but a file just made on the server may be \"No such file\" that long); 0: a name the caches do not hold is asked of the server",
         |d, v| {
             d.cfg.fs.negative_timeout = Some(seconds(v).ok_or(Bad::Invalid("seconds, e.g. 0 or 1.5"))?);
             Ok(())

@@ -546,7 +546,7 @@ impl Filesystem {
             return None;
         }
         let me = self.me.upgrade()?;
-        let listing = me.listing_shared(inode::parent_of(rel)).await.ok()?;
+        let listing = me.listing_shared(inode::parent_of(rel), false).await.ok()?;
         let known = listing.lock().unwrap().known(cache::name_of(rel));
         // Only to tell links apart: other names are as LSTAT says, and fresh.
         match known {

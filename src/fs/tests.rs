@@ -833,18 +833,18 @@ async fn a_listing_answered_during_a_link_does_not_count_it_twice() {
     std::fs::write(d.join("a"), "x").unwrap();
     std::fs::hard_link(d.join("a"), d.join("b")).unwrap();
     let a = fs.lookup(ROOT_INO, b"a").await.unwrap().ino.0;
-    fs.listing_shared(b"").await.unwrap();
+    fs.listing_shared(b"", false).await.unwrap();
     let nlink = |fs: &Arc<Filesystem>| fs.inodes.lock().unwrap().get(a).unwrap().nlink;
     assert_eq!(nlink(&fs), Some(2));
     let change = super::names::inode::InodeTable::begin_change(&fs.inodes, b"a");
     // The server made the link; a listing fetched now shows it.
     std::fs::hard_link(d.join("a"), d.join("c")).unwrap();
     fs.cache.clear();
-    fs.listing_shared(b"").await.unwrap();
+    fs.listing_shared(b"", false).await.unwrap();
     assert_eq!(nlink(&fs), Some(2), "learned while the link travelled");
     drop(change);
     fs.cache.clear();
-    fs.listing_shared(b"").await.unwrap();
+    fs.listing_shared(b"", false).await.unwrap();
     assert_eq!(nlink(&fs), Some(3));
 }
 

@@ -10,6 +10,7 @@ use crate::fs::meta::attr;
 use crate::fs::meta::cache::Known;
 use crate::fs::names::inode::InodeTable;
 use crate::fs::{in_group, Caller, Filesystem, FsError, FsResult, SetAttr, SetTime};
+use crate::remote::protocol::SSH_FX_NO_SUCH_FILE;
 use crate::remote::{Attrs, RemoteError, StatVfs};
 
 impl Filesystem {
@@ -53,6 +54,9 @@ impl Filesystem {
             Known::Absent => return Err(FsError::new(libc::ENOENT)),
             _ => {}
         }
+        if self.cache.absent_just_now(&path) {
+            return Err(FsError::new(libc::ENOENT));
+        }
         if self
             .opts
             .charsets
@@ -62,12 +66,23 @@ impl Filesystem {
             // The name may be a raw server name of this directory (one not in the server's
             // character set): its listing tells, before the name is sent converted.
             let dir = self.path_of(parent)?;
-            let _ = self.listing_shared(&dir).await;
+            let _ = self.listing_shared(&dir, false).await;
         }
-        let lstat = self.lstat_remote(&path);
+        let asked = (
+            tokio::time::Instant::now(),
+            self.cache
+                .generation(crate::fs::names::inode::parent_of(&path)),
+        );
+        let lstat = async {
+            let r = self.lstat_remote(&path).await;
+            if matches!(&r, Err(e) if e.is_status(SSH_FX_NO_SUCH_FILE)) {
+                self.cache.put_absent(&path, asked.0, asked.1);
+            }
+            r
+        };
         if self.opts.prefetch && self.cache.enabled() {
             let dir = self.path_of(parent)?;
-            let listing = self.listing_shared(&dir);
+            let listing = self.listing_shared(&dir, false);
             tokio::pin!(lstat);
             tokio::select! {
                 biased;
@@ -131,7 +146,7 @@ impl Filesystem {
                 let a = match self.me.upgrade().filter(|_| relist) {
                     // In the same round trip, a listing to learn the link count from.
                     Some(me) => {
-                        join(self.lstat_remote(&p), me.listing_shared(parent))
+                        join(self.lstat_remote(&p), me.listing_shared(parent, false))
                             .await
                             .0
                     }

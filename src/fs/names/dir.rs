@@ -13,7 +13,7 @@ use futures::FutureExt;
 
 use crate::fs::handle::DirListing;
 use crate::fs::meta::attr::file_type;
-use crate::fs::meta::cache::{Entry, Listing};
+use crate::fs::meta::cache::{Asked, Entry, Listing};
 use crate::fs::names::inode::{join, parent_of, RelPath, ROOT_INO};
 use crate::fs::{Filesystem, FsError, FsResult};
 use crate::remote::{Attrs, RemoteError};
@@ -38,9 +38,19 @@ pub struct DirItem<'a> {
 }
 
 impl Filesystem {
-    /// The listing of `dir`: cached, already being fetched, or fetched now.
-    pub(in crate::fs) fn listing_shared(self: &Arc<Self>, dir: &[u8]) -> ListingFuture {
-        if let Some(l) = self.cache.listing(dir) {
+    /// The listing of `dir`: cached, already being fetched, or fetched now; `ahead`: for no
+    /// program yet (a prefetch), which then must not take a cached one into use.
+    pub(in crate::fs) fn listing_shared(
+        self: &Arc<Self>,
+        dir: &[u8],
+        ahead: bool,
+    ) -> ListingFuture {
+        let cached = if ahead {
+            self.cache.peek_listing(dir)
+        } else {
+            self.cache.listing(dir)
+        };
+        if let Some(l) = cached {
             return futures::future::ready(Ok(l)).boxed().shared();
         }
         let mut inflight = self.listing_inflight.0.lock().unwrap();
@@ -49,7 +59,7 @@ impl Filesystem {
         }
         let (fs, d) = (self.clone(), dir.to_vec());
         let task = tokio::spawn(async move {
-            let res = fs.fetch_listing(&d).await;
+            let res = fs.fetch_listing_for(&d, ahead).await;
             fs.listing_inflight.0.lock().unwrap().remove(&d);
             res
         });
@@ -60,11 +70,21 @@ impl Filesystem {
         fut
     }
 
+    /// Lists `dir` from the server, for a program.
     pub(in crate::fs) async fn fetch_listing(
         &self,
         dir: &[u8],
     ) -> Result<Arc<Mutex<Listing>>, RemoteError> {
+        self.fetch_listing_for(dir, false).await
+    }
+
+    async fn fetch_listing_for(
+        &self,
+        dir: &[u8],
+        ahead: bool,
+    ) -> Result<Arc<Mutex<Listing>>, RemoteError> {
         let generation = self.cache.generation(dir);
+        let at = tokio::time::Instant::now();
         let r = self.remote(dir);
         let r = &r;
         let mut entries = self
@@ -100,9 +120,14 @@ impl Filesystem {
                 }
             }
         };
+        let asked = Asked {
+            generation,
+            at,
+            ahead,
+        };
         Ok(self
             .cache
-            .put_listing(dir, &entries, generation, learn_links))
+            .put_listing_asked(dir, &entries, asked, learn_links))
     }
 
     /// With `follow_symlinks`, symlinks show as what they point to (when it exists).
@@ -145,7 +170,7 @@ impl Filesystem {
                 .collect()
         };
         for sub in subdirs {
-            if self.cache.listing(&sub).is_some() {
+            if self.cache.peek_listing(&sub).is_some() {
                 continue;
             }
             let fs = self.clone();
@@ -154,10 +179,10 @@ impl Filesystem {
                 let Ok(_slot) = fs.prefetch_slots.clone().acquire_owned().await else {
                     return;
                 };
-                if fs.stopping.load(Ordering::SeqCst) || fs.cache.listing(&sub).is_some() {
+                if fs.stopping.load(Ordering::SeqCst) || fs.cache.peek_listing(&sub).is_some() {
                     return;
                 }
-                let _ = fs.listing_shared(&sub).await;
+                let _ = fs.listing_shared(&sub, true).await;
             });
         }
     }
@@ -168,7 +193,7 @@ impl Filesystem {
         self.settle().await;
         let path = self.path_of(ino)?;
         self.in_use.touch(&path);
-        let mut listing = self.listing_shared(&path).await?;
+        let mut listing = self.listing_shared(&path, false).await?;
         let (current, stale) = {
             let l = listing.lock().unwrap();
             (l.current, l.entries.values().any(|e| e.stale))
