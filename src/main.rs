@@ -204,6 +204,7 @@ fn status_info(cfg: &MountConfig) -> sftpfs::status::server::MountInfo {
         },
         remote_dir: String::from_utf8_lossy(&cfg.fs.remote_dir).into_owned(),
         pid: std::process::id(),
+        revalidate: cfg.fs.revalidate,
         started: std::time::SystemTime::now(),
         started_at: std::time::Instant::now(),
     }

@@ -238,11 +238,13 @@ there (FUSE invalidation notifications), and returns when both are done: the nex
 \fBstat\fR shows the server's truth. \fBSIGHUP\fR to the daemon refreshes the whole mount (in
 the foreground, \fB\-f\fR, it unmounts, as a hung\-up terminal does with sshfs).
 .PP
-Without being asked, the directories in use (looked at in the last fifteen periods, and at
-least \fBdcache_timeout\fR) are listed again every \fB\-o revalidate=\fR\fISECONDS\fR (2; 0
-turns it off), at most 16 per period, and what changed on the server is pushed to the kernel:
-\fBls\fR, \fBstat\fR and \fBtail \-f\fR see it within about a period. An idle mount sends
-nothing.
+Without being asked, every \fB\-o revalidate=\fR\fISECONDS\fR (2; 0 turns it off) the
+directories in use (looked at in the last fifteen periods, and at least \fBdcache_timeout\fR)
+are checked by their attributes (one STAT each, whatever their size) and listed again only
+when those say they may have changed (another mtime, size or mode, or an mtime in the second
+the listing was taken in); files open here for reading are checked with FSTAT. What changed
+on the server is pushed to the kernel: \fBls\fR, \fBstat\fR and \fBtail \-f\fR see it within
+about a period. An idle mount sends nothing; \fBsftpfs status\fR shows what revalidation sent.
 .SH CONSISTENCY
 Close\-to\-open, as NFS: \fBclose\fR of a file written here returns once the server has it,
 and each \fBopen\fR asks the server. By name, as sshfs: a name the server has is never

@@ -465,8 +465,8 @@ const OPTIONS: &[OptSpec] = &[
             Ok(())
         }),
     opt("revalidate", Exact, Value("SECONDS"), Some("2"), "fs.revalidate", Origin::Sftpfs,
-        "list the directories in use again this often and show what changed on the server \
-         (0: never)",
+        "check the directories in use (by their attributes) and the open files this often, \
+         list again what changed on the server and show it (0: never)",
         |d, v| {
             d.cfg.fs.revalidate = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 2 or 0.5; 0 for never"))?;
             Ok(())

@@ -13,7 +13,7 @@ use futures::FutureExt;
 
 use crate::fs::handle::DirListing;
 use crate::fs::meta::attr::file_type;
-use crate::fs::meta::cache::{Asked, Entry, Listing};
+use crate::fs::meta::cache::{Asked, Entry, Listing, Stamp};
 use crate::fs::names::inode::{join, parent_of, RelPath, ROOT_INO};
 use crate::fs::{Filesystem, FsError, FsResult};
 use crate::remote::{Attrs, RemoteError};
@@ -85,11 +85,19 @@ impl Filesystem {
     ) -> Result<Arc<Mutex<Listing>>, RemoteError> {
         let generation = self.cache.generation(dir);
         let at = tokio::time::Instant::now();
+        let mut stamp = Stamp::now(None);
         let r = self.remote(dir);
         let r = &r;
-        let mut entries = self
-            .call(|c| async move { c.sftp.read_dir_all(r).await })
+        // The directory's attributes first, on the same session, so that they are no newer
+        // than the listing: what revalidation later compares with (names/revalidate.rs).
+        let (dir_attrs, mut entries) = self
+            .call(|c| async move {
+                let (st, list) =
+                    futures::future::join(c.sftp.stat(r), c.sftp.read_dir_all(r)).await;
+                Ok((st.ok(), list?))
+            })
             .await?;
+        stamp.dir_attrs = dir_attrs;
         entries.retain(|e| e.name != b"." && e.name != b".." && !e.name.contains(&b'/'));
         if let Some(cs) = &self.opts.charsets {
             // The server's names as shown locally; from here on the core knows only these.
@@ -123,6 +131,7 @@ impl Filesystem {
         let asked = Asked {
             generation,
             at,
+            stamp,
             ahead,
         };
         Ok(self

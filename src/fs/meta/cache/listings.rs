@@ -37,13 +37,38 @@ pub struct Listing {
     /// Fetched before any program asked (a prefetch): the first use takes it only while it
     /// is [`FRESH`]; from then on the directory is in use and revalidation checks it.
     pub ahead: bool,
-    /// When the server last vouched for the names: the listing was asked for then.
+    /// When the server last vouched for the names: the listing was asked for then, or a
+    /// check of the directory's attributes found them unchanged.
     pub vouched: Instant,
+    /// What the listing was taken against (see [`Stamp`]).
+    pub stamp: Stamp,
 }
 
 /// How long an answer fetched ahead of its use (a prefetched listing, a file read ahead
 /// across files) may still serve it: "about a second after the server gave it".
 pub const FRESH: Duration = Duration::from_secs(1);
+
+/// The directory as it was when its listing was asked for: its attributes (read just
+/// before the READDIR, on the same session) and the second, on this machine's clock, the
+/// listing was taken in. A later check compares against them (see `names/revalidate.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct Stamp {
+    pub dir_attrs: Option<crate::remote::Attrs>,
+    pub taken_secs: i64,
+}
+
+impl Stamp {
+    /// Now, with the directory's attributes read just before.
+    pub fn now(dir_attrs: Option<crate::remote::Attrs>) -> Stamp {
+        let taken_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Stamp {
+            dir_attrs,
+            taken_secs,
+        }
+    }
+}
 
 impl Listing {
     /// What the listing says about `name`; absence only while it is believed.
@@ -64,6 +89,7 @@ pub struct Asked {
     pub generation: u64,
     /// When the request went out.
     pub at: Instant,
+    pub stamp: Stamp,
     /// For no program yet (a prefetch).
     pub ahead: bool,
 }
@@ -163,6 +189,7 @@ impl MetaCache {
         let asked = Asked {
             generation,
             at: Instant::now(),
+            stamp: Stamp::now(None),
             ahead: false,
         };
         self.put_listing_asked(dir, entries, asked, on_current)
@@ -186,6 +213,7 @@ impl MetaCache {
         let asked = Asked {
             generation: self.generation(dir),
             at: Instant::now(),
+            stamp: Stamp::now(None),
             ahead: false,
         };
         let l = self.store_listing(dir, &[], asked, Duration::ZERO, || {});
@@ -221,6 +249,7 @@ impl MetaCache {
             made_here: false,
             ahead: asked.ahead,
             vouched: asked.at,
+            stamp: asked.stamp,
         };
         let now = Instant::now();
         {

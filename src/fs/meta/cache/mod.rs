@@ -22,7 +22,7 @@ mod attrs;
 mod links;
 mod listings;
 
-pub use listings::{Asked, Known, Listing, FRESH};
+pub use listings::{Asked, Known, Listing, Stamp, FRESH};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CacheOptions {
@@ -559,6 +559,7 @@ mod tests {
             let asked = Asked {
                 generation: c.generation(dir),
                 at: Instant::now(),
+                stamp: Stamp::default(),
                 ahead: true,
             };
             c.put_listing_asked(dir, &[entry("a", 1)], asked, || {});
