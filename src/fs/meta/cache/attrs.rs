@@ -97,7 +97,7 @@ impl MetaCache {
             );
             // Keep the parent's listing in step, if we have one.
             if !name.is_empty() {
-                if let Some(l) = self.listing(parent_of(name)) {
+                if let Some(l) = self.peek_listing(parent_of(name)) {
                     l.lock()
                         .unwrap()
                         .entries
@@ -233,7 +233,7 @@ impl MetaCache {
             return;
         }
         self.changed(parent_of(path));
-        if let Some(l) = self.listing(parent_of(path)) {
+        if let Some(l) = self.peek_listing(parent_of(path)) {
             if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
                 e.stale = true;
             }
