@@ -1048,3 +1048,169 @@ fn tar_czf_and_xzf_same_owner_keep_what_stat_shows() {
 fn tar_czf_and_xzf_same_owner_keep_what_stat_shows_async() {
     tar_round_trip(ASYNC);
 }
+
+// ---------------------------------------------------------------------------------------
+// Found by this file, left for the lead (the fix is in the listing and attribute caches):
+// a directory listing fetched while a file of it changes here (written, truncated, renamed,
+// removed) is handed to the kernel (readdirplus) and kept in the caches with what the server
+// had when it answered, older than the change. The kernel then shows the old size (0 after
+// an O_TRUNC, or the size before a rewrite) for about a second, a read of the file in that
+// time stops short, and a name renamed away comes back, so that the next open(O_CREAT) of it
+// fails with ENOENT. The listing comes from another process (`ls -l`, a file manager, an
+// IDE), or in async_writes mode from the mount's own revalidation of a directory in use.
+
+/// Rewrites files of one directory, or writes temp files renamed over them, as scripts and
+/// editors do; `lister`: another thread lists the directory meanwhile (`os.scandir` and
+/// `lstat`, as `ls -l` does). Prints the failures it saw, one line each.
+const REWRITER: &str = r#"
+import os, sys, threading
+d, how, rounds, lister = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "lister"
+stop = False
+def listing():
+    while not stop:
+        try:
+            for e in os.scandir(d):
+                e.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+t = threading.Thread(target=listing)
+if lister:
+    t.start()
+for i in range(rounds):
+    for k in range(10):
+        p = os.path.join(d, "f%d" % k)
+        data = b"x" * (10 + (i % 2) * 7 + k)
+        try:
+            if how == "rename":
+                fd = os.open(p + ".tmp", os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
+            else:
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+                fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.write(fd, data)
+            os.close(fd)
+            if how == "rename":
+                os.rename(p + ".tmp", p)
+        except OSError as e:
+            print("round %d, f%d: %s" % (i, k, e))
+            continue
+    for k in range(10):
+        p = os.path.join(d, "f%d" % k)
+        want = 10 + (i % 2) * 7 + k
+        size = os.lstat(p).st_size
+        if size != want:
+            with open(p, "rb") as f:
+                got = len(f.read())
+            print("round %d, f%d: wrote %d bytes, lstat says %d, read %d" % (i, k, want, size, got))
+stop = True
+if lister:
+    t.join()
+"#;
+
+fn rewrite_files(extra: &[&str], how: &str, lister: bool) {
+    let s = Sshd::start();
+    fs::create_dir_all(s.remote("w/d")).unwrap();
+    let m = Mount::new(&s, "w", extra);
+    let out = run(Command::new("python3").args([
+        "-c",
+        REWRITER,
+        text(&m.path("d")),
+        how,
+        "100",
+        if lister { "lister" } else { "alone" },
+    ]));
+    let failures: Vec<&str> = out.lines().collect();
+    assert!(
+        failures.is_empty(),
+        "{} failures, the first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
+/// Seen: 18 of 1000 sizes wrong (0, or the size before), reads short, in the default mode;
+/// sshfs: none.
+#[test]
+#[ignore = "a listing fetched while a file is rewritten shows its old size (the listing and attribute caches)"]
+fn files_rewritten_while_another_process_lists_them() {
+    rewrite_files(&[], "unlink", true);
+}
+
+/// Seen: 821 to 905 of 1000 open(O_CREAT) of `fN.tmp` failed with ENOENT; sshfs: none.
+#[test]
+#[ignore = "a listing fetched while a temp file is renamed away brings its name back (the listing cache)"]
+fn temp_files_renamed_over_while_another_process_lists_them() {
+    rewrite_files(&[], "rename", true);
+}
+
+/// Seen: 28 of 1000 sizes wrong with no other process: the mount's own revalidation lists
+/// the directory while the queue writes (`git rebase` in the async git test above hit it in
+/// about one run of 15: "Your local changes ... would be overwritten by checkout").
+#[test]
+#[ignore = "async_writes: the revalidation's listing overtakes queued writes (the listing and attribute caches)"]
+fn files_rewritten_alone_async() {
+    rewrite_files(ASYNC, "unlink", false);
+}
+
+/// `git commit -am` while two `ls -la .git` loops run: git writes `.git/COMMIT_EDITMSG` and
+/// reads it back, empty (the listing's size 0 from after the O_TRUNC open): "Aborting commit
+/// due to empty commit message" in 5 to 7 of 100-150 commits, in both modes; sshfs: none.
+#[test]
+#[ignore = "a listing fetched while a file is rewritten shows its old size (the listing and attribute caches)"]
+fn git_commits_while_another_process_lists_dot_git() {
+    let s = Sshd::start();
+    let m = Mount::new(&s, "", &[]);
+    let repo = m.path("repo");
+    git(&m.mnt, &["init", "-q", "-b", "main", "repo"]);
+    fs::write(repo.join("f"), "0\n").unwrap();
+    git(&repo, &["add", "f"]);
+    git(&repo, &["commit", "-q", "-m", "0"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listers: Vec<_> = (0..2)
+        .map(|_| {
+            let (dot_git, stop) = (repo.join(".git"), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = Command::new("ls")
+                        .arg("-la")
+                        .arg(&dot_git)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for i in 1..=100 {
+        fs::write(repo.join("f"), format!("{i}\n")).unwrap();
+        let out = Command::new("git")
+            .args(["commit", "-q", "-a", "-m", &format!("commit {i}")])
+            .current_dir(&repo)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.org")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.org")
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            failed.push(format!(
+                "{i}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for l in listers {
+        l.join().unwrap();
+    }
+    assert!(
+        failed.is_empty(),
+        "{} commits failed: {failed:#?}",
+        failed.len()
+    );
+}
