@@ -6,7 +6,6 @@ mod support;
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -323,40 +322,6 @@ fn a_listing_racing_a_write_never_brings_back_the_older_time() {
     );
 }
 
-/// A small C project, archived: `src/fNN.c`, `main.c` and a Makefile that builds each
-/// object from its source and links them.
-fn c_project(parent: &Path, files: usize) -> PathBuf {
-    let root = parent.join("proj");
-    fs::create_dir_all(root.join("src")).unwrap();
-    let mut main = String::new();
-    let mut objs = Vec::new();
-    for i in 0..files {
-        fs::write(
-            root.join(format!("src/f{i:02}.c")),
-            format!("int f{i:02}(int x) {{ return x + {i}; }}\n"),
-        )
-        .unwrap();
-        main.push_str(&format!("int f{i:02}(int);\n"));
-        objs.push(format!("src/f{i:02}.o"));
-    }
-    let calls: String = (0..files).map(|i| format!(" + f{i:02}(1)")).collect();
-    main.push_str(&format!(
-        "int main(void) {{ return 0{calls} > 0 ? 0 : 1; }}\n"
-    ));
-    fs::write(root.join("main.c"), main).unwrap();
-    fs::write(
-        root.join("Makefile"),
-        format!(
-            "OBJS = main.o {}\nprog: $(OBJS)\n\tcc -o $@ $(OBJS)\n%.o: %.c\n\tcc -c -o $@ $<\n",
-            objs.join(" ")
-        ),
-    )
-    .unwrap();
-    let tar = tarball(parent, "proj");
-    fs::remove_dir_all(&root).unwrap();
-    tar
-}
-
 /// `make` after `tar x`, a no-op `make`, then a source touched a second later: the next
 /// `make` rebuilds that object and only it, in each of `rounds` rounds.
 fn make_sees_a_touch(extra: &[&str], rounds: usize) {
@@ -364,54 +329,29 @@ fn make_sees_a_touch(extra: &[&str], rounds: usize) {
     fs::create_dir_all(s.remote("w")).unwrap();
     let tar = c_project(&s.dir, 10);
     let m = Mount::new(&s, "w", extra);
-    let make = |dir: &Path| {
-        let out = Command::new("make").arg("-C").arg(dir).output().unwrap();
-        assert!(
-            out.status.success(),
-            "make: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    let compiled = |out: &str| -> Vec<String> {
-        (out.lines())
-            .filter_map(|l| l.strip_prefix("cc -c -o "))
-            .map(|l| l.split_whitespace().next().unwrap().to_string())
-            .collect()
-    };
     for round in 0..rounds {
         let dir = m.path(&format!("r{round}"));
         fs::create_dir(&dir).unwrap();
         sh(&dir, "tar", &["-xf", tar.to_str().unwrap()]);
         let proj = dir.join("proj");
-        let out = Command::new("make")
-            .args(["-j2", "-C"])
-            .arg(&proj)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make -j2: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let again = make(&proj);
+        make(&proj, &["-j2"]);
+        let again = make(&proj, &[]);
         assert!(
             compiled(&again).is_empty(),
             "round {round}: a make right after a full build rebuilt {:?}",
             compiled(&again)
         );
-        // make compares times in whole seconds as SFTP keeps them: the touch must land in a
-        // later second than the build.
-        std::thread::sleep(Duration::from_millis(1100));
+        // The touch must land in a later second than the build.
         let src = proj.join("src/f07.c");
         let before = fs::metadata(&src).unwrap().modified().unwrap();
+        wait_for_a_later_second(fs::metadata(proj.join("prog")).unwrap().modified().unwrap());
         sh(&proj, "touch", &["src/f07.c"]);
         let touched = fs::metadata(&src).unwrap().modified().unwrap();
         assert!(
             touched > before,
             "round {round}: touch did not move the time"
         );
-        let out = make(&proj);
+        let out = make(&proj, &[]);
         let after = fs::metadata(&src).unwrap().modified().unwrap();
         assert!(
             after >= touched,
