@@ -227,6 +227,10 @@ pub struct DirListing {
     /// The kernel was told to forget names here after the snapshot was taken (refresh,
     /// revalidation): entries it hands out now must not outlive a moment in the kernel.
     pub outdated: std::sync::atomic::AtomicBool,
+    /// The directory's change generation when the snapshot's listing was asked for: a
+    /// change made here since (a name renamed away, a file rewritten) makes every entry
+    /// possibly older than the change.
+    pub generation: u64,
 }
 
 /// Objects by number, never reusing a number during the mount.

@@ -56,8 +56,9 @@ pub struct DirItem<'a> {
     pub name: &'a [u8],
     /// Attributes from READDIR, for readdirplus.
     pub attr: FileAttr,
-    /// From a snapshot older than what the kernel was last told to forget: to be cached by
-    /// the kernel for no time, or it would bring back an entry just forgotten.
+    /// From a snapshot older than a change made here, or than what the kernel was last told
+    /// to forget: to be cached by the kernel for no time, or it would bring back a name or
+    /// a size the change (or the forgetting) did away with.
     pub outdated: bool,
 }
 
@@ -271,13 +272,15 @@ impl Filesystem {
             // size): read again.
             listing = self.fetch_listing(&path).await?;
         }
-        let entries: Vec<(Vec<u8>, Entry)> = listing
-            .lock()
-            .unwrap()
-            .entries
-            .iter()
-            .map(|(n, e)| (n.clone(), e.clone()))
-            .collect();
+        let (entries, generation) = {
+            let l = listing.lock().unwrap();
+            let entries: Vec<(Vec<u8>, Entry)> = l
+                .entries
+                .iter()
+                .map(|(n, e)| (n.clone(), e.clone()))
+                .collect();
+            (entries, l.generation)
+        };
         self.prefetch_children(&path, &listing);
         self.file_ahead
             .listed(&path, entries.iter().map(|(n, _)| n.clone()).collect());
@@ -285,6 +288,7 @@ impl Filesystem {
             ino,
             entries,
             outdated: Default::default(),
+            generation,
         }))
     }
 
@@ -298,9 +302,14 @@ impl Filesystem {
         mut sink: impl FnMut(DirItem) -> bool,
     ) -> FsResult<()> {
         let d = self.dirs.get(fh).ok_or(FsError::new(libc::EBADF))?;
-        let outdated = d.outdated.load(Ordering::SeqCst);
         let mut t = self.inodes.lock().unwrap();
         let path = t.path(d.ino).unwrap_or_default();
+        // Changed here since the listing was asked for: its entries may say what was before
+        // the change (a name since renamed away, a size since rewritten). Handed to the
+        // kernel for no time, so that its next use asks (lookup, getattr), answered by what
+        // the mount knows now.
+        let outdated =
+            d.outdated.load(Ordering::SeqCst) || self.cache.generation(&path) != d.generation;
         let dir_attrs = Attrs {
             permissions: Some(libc::S_IFDIR | 0o755),
             ..Attrs::default()
