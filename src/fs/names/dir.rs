@@ -345,7 +345,8 @@ impl Filesystem {
                         kind: file_type(mode),
                         name,
                         attr: self.attr_in(&t, ino, &e.attrs, nlink),
-                        outdated,
+                        // A write still on its way: the server's mtime is from before it.
+                        outdated: outdated || t.change_on_its_way(ino),
                     });
                     if ok && plus {
                         t.lookup(&child);
