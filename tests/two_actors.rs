@@ -265,6 +265,64 @@ fn a_file_open_for_reading_survives_its_name_going_on_the_server_async() {
     read_after_server_removal(&["async_writes"]);
 }
 
+/// A program writes a file on without pause through a slow link, so that its queue of writes
+/// never empties; meanwhile another program stats it by name, and gets an answer once what
+/// was written before it asked has landed, not when the writer stops.
+#[test]
+fn a_stat_beside_a_writer_that_never_pauses_is_answered() {
+    let s = Sshd::start();
+    fs::create_dir_all(s.remote("w")).unwrap();
+    let p = support::proxy::Proxy::start(s.port);
+    p.delay(Duration::from_millis(20));
+    let m = Mount::via_port(&s, p.port(), "w", &[]);
+    const CAP: u64 = 1 << 29;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, stop) = (m.path("big"), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = fs::File::create(path).unwrap();
+            let chunk = vec![7u8; 64 << 10];
+            let mut written = 0u64;
+            while !stop.load(Ordering::SeqCst) && written < CAP {
+                f.write_all(&chunk).unwrap();
+                written += chunk.len() as u64;
+            }
+            f.sync_all().unwrap();
+            written
+        })
+    };
+    let remote = s.remote("w/big");
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            fs::metadata(&remote).is_ok_and(|md| md.len() > 0)
+        }),
+        "the first writes never landed"
+    );
+    let run = run_to_exit(
+        {
+            let mut c = Command::new("stat");
+            c.arg(m.path("big"));
+            c
+        },
+        m.dir,
+        Duration::from_secs(60),
+    );
+    stop.store(true, Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "stat beside the writer: {:?} {}",
+        run.status,
+        run.stderr
+    );
+    assert!(
+        written < CAP,
+        "the writer stopped on its own before stat answered"
+    );
+    assert_eq!(fs::metadata(&remote).unwrap().len(), written);
+}
+
 const TIME_WRITER: &str = r#"
 import os, sys, time
 path, rounds = sys.argv[1], int(sys.argv[2])
