@@ -253,14 +253,23 @@ impl MetaCache {
         };
         let now = Instant::now();
         {
+            // A file with a write on its way: the server answered with its size and mtime
+            // from before it, which no later landing would take back from the attributes.
+            let changing: Vec<bool> = {
+                let t = self.inodes.lock().unwrap();
+                entries
+                    .iter()
+                    .map(|e| t.change_on_its_way(t.ino_for(&join(dir, &e.name))))
+                    .collect()
+            };
             let mut attrs = self.attrs.lock().unwrap();
-            for e in entries {
+            for (e, changing) in entries.iter().zip(changing) {
                 let entry = Entry {
                     attrs: e.attrs.clone(),
                     nlink: e.nlink,
-                    stale: false,
+                    stale: changing,
                 };
-                if keep {
+                if keep && !changing {
                     attrs.put(
                         join(dir, &e.name),
                         Timed {

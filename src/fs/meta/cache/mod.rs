@@ -552,6 +552,32 @@ mod tests {
         assert_eq!(c.attrs(b"d/a").unwrap().attrs.size, Some(100));
     }
 
+    /// `ls -l` beside a program writing a file it keeps open: the listing is asked for and
+    /// answered while the write is queued, with the file's mtime from before it. Kept as
+    /// the file's attributes, `stat` showed that mtime after the write had landed.
+    #[test]
+    fn a_listing_answered_while_a_write_is_queued_keeps_no_attributes_of_that_file() {
+        let inodes: Arc<Mutex<InodeTable>> = Default::default();
+        let c = MetaCache::new(CacheOptions::default(), inodes.clone());
+        let ino = inodes.lock().unwrap().lookup(b"d/a");
+        let write = InodeTable::begin_attr_change(&inodes, ino);
+        c.mark_written(b"d/a");
+        let l = c.put_listing(
+            b"d",
+            &[entry("a", 100), entry("b", 2)],
+            c.generation(b"d"),
+            || {},
+        );
+        assert!(l.lock().unwrap().entries[&b"a".to_vec()].stale);
+        drop(write);
+        c.write_landed(b"d/a");
+        assert!(
+            c.attrs(b"d/a").is_none(),
+            "the size and mtime from before the write"
+        );
+        assert_eq!(c.attrs(b"d/b").unwrap().attrs.size, Some(2));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_listing_fetched_ahead_serves_its_first_use_only_while_young() {
         let c = MetaCache::new(CacheOptions::default(), Default::default());
