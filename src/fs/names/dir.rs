@@ -237,22 +237,31 @@ impl Filesystem {
                 .map(|(n, _)| join(dir, n))
                 .collect()
         };
-        for sub in subdirs {
-            if self.cache.peek_listing(&sub).is_some() {
-                continue;
-            }
-            let fs = self.clone();
-            tokio::spawn(async move {
-                // Bounded parallelism; closed at unmount, which cancels what waits.
-                let Ok(_slot) = fs.prefetch_slots.clone().acquire_owned().await else {
+        // One task walks the subdirectories and starts a fetch as a slot frees: however many
+        // a listing names, no more tasks than slots (and this one) exist at once.
+        let fs = self.clone();
+        tokio::spawn(async move {
+            for sub in subdirs {
+                if fs.cache.peek_listing(&sub).is_some() {
+                    continue;
+                }
+                // Bounded parallelism; closed at unmount, which ends the walk.
+                let Ok(slot) = fs.prefetch_slots.clone().acquire_owned().await else {
                     return;
                 };
-                if fs.stopping.load(Ordering::SeqCst) || fs.cache.peek_listing(&sub).is_some() {
+                if fs.stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                let _ = fs.listing_shared(&sub, Purpose::Ahead).await;
-            });
-        }
+                if fs.cache.peek_listing(&sub).is_some() {
+                    continue;
+                }
+                let fs = fs.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let _ = fs.listing_shared(&sub, Purpose::Ahead).await;
+                });
+            }
+        });
     }
 
     pub async fn opendir(self: &Arc<Self>, ino: u64) -> FsResult<u64> {

@@ -94,6 +94,28 @@ pub struct Asked {
     pub ahead: bool,
 }
 
+/// Entries of all cached listings together, past which the least recently used listings
+/// go: a server's directories of 10,000 names each, a thousand of them, are not all held.
+pub const LISTED_ENTRIES_KEPT: usize = 500_000;
+
+/// Drops the least recently used listings until those left hold at most `most` entries
+/// (the newest one stays, whatever its size: it was just asked for).
+pub(super) fn keep_within(
+    dirs: &mut lru::LruCache<Vec<u8>, Timed<Arc<Mutex<Listing>>>>,
+    most: usize,
+) {
+    let mut held: usize = dirs
+        .iter()
+        .map(|(_, t)| t.value.lock().unwrap().entries.len())
+        .sum();
+    while held > most && dirs.len() > 1 {
+        match dirs.pop_lru() {
+            Some((_, t)) => held -= t.value.lock().unwrap().entries.len().min(held),
+            None => break,
+        }
+    }
+}
+
 /// What a cached listing says about one name.
 pub enum Known {
     Present(Entry),
@@ -292,13 +314,16 @@ impl MetaCache {
         }
         let l = Arc::new(Mutex::new(l));
         if keep {
-            self.dirs.lock().unwrap().put(
+            let mut dirs = self.dirs.lock().unwrap();
+            dirs.put(
                 dir.to_vec(),
                 Timed {
                     value: l.clone(),
                     until: now + self.opts.dir_ttl,
                 },
             );
+            keep_within(&mut dirs, LISTED_ENTRIES_KEPT);
+            drop(dirs);
             self.clean_if_due();
         }
         l
