@@ -291,12 +291,11 @@ pub struct PendingReply {
 
 impl PendingReply {
     /// The reply, or an error at the deadline, which makes the connection suspect.
-    pub async fn wait(self) -> Result<Response> {
-        match tokio::time::timeout(self.timeout, self.rx).await {
+    pub async fn wait(mut self) -> Result<Response> {
+        match tokio::time::timeout(self.timeout, &mut self.rx).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(_)) => Err(self.shared.lost()),
             Err(_) => {
-                self.shared.pending.lock().unwrap().remove(&self.id);
                 health::suspect(&self.shared);
                 Err(RemoteError::Timeout(self.timeout))
             }
@@ -314,7 +313,14 @@ impl PendingReply {
     }
 
     /// Gives up on the reply.
-    pub(super) fn forget(self) {
+    pub(super) fn forget(self) {}
+}
+
+/// Nobody waits for the reply any more (answered, timed out, or dropped unanswered, as the
+/// READDIRs still in flight when a listing ends): its entry goes, or a server that never
+/// answers would grow the table. A reply that comes later is to an id issued, and ignored.
+impl Drop for PendingReply {
+    fn drop(&mut self) {
         self.shared.pending.lock().unwrap().remove(&self.id);
     }
 }
