@@ -1347,6 +1347,52 @@ async fn revalidation_checks_directories_in_use_and_names_what_changed() {
     fs.release(o.fh).await.unwrap();
 }
 
+/// More files open for reading than one round checks: each still gets its turn, so a
+/// change to any of them is seen within a few rounds.
+#[tokio::test]
+async fn revalidation_gets_round_to_every_open_file() {
+    use super::names::revalidate::MAX_OPEN_CHECKED;
+    let d = TempDir::new();
+    let n = MAX_OPEN_CHECKED + 10;
+    for i in 0..n {
+        std::fs::write(d.join(&format!("f{i}")), b"x").unwrap();
+    }
+    // The directory's mtime long past: its check says unchanged, only FSTATs can tell.
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::open(d.join("."))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let fs = mounted(&d).await;
+    let period = std::time::Duration::from_secs(2);
+    let mut open = Vec::new();
+    for i in 0..n {
+        let f = fs
+            .lookup(ROOT_INO, format!("f{i}").as_bytes())
+            .await
+            .unwrap();
+        open.push((f.ino.0, fs.open(f.ino.0, libc::O_RDONLY).await.unwrap().fh));
+    }
+    // Two rounds see every file once (what each looked like); then all grow on the server.
+    for _ in 0..2 {
+        fs.revalidate_round(period).await;
+    }
+    for i in 0..n {
+        std::fs::write(d.join(&format!("f{i}")), b"grown").unwrap();
+    }
+    let mut named = std::collections::HashSet::new();
+    for _ in 0..2 {
+        for s in fs.revalidate_round(period).await {
+            named.insert(s.ino);
+        }
+    }
+    let missed = open.iter().filter(|(ino, _)| !named.contains(ino)).count();
+    assert_eq!(missed, 0, "open files never checked");
+    for (_, fh) in open {
+        fs.release(fh).await.unwrap();
+    }
+}
+
 /// `tail -f` of a file the server appends to: the file is open here, its directory may not
 /// change at all, and its attributes are cached; each round checks it with FSTAT.
 #[tokio::test]

@@ -7,6 +7,7 @@
 //! changes.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,8 +25,9 @@ pub const MAX_OPEN_CHECKED: usize = 64;
 
 /// SFTP gives a directory's mtime in whole seconds: a change later in the second its
 /// listing was taken leaves the mtime as the listing saw it. A listing taken no later than
-/// this many seconds after that mtime (on this machine's clock, which may be a little behind
-/// the server's) may have missed such a change.
+/// this many seconds after that mtime may have missed such a change. The listing's time is
+/// this machine's clock: the slack covers it running up to a second ahead of the server's;
+/// further ahead, such a change shows only when the listing expires (`dcache_timeout`).
 const SAME_SECOND_SLACK: i64 = 1;
 
 /// Directories used lately (a lookup in them, a listing of them), with when.
@@ -65,6 +67,9 @@ impl InUse {
 pub struct Revalidation {
     pub tally: Arc<Tally>,
     open_seen: Mutex<HashMap<u64, Looks>>,
+    /// The last open file checked: the next round goes on after it, so that past
+    /// [`MAX_OPEN_CHECKED`] open files each still gets its turn.
+    open_cursor: std::sync::atomic::AtomicU64,
 }
 
 /// What revalidation has sent and received since the mount: (requests, bytes out, bytes in).
@@ -260,7 +265,14 @@ impl Filesystem {
             .all(|f| !f.writable && f.usable() && !writing.contains(&f.ino));
         files.sort_by_key(|f| f.ino);
         files.dedup_by_key(|f| f.ino);
+        let open: std::collections::HashSet<u64> = files.iter().map(|f| f.ino).collect();
+        let cursor = &self.revalidation.open_cursor;
+        let after = files.partition_point(|f| f.ino <= cursor.load(Ordering::Relaxed));
+        files.rotate_left(after);
         files.truncate(MAX_OPEN_CHECKED);
+        if let Some(last) = files.last() {
+            cursor.store(last.ino, Ordering::Relaxed);
+        }
         let answers = futures::future::join_all(files.iter().map(|f| async move {
             let (c, h) = f.current();
             if !c.is_alive() {
@@ -272,7 +284,7 @@ impl Filesystem {
         let mut stale = Vec::new();
         {
             let mut seen = self.revalidation.open_seen.lock().unwrap();
-            seen.retain(|ino, _| files.iter().any(|f| f.ino == *ino));
+            seen.retain(|ino, _| open.contains(ino));
             for (f, a) in files.iter().zip(answers) {
                 let Some(a) = a else { continue };
                 let Some(path) = self.inodes.lock().unwrap().path(f.ino) else {
