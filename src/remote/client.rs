@@ -21,9 +21,33 @@ use super::stats::{ConnStats, Counters};
 
 use super::bounds::MAX_PACKET;
 
-/// Each waiting request: where its reply goes, and when it was sent if its round trip is
-/// measured.
-type Pending = HashMap<u32, (oneshot::Sender<Response>, Option<std::time::Instant>)>;
+/// One waiting request: where its reply goes, when it was sent if its round trip is
+/// measured, and the bytes of file data it moves (see [`Shared::bulk`]).
+struct Waiting {
+    reply: oneshot::Sender<Response>,
+    sent: Option<std::time::Instant>,
+    bulk: u32,
+}
+
+/// The waiting requests by id, and the sum of their `bulk`.
+#[derive(Default)]
+struct Pending {
+    by_id: HashMap<u32, Waiting>,
+    bulk: u64,
+}
+
+impl Pending {
+    fn take(&mut self, id: u32) -> Option<Waiting> {
+        let w = self.by_id.remove(&id)?;
+        self.bulk -= w.bulk as u64;
+        Some(w)
+    }
+
+    fn clear(&mut self) {
+        self.by_id.clear();
+        self.bulk = 0;
+    }
+}
 
 pub(super) struct Shared {
     pending: Mutex<Pending>,
@@ -50,6 +74,12 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Bytes of file data in flight: asked for by READs, carried by WRITEs, not yet answered.
+    /// How busy the connection is with transfers, for the pool's decision to grow.
+    pub(super) fn bulk(&self) -> u64 {
+        self.pending.lock().unwrap().bulk
+    }
+
     /// Fails every waiting request; later ones fail at once.
     fn close(&self) {
         let mut p = self.pending.lock().unwrap();
@@ -110,20 +140,39 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (reply_tx, reply_rx) = oneshot::channel();
         let packet = build(id).finish();
+        let kind = packet.get(4).copied().unwrap_or(0);
         // READ and WRITE replies wait for data: not a measure of the link.
-        let timed = !matches!(packet.get(4), Some(&SSH_FXP_READ | &SSH_FXP_WRITE));
+        let timed = !matches!(kind, SSH_FXP_READ | SSH_FXP_WRITE);
+        let bulk = match kind {
+            // A READ ends with the length it asks for.
+            SSH_FXP_READ => packet
+                .len()
+                .checked_sub(4)
+                .and_then(|at| packet.get(at..))
+                .map_or(0, |l| u32::from_be_bytes(l.try_into().unwrap_or_default())),
+            SSH_FXP_WRITE => packet.len() as u32,
+            _ => 0,
+        };
         {
             let mut p = self.pending.lock().unwrap();
             if self.closed.load(Ordering::SeqCst) {
                 return Err(self.lost());
             }
-            let kind = packet.get(4).copied().unwrap_or(0);
             let kind = if kind == SSH_FXP_EXTENDED { 0 } else { kind };
-            self.counters.queued(kind, p.is_empty());
-            p.insert(id, (reply_tx, timed.then(std::time::Instant::now)));
+            self.counters.queued(kind, p.by_id.is_empty());
+            let sent = timed.then(std::time::Instant::now);
+            p.by_id.insert(
+                id,
+                Waiting {
+                    reply: reply_tx,
+                    sent,
+                    bulk,
+                },
+            );
+            p.bulk += bulk as u64;
         }
         if tx.send(packet).is_err() {
-            self.pending.lock().unwrap().remove(&id);
+            self.pending.lock().unwrap().take(id);
             return Err(RemoteError::ConnectionLost);
         }
         Ok(PendingReply {
@@ -178,7 +227,7 @@ impl Client {
 
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             fatal: Mutex::new(None),
@@ -249,8 +298,13 @@ impl Client {
     }
 
     pub fn stats(&self) -> ConnStats {
-        let in_flight = self.shared.pending.lock().unwrap().len();
+        let in_flight = self.shared.pending.lock().unwrap().by_id.len();
         self.shared.counters.snapshot(in_flight)
+    }
+
+    /// Bytes of file data in flight (see [`Shared::bulk`]).
+    pub fn bulk_in_flight(&self) -> u64 {
+        self.shared.bulk()
     }
 
     /// Sends a request built by `build` (given the id) and waits for its reply or the deadline.
@@ -285,7 +339,7 @@ impl PendingReply {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(_)) => Err(self.shared.lost()),
             Err(_) => {
-                self.shared.pending.lock().unwrap().remove(&self.id);
+                self.shared.pending.lock().unwrap().take(self.id);
                 health::suspect(&self.shared);
                 Err(RemoteError::Timeout(self.timeout))
             }
@@ -304,7 +358,7 @@ impl PendingReply {
 
     /// Gives up on the reply.
     pub(super) fn forget(self) {
-        self.shared.pending.lock().unwrap().remove(&self.id);
+        self.shared.pending.lock().unwrap().take(self.id);
     }
 }
 
@@ -351,13 +405,13 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
         shared.counters.received(body.len() + 4);
         match decode_response(body) {
             Ok((id, resp)) => {
-                let waiter = shared.pending.lock().unwrap().remove(&id);
+                let waiter = shared.pending.lock().unwrap().take(id);
                 match waiter {
-                    Some((w, sent)) => {
-                        if let Some(t) = sent {
+                    Some(w) => {
+                        if let Some(t) = w.sent {
                             shared.counters.round_trip(t.elapsed());
                         }
-                        drop(w.send(resp))
+                        drop(w.reply.send(resp))
                     }
                     // The waiter timed out meanwhile: a late reply, nothing to do.
                     None if shared.issued(id) => {
