@@ -8,6 +8,8 @@
 //!   closing anything; resume forwards what was held back.
 //! - [`Proxy::cut`]: close every current connection (both sides); new ones are still accepted.
 //! - [`Proxy::refuse`] / [`Proxy::admit`]: close new connections as soon as they are accepted.
+//! - [`Proxy::bytes`] / [`Proxy::reads`]: what passed each way (every connection), for a count
+//!   of what a mount sends at rest.
 //!
 //! Dropping the proxy stops it: the listener and every connection are shut down and all its
 //! threads joined (each is bounded: blocked reads and writes end when their socket is shut
@@ -19,7 +21,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -58,6 +60,9 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     accepted: AtomicUsize,
     refused: AtomicUsize,
+    /// Bytes and socket reads that passed, up and down.
+    bytes: [AtomicU64; 2],
+    reads: [AtomicU64; 2],
 }
 
 impl Shared {
@@ -123,6 +128,8 @@ impl Proxy {
             threads: Mutex::new(Vec::new()),
             accepted: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
+            bytes: Default::default(),
+            reads: Default::default(),
         });
         let sh = shared.clone();
         let acceptor = std::thread::Builder::new()
@@ -209,6 +216,17 @@ impl Proxy {
     /// Connections closed at once because of `refuse`.
     pub fn refused(&self) -> usize {
         self.shared.refused.load(Ordering::SeqCst)
+    }
+
+    /// Bytes forwarded in `dir` so far, over every connection.
+    pub fn bytes(&self, dir: Dir) -> u64 {
+        self.shared.bytes[dir as usize].load(Ordering::SeqCst)
+    }
+
+    /// Socket reads that brought bytes in `dir` so far (about the TCP segments: small
+    /// messages arrive one per read).
+    pub fn reads(&self, dir: Dir) -> u64 {
+        self.shared.reads[dir as usize].load(Ordering::SeqCst)
     }
 
     /// Connections currently open (neither side closed yet).
@@ -316,6 +334,8 @@ fn pump(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            sh_r.bytes[dir as usize].fetch_add(n as u64, Ordering::SeqCst);
+            sh_r.reads[dir as usize].fetch_add(1, Ordering::SeqCst);
             let delay = {
                 let c = sh_r.control();
                 match dir {
