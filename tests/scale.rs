@@ -269,8 +269,8 @@ fn at_rest() {
     }
     let count = |p: &Proxy| {
         [
-            p.bytes(Dir::Up),
-            p.bytes(Dir::Down),
+            p.bytes_to(Dir::Up),
+            p.bytes_to(Dir::Down),
             p.reads(Dir::Up) + p.reads(Dir::Down),
         ]
     };

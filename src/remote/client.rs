@@ -17,15 +17,17 @@ use super::protocol::{
     decode_response, decode_version, Packet, Response, SSH_FXP_EXTENDED, SSH_FXP_READ,
     SSH_FXP_WRITE,
 };
-use super::stats::{ConnStats, Counters};
+use super::stats::{ConnStats, Counters, Tally};
 
 use super::bounds::MAX_PACKET;
 
 /// One waiting request: where its reply goes, when it was sent if its round trip is
-/// measured, and the bytes of file data it moves (see [`Shared::bulk`]).
+/// measured, the tally its bytes count in, if any, and the bytes of file data it moves (see
+/// [`Shared::bulk`]).
 struct Waiting {
     reply: oneshot::Sender<Response>,
     sent: Option<std::time::Instant>,
+    tally: Option<Arc<Tally>>,
     bulk: u32,
 }
 
@@ -160,12 +162,17 @@ impl Shared {
             }
             let kind = if kind == SSH_FXP_EXTENDED { 0 } else { kind };
             self.counters.queued(kind, p.by_id.is_empty());
+            let tally = Tally::current();
+            if let Some(t) = &tally {
+                t.sent(packet.len());
+            }
             let sent = timed.then(std::time::Instant::now);
             p.by_id.insert(
                 id,
                 Waiting {
                     reply: reply_tx,
                     sent,
+                    tally,
                     bulk,
                 },
             );
@@ -402,7 +409,8 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
                 break;
             }
         };
-        shared.counters.received(body.len() + 4);
+        let body_len = body.len() + 4;
+        shared.counters.received(body_len);
         match decode_response(body) {
             Ok((id, resp)) => {
                 let waiter = shared.pending.lock().unwrap().take(id);
@@ -410,6 +418,9 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
                     Some(w) => {
                         if let Some(t) = w.sent {
                             shared.counters.round_trip(t.elapsed());
+                        }
+                        if let Some(t) = w.tally {
+                            t.received(body_len);
                         }
                         drop(w.reply.send(resp))
                     }

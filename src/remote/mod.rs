@@ -25,7 +25,7 @@ pub use pool::{Conn, Other, Pool, PoolOptions};
 pub use profile::{Ext, Profile};
 pub use protocol::{Attrs, NameEntry};
 pub use sftp::{Handle, Limits, Sftp, StatVfs};
-pub use stats::{ConnStats, MemberState, MemberStatus, PoolStatus, Refusal};
+pub use stats::{ConnStats, MemberState, MemberStatus, PoolStatus, Refusal, Tally};
 pub use transport::{
     transport_for, CommandTransport, DirectTransport, Opened, PassiveTransport, SftpIo,
     SshTransport, Transport,

@@ -8,8 +8,9 @@
 //!   closing anything; resume forwards what was held back.
 //! - [`Proxy::cut`]: close every current connection (both sides); new ones are still accepted.
 //! - [`Proxy::refuse`] / [`Proxy::admit`]: close new connections as soon as they are accepted.
-//! - [`Proxy::bytes`] / [`Proxy::reads`]: what passed each way (every connection), for a count
-//!   of what a mount sends at rest.
+//! - [`Proxy::bytes`]: bytes it forwarded so far, both directions, every connection: what
+//!   crossed the link; [`Proxy::bytes_to`] / [`Proxy::reads`]: each way, for a count of what a
+//!   mount sends at rest.
 //!
 //! Dropping the proxy stops it: the listener and every connection are shut down and all its
 //! threads joined (each is bounded: blocked reads and writes end when their socket is shut
@@ -219,7 +220,7 @@ impl Proxy {
     }
 
     /// Bytes forwarded in `dir` so far, over every connection.
-    pub fn bytes(&self, dir: Dir) -> u64 {
+    pub fn bytes_to(&self, dir: Dir) -> u64 {
         self.shared.bytes[dir as usize].load(Ordering::SeqCst)
     }
 
@@ -227,6 +228,11 @@ impl Proxy {
     /// messages arrive one per read).
     pub fn reads(&self, dir: Dir) -> u64 {
         self.shared.reads[dir as usize].load(Ordering::SeqCst)
+    }
+
+    /// Bytes read from either side so far (each is forwarded to the other).
+    pub fn bytes(&self) -> u64 {
+        self.bytes_to(Dir::Up) + self.bytes_to(Dir::Down)
     }
 
     /// Connections currently open (neither side closed yet).
