@@ -256,3 +256,94 @@ fn connections_refused_by_max_startups_leave_the_mount_working_and_are_said_once
     );
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+/// Two writers and two readers at once on a fresh mount: the pool grows while writes are in
+/// flight (their member busy, the reads' second handles going elsewhere), and every byte
+/// written lands on the server, every byte read is right.
+#[test]
+fn the_pool_grows_while_writes_and_reads_are_in_flight_and_nothing_is_lost() {
+    let s = Sshd::start();
+    let files = server_with_big_files(&s, 2);
+    let m = Mount::new(&s, "w", &[]);
+    let mp = m.path("");
+    let written: Vec<Vec<u8>> = (0..2).map(|i| random_bytes(BIG, 100 + i)).collect();
+    std::thread::scope(|sc| {
+        for (i, data) in written.iter().enumerate() {
+            let path = m.path(&format!("new{i}"));
+            sc.spawn(move || {
+                let mut f = fs::File::create(&path).unwrap();
+                for chunk in data.chunks(1 << 20) {
+                    std::io::Write::write_all(&mut f, chunk).unwrap();
+                }
+                f.sync_all().unwrap();
+            });
+        }
+        for (i, data) in files.iter().enumerate() {
+            let path = m.path(&format!("big{i}"));
+            sc.spawn(move || assert!(fs::read(&path).unwrap() == *data, "big{i} differs"));
+        }
+    });
+    for (i, data) in written.iter().enumerate() {
+        let got = fs::read(s.remote(&format!("w/new{i}"))).unwrap();
+        assert!(got == *data, "new{i} differs on the server");
+    }
+    let v = status_json(&mp);
+    assert!(v["pool"]["sessions_opened"].as_u64().unwrap() >= 2, "{v}");
+    assert!(members_with_reads(&v) > 1, "{v}");
+    let reconnects: u64 = v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reconnects"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reconnects, 0, "{v}");
+}
+
+/// The connections are cut (a proxy in front of sshd closes them all) while the pool grows
+/// under parallel reads, and again while its extra members are about to close at rest: the
+/// reads finish with the right bytes, the mount goes back to one connection, and it works.
+/// A fresh mount each round: a cut that lands on a member still connecting counts as a
+/// refusal, after which the pool does not grow for a minute.
+#[test]
+fn connections_cut_while_the_pool_grows_and_shrinks_lose_nothing() {
+    let s = Sshd::start();
+    let files = server_with_big_files(&s, 3);
+    let p = support::proxy::Proxy::start(s.port);
+    for round in 0..3 {
+        let m = Mount::via_port(&s, p.port(), "w", &["pool_idle=1"]);
+        let mp = m.path("");
+        // Cut once the pool has grown, while the reads run.
+        std::thread::scope(|sc| {
+            sc.spawn(|| read_in_parallel(&m, &files));
+            let grew = wait_until(DEADLINE, || {
+                status_json(&mp)["pool"]["sessions_opened"]
+                    .as_u64()
+                    .unwrap()
+                    > 1
+            });
+            p.cut();
+            assert!(
+                grew,
+                "round {round}: the pool did not grow: {}",
+                status_json(&mp)
+            );
+        });
+        // Reads done: the extra members rest; cut again while they are about to close.
+        p.cut();
+        assert_eq!(fs::read_dir(&mp).unwrap().count(), files.len());
+        assert!(
+            wait_until(DEADLINE, || members_up(&mp) == 1 && p.live() == 1),
+            "round {round}: {} members up, {} connections: {}",
+            members_up(&mp),
+            p.live(),
+            status_json(&mp)
+        );
+        for i in 0..files.len() {
+            forget_pages(&fs::File::open(m.path(&format!("big{i}"))).unwrap());
+        }
+        read_in_parallel(&m, &files);
+        let v = status_json(&mp);
+        assert_eq!(v["errors"]["total"], 0, "round {round}: {v}");
+        assert!(!m.stderr().contains("panicked"), "{}", m.stderr());
+    }
+}

@@ -367,4 +367,35 @@ mod tests {
         assert_eq!(c.slot, 0);
         c.sftp.realpath(b".").await.unwrap();
     }
+
+    /// A request arriving for a member just as the watch closes it at rest (an open file's
+    /// member, asked for by slot): it gets the member, or the member is connected again for it;
+    /// it never fails or hangs. Phases vary around the moment of closing.
+    #[tokio::test]
+    async fn a_request_racing_the_close_at_rest_gets_a_session() {
+        let t = Arc::new(ChildTransport::default());
+        let pool = pool(&t, Duration::from_millis(100)).await;
+        for round in 0..20u64 {
+            if pool.live(1).is_none() {
+                let _ = pool.other(0);
+                until("a second member", || pool.live(1).is_some()).await;
+            }
+            // The watch looks every 250 ms: pauses from 0 to ~600 ms land before, at and after.
+            tokio::time::sleep(Duration::from_millis(round * 31 % 600)).await;
+            let (a, b) = tokio::join!(pool.get(1), pool.any());
+            for c in [a, b] {
+                let c = c.unwrap_or_else(|e| panic!("round {round}: {e}"));
+                c.sftp.realpath(b".").await.unwrap();
+            }
+        }
+        let s = pool.status();
+        assert!(
+            s.closed_at_rest >= 1,
+            "never closed at rest: the race was not run"
+        );
+        // Every session beyond the first either lives in the pool or was closed: none leaks.
+        until("only the first member left", || pool.live(1).is_none()).await;
+        until("one server", || t.live_children() == 1).await;
+        assert_eq!(pool.status().members[0].reconnects, 0);
+    }
 }
