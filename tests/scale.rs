@@ -128,6 +128,25 @@ impl BgMount {
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
+    /// Of the daemon and its descendants, in KiB: the anonymous part of the resident memory
+    /// (heap, stacks: what this mount alone holds) and the proportional set size (shared
+    /// pages, as the program's code, divided among the processes mapping them).
+    fn own_kib(&self) -> (u64, u64) {
+        let mut pids = descendants(self.pid);
+        pids.push(self.pid);
+        pids.iter()
+            .map(|p| {
+                let pss = fs::read_to_string(format!("/proc/{p}/smaps_rollup"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Pss:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0);
+                (status_kib(*p, "RssAnon:"), pss)
+            })
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
     fn threads(&self) -> u64 {
         status_kib(self.pid, "Threads:")
     }
@@ -206,8 +225,8 @@ fn idle_mounts() {
     writeln!(
         out,
         "\n{n} idle mounts of one server from this host (each listed once, then left alone 10 s)\n\n\
-         | | per mount: RSS (MiB) | all {n}: RSS (MiB) | server processes | logins at mount | daemon threads |\n\
-         |---|---:|---:|---:|---:|---:|"
+         | | per mount: RSS (MiB) | per mount: anonymous / PSS (MiB) | all {n}: RSS (MiB) | server processes | logins at mount | daemon threads |\n\
+         |---|---:|---:|---:|---:|---:|---:|"
     )
     .unwrap();
     for tool in [Tool::Sshfs, Tool::Sftpfs] {
@@ -223,15 +242,20 @@ fn idle_mounts() {
         let rss: Vec<u64> = mounts.iter().map(|m| m.rss_kib().0).collect();
         let total: u64 = rss.iter().sum();
         let max = *rss.iter().max().unwrap();
+        let own: Vec<(u64, u64)> = mounts.iter().map(|m| m.own_kib()).collect();
+        let anon: u64 = own.iter().map(|o| o.0).sum();
+        let pss: u64 = own.iter().map(|o| o.1).sum();
         let procs = s.connection_pids().len();
         let threads = mounts[0].threads();
         let logged_in = logins(&s) - logins_before;
         writeln!(
             out,
-            "| {} | {:.1} (max {:.1}) | {:.1} | {} ({:.1} per mount) | {} ({:.1} per mount) | {threads} |",
+            "| {} | {:.1} (max {:.1}) | {:.1} / {:.1} | {:.1} | {} ({:.1} per mount) | {} ({:.1} per mount) | {threads} |",
             tool.name(),
             mib(total) / n as f64,
             mib(max),
+            mib(anon) / n as f64,
+            mib(pss) / n as f64,
             mib(total),
             procs,
             procs as f64 / n as f64,
