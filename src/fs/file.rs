@@ -34,6 +34,11 @@ impl Filesystem {
         self.inodes.lock().unwrap().open(ino);
         let f = OpenFile::new(ino, conn, h, reopen, writable);
         f.readahead.lock().unwrap().size_hint = a.size;
+        if let Some(algo) = self.integrity.opts.verify_writes.filter(|_| writable) {
+            // The LSTAT sent with the OPEN (after any truncation it made): empty, the whole
+            // file will pass through here.
+            *f.verify.lock().unwrap() = Some(crate::fs::integrity::WriteDigest::new(algo, a.size));
+        }
         self.files.insert(f)
     }
 
@@ -415,6 +420,11 @@ impl Filesystem {
         }
         let f = self.file(fh)?;
         f.drain().await;
+        if f.peek_error().is_none() {
+            if let Some(e) = self.verify_written(&f).await {
+                f.latch(e);
+            }
+        }
         match f.report_error() {
             Some(e) => Err(FsError::new(e)),
             None => Ok(()),
@@ -436,6 +446,9 @@ impl Filesystem {
         }
         if !f.writable {
             return Ok(());
+        }
+        if let Some(e) = self.verify_written(&f).await {
+            return Err(FsError::new(e));
         }
         match self
             .with_file(&f, |c, h| async move { c.sftp.fsync(&h).await })

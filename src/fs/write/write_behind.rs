@@ -100,6 +100,7 @@ impl Filesystem {
             None => offset,
         };
         let len = data.len();
+        self.feed_write_digest(&f, offset, &data);
         let data = Bytes::from(data);
         let max = f.current().0.sftp.limits().max_write as usize;
         let budget_max = self.opts.write_behind_bytes;
