@@ -76,6 +76,12 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
             "queued_bytes": j.queued_bytes,
             "failed_operations": j.failures,
         })),
+        "revalidation": {
+            "period_seconds": info.revalidate.as_secs_f64(),
+            "requests": s.revalidation.0,
+            "bytes_out": s.revalidation.1,
+            "bytes_in": s.revalidation.2,
+        },
         "caches": {
             "attributes": cache(&s.caches[0]),
             "listings": cache(&s.caches[1]),

@@ -6,7 +6,6 @@
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::fs::names::dir::Purpose;
 use crate::fs::names::inode::{join, RelPath};
 use crate::fs::{Filesystem, FsError};
 use crate::remote::hash::{Algo, HashError};
@@ -123,7 +122,7 @@ impl Filesystem {
                 .drain(..)
                 .map(|d| -> futures::future::BoxFuture<'_, _> {
                     Box::pin(async move {
-                        let l = self.fetch_listing(&d, Purpose::Asked).await;
+                        let l = self.fetch_listing(&d).await;
                         (d, l)
                     })
                 })
