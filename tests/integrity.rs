@@ -1,0 +1,436 @@
+//! End-to-end integrity (issue 23): the server's hashes as extended attributes, computed by
+//! a hash program over an SSH exec channel of a private sshd (its login shell); `-o
+//! verify_writes` against a server that stores other bytes than it was sent (a relay in
+//! front of OpenSSH's sftp-server, `corrupting_sftp_server.py`); `sftpfs verify`.
+
+mod support;
+
+use std::ffi::{CString, OsStr};
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::IntoRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::*;
+
+/// Names a wrongly quoted command would take for others (`a b` as `a` and `b`, `new\nline`
+/// as two lines), for options, or run: each must hash its own file and nothing else.
+const TRICKY: [&[u8]; 8] = [
+    b"a b",
+    b"it's \"quoted\"",
+    b"new\nline",
+    b"-rf",
+    b"--help",
+    b"$(touch pwned)`touch pwned2`;touch pwned3",
+    b"caf\xe9 \xff",
+    b"back\\slash*?",
+];
+/// Decoys: what a name split or cut by a wrong quoting would name instead.
+const DECOYS: [&str; 5] = ["a", "b", "new", "line", "it"];
+
+fn getxattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
+    let p = cstr(path);
+    let n = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 1024];
+    let r = unsafe {
+        libc::getxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
+
+fn listxattr(path: &Path) -> Vec<String> {
+    let p = cstr(path);
+    let mut buf = vec![0u8; 4096];
+    let r =
+        unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    assert!(r >= 0, "listxattr: {}", std::io::Error::last_os_error());
+    buf.truncate(r as usize);
+    buf.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+fn setxattr(path: &Path, name: &str, value: &[u8]) -> i32 {
+    let p = cstr(path);
+    let n = CString::new(name).unwrap();
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr() as *const libc::c_void,
+            value.len(),
+            0,
+        )
+    };
+    if r < 0 {
+        std::io::Error::last_os_error().raw_os_error().unwrap()
+    } else {
+        0
+    }
+}
+
+/// What `program` (sha256sum, md5sum) prints for the server's own file: the truth.
+fn on_server(program: &str, path: &Path) -> String {
+    let out = Command::new(program).arg("--").arg(path).output().unwrap();
+    assert!(out.status.success(), "{program} {path:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .trim_start_matches('\\')
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn path_of(dir: &Path, name: &[u8]) -> PathBuf {
+    dir.join(OsStr::from_bytes(name))
+}
+
+/// Writes `data` to a new file through the mount and closes it: close(2)'s own result (a
+/// `File` dropped ignores it).
+fn write_and_close(path: &Path, data: &[u8]) -> Result<(), i32> {
+    let mut f = fs::File::create(path).map_err(|e| e.raw_os_error().unwrap())?;
+    f.write_all(data).map_err(|e| e.raw_os_error().unwrap())?;
+    let fd = f.into_raw_fd();
+    if unsafe { libc::close(fd) } != 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
+    }
+    Ok(())
+}
+
+fn make_tricky_tree(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    for (i, n) in TRICKY.iter().enumerate() {
+        fs::write(path_of(dir, n), random_bytes(1000 + i * 77, i as u64)).unwrap();
+    }
+    for (i, d) in DECOYS.iter().enumerate() {
+        fs::write(dir.join(d), format!("decoy {i}")).unwrap();
+    }
+}
+
+fn nothing_ran(s: &Sshd) {
+    for p in ["pwned", "pwned2", "pwned3"] {
+        let found = Command::new("find")
+            .arg(&s.dir)
+            .args(["-name", p])
+            .output()
+            .unwrap();
+        assert!(
+            found.stdout.is_empty(),
+            "a name ran as a command: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn hash_xattrs_are_the_servers_digests_of_the_named_files() {
+    let s = Sshd::start();
+    let w = s.remote("w");
+    make_tricky_tree(&w);
+    let m = Mount::new(&s, "w", &[]);
+    for n in TRICKY
+        .iter()
+        .copied()
+        .chain(DECOYS.iter().map(|d| d.as_bytes()))
+    {
+        let shown = String::from_utf8_lossy(n);
+        let p = path_of(&m.mnt, n);
+        assert!(
+            listxattr(&p).is_empty(),
+            "{shown:?}: listed before any was computed"
+        );
+        let got = getxattr(&p, "user.sftpfs.sha256")
+            .unwrap_or_else(|e| panic!("{shown:?}: {}\n{}", errno_name(e), m.stderr()));
+        let want = on_server("sha256sum", &path_of(&w, n));
+        assert_eq!(String::from_utf8_lossy(&got), want, "{shown:?}");
+        let md5 = getxattr(&p, "user.sftpfs.md5").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&md5),
+            on_server("md5sum", &path_of(&w, n))
+        );
+        let listed = listxattr(&p);
+        assert!(
+            listed.contains(&"user.sftpfs.sha256".to_string())
+                && listed.contains(&"user.sftpfs.md5".to_string()),
+            "{shown:?}: {listed:?}"
+        );
+    }
+    nothing_ran(&s);
+
+    // A change on the server (another size): the next answer is the new file's.
+    let f = path_of(&m.mnt, b"a b");
+    fs::write(
+        path_of(&w, b"a b"),
+        b"changed on the server, longer than before...",
+    )
+    .unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || {
+            getxattr(&f, "user.sftpfs.sha256")
+                .ok()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                == Some(on_server("sha256sum", &path_of(&w, b"a b")))
+        }),
+        "the digest of the changed file"
+    );
+    // Read-only; other names as before (SFTP keeps none); a directory has no digest.
+    assert_eq!(setxattr(&f, "user.sftpfs.sha256", b"0"), libc::EPERM);
+    assert_eq!(setxattr(&f, "user.other", b"0"), libc::EOPNOTSUPP);
+    assert_eq!(getxattr(&f, "user.other"), Err(libc::EOPNOTSUPP));
+    assert_eq!(getxattr(&f, "user.sftpfs.nosuch"), Err(libc::ENODATA));
+    assert_eq!(getxattr(&m.mnt, "user.sftpfs.sha256"), Err(libc::ENODATA));
+}
+
+#[test]
+fn without_a_means_to_hash_xattrs_are_enodata_and_verify_writes_is_refused_up_front() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    fs::write(s.remote("w/f"), b"data").unwrap();
+    let m = Mount::new(&s, "w", &["hash_command=none"]);
+    assert_eq!(
+        getxattr(&m.path("f"), "user.sftpfs.sha256"),
+        Err(libc::ENODATA)
+    );
+    let out = Command::new(binary())
+        .arg("status")
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("hashes on the server"))
+        .unwrap_or_else(|| panic!("no hashes line:\n{text}"));
+    assert!(
+        line.contains("none (") && line.contains("hash_command=none"),
+        "{line}"
+    );
+    drop(m);
+
+    let mnt = s.mountpoint();
+    let mut cmd = s.command();
+    cmd.args(s.mount_args("w", &mnt, &["hash_command=none", "verify_writes"]))
+        .arg("-f");
+    let run = run_to_exit(cmd, &s.dir, FAIL_DEADLINE);
+    let err = run.one_line_error();
+    assert!(
+        err.contains("verify_writes") && err.contains("no hash"),
+        "{err}"
+    );
+    assert!(!is_mounted(&mnt));
+}
+
+/// A mount through the corrupting relay; its control file (write `flip` to corrupt).
+fn corrupting_mount<'a>(s: &'a Sshd, extra: &[&str]) -> (Mount<'a>, PathBuf) {
+    let control = s.local("control");
+    fs::write(&control, "").unwrap();
+    let relay = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corrupting_sftp_server.py");
+    let wrapper = format!("python3 {} {} ", relay.display(), control.display());
+    let server = s.sftp_server_script("corrupting.sh", "", &wrapper, "");
+    let mut opts = vec![server.as_str()];
+    opts.extend_from_slice(extra);
+    (Mount::new(s, "w", &opts), control)
+}
+
+fn flipped(control: &Path) -> u64 {
+    let p = format!("{}.flipped", control.display());
+    fs::read_to_string(p)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn verify_writes_fails_close_and_fsync_with_eio_when_the_server_stores_other_bytes() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let (m, control) = corrupting_mount(&s, &["verify_writes"]);
+    let data = random_bytes(300_000, 1);
+    // An honest server: every close succeeds, and is counted verified.
+    write_and_close(&m.path("good"), &data).unwrap();
+    assert_eq!(fs::read(s.remote("w/good")).unwrap(), data);
+
+    fs::write(&control, "flip").unwrap();
+    assert_eq!(write_and_close(&m.path("bad one"), &data), Err(libc::EIO));
+    let stored = fs::read(s.remote("w/bad one")).unwrap();
+    assert_ne!(stored, data, "the server stored other bytes");
+    assert!(flipped(&control) >= 1);
+    let mut f = fs::File::create(m.path("synced")).unwrap();
+    f.write_all(&data).unwrap();
+    assert_eq!(
+        f.sync_all().map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EIO))
+    );
+    let fd = f.into_raw_fd();
+    assert_ne!(unsafe { libc::close(fd) }, 0, "close reports it too");
+    let log = m.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("bad one") && l.contains("not what was written")),
+        "the log names the file:\n{log}"
+    );
+    let st = status_json(&m.mnt);
+    let v = &st["verify_writes"];
+    assert_eq!(v["verified"], 1, "{st}");
+    assert!(v["mismatched"].as_u64().unwrap() >= 2, "{st}");
+    drop(m);
+
+    // The same server without verify_writes: the corruption passes silently (what the
+    // option is for).
+    let (m, _control) = corrupting_mount(&s, &[]);
+    fs::write(&control, "flip").unwrap();
+    write_and_close(&m.path("unchecked"), &data).unwrap();
+    assert_ne!(fs::read(s.remote("w/unchecked")).unwrap(), data);
+}
+
+fn verify(args: &[&OsStr], dir: &Path) -> Run {
+    let mut cmd = Command::new(binary());
+    cmd.arg("verify").args(args);
+    run_to_exit(cmd, dir, FAIL_DEADLINE)
+}
+
+#[test]
+fn sftpfs_verify_reports_exactly_the_file_that_differs_with_its_exit_status() {
+    let s = Sshd::start();
+    let w = s.remote("w");
+    make_tricky_tree(&w.join("t"));
+    fs::create_dir_all(w.join("t/sub")).unwrap();
+    fs::write(w.join("t/sub/deep"), random_bytes(50_000, 9)).unwrap();
+    fs::write(w.join("t/empty"), b"").unwrap();
+    let local = s.local("copy");
+    sh(
+        &s.dir,
+        "cp",
+        &["-a", w.join("t").to_str().unwrap(), local.to_str().unwrap()],
+    );
+    let m = Mount::new(&s, "w", &[]);
+    let t = m.path("t");
+    let against = |extra: &[&OsStr]| {
+        let mut a: Vec<&OsStr> = vec![OsStr::new("--against"), local.as_os_str()];
+        a.extend_from_slice(extra);
+        a.push(t.as_os_str());
+        verify(&a, &s.dir)
+    };
+    let run = against(&[]);
+    assert_eq!(
+        run.status.unwrap().code(),
+        Some(0),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let files = TRICKY.len() + DECOYS.len() + 2;
+    assert_eq!(
+        run.stdout.lines().filter(|l| l.starts_with("OK ")).count(),
+        files,
+        "{}",
+        run.stdout
+    );
+    nothing_ran(&s);
+
+    // One byte of one file flipped on the server: that file, and only it.
+    let victim = path_of(&w.join("t"), b"new\nline");
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[500] ^= 1;
+    fs::write(&victim, &bytes).unwrap();
+    let run = against(&[OsStr::new("--json")]);
+    assert_eq!(run.status.unwrap().code(), Some(1), "{}", run.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let bad: Vec<&serde_json::Value> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["result"] != "OK")
+        .collect();
+    assert_eq!(bad.len(), 1, "{doc}");
+    assert_eq!(bad[0]["result"], "MISMATCH");
+    assert!(
+        bad[0]["path"].as_str().unwrap().ends_with("/new\\nline"),
+        "{doc}"
+    );
+    assert_eq!(doc["summary"]["ok"], files - 1);
+
+    // A file only in the local copy.
+    fs::write(local.join("extra"), b"x").unwrap();
+    fs::write(&victim, fs::read(local.join("new\nline")).unwrap()).unwrap();
+    let run = against(&[]);
+    assert_eq!(run.status.unwrap().code(), Some(1));
+    let not_ok: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("OK "))
+        .collect();
+    assert_eq!(not_ok.len(), 1, "{}", run.stdout);
+    assert!(
+        not_ok[0].starts_with("MISSING") && not_ok[0].ends_with("/extra  (only in the local copy)"),
+        "{not_ok:?}"
+    );
+
+    // Without a local copy and nothing written through the mount: nothing to compare (2).
+    let run = verify(&[m.path("t/sub/deep").as_os_str()], &s.dir);
+    assert_eq!(run.status.unwrap().code(), Some(2), "{}", run.stdout);
+    assert!(run.stdout.starts_with("UNKNOWN "), "{}", run.stdout);
+
+    // Bad input: one line, non-zero.
+    let outside = s.local("");
+    let run = verify(&[outside.as_os_str()], &s.dir);
+    let err = run.one_line_error();
+    assert!(err.contains("not inside an sftpfs mount"), "{err}");
+    let run = verify(&[], &s.dir);
+    assert!(run.one_line_error().contains("which files"));
+    let run = verify(
+        &[
+            OsStr::new("--against"),
+            OsStr::new("/nonexistent-x"),
+            t.as_os_str(),
+        ],
+        &s.dir,
+    );
+    assert!(run.one_line_error().contains("--against"));
+}
+
+#[test]
+fn sftpfs_verify_compares_with_what_a_verify_writes_mount_wrote() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let m = Mount::new(&s, "w", &["verify_writes"]);
+    let data = random_bytes(100_000, 3);
+    write_and_close(&m.path("f"), &data).unwrap();
+    let run = verify(&[m.path("f").as_os_str()], &s.dir);
+    assert_eq!(
+        run.status.unwrap().code(),
+        Some(0),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    // Flipped on the server afterwards, size kept: verify says so.
+    let mut bytes = data.clone();
+    bytes[99_999] ^= 0x80;
+    fs::write(s.remote("w/f"), &bytes).unwrap();
+    let run = verify(&[m.path("f").as_os_str()], &s.dir);
+    assert_eq!(
+        run.status.unwrap().code(),
+        Some(1),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.stdout.starts_with("MISMATCH"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("what this mount wrote"),
+        "{}",
+        run.stdout
+    );
+}
