@@ -34,10 +34,10 @@ impl Filesystem {
         self.inodes.lock().unwrap().open(ino);
         let f = OpenFile::new(ino, conn, h, reopen, writable);
         f.readahead.lock().unwrap().size_hint = a.size;
-        if let Some(algo) = self.integrity.opts.verify_writes.filter(|_| writable) {
+        if writable {
             // The LSTAT sent with the OPEN (after any truncation it made): empty, the whole
-            // file will pass through here.
-            *f.verify.lock().unwrap() = Some(crate::fs::integrity::WriteDigest::new(algo, a.size));
+            // file will pass through here (`verify_writes`).
+            self.writer_opened(ino, flags & libc::O_TRUNC != 0, a.size);
         }
         self.files.insert(f)
     }
@@ -508,6 +508,9 @@ impl Filesystem {
             c.sftp.close(&h).await
         };
         self.files.remove(fh);
+        if f.writable {
+            self.writer_closed(f.ino);
+        }
         self.inodes.lock().unwrap().release(f.ino);
         if let Some(e) = f.take_unreported_error() {
             return Err(FsError::new(e));

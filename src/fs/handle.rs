@@ -60,8 +60,6 @@ pub struct OpenFile {
     pub second: Mutex<Second>,
     /// Read-ahead chunks the second handle delivered.
     pub second_chunks: AtomicU64,
-    /// `verify_writes`: the digest of what was written through it (`integrity/`).
-    pub verify: Mutex<Option<crate::fs::integrity::WriteDigest>>,
 }
 
 /// The state of an open file's second handle.
@@ -97,7 +95,6 @@ impl OpenFile {
             readahead: Mutex::new(ReadAhead::default()),
             second: Mutex::new(Second::Unopened),
             second_chunks: AtomicU64::new(0),
-            verify: Mutex::new(None),
         }
     }
 

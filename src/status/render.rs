@@ -135,7 +135,8 @@ pub fn text(v: &Value) -> String {
         let bad = u(&w["mismatched"]);
         let _ = writeln!(
             o,
-            "verify_writes ({}): {} verified, {} {}, {} not checked, {} could not be checked",
+            "verify_writes ({}): {} verified, {} {}, {} not checked, {} could not be checked, \
+             {} changed by another",
             w["algorithm"].as_str().unwrap_or("?"),
             u(&w["verified"]),
             bad,
@@ -145,7 +146,8 @@ pub fn text(v: &Value) -> String {
                 "mismatched"
             },
             u(&w["unchecked"]),
-            u(&w["failed"])
+            u(&w["failed"]),
+            u(&w["changed"])
         );
     }
     let cache = |name: &str, c: &Value| {
@@ -277,7 +279,7 @@ pub fn prometheus(mounts: &[Value]) -> String {
     };
     // Only for a mount with `verify_writes`, one sample per outcome.
     let verified = Box::new(move |v: &Value, m: &str| -> Vec<String> {
-        ["verified", "mismatched", "unchecked", "failed"]
+        ["verified", "mismatched", "unchecked", "failed", "changed"]
             .iter()
             .filter_map(|r| {
                 let x = v["verify_writes"].get(*r)?;

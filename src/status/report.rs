@@ -93,12 +93,13 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
             "computed": h.computed,
             "failed": h.failed,
         })),
-        "verify_writes": s.integrity.verify_writes.map(|(a, [ok, bad, unchecked, failed])| json!({
+        "verify_writes": s.integrity.verify_writes.map(|(a, [ok, bad, unchecked, failed, changed])| json!({
             "algorithm": a.name(),
             "verified": ok,
             "mismatched": bad,
             "unchecked": unchecked,
             "failed": failed,
+            "changed": changed,
         })),
         "errors": {
             "total": s.errors_by_errno.values().sum::<u64>(),

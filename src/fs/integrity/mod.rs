@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use digests::{Digests, Sent, Version};
-pub use verify_writes::WriteDigest;
+pub use verify_writes::{WriteDigest, WrittenFiles};
 pub use xattr::XATTR_PREFIX;
 
 use crate::remote::hash::{Algo, HashStatus, ServerHashes};
@@ -40,19 +40,24 @@ pub struct VerifyCounters {
     pub unchecked: AtomicU64,
     /// Closes where the server's hash could not be had.
     pub failed: AtomicU64,
+    /// Closes of a file another actor changed between its writes and the check.
+    pub changed: AtomicU64,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct IntegrityStatus {
     pub hashes: Option<HashStatus>,
-    /// With `verify_writes`: its algorithm, and verified, mismatched, unchecked, failed.
-    pub verify_writes: Option<(Algo, [u64; 4])>,
+    /// With `verify_writes`: its algorithm, and verified, mismatched, unchecked, failed,
+    /// changed.
+    pub verify_writes: Option<(Algo, [u64; 5])>,
 }
 
 pub struct Integrity {
     pub opts: IntegrityOptions,
     pub digests: Digests,
     pub counters: VerifyCounters,
+    /// `verify_writes`: the files open for writing, with what was sent of them.
+    pub written: WrittenFiles,
 }
 
 impl Integrity {
@@ -61,6 +66,7 @@ impl Integrity {
             opts,
             digests: Digests::default(),
             counters: VerifyCounters::default(),
+            written: WrittenFiles::default(),
         }
     }
 
@@ -76,6 +82,7 @@ impl Integrity {
                         c.mismatched.load(Ordering::Relaxed),
                         c.unchecked.load(Ordering::Relaxed),
                         c.failed.load(Ordering::Relaxed),
+                        c.changed.load(Ordering::Relaxed),
                     ],
                 )
             }),

@@ -169,7 +169,10 @@ impl Filesystem {
                 }
             }
             match r {
-                Ok(()) => f.ack(seq),
+                Ok(()) => {
+                    f.ack(seq);
+                    fs.write_landed(&f);
+                }
                 Err(e) if e.is_dead() => {
                     // The replay in `recover` sends this write again.
                     let _ = fs.recover(&f, &conn).await;
