@@ -555,3 +555,44 @@ fn verify_writes_does_not_call_a_change_on_the_server_corruption() {
         m.stderr()
     );
 }
+
+/// ProFTPD computes hashes itself (`check-file-name`/`check-file-handle`): the digests are
+/// its, equal to sha256sum/md5sum of its files, and verify_writes works with no shell at
+/// all (ProFTPD has none to offer).
+#[test]
+fn proftpd_hashes_by_check_file_without_a_shell() {
+    let server = Server::proftpd(true);
+    let w = server.remote("w");
+    make_tricky_tree(&w);
+    let m = server.mount("w", &["verify_writes"]);
+    for n in [&b"a b"[..], b"-rf", b"new\nline", b"caf\xe9 \xff"] {
+        let p = path_of(&m.mnt, n);
+        let got =
+            getxattr(&p, "user.sftpfs.sha256").unwrap_or_else(|e| panic!("{}", errno_name(e)));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            on_server("sha256sum", &path_of(&w, n))
+        );
+        let md5 = getxattr(&p, "user.sftpfs.md5").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&md5),
+            on_server("md5sum", &path_of(&w, n))
+        );
+    }
+    // blake2b: neither check-file nor a command here.
+    assert_eq!(
+        getxattr(&m.path("a"), "user.sftpfs.blake2b"),
+        Err(libc::ENODATA)
+    );
+    let data = random_bytes(70_000, 4);
+    write_and_close(&m.path("written"), &data).unwrap();
+    assert_eq!(fs::read(w.join("written")).unwrap(), data);
+    let st = status_json(&m.mnt);
+    assert!(
+        st["verify_writes"]["verified"].as_u64().unwrap() >= 1,
+        "{st}\n{}",
+        m.stderr()
+    );
+    let means = st["hashes"]["means"].as_str().unwrap();
+    assert!(means.contains("by check-file"), "{st}");
+}

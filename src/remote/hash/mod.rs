@@ -377,11 +377,21 @@ impl ServerHashes {
         algo: Algo,
         patience: Duration,
     ) -> Result<Vec<u8>, HashError> {
-        let r = match open {
+        // By the handle first: the open file itself, whatever its name is now. A handle
+        // open only for writing is refused (ProFTPD: EACCES, as the draft asks for read
+        // access): then by name.
+        let by_handle = match open {
             Some((c, h)) if c.is_alive() => {
-                ask_extension(route, c.clone(), Target::Handle(h), algo, patience).await
+                match ask_extension(route, c.clone(), Target::Handle(h), algo, patience).await {
+                    Err(e) if matches!(e.errno(), libc::EACCES | libc::EPERM) => None,
+                    r => Some(r),
+                }
             }
-            _ => {
+            _ => None,
+        };
+        let r = match by_handle {
+            Some(r) => r,
+            None => {
                 let c = self.pool.any().await.map_err(HashError::remote)?;
                 let target = Target::Path(path);
                 match ask_extension(route, c.clone(), target, algo, patience).await {
