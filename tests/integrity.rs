@@ -596,3 +596,40 @@ fn proftpd_hashes_by_check_file_without_a_shell() {
     let means = st["hashes"]["means"].as_str().unwrap();
     assert!(means.contains("by check-file"), "{st}");
 }
+
+/// What crosses the link (counted by a relay in front of sshd): a server-side hash of a
+/// 64 MiB file is a few KiB of exec channel; verify_writes adds a few KiB to a 32 MiB
+/// write, not a second copy.
+#[test]
+fn hashes_cost_kilobytes_on_the_link_not_the_file() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let big = random_bytes(64 << 20, 8);
+    fs::write(s.remote("w/big"), &big).unwrap();
+    let proxy = support::proxy::Proxy::start(s.port);
+    let m = Mount::via_port(&s, proxy.port(), "w", &["verify_writes"]);
+    // The probe at mount is done once the status shows the command's means.
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        status_json(&m.mnt)["hashes"]["means"]
+            .as_str()
+            .is_some_and(|t| t.contains("a command"))
+    }));
+    let before = proxy.bytes();
+    let got = getxattr(&m.path("big"), "user.sftpfs.sha256").unwrap();
+    let hashed = proxy.bytes() - before;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        on_server("sha256sum", &s.remote("w/big"))
+    );
+    eprintln!("getxattr of 64 MiB: {hashed} bytes on the link");
+    assert!(hashed < 16 << 10, "{hashed} bytes");
+
+    let data = random_bytes(32 << 20, 9);
+    let before = proxy.bytes();
+    write_and_close(&m.path("copy"), &data).unwrap();
+    let wrote = proxy.bytes() - before;
+    let v = &status_json(&m.mnt)["verify_writes"];
+    assert!(v["verified"].as_u64().unwrap() >= 1, "{v}");
+    eprintln!("32 MiB written with verify_writes: {wrote} bytes on the link");
+    assert!(wrote < data.len() as u64 + (1 << 20), "{wrote} bytes");
+}
