@@ -209,7 +209,11 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     if let Some(r) = ready {
         r.ready();
     }
-    let served = mount::serve(session, signals, &cfg.mountpoint, rt.handle());
+    let land = {
+        let fs = fs.clone();
+        futures::FutureExt::boxed(async move { fs.land_before_exit().await })
+    };
+    let served = mount::serve(session, signals, &cfg.mountpoint, rt.handle(), land);
     fs.shutdown();
     pool.shutdown();
     served.map_err(|e| format!("FUSE session ended with an error: {e}"))

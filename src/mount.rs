@@ -109,11 +109,15 @@ impl Signals {
     }
 }
 
+/// Serves the session until it ends. A signal unmounts; when the mount cannot go at once
+/// (busy, or detached already), what `land` sends (writes already answered to programs)
+/// is on the server before the process exits.
 pub fn serve(
     mut session: Session<FuseAdapter>,
     mut signals: Signals,
     mountpoint: &std::path::Path,
     rt: &tokio::runtime::Handle,
+    land: futures::future::BoxFuture<'static, ()>,
 ) -> std::io::Result<()> {
     let unmounter = Arc::new(Mutex::new(session.unmount_callable()));
     let mountpoint = mountpoint.to_path_buf();
@@ -132,18 +136,21 @@ pub fn serve(
             _ = hup => {}
         }
         tracing::info!("signal received, unmounting");
-        if let Err(e) = unmounter.lock().unwrap().unmount() {
+        let unmounted = unmounter.lock().unwrap().unmount();
+        if let Err(e) = unmounted {
             if ours.is_some() && mounted_device(&mountpoint) != ours {
                 // Detached already (`umount -l`) while a request was pending: the kernel
                 // keeps the session until that request ends, which may be never. Nothing is
                 // left to unmount; the signal asked us to go.
                 tracing::info!("{} was detached already; exiting", mountpoint.display());
+                land.await;
                 std::process::exit(0);
             }
             // Busy (a file is open): detach it as sshfs does; the session loop would wait
             // for the last user, so end here. Open files then get ENOTCONN.
             tracing::warn!("unmount: {e}; detaching the busy mount");
             if lazy_unmount(&mountpoint) {
+                land.await;
                 std::process::exit(0);
             }
             tracing::error!("cannot unmount {}", mountpoint.display());

@@ -194,6 +194,47 @@ fn sigterm_with_a_file_open_still_ends_the_process() {
     drop(f);
 }
 
+/// `systemctl stop` of an asynchronous mount that a program still uses: the unmount is
+/// busy, the mount is detached, and what programs were told was written still reaches the
+/// server before the process exits.
+#[test]
+fn sigterm_with_a_file_open_lands_what_was_queued_first() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let p = support::proxy::Proxy::start(s.port);
+    let mut m = Mount::via_port(&s, p.port(), "w", &["async_writes"]);
+    let mut held = fs::File::create(m.path("held-open")).unwrap();
+    std::io::Write::write_all(&mut held, b"held").unwrap();
+    fs::create_dir(m.path("new")).unwrap();
+    // The link stops for a while: what follows waits in the queue when the signal comes.
+    p.stall();
+    let body = |i: usize| random_bytes(64 << 10, i as u64);
+    for i in 0..50 {
+        fs::write(m.path(&format!("new/f{i}")), body(i)).unwrap();
+    }
+    let log = m.log.clone();
+    let status = std::thread::scope(|t| {
+        t.spawn(|| {
+            // The link comes back once the process was asked to go and found the mount busy.
+            wait_until(EXIT_DEADLINE, || {
+                fs::read_to_string(&log).is_ok_and(|l| l.contains("detaching the busy mount"))
+            });
+            p.resume();
+        });
+        m.stop(Stop::Sigterm)
+    });
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    let lost: Vec<usize> = (0..50)
+        .filter(|&i| fs::read(s.remote(&format!("w/new/f{i}"))).ok() != Some(body(i)))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "not on the server after the exit: {lost:?}"
+    );
+    assert_eq!(fs::read(s.remote("w/held-open")).unwrap(), b"held");
+    drop(held);
+}
+
 #[test]
 fn options_may_come_before_the_positionals() {
     let s = Sshd::start();

@@ -6,7 +6,6 @@ mod support;
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -266,6 +265,64 @@ fn a_file_open_for_reading_survives_its_name_going_on_the_server_async() {
     read_after_server_removal(&["async_writes"]);
 }
 
+/// A program writes a file on without pause through a slow link, so that its queue of writes
+/// never empties; meanwhile another program stats it by name, and gets an answer once what
+/// was written before it asked has landed, not when the writer stops.
+#[test]
+fn a_stat_beside_a_writer_that_never_pauses_is_answered() {
+    let s = Sshd::start();
+    fs::create_dir_all(s.remote("w")).unwrap();
+    let p = support::proxy::Proxy::start(s.port);
+    p.delay(Duration::from_millis(20));
+    let m = Mount::via_port(&s, p.port(), "w", &[]);
+    const CAP: u64 = 1 << 29;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, stop) = (m.path("big"), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = fs::File::create(path).unwrap();
+            let chunk = vec![7u8; 64 << 10];
+            let mut written = 0u64;
+            while !stop.load(Ordering::SeqCst) && written < CAP {
+                f.write_all(&chunk).unwrap();
+                written += chunk.len() as u64;
+            }
+            f.sync_all().unwrap();
+            written
+        })
+    };
+    let remote = s.remote("w/big");
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            fs::metadata(&remote).is_ok_and(|md| md.len() > 0)
+        }),
+        "the first writes never landed"
+    );
+    let run = run_to_exit(
+        {
+            let mut c = Command::new("stat");
+            c.arg(m.path("big"));
+            c
+        },
+        m.dir,
+        Duration::from_secs(60),
+    );
+    stop.store(true, Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "stat beside the writer: {:?} {}",
+        run.status,
+        run.stderr
+    );
+    assert!(
+        written < CAP,
+        "the writer stopped on its own before stat answered"
+    );
+    assert_eq!(fs::metadata(&remote).unwrap().len(), written);
+}
+
 const TIME_WRITER: &str = r#"
 import os, sys, time
 path, rounds = sys.argv[1], int(sys.argv[2])
@@ -323,40 +380,6 @@ fn a_listing_racing_a_write_never_brings_back_the_older_time() {
     );
 }
 
-/// A small C project, archived: `src/fNN.c`, `main.c` and a Makefile that builds each
-/// object from its source and links them.
-fn c_project(parent: &Path, files: usize) -> PathBuf {
-    let root = parent.join("proj");
-    fs::create_dir_all(root.join("src")).unwrap();
-    let mut main = String::new();
-    let mut objs = Vec::new();
-    for i in 0..files {
-        fs::write(
-            root.join(format!("src/f{i:02}.c")),
-            format!("int f{i:02}(int x) {{ return x + {i}; }}\n"),
-        )
-        .unwrap();
-        main.push_str(&format!("int f{i:02}(int);\n"));
-        objs.push(format!("src/f{i:02}.o"));
-    }
-    let calls: String = (0..files).map(|i| format!(" + f{i:02}(1)")).collect();
-    main.push_str(&format!(
-        "int main(void) {{ return 0{calls} > 0 ? 0 : 1; }}\n"
-    ));
-    fs::write(root.join("main.c"), main).unwrap();
-    fs::write(
-        root.join("Makefile"),
-        format!(
-            "OBJS = main.o {}\nprog: $(OBJS)\n\tcc -o $@ $(OBJS)\n%.o: %.c\n\tcc -c -o $@ $<\n",
-            objs.join(" ")
-        ),
-    )
-    .unwrap();
-    let tar = tarball(parent, "proj");
-    fs::remove_dir_all(&root).unwrap();
-    tar
-}
-
 /// `make` after `tar x`, a no-op `make`, then a source touched a second later: the next
 /// `make` rebuilds that object and only it, in each of `rounds` rounds.
 fn make_sees_a_touch(extra: &[&str], rounds: usize) {
@@ -364,54 +387,29 @@ fn make_sees_a_touch(extra: &[&str], rounds: usize) {
     fs::create_dir_all(s.remote("w")).unwrap();
     let tar = c_project(&s.dir, 10);
     let m = Mount::new(&s, "w", extra);
-    let make = |dir: &Path| {
-        let out = Command::new("make").arg("-C").arg(dir).output().unwrap();
-        assert!(
-            out.status.success(),
-            "make: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    let compiled = |out: &str| -> Vec<String> {
-        (out.lines())
-            .filter_map(|l| l.strip_prefix("cc -c -o "))
-            .map(|l| l.split_whitespace().next().unwrap().to_string())
-            .collect()
-    };
     for round in 0..rounds {
         let dir = m.path(&format!("r{round}"));
         fs::create_dir(&dir).unwrap();
         sh(&dir, "tar", &["-xf", tar.to_str().unwrap()]);
         let proj = dir.join("proj");
-        let out = Command::new("make")
-            .args(["-j2", "-C"])
-            .arg(&proj)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make -j2: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let again = make(&proj);
+        make(&proj, &["-j2"]);
+        let again = make(&proj, &[]);
         assert!(
             compiled(&again).is_empty(),
             "round {round}: a make right after a full build rebuilt {:?}",
             compiled(&again)
         );
-        // make compares times in whole seconds as SFTP keeps them: the touch must land in a
-        // later second than the build.
-        std::thread::sleep(Duration::from_millis(1100));
+        // The touch must land in a later second than the build.
         let src = proj.join("src/f07.c");
         let before = fs::metadata(&src).unwrap().modified().unwrap();
+        wait_for_a_later_second(fs::metadata(proj.join("prog")).unwrap().modified().unwrap());
         sh(&proj, "touch", &["src/f07.c"]);
         let touched = fs::metadata(&src).unwrap().modified().unwrap();
         assert!(
             touched > before,
             "round {round}: touch did not move the time"
         );
-        let out = make(&proj);
+        let out = make(&proj, &[]);
         let after = fs::metadata(&src).unwrap().modified().unwrap();
         assert!(
             after >= touched,

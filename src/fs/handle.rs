@@ -161,9 +161,8 @@ impl OpenFile {
     pub fn ack(&self, seq: u64) {
         let mut q = self.writes.lock().unwrap();
         let done = q.pending.remove(&seq);
-        if q.pending.is_empty() {
-            self.drained.notify_waiters();
-        }
+        // Each waiter waits for the writes made before it asked: any may be done now.
+        self.drained.notify_waiters();
         // Its change counts as done only now, and takes the inode table's lock: not under
         // the queue's.
         drop(q);
@@ -205,13 +204,23 @@ impl OpenFile {
             .collect()
     }
 
-    /// Waits until every write made so far is acknowledged or failed.
+    /// Waits until every write made so far is acknowledged or failed. Not for the writes
+    /// made after the call: with another program writing on, the queue may never be empty.
     pub async fn drain(&self) {
+        let upto = self.writes.lock().unwrap().next_seq;
         loop {
             let notified = self.drained.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if !self.has_pending() {
+            if self
+                .writes
+                .lock()
+                .unwrap()
+                .pending
+                .range(..upto)
+                .next()
+                .is_none()
+            {
                 return;
             }
             notified.await;
@@ -227,6 +236,10 @@ pub struct DirListing {
     /// The kernel was told to forget names here after the snapshot was taken (refresh,
     /// revalidation): entries it hands out now must not outlive a moment in the kernel.
     pub outdated: std::sync::atomic::AtomicBool,
+    /// The directory's change generation when the snapshot's listing was asked for: a
+    /// change made here since (a name renamed away, a file rewritten) makes every entry
+    /// possibly older than the change.
+    pub generation: u64,
 }
 
 /// Objects by number, never reusing a number during the mount.

@@ -9,6 +9,7 @@
 //!   [`Mount::background`] runs it without `-f` and checks the parent's exit status.
 //! - [`run_to_exit`] runs the binary (or anything) with a deadline, for the bad-input cases.
 //!
+//! - [`c_project`], [`make`]: a small C project for `make` on a mount (`make.rs`).
 //! - [`Server`]: SFTP servers of other implementations (ProFTPD, rclone, AsyncSSH,
 //!   gesftpserver, Dropbear), one file each, confined to their temp dir (`servers.rs`).
 //!
@@ -26,6 +27,7 @@ mod environment;
 mod errors;
 mod faults;
 mod gesftpserver;
+mod make;
 mod mount;
 mod mountinfo;
 mod process;
@@ -47,6 +49,7 @@ pub use self::{
     errors::{assert_errno, errno, errno_name},
     faults::Frozen,
     gesftpserver::GESFTPSERVER,
+    make::{c_project, compiled, linked, make, wait_for_a_later_second},
     mount::{wait_visible, Mount, Stop},
     mountinfo::{is_mounted, mount_at, mountinfo, MountInfo},
     process::{

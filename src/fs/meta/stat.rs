@@ -32,6 +32,10 @@ impl Filesystem {
     ) -> FsResult<(FileAttr, bool)> {
         let path = self.child_path(parent, name)?;
         self.in_use.touch(crate::fs::names::inode::parent_of(&path));
+        // Writes queued here land first, as for getattr: the server's answer (or a listing
+        // read before them) has the mtime from before them, and the kernel would keep it.
+        let ino = self.inodes.lock().unwrap().ino_for(&path);
+        self.drain_inode(ino).await;
         if let Some(e) = self.cache.attrs(&path) {
             return Ok((self.entry(&path, &e.attrs, e.nlink), true));
         }

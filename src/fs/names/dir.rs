@@ -56,8 +56,9 @@ pub struct DirItem<'a> {
     pub name: &'a [u8],
     /// Attributes from READDIR, for readdirplus.
     pub attr: FileAttr,
-    /// From a snapshot older than what the kernel was last told to forget: to be cached by
-    /// the kernel for no time, or it would bring back an entry just forgotten.
+    /// From a snapshot older than a change made here, or than what the kernel was last told
+    /// to forget: to be cached by the kernel for no time, or it would bring back a name or
+    /// a size the change (or the forgetting) did away with.
     pub outdated: bool,
 }
 
@@ -236,22 +237,31 @@ impl Filesystem {
                 .map(|(n, _)| join(dir, n))
                 .collect()
         };
-        for sub in subdirs {
-            if self.cache.peek_listing(&sub).is_some() {
-                continue;
-            }
-            let fs = self.clone();
-            tokio::spawn(async move {
-                // Bounded parallelism; closed at unmount, which cancels what waits.
-                let Ok(_slot) = fs.prefetch_slots.clone().acquire_owned().await else {
+        // One task walks the subdirectories and starts a fetch as a slot frees: however many
+        // a listing names, no more tasks than slots (and this one) exist at once.
+        let fs = self.clone();
+        tokio::spawn(async move {
+            for sub in subdirs {
+                if fs.cache.peek_listing(&sub).is_some() {
+                    continue;
+                }
+                // Bounded parallelism; closed at unmount, which ends the walk.
+                let Ok(slot) = fs.prefetch_slots.clone().acquire_owned().await else {
                     return;
                 };
-                if fs.stopping.load(Ordering::SeqCst) || fs.cache.peek_listing(&sub).is_some() {
+                if fs.stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                let _ = fs.listing_shared(&sub, Purpose::Ahead).await;
-            });
-        }
+                if fs.cache.peek_listing(&sub).is_some() {
+                    continue;
+                }
+                let fs = fs.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let _ = fs.listing_shared(&sub, Purpose::Ahead).await;
+                });
+            }
+        });
     }
 
     pub async fn opendir(self: &Arc<Self>, ino: u64) -> FsResult<u64> {
@@ -271,13 +281,15 @@ impl Filesystem {
             // size): read again.
             listing = self.fetch_listing(&path).await?;
         }
-        let entries: Vec<(Vec<u8>, Entry)> = listing
-            .lock()
-            .unwrap()
-            .entries
-            .iter()
-            .map(|(n, e)| (n.clone(), e.clone()))
-            .collect();
+        let (entries, generation) = {
+            let l = listing.lock().unwrap();
+            let entries: Vec<(Vec<u8>, Entry)> = l
+                .entries
+                .iter()
+                .map(|(n, e)| (n.clone(), e.clone()))
+                .collect();
+            (entries, l.generation)
+        };
         self.prefetch_children(&path, &listing);
         self.file_ahead
             .listed(&path, entries.iter().map(|(n, _)| n.clone()).collect());
@@ -285,6 +297,7 @@ impl Filesystem {
             ino,
             entries,
             outdated: Default::default(),
+            generation,
         }))
     }
 
@@ -298,9 +311,14 @@ impl Filesystem {
         mut sink: impl FnMut(DirItem) -> bool,
     ) -> FsResult<()> {
         let d = self.dirs.get(fh).ok_or(FsError::new(libc::EBADF))?;
-        let outdated = d.outdated.load(Ordering::SeqCst);
         let mut t = self.inodes.lock().unwrap();
         let path = t.path(d.ino).unwrap_or_default();
+        // Changed here since the listing was asked for: its entries may say what was before
+        // the change (a name since renamed away, a size since rewritten). Handed to the
+        // kernel for no time, so that its next use asks (lookup, getattr), answered by what
+        // the mount knows now.
+        let outdated =
+            d.outdated.load(Ordering::SeqCst) || self.cache.generation(&path) != d.generation;
         let dir_attrs = Attrs {
             permissions: Some(libc::S_IFDIR | 0o755),
             ..Attrs::default()
@@ -336,7 +354,8 @@ impl Filesystem {
                         kind: file_type(mode),
                         name,
                         attr: self.attr_in(&t, ino, &e.attrs, nlink),
-                        outdated,
+                        // A write still on its way: the server's mtime is from before it.
+                        outdated: outdated || t.change_on_its_way(ino),
                     });
                     if ok && plus {
                         t.lookup(&child);

@@ -321,6 +321,12 @@ impl InodeTable {
         Some(self.changes.get(&ino).map_or((0, 0), |c| (c.begun, c.done)))
     }
 
+    /// Whether a change of `ino` (a queued write, a time set) is on its way to the server:
+    /// what the server says of the file meanwhile may be from before it.
+    pub fn change_on_its_way(&self, ino: u64) -> bool {
+        self.changes.get(&ino).is_some_and(|c| c.begun != c.done)
+    }
+
     /// No change of `ino` was on its way at `mark`, nor began since: attributes read in
     /// between are current.
     pub fn quiet_since(&self, ino: u64, mark: AttrMark) -> bool {

@@ -27,6 +27,10 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use crate::fs::names::inode::{parent_of, within, AttrChangeGuard, InodeTable, RelPath};
 use crate::fs::{Filesystem, FsError, FsResult};
 use crate::remote::protocol::*;
+
+/// How long a process asked to go with its mount busy still sends what programs were told
+/// was written (systemd waits 90 s before it kills).
+pub const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 use crate::remote::{Attrs, Conn, Handle, RemoteError};
 
 /// Operations queued at most; one more waits for room.
@@ -398,6 +402,27 @@ impl Filesystem {
                 tracing::info!("waiting for {} queued operations", j.status().queued);
             }
             j.settle().await;
+        }
+    }
+
+    /// Before the process exits with the mount still busy: what the asynchronous queue and
+    /// the open files' write-behind hold lands, for at most [`EXIT_GRACE`]; what could not
+    /// is named in the log.
+    pub async fn land_before_exit(&self) {
+        let all = async {
+            self.settle_all().await;
+            for f in self.files.all(|f| f.has_pending()) {
+                f.drain().await;
+            }
+        };
+        if tokio::time::timeout(EXIT_GRACE, all).await.is_err() {
+            let queued = self.journal().map_or(0, |j| j.status().queued);
+            let files = self.files.all(|f| f.has_pending()).len();
+            tracing::error!(
+                "exiting with writes not on the server after {} s: {queued} queued operations, \
+                 {files} open files with writes unanswered",
+                EXIT_GRACE.as_secs()
+            );
         }
     }
 

@@ -94,6 +94,28 @@ pub struct Asked {
     pub ahead: bool,
 }
 
+/// Entries of all cached listings together, past which the least recently used listings
+/// go: a server's directories of 10,000 names each, a thousand of them, are not all held.
+pub const LISTED_ENTRIES_KEPT: usize = 500_000;
+
+/// Drops the least recently used listings until those left hold at most `most` entries
+/// (the newest one stays, whatever its size: it was just asked for).
+pub(super) fn keep_within(
+    dirs: &mut lru::LruCache<Vec<u8>, Timed<Arc<Mutex<Listing>>>>,
+    most: usize,
+) {
+    let mut held: usize = dirs
+        .iter()
+        .map(|(_, t)| t.value.lock().unwrap().entries.len())
+        .sum();
+    while held > most && dirs.len() > 1 {
+        match dirs.pop_lru() {
+            Some((_, t)) => held -= t.value.lock().unwrap().entries.len().min(held),
+            None => break,
+        }
+    }
+}
+
 /// What a cached listing says about one name.
 pub enum Known {
     Present(Entry),
@@ -253,14 +275,23 @@ impl MetaCache {
         };
         let now = Instant::now();
         {
+            // A file with a write on its way: the server answered with its size and mtime
+            // from before it, which no later landing would take back from the attributes.
+            let changing: Vec<bool> = {
+                let t = self.inodes.lock().unwrap();
+                entries
+                    .iter()
+                    .map(|e| t.change_on_its_way(t.ino_for(&join(dir, &e.name))))
+                    .collect()
+            };
             let mut attrs = self.attrs.lock().unwrap();
-            for e in entries {
+            for (e, changing) in entries.iter().zip(changing) {
                 let entry = Entry {
                     attrs: e.attrs.clone(),
                     nlink: e.nlink,
-                    stale: false,
+                    stale: changing,
                 };
-                if keep {
+                if keep && !changing {
                     attrs.put(
                         join(dir, &e.name),
                         Timed {
@@ -283,13 +314,16 @@ impl MetaCache {
         }
         let l = Arc::new(Mutex::new(l));
         if keep {
-            self.dirs.lock().unwrap().put(
+            let mut dirs = self.dirs.lock().unwrap();
+            dirs.put(
                 dir.to_vec(),
                 Timed {
                     value: l.clone(),
                     until: now + self.opts.dir_ttl,
                 },
             );
+            keep_within(&mut dirs, LISTED_ENTRIES_KEPT);
+            drop(dirs);
             self.clean_if_due();
         }
         l

@@ -552,6 +552,54 @@ mod tests {
         assert_eq!(c.attrs(b"d/a").unwrap().attrs.size, Some(100));
     }
 
+    /// `ls -l` beside a program writing a file it keeps open: the listing is asked for and
+    /// answered while the write is queued, with the file's mtime from before it. Kept as
+    /// the file's attributes, `stat` showed that mtime after the write had landed.
+    #[test]
+    fn a_listing_answered_while_a_write_is_queued_keeps_no_attributes_of_that_file() {
+        let inodes: Arc<Mutex<InodeTable>> = Default::default();
+        let c = MetaCache::new(CacheOptions::default(), inodes.clone());
+        let ino = inodes.lock().unwrap().lookup(b"d/a");
+        let write = InodeTable::begin_attr_change(&inodes, ino);
+        c.mark_written(b"d/a");
+        let l = c.put_listing(
+            b"d",
+            &[entry("a", 100), entry("b", 2)],
+            c.generation(b"d"),
+            || {},
+        );
+        assert!(l.lock().unwrap().entries[&b"a".to_vec()].stale);
+        drop(write);
+        c.write_landed(b"d/a");
+        assert!(
+            c.attrs(b"d/a").is_none(),
+            "the size and mtime from before the write"
+        );
+        assert_eq!(c.attrs(b"d/b").unwrap().attrs.size, Some(2));
+    }
+
+    /// A server with a thousand directories of 10,000 names each: the listings kept hold a
+    /// bounded number of entries together, the least recently used going first.
+    #[test]
+    fn listings_kept_hold_a_bounded_number_of_entries() {
+        let c = MetaCache::new(CacheOptions::default(), Default::default());
+        let names: Vec<NameEntry> = (0..100).map(|i| entry(&format!("n{i}"), 1)).collect();
+        for d in ["a", "b", "c", "d"] {
+            c.put_listing(d.as_bytes(), &names, c.generation(d.as_bytes()), || {});
+        }
+        let _ = c.listing(b"a");
+        let mut dirs = c.dirs.lock().unwrap();
+        listings::keep_within(&mut dirs, 250);
+        let kept: Vec<Vec<u8>> = dirs.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            kept,
+            vec![b"a".to_vec(), b"d".to_vec()],
+            "most recently used first"
+        );
+        listings::keep_within(&mut dirs, 10);
+        assert_eq!(dirs.len(), 1, "the newest stays, whatever its size");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_listing_fetched_ahead_serves_its_first_use_only_while_young() {
         let c = MetaCache::new(CacheOptions::default(), Default::default());
