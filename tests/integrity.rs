@@ -633,3 +633,56 @@ fn hashes_cost_kilobytes_on_the_link_not_the_file() {
     eprintln!("32 MiB written with verify_writes: {wrote} bytes on the link");
     assert!(wrote < data.len() as u64 + (1 << 20), "{wrote} bytes");
 }
+
+/// Checks while the file is being written: another descriptor opened and closed (a check
+/// at each close) beside a writer that never pauses, on an honest server. No check may call
+/// the bytes still on their way a mismatch; the writer's own close is verified.
+#[test]
+fn verify_writes_checks_beside_a_running_writer_never_fail_wrongly() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let m = Mount::new(&s, "w", &["verify_writes"]);
+    let p = m.path("growing");
+    let mut w = fs::File::create(&p).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let closes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let closer = {
+        let (p, done, count) = (p.clone(), done.clone(), closes.clone());
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut n = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+                if let Err(e) = close(f) {
+                    failures.push(e);
+                }
+                n += 1;
+                count.store(n, std::sync::atomic::Ordering::SeqCst);
+            }
+            (n, failures)
+        })
+    };
+    let mut all = Vec::new();
+    // Until the other descriptor was closed (and checked) 8 times, at most 12 MB.
+    for i in 0..3_000u64 {
+        if closes.load(std::sync::atomic::Ordering::SeqCst) >= 8 {
+            break;
+        }
+        let chunk = random_bytes(4000, 100 + i);
+        w.write_all(&chunk).unwrap();
+        all.extend_from_slice(&chunk);
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (closes, failures) = closer.join().unwrap();
+    assert_eq!(close(w), Ok(()), "{}", m.stderr());
+    assert!(
+        failures.is_empty(),
+        "{failures:?} in {closes} closes:\n{}",
+        m.stderr()
+    );
+    assert_eq!(fs::read(s.remote("w/growing")).unwrap(), all);
+    let v = &status_json(&m.mnt)["verify_writes"];
+    assert_eq!(v["mismatched"], 0, "{v}");
+    assert!(v["verified"].as_u64().unwrap() >= 1, "{v}");
+    eprintln!("{closes} closes beside the writer: {v}");
+}

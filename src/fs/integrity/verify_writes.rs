@@ -159,8 +159,9 @@ impl Filesystem {
         }
     }
 
-    /// `data` is being sent at `offset` through `f`: into its file's digest, and what is
-    /// known of the file's digests is out of date.
+    /// `data` was queued at `offset` through `f`: into its file's digest, and what is known
+    /// of the file's digests is out of date. Fed after queueing, so that a check that
+    /// counts the bytes (`verify_written`) waits for them to land.
     pub(in crate::fs) fn feed_write_digest(&self, f: &Arc<OpenFile>, offset: u64, data: &[u8]) {
         self.integrity.digests.data_changed(f.ino);
         if let Some(w) = self.integrity.written.0.lock().unwrap().get_mut(&f.ino) {
@@ -239,8 +240,6 @@ impl Filesystem {
         if self.integrity.opts.verify_writes.is_none() || !f.writable {
             return None;
         }
-        // Every descriptor's writes: the file as this mount wrote it.
-        self.drain_inode(f.ino).await;
         let (algo, next, local, landed, memo) = {
             let files = self.integrity.written.0.lock().unwrap();
             let w = files.get(&f.ino)?;
@@ -256,6 +255,9 @@ impl Filesystem {
         if let Some(o) = memo {
             return (o == Outcome::Mismatched).then_some(libc::EIO);
         }
+        // Every descriptor's writes counted above were queued before this: the file as this
+        // mount wrote it, once they land.
+        self.drain_inode(f.ino).await;
         let outcome = self.check_written(f, algo, next, local, landed).await;
         let c = &self.integrity.counters;
         match outcome {
