@@ -215,6 +215,10 @@ pub struct FsConfig {
     pub sync_writes: bool,
     /// `async_writes`: changes are answered once queued.
     pub async_writes: bool,
+    /// `verify_writes`: a file written whole is checked against the server's hash at close.
+    pub verify_writes: bool,
+    /// `hash_command=`: how the server computes hashes by a command (probe, given, none).
+    pub hash_command: crate::remote::hash::HashCommand,
     /// sshfs's cache cleaning: expired entries are dropped every `dcache_clean_interval`, and
     /// never more often than `dcache_min_clean_interval` (when the cache is over its size).
     pub dcache_clean_interval: Duration,

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use sftpfs::cli::{self, Command};
 use sftpfs::config::{IdMapMode, MountConfig};
 use sftpfs::env::Env;
+use sftpfs::fs::integrity::IntegrityOptions;
 use sftpfs::fs::meta::attr::{idmap, IdMap};
 use sftpfs::fs::names::charset::NameCharsets;
 use sftpfs::fs::{AttrPolicy, CacheOptions, Filesystem, Options, SymlinkPolicy};
 use sftpfs::fuse::FuseAdapter;
+use sftpfs::remote::hash::{Algo, ServerHashes};
 use sftpfs::remote::{transport_for, Pool, PoolOptions, Transport};
 use sftpfs::{connect, daemon, logging, mount};
 
@@ -37,6 +39,15 @@ fn main() -> ExitCode {
             ))
         }
         Ok(Command::Status(req)) => return exit_with(sftpfs::status::client::run(&req)),
+        Ok(Command::Verify(req)) => {
+            return match sftpfs::status::verify::run(&req) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("sftpfs: verify: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Err(e) => {
             eprintln!("sftpfs: {e}");
             return ExitCode::from(1);
@@ -98,6 +109,8 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let transport: Arc<dyn Transport> = transport_for(&cfg)?;
+    // Hashes by a command on the server run beside the pool's sessions, on its connections.
+    let exec_transport = transport.clone();
     // A transport may allow fewer connections (passive: one, never replaced).
     let pool_options = PoolOptions {
         max_conns: transport
@@ -140,7 +153,24 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         IdMapMode::User => idmap::for_user(home_owner)?,
         IdMapMode::File => file_idmap.expect("loaded above"),
     };
-    let fs = Filesystem::new(pool.clone(), root, fs_options(&cfg, idmap));
+    let hashes = ServerHashes::new(
+        pool.clone(),
+        exec_transport,
+        cfg.fs.hash_command.clone(),
+        cfg.fs.request_timeout,
+    );
+    let verify_writes = match cfg.fs.verify_writes {
+        true => Some(rt.block_on(verify_writes_algorithm(&hashes))?),
+        false => None,
+    };
+    let mut options = fs_options(&cfg, idmap);
+    options.integrity = IntegrityOptions {
+        hashes: Some(hashes.clone()),
+        verify_writes,
+    };
+    // What the server can hash, found once in the background (for `sftpfs status`).
+    rt.spawn(async move { hashes.available().await });
+    let fs = Filesystem::new(pool.clone(), root, options);
     let adapter = FuseAdapter::new(
         fs.clone(),
         rt.handle().clone(),
@@ -186,6 +216,21 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     fs.shutdown();
     pool.shutdown();
     served.map_err(|e| format!("FUSE session ended with an error: {e}"))
+}
+
+/// `verify_writes`: the best hash the server computes; none is the mount's failure.
+async fn verify_writes_algorithm(hashes: &ServerHashes) -> Result<Algo, String> {
+    match hashes.best().await {
+        Some(a) => {
+            tracing::info!("verify_writes: files written whole are checked by {a}");
+            Ok(a)
+        }
+        None => Err(format!(
+            "-o verify_writes: this server computes no hash ({}); mount without \
+             verify_writes, or give -o hash_command=",
+            hashes.status().missing
+        )),
+    }
 }
 
 fn status_info(cfg: &MountConfig) -> sftpfs::status::server::MountInfo {
