@@ -148,7 +148,7 @@ struct Entry {
     bytes: Option<OwnedSemaphorePermit>,
     /// A change of a file's data or attributes, on its way until answered: attributes read
     /// meanwhile may predate it (see `Filesystem::server_caught_up`).
-    _change: Option<AttrChangeGuard>,
+    change: Option<AttrChangeGuard>,
 }
 
 impl Entry {
@@ -352,6 +352,11 @@ impl Journal {
 
     /// `seq` was answered (or failed with `err`): it leaves the journal.
     fn finish(&self, seq: u64, err: Option<(&'static str, RelPath, i32)>) {
+        // Its change counts as done before it leaves: whoever waited for the journal then
+        // takes a mark that shows it done (see `OpenFile::ack`). Counting takes the inode
+        // table's lock: not under the journal's.
+        let change = (self.state.lock().unwrap().ops.get_mut(&seq)).and_then(|e| e.change.take());
+        drop(change);
         let mut s = self.state.lock().unwrap();
         s.running -= 1;
         let e = s.ops.remove(&seq);
@@ -483,7 +488,7 @@ impl Filesystem {
                     running: false,
                     _room: room,
                     bytes,
-                    _change: change,
+                    change,
                 },
             );
         }
