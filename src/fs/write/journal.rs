@@ -95,6 +95,9 @@ pub struct JFile {
     recovering: tokio::sync::Mutex<()>,
     /// The OPEN to create it again when the first one's answer was lost.
     create_again: u32,
+    /// Its CLOSE is queued (set under the journal's lock): a change found it by its node
+    /// before the kernel's release took it away goes by name, after the CLOSE.
+    closing: AtomicBool,
 }
 
 impl JFile {
@@ -238,6 +241,7 @@ impl Journal {
             replayed_upto: AtomicU64::new(0),
             recovering: tokio::sync::Mutex::new(()),
             create_again: SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC,
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -477,6 +481,20 @@ impl Filesystem {
         });
         {
             let mut s = j.state.lock().unwrap();
+            let (op, file) = match (op, file) {
+                // Its handle is closed, or about to be (a chmod by name racing the release
+                // of its last descriptor, as git's filemode probe does): SETSTAT by name,
+                // which waits for the CLOSE (same path).
+                (Op::FSetStat(a), Some(f)) if f.closing.load(Ordering::SeqCst) => {
+                    (Op::SetStat(a), None)
+                }
+                (op, file) => {
+                    if let (Op::Close, Some(f)) = (&op, file) {
+                        f.closing.store(true, Ordering::SeqCst);
+                    }
+                    (op, file)
+                }
+            };
             let seq = s.next_seq;
             s.next_seq += 1;
             s.ops.insert(
