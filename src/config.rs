@@ -182,8 +182,10 @@ pub struct FsConfig {
     pub gid: Option<u32>,
     /// Bits removed from every reported mode.
     pub umask: Option<u32>,
-    /// SSH connections in the pool (sshfs's `max_conns`).
+    /// SSH connections in the pool at most (sshfs's `max_conns`).
     pub max_conns: usize,
+    /// How long a pool member beyond the first stays connected with nothing to do.
+    pub pool_idle: Duration,
     /// sshfs's `dir_cache`: cache attributes, listings and symlink targets.
     pub dir_cache: bool,
     pub dcache_stat_timeout: Duration,

@@ -105,6 +105,7 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
             .map_or(cfg.fs.max_conns, |m| m.min(cfg.fs.max_conns)),
         timeout: cfg.fs.request_timeout,
         reconnect: cfg.fs.reconnect && transport.can_reconnect(),
+        idle: cfg.fs.pool_idle,
     };
     // idmap=file: the files are read before connecting, so that their errors come first.
     let file_idmap = match cfg.fs.idmap {
@@ -139,8 +140,6 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         IdMapMode::User => idmap::for_user(home_owner)?,
         IdMapMode::File => file_idmap.expect("loaded above"),
     };
-    let pool = Arc::new(pool);
-    rt.block_on(async { pool.warm_up() });
     let fs = Filesystem::new(pool.clone(), root, fs_options(&cfg, idmap));
     let adapter = FuseAdapter::new(
         fs.clone(),

@@ -122,11 +122,11 @@ fn keyboard_interactive_through_pam_gets_the_password() {
 }
 
 /// A password typed at mount time is asked once for a pool of four: the built-in client
-/// keeps it in memory for the others.
+/// keeps it in memory for the members that connect as the pool grows.
 #[test]
 fn a_typed_password_is_asked_once_for_the_whole_pool() {
     // One login per member, each with the password kept in memory.
-    typed_password_asked_once("tp", "", 4);
+    typed_password_asked_once("tp", "", None);
 }
 
 /// `ssh_command=ssh` asks once too: the system ssh of the first pool member becomes a
@@ -134,17 +134,22 @@ fn a_typed_password_is_asked_once_for_the_whole_pool() {
 #[test]
 fn ssh_command_asks_for_the_password_once_for_the_whole_pool() {
     // One login: the other members are sessions of the first one's connection.
-    typed_password_asked_once("cm", "ssh_command=ssh,", 1);
+    typed_password_asked_once("cm", "ssh_command=ssh,", Some(1));
 }
 
 /// Mounts a pool of four on a pseudo-terminal (`script`) where the test types the password
-/// when asked; checks it was asked once and the server accepted `logins` password logins.
-fn typed_password_asked_once(tag: &str, transport: &str, logins: usize) {
+/// when asked, makes the pool grow with parallel reads; checks it was asked once and the
+/// server accepted `logins` password logins (`None`: one per session the pool opened).
+fn typed_password_asked_once(tag: &str, transport: &str, logins: Option<usize>) {
     let user = TempUser::create(tag);
     let s = Sshd::start_with(&user.name, |c| {
         c.replace("PasswordAuthentication no", "PasswordAuthentication yes")
     });
     fs::write(s.home().join("f"), "via ssh\n").unwrap();
+    let files: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(20 << 20, i)).collect();
+    for (i, data) in files.iter().enumerate() {
+        fs::write(s.home().join(format!("big{i}")), data).unwrap();
+    }
     let mnt = s.mountpoint();
     let line = format!(
         "{} {} {} -f -F /dev/null -p {} -o {transport}max_conns=4,UserKnownHostsFile={},StrictHostKeyChecking=yes",
@@ -162,14 +167,21 @@ fn typed_password_asked_once(tag: &str, transport: &str, logins: usize) {
         tty.said()
     );
     assert_eq!(fs::read_to_string(mnt.join("f")).unwrap(), "via ssh\n");
-    // The pool's four members come up, without asking again.
-    assert!(
-        wait_until(std::time::Duration::from_secs(20), || members_up(&mnt) == 4),
-        "{} of 4 members up",
-        members_up(&mnt)
-    );
+    // Parallel reads of long files: the pool grows, without asking again.
+    std::thread::scope(|sc| {
+        for (i, data) in files.iter().enumerate() {
+            let path = mnt.join(format!("big{i}"));
+            sc.spawn(move || assert!(fs::read(&path).unwrap() == *data, "big{i} differs"));
+        }
+    });
+    let up = members_up(&mnt);
+    assert!(up >= 2, "{up} of 4 members up after parallel reads");
     let said = tty.said().to_string();
     assert_eq!(said.matches("password:").count(), 1, "asked again:\n{said}");
     let log = fs::read_to_string(&s.log).unwrap_or_default();
+    let opened = status_json(&mnt)["pool"]["sessions_opened"]
+        .as_u64()
+        .unwrap() as usize;
+    let logins = logins.unwrap_or(opened);
     assert_eq!(log.matches("Accepted password").count(), logins, "{log}");
 }

@@ -581,6 +581,7 @@ fn defaults(env: &Env) -> MountConfig {
             umask: None,
             request_timeout: Duration::from_secs(30),
             max_conns: 4,
+            pool_idle: Duration::from_secs(60),
             dir_cache: true,
             dcache_stat_timeout: Duration::from_secs(20),
             dcache_dir_timeout: Duration::from_secs(20),

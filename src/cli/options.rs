@@ -479,10 +479,17 @@ const OPTIONS: &[OptSpec] = &[
             Ok(())
         }),
     opt("max_conns", Exact, Value("N"), Some("4"), "fs.max_conns", Origin::Sshfs,
-        "SSH connections in the pool: files spread over them, metadata beside big copies",
+        "SSH connections in the pool at most: one at rest, more while files are read or written at once or a long read splits",
         |d, v| {
             let n = number::<u64>(v).filter(|n| (1..=64).contains(n));
             d.cfg.fs.max_conns = n.ok_or(Bad::Invalid("a number 1-64"))? as usize;
+            Ok(())
+        }),
+    opt("pool_idle", Exact, Value("SECONDS"), Some("60"), "fs.pool_idle", Origin::Sftpfs,
+        "close a connection beyond the first after this long with nothing to do (none open a file of it)",
+        |d, v| {
+            let t = seconds(v).filter(|t| !t.is_zero());
+            d.cfg.fs.pool_idle = t.ok_or(Bad::Invalid("seconds > 0, e.g. 60 or 0.5"))?;
             Ok(())
         }),
     opt("dir_cache", Exact, Value("yes|no"), Some("yes"), "fs.dir_cache", Origin::Sshfs,

@@ -174,6 +174,8 @@ pub struct Filesystem {
 #[derive(Debug, Clone)]
 pub struct FsStatus {
     pub open_files: usize,
+    /// Open files by the pool member their handle lives on.
+    pub open_files_by_member: Vec<usize>,
     /// Data written through the mount that the server has not acknowledged yet.
     pub unacked_write_bytes: u64,
     pub readahead_bytes: usize,
@@ -187,7 +189,7 @@ pub struct FsStatus {
     pub revalidation: revalidate::RevalidationCost,
     pub errors_by_errno: std::collections::BTreeMap<i32, u64>,
     pub recent_errors: Vec<errors_seen::SeenError>,
-    pub members: Vec<crate::remote::MemberStatus>,
+    pub pool: crate::remote::PoolStatus,
     /// The connection is lost and logging in again needs a person (`sftpfs reauth`).
     pub needs_authentication: bool,
     /// The server and what is degraded on it (the mount's log line).
@@ -289,8 +291,15 @@ impl Filesystem {
         let files = self.files.all(|_| true);
         let (errors_by_errno, recent_errors) = self.errors_seen.snapshot();
         let profile = self.pool.profile();
+        let mut by_member = vec![0; self.pool.size()];
+        for f in &files {
+            if let Some(n) = by_member.get_mut(f.slot()) {
+                *n += 1;
+            }
+        }
         FsStatus {
             open_files: files.len(),
+            open_files_by_member: by_member,
             unacked_write_bytes: files.iter().map(|f| f.unacked_bytes()).sum(),
             readahead_bytes: self.readahead_bytes.load(Ordering::Relaxed),
             files_read_ahead: self.file_ahead.kept(),
@@ -299,7 +308,7 @@ impl Filesystem {
             revalidation: self.revalidation_cost(),
             errors_by_errno,
             recent_errors,
-            members: self.pool.status(),
+            pool: self.pool.status(),
             needs_authentication: self.pool.needs_person(),
             server: profile.as_ref().map(|p| p.describe()),
             sftp_version: profile.map(|p| p.version),
@@ -317,7 +326,7 @@ impl Filesystem {
         self.opts.direct_io
     }
 
-    pub fn pool(&self) -> &Pool {
+    pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
     }
 

@@ -21,16 +21,35 @@ use super::stats::{ConnStats, Counters, Tally};
 
 use super::bounds::MAX_PACKET;
 
-/// Each waiting request: where its reply goes, when it was sent if its round trip is
-/// measured, and the tally its bytes count in, if any.
-type Pending = HashMap<
-    u32,
-    (
-        oneshot::Sender<Response>,
-        Option<std::time::Instant>,
-        Option<Arc<Tally>>,
-    ),
->;
+/// One waiting request: where its reply goes, when it was sent if its round trip is
+/// measured, the tally its bytes count in, if any, and the bytes of file data it moves (see
+/// [`Shared::bulk`]).
+struct Waiting {
+    reply: oneshot::Sender<Response>,
+    sent: Option<std::time::Instant>,
+    tally: Option<Arc<Tally>>,
+    bulk: u32,
+}
+
+/// The waiting requests by id, and the sum of their `bulk`.
+#[derive(Default)]
+struct Pending {
+    by_id: HashMap<u32, Waiting>,
+    bulk: u64,
+}
+
+impl Pending {
+    fn take(&mut self, id: u32) -> Option<Waiting> {
+        let w = self.by_id.remove(&id)?;
+        self.bulk -= w.bulk as u64;
+        Some(w)
+    }
+
+    fn clear(&mut self) {
+        self.by_id.clear();
+        self.bulk = 0;
+    }
+}
 
 pub(super) struct Shared {
     pending: Mutex<Pending>,
@@ -57,6 +76,12 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Bytes of file data in flight: asked for by READs, carried by WRITEs, not yet answered.
+    /// How busy the connection is with transfers, for the pool's decision to grow.
+    pub(super) fn bulk(&self) -> u64 {
+        self.pending.lock().unwrap().bulk
+    }
+
     /// Fails every waiting request; later ones fail at once.
     fn close(&self) {
         let mut p = self.pending.lock().unwrap();
@@ -117,24 +142,44 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (reply_tx, reply_rx) = oneshot::channel();
         let packet = build(id).finish();
+        let kind = packet.get(4).copied().unwrap_or(0);
         // READ and WRITE replies wait for data: not a measure of the link.
-        let timed = !matches!(packet.get(4), Some(&SSH_FXP_READ | &SSH_FXP_WRITE));
+        let timed = !matches!(kind, SSH_FXP_READ | SSH_FXP_WRITE);
+        let bulk = match kind {
+            // A READ ends with the length it asks for.
+            SSH_FXP_READ => packet
+                .len()
+                .checked_sub(4)
+                .and_then(|at| packet.get(at..))
+                .map_or(0, |l| u32::from_be_bytes(l.try_into().unwrap_or_default())),
+            SSH_FXP_WRITE => packet.len() as u32,
+            _ => 0,
+        };
         {
             let mut p = self.pending.lock().unwrap();
             if self.closed.load(Ordering::SeqCst) {
                 return Err(self.lost());
             }
-            let kind = packet.get(4).copied().unwrap_or(0);
             let kind = if kind == SSH_FXP_EXTENDED { 0 } else { kind };
-            self.counters.queued(kind, p.is_empty());
+            self.counters.queued(kind, p.by_id.is_empty());
             let tally = Tally::current();
             if let Some(t) = &tally {
                 t.sent(packet.len());
             }
-            p.insert(id, (reply_tx, timed.then(std::time::Instant::now), tally));
+            let sent = timed.then(std::time::Instant::now);
+            p.by_id.insert(
+                id,
+                Waiting {
+                    reply: reply_tx,
+                    sent,
+                    tally,
+                    bulk,
+                },
+            );
+            p.bulk += bulk as u64;
         }
         if tx.send(packet).is_err() {
-            self.pending.lock().unwrap().remove(&id);
+            self.pending.lock().unwrap().take(id);
             return Err(RemoteError::ConnectionLost);
         }
         Ok(PendingReply {
@@ -189,7 +234,7 @@ impl Client {
 
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             fatal: Mutex::new(None),
@@ -260,8 +305,13 @@ impl Client {
     }
 
     pub fn stats(&self) -> ConnStats {
-        let in_flight = self.shared.pending.lock().unwrap().len();
+        let in_flight = self.shared.pending.lock().unwrap().by_id.len();
         self.shared.counters.snapshot(in_flight)
+    }
+
+    /// Bytes of file data in flight (see [`Shared::bulk`]).
+    pub fn bulk_in_flight(&self) -> u64 {
+        self.shared.bulk()
     }
 
     /// Sends a request built by `build` (given the id) and waits for its reply or the deadline.
@@ -321,7 +371,7 @@ impl PendingReply {
 /// answers would grow the table. A reply that comes later is to an id issued, and ignored.
 impl Drop for PendingReply {
     fn drop(&mut self) {
-        self.shared.pending.lock().unwrap().remove(&self.id);
+        self.shared.pending.lock().unwrap().take(self.id);
     }
 }
 
@@ -369,16 +419,16 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
         shared.counters.received(body_len);
         match decode_response(body) {
             Ok((id, resp)) => {
-                let waiter = shared.pending.lock().unwrap().remove(&id);
+                let waiter = shared.pending.lock().unwrap().take(id);
                 match waiter {
-                    Some((w, sent, tally)) => {
-                        if let Some(t) = sent {
+                    Some(w) => {
+                        if let Some(t) = w.sent {
                             shared.counters.round_trip(t.elapsed());
                         }
-                        if let Some(t) = tally {
+                        if let Some(t) = w.tally {
                             t.received(body_len);
                         }
-                        drop(w.send(resp))
+                        drop(w.reply.send(resp))
                     }
                     // The waiter timed out meanwhile: a late reply, nothing to do.
                     None if shared.issued(id) => {

@@ -21,11 +21,11 @@ mod transport_process;
 
 pub use bounds::ListingBound;
 pub use error::{RemoteError, Result};
-pub use pool::{Conn, Pool, PoolOptions};
+pub use pool::{Conn, Other, Pool, PoolOptions};
 pub use profile::{Ext, Profile};
 pub use protocol::{Attrs, NameEntry};
 pub use sftp::{Handle, Limits, Sftp, StatVfs};
-pub use stats::{ConnStats, MemberState, MemberStatus, Tally};
+pub use stats::{ConnStats, MemberState, MemberStatus, PoolStatus, Refusal, Tally};
 pub use transport::{
     transport_for, CommandTransport, DirectTransport, Opened, PassiveTransport, SftpIo,
     SshTransport, Transport,

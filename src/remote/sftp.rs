@@ -197,6 +197,11 @@ impl Sftp {
         self.client.ended()
     }
 
+    /// Bytes of file data in flight on this session (READs asked, WRITEs sent, unanswered).
+    pub fn bulk_in_flight(&self) -> u64 {
+        self.client.bulk_in_flight()
+    }
+
     pub fn shutdown(&self) {
         self.client.shutdown()
     }

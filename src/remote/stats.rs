@@ -134,12 +134,13 @@ pub enum MemberState {
     Up,
     /// Being connected or reconnected.
     Connecting,
-    /// Not connected yet: extra members connect on first use.
+    /// Not connected: at rest. A member beyond the first connects while parallel work
+    /// needs it.
     Idle,
     /// Its connection was lost; the next request reconnects it.
     Down,
-    /// The server refused it a connection: its work goes to the first member.
-    Disabled,
+    /// The server refused it a connection when the pool grew: the work goes on without it.
+    Refused,
 }
 
 impl MemberState {
@@ -149,7 +150,7 @@ impl MemberState {
             MemberState::Connecting => "connecting",
             MemberState::Idle => "idle",
             MemberState::Down => "down",
-            MemberState::Disabled => "disabled",
+            MemberState::Refused => "refused",
         }
     }
 }
@@ -194,6 +195,29 @@ pub struct MemberStatus {
     /// Counters of its sessions before the current one, summed: bytes since mount are both.
     pub earlier: ConnStats,
     pub reconnects: u64,
+}
+
+/// The pool at one moment: its members, and how it grew and shrank.
+#[derive(Debug, Clone)]
+pub struct PoolStatus {
+    pub members: Vec<MemberStatus>,
+    /// How long a member beyond the first stays connected with nothing to do.
+    pub idle: Duration,
+    /// Sessions opened since the mount: the first, members added, reconnects.
+    pub sessions_opened: u64,
+    /// Members closed after `idle` at rest.
+    pub closed_at_rest: u64,
+    /// The last time the server refused the pool another connection.
+    pub refused: Option<Refusal>,
+}
+
+/// The server refused the pool another connection (a limit such as sshd's `MaxStartups`).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub at: std::time::SystemTime,
+    /// Refusals since the mount.
+    pub count: u64,
+    pub reason: String,
 }
 
 #[cfg(test)]

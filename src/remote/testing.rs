@@ -76,6 +76,9 @@ pub struct ChildTransport {
     pub write_opens_truncate: bool,
     /// Where each READ's offset is noted, in the order the server gets them.
     pub reads: Option<std::sync::Arc<std::sync::Mutex<Vec<u64>>>>,
+    /// Refuses connections beyond this many at the same time (a server's `MaxStartups` or
+    /// per-user limit).
+    pub max_live: Option<usize>,
 }
 
 /// Our requests to the server, each READ's length cut to `cap` and its offset noted in
@@ -168,6 +171,15 @@ fn without_extensions(
 }
 
 impl ChildTransport {
+    /// Servers of which at most `max` run at once: one more is refused (a server's
+    /// `MaxStartups` or per-user limit).
+    pub fn at_most(max: usize) -> Self {
+        ChildTransport {
+            max_live: Some(max),
+            ..ChildTransport::default()
+        }
+    }
+
     /// Servers that offer every extension but refuse the `denied` requests.
     pub fn denying(denied: Vec<&'static str>) -> Self {
         ChildTransport {
@@ -200,6 +212,19 @@ impl ChildTransport {
         }
     }
 
+    /// The server processes still running (not yet exited, or not yet reaped).
+    pub fn live_children(&self) -> usize {
+        let pids = self.pids.lock().unwrap();
+        pids.iter()
+            .filter(|&&pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rsplit_once(')')
+                        .is_some_and(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
+                })
+            })
+            .count()
+    }
+
     /// Kills every server started so far.
     pub fn kill_all(&self) {
         for pid in self.pids.lock().unwrap().drain(..) {
@@ -212,6 +237,11 @@ impl ChildTransport {
 #[async_trait::async_trait]
 impl super::Transport for ChildTransport {
     async fn open(&self) -> Result<super::Opened, String> {
+        if let Some(max) = self.max_live {
+            if self.live_children() >= max {
+                return Err("connection refused by the test's server".into());
+            }
+        }
         let mut cmd = tokio::process::Command::new(SFTP_SERVER);
         if !self.denied.is_empty() {
             cmd.arg("-P").arg(self.denied.join(","));

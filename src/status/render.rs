@@ -77,8 +77,28 @@ pub fn text(v: &Value) -> String {
             s(&v["mountpoint"])
         );
     }
-    let _ = writeln!(o, "connections:");
-    for c in v["connections"].as_array().into_iter().flatten() {
+    let members = v["connections"].as_array().map_or(&[][..], |a| a);
+    let _ = writeln!(
+        o,
+        "connections: {} up of {} (one at rest; more for parallel work, closed after {} with \
+         nothing to do); opened since mount {}, closed at rest {}",
+        members.iter().filter(|c| c["state"] == "up").count(),
+        members.len(),
+        duration(v["pool"]["idle_seconds"].as_f64().unwrap_or(0.0)),
+        u(&v["pool"]["sessions_opened"]),
+        u(&v["pool"]["closed_at_rest"]),
+    );
+    if let Some(r) = v["pool"]["refused"].as_object() {
+        let _ = writeln!(
+            o,
+            "  the server refused another connection at {} ({}; {} time(s) since mount): \
+             running with fewer",
+            clock(r["time"].as_f64().unwrap_or(0.0)),
+            s(&r["reason"]),
+            u(&r["count"])
+        );
+    }
+    for c in members {
         let state = s(&c["state"]);
         let _ = write!(o, "  #{} {:<10}", u(&c["member"]), state);
         if u(&c["requests"]) > 0 || state == "up" {
@@ -278,6 +298,26 @@ pub fn prometheus(mounts: &[Value]) -> String {
             per_member("up"),
         ),
         (
+            "sftpfs_pool_sessions_opened_total",
+            "counter",
+            "SFTP sessions opened since the mount: the first, members added for parallel work, reconnects.",
+            gauge(&["pool", "sessions_opened"]),
+        ),
+        (
+            "sftpfs_pool_closed_at_rest_total",
+            "counter",
+            "Pool members closed after pool_idle with nothing to do.",
+            gauge(&["pool", "closed_at_rest"]),
+        ),
+        (
+            "sftpfs_pool_refused_total",
+            "counter",
+            "Connections the server refused when the pool grew (MaxStartups, MaxSessions).",
+            Box::new(|v: &Value, m: &str| {
+                vec![format!("{{mountpoint=\"{m}\"}} {}", u(&v["pool"]["refused"]["count"]))]
+            }),
+        ),
+        (
             "sftpfs_connection_rtt_seconds",
             "gauge",
             "Smoothed round trip of small SFTP requests.",
@@ -444,10 +484,12 @@ mod tests {
                 {"member": 0, "state": "up", "rtt_seconds": 0.0004, "bytes_in": 2048,
                  "bytes_out": 100, "requests": 5, "requests_in_flight": 1, "reconnects": 0,
                  "round_trips": 4},
-                {"member": 1, "state": "idle", "rtt_seconds": null, "bytes_in": 0,
+                {"member": 1, "state": "refused", "rtt_seconds": null, "bytes_in": 0,
                  "bytes_out": 0, "requests": 0, "requests_in_flight": 0, "reconnects": 0,
                  "round_trips": 0}
             ],
+            "pool": {"idle_seconds": 60.0, "sessions_opened": 1, "closed_at_rest": 2,
+                     "refused": {"time": 0.0, "count": 3, "reason": "connection refused"}},
             "open_files": 2, "unacknowledged_write_bytes": 0, "readahead_bytes": 0,
             "revalidation": {"period_seconds": 2.0, "requests": 12, "bytes_out": 600,
                              "bytes_in": 3072},
@@ -467,7 +509,11 @@ mod tests {
             "#0 up",
             "rtt   0.4 ms",
             "in    2.0 KiB",
-            "#1 idle",
+            "#1 refused",
+            "connections: 1 up of 2 (one at rest; more for parallel work, closed after 1m 00s",
+            "opened since mount 1, closed at rest 2",
+            "the server refused another connection at",
+            "(connection refused; 3 time(s) since mount): running with fewer",
             "writes not yet on the server: 0 B (all written)",
             "attributes 3 (75% hits)",
             "revalidation every 2 s: 12 requests, 600 B out, 3.0 KiB in since mount",

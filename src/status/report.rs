@@ -10,9 +10,11 @@ use crate::fs::FsStatus;
 
 pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
     let connections: Vec<Value> = s
+        .pool
         .members
         .iter()
         .map(|m| {
+            let files = s.open_files_by_member.get(m.slot).copied().unwrap_or(0);
             let cur = m.current.clone().unwrap_or_default();
             let all = m.earlier.plus(&cur);
             let by_type: serde_json::Map<String, Value> = all
@@ -31,6 +33,7 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
                 "round_trips": all.round_trips,
                 "requests_in_flight": cur.in_flight,
                 "reconnects": m.reconnects,
+                "open_files": files,
             })
         })
         .collect();
@@ -67,6 +70,16 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
         "sftp_version": s.sftp_version,
         "needs_authentication": s.needs_authentication,
         "connections": connections,
+        "pool": {
+            "idle_seconds": s.pool.idle.as_secs_f64(),
+            "sessions_opened": s.pool.sessions_opened,
+            "closed_at_rest": s.pool.closed_at_rest,
+            "refused": s.pool.refused.as_ref().map(|r| json!({
+                "time": r.at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+                "count": r.count,
+                "reason": r.reason,
+            })),
+        },
         "open_files": s.open_files,
         "unacknowledged_write_bytes": s.unacked_write_bytes,
         "readahead_bytes": s.readahead_bytes,

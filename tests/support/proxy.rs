@@ -9,7 +9,8 @@
 //! - [`Proxy::cut`]: close every current connection (both sides); new ones are still accepted.
 //! - [`Proxy::refuse`] / [`Proxy::admit`]: close new connections as soon as they are accepted.
 //! - [`Proxy::bytes`]: bytes it forwarded so far, both directions, every connection: what
-//!   crossed the link.
+//!   crossed the link; [`Proxy::bytes_to`] / [`Proxy::reads`]: each way, for a count of what a
+//!   mount sends at rest.
 //!
 //! Dropping the proxy stops it: the listener and every connection are shut down and all its
 //! threads joined (each is bounded: blocked reads and writes end when their socket is shut
@@ -60,9 +61,9 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     accepted: AtomicUsize,
     refused: AtomicUsize,
-    /// Bytes read from either side (client to server, server to client).
-    bytes_up: AtomicU64,
-    bytes_down: AtomicU64,
+    /// Bytes and socket reads that passed, up and down.
+    bytes: [AtomicU64; 2],
+    reads: [AtomicU64; 2],
 }
 
 impl Shared {
@@ -128,8 +129,8 @@ impl Proxy {
             threads: Mutex::new(Vec::new()),
             accepted: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
-            bytes_up: AtomicU64::new(0),
-            bytes_down: AtomicU64::new(0),
+            bytes: Default::default(),
+            reads: Default::default(),
         });
         let sh = shared.clone();
         let acceptor = std::thread::Builder::new()
@@ -218,12 +219,23 @@ impl Proxy {
         self.shared.refused.load(Ordering::SeqCst)
     }
 
-    /// Connections currently open (neither side closed yet).
-    /// Bytes read from either side so far (each is forwarded to the other).
-    pub fn bytes(&self) -> u64 {
-        self.shared.bytes_up.load(Ordering::SeqCst) + self.shared.bytes_down.load(Ordering::SeqCst)
+    /// Bytes forwarded in `dir` so far, over every connection.
+    pub fn bytes_to(&self, dir: Dir) -> u64 {
+        self.shared.bytes[dir as usize].load(Ordering::SeqCst)
     }
 
+    /// Socket reads that brought bytes in `dir` so far (about the TCP segments: small
+    /// messages arrive one per read).
+    pub fn reads(&self, dir: Dir) -> u64 {
+        self.shared.reads[dir as usize].load(Ordering::SeqCst)
+    }
+
+    /// Bytes read from either side so far (each is forwarded to the other).
+    pub fn bytes(&self) -> u64 {
+        self.bytes_to(Dir::Up) + self.bytes_to(Dir::Down)
+    }
+
+    /// Connections currently open (neither side closed yet).
     pub fn live(&self) -> usize {
         let mut conns = self.shared.conns.lock().unwrap();
         conns.retain(|c| !c.closed.load(Ordering::SeqCst));
@@ -328,11 +340,8 @@ fn pump(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            match dir {
-                Dir::Up => &sh_r.bytes_up,
-                Dir::Down => &sh_r.bytes_down,
-            }
-            .fetch_add(n as u64, Ordering::SeqCst);
+            sh_r.bytes[dir as usize].fetch_add(n as u64, Ordering::SeqCst);
+            sh_r.reads[dir as usize].fetch_add(1, Ordering::SeqCst);
             let delay = {
                 let c = sh_r.control();
                 match dir {

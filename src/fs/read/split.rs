@@ -3,14 +3,15 @@
 //! read at full speed keeps it busy while the rest of the CPU idles: the file gets a second,
 //! read-only handle on another pool member, and every other read-ahead chunk goes there.
 //! Reads drain the file's writes first, so either handle sees them; any failure of the
-//! second handle just sends its chunks back to the first.
+//! second handle just sends its chunks back to the first. The other member is one that is
+//! not busy; when there is none, the pool grows and a later read of the run takes it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::fs::handle::{OpenFile, Second};
 use crate::fs::{pflags, Filesystem};
-use crate::remote::{Attrs, Conn, Handle};
+use crate::remote::{Attrs, Conn, Handle, Other};
 
 /// Smaller files: one pipeline finishes them about as soon.
 const MIN_SIZE: u64 = 16 << 20;
@@ -22,7 +23,8 @@ const AFTER: u64 = 2 << 20;
 
 impl Filesystem {
     /// For a read that is part of a sequential run: opens the second handle, once, in the
-    /// background, when the file is long enough and the pool has another live member.
+    /// background, when the file is long enough and the pool has (or is growing) another
+    /// member.
     pub(in crate::fs) fn maybe_split(self: &Arc<Self>, f: &Arc<OpenFile>, offset: u64) {
         let big = f
             .readahead
@@ -31,9 +33,24 @@ impl Filesystem {
             .size_hint
             .is_some_and(|s| s >= MIN_SIZE);
         let streams = self.pool.profile().is_some_and(|p| p.reads_as_stream());
-        if offset < AFTER || !big || self.pool.size() < 2 || streams {
+        if offset < AFTER || !big || streams {
             return;
         }
+        if !matches!(*f.second.lock().unwrap(), Second::Unopened) {
+            return;
+        }
+        let (primary, _) = f.current();
+        let other = match self.pool.other(primary.slot) {
+            Other::Live(c) => c,
+            Other::Soon => return,
+            Other::Never => {
+                let mut s = f.second.lock().unwrap();
+                if matches!(*s, Second::Unopened) {
+                    *s = Second::Unavailable;
+                }
+                return;
+            }
+        };
         {
             let mut s = f.second.lock().unwrap();
             if !matches!(*s, Second::Unopened) {
@@ -43,7 +60,7 @@ impl Filesystem {
         }
         let (fs, f) = (self.clone(), f.clone());
         tokio::spawn(async move {
-            let opened = fs.open_second(&f).await;
+            let opened = fs.open_second(&f, other).await;
             let mut s = f.second.lock().unwrap();
             // `release` sets `closing` before it takes the second handle: one of the two
             // closes it.
@@ -58,9 +75,7 @@ impl Filesystem {
         });
     }
 
-    async fn open_second(&self, f: &OpenFile) -> Option<(Arc<Conn>, Handle)> {
-        let (primary, _) = f.current();
-        let c = self.pool.live_other(primary.slot)?;
+    async fn open_second(&self, f: &OpenFile, c: Arc<Conn>) -> Option<(Arc<Conn>, Handle)> {
         // As for a re-open, the path must still name this file when the OPEN arrives; but
         // this handle is optional: it neither waits for renames nor holds them up for long.
         let _no_renames = self.path_changes.try_write().ok()?;

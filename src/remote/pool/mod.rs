@@ -1,8 +1,9 @@
-//! The connection pool: several SFTP sessions, each over its own connection, replaced when
-//! one dies. The only place that (re)connects.
+//! The connection pool: SFTP sessions, each over its own connection, replaced when one dies.
+//! The only place that (re)connects. It starts with one member and grows while parallel work
+//! needs more (`demand.rs`).
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -12,8 +13,12 @@ use super::bounds::probe_wait;
 use super::error::{RemoteError, Result};
 use super::profile::Profile;
 use super::sftp::Sftp;
-use super::stats::{ConnStats, MemberState, MemberStatus};
+use super::stats::{ConnStats, MemberState, MemberStatus, PoolStatus};
 use super::transport::Transport;
+
+mod demand;
+
+pub use demand::Other;
 
 /// One live SFTP session of the pool.
 pub struct Conn {
@@ -33,10 +38,9 @@ impl Conn {
 struct Slot {
     current: RwLock<Option<Arc<Conn>>>,
     /// A background connect of this member is under way.
-    starting: std::sync::atomic::AtomicBool,
-    /// An extra member that could not be connected at all (e.g. the server limits
-    /// sessions): its work goes to the first member.
-    disabled: std::sync::atomic::AtomicBool,
+    starting: AtomicBool,
+    /// The server refused this member its connection when the pool grew.
+    refused: AtomicBool,
     /// Held while (re)connecting, so a dead connection is replaced once, not by every waiter.
     connecting: tokio::sync::Mutex<()>,
     reconnects: AtomicU64,
@@ -49,6 +53,8 @@ pub struct PoolOptions {
     /// Per-request deadline; also how long a request waits for a reconnect.
     pub timeout: Duration,
     pub reconnect: bool,
+    /// How long a member beyond the first stays connected with nothing to do (`pool_idle`).
+    pub idle: Duration,
 }
 
 pub struct Pool {
@@ -57,7 +63,6 @@ pub struct Pool {
     slots: Arc<Vec<Slot>>,
     opts: PoolOptions,
     generation: AtomicU64,
-    next: AtomicUsize,
     /// When the last attempt to reconnect failed (any member: it is one server). Whoever
     /// waited behind it, or comes soon after, fails at once instead of waiting another
     /// deadline for the same answer.
@@ -66,8 +71,10 @@ pub struct Pool {
     dead: std::sync::atomic::AtomicBool,
     /// What the sessions learned of the server, shared by all of them.
     profile: std::sync::Mutex<Option<Arc<Profile>>>,
-    /// The log said that the pool runs with fewer connections.
-    fewer_said: std::sync::atomic::AtomicBool,
+    /// Growth and rest: refusals, counts, the watch over members at rest.
+    demand: demand::Demand,
+    /// Sessions opened since the mount (the first, members added, reconnects).
+    opened: AtomicU64,
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -77,11 +84,11 @@ const COOL_DOWN: Duration = Duration::from_secs(5);
 
 impl Pool {
     /// Connects the first member now (so the mount fails early on bad input); the others
-    /// connect on first use.
+    /// connect when parallel work needs them (`demand.rs`).
     pub async fn connect(
         transport: Arc<dyn Transport>,
         opts: PoolOptions,
-    ) -> std::result::Result<Pool, String> {
+    ) -> std::result::Result<Arc<Pool>, String> {
         let n = opts.max_conns.max(1);
         let pool = Pool {
             transport,
@@ -89,8 +96,8 @@ impl Pool {
                 (0..n)
                     .map(|_| Slot {
                         current: RwLock::new(None),
-                        disabled: std::sync::atomic::AtomicBool::new(false),
-                        starting: std::sync::atomic::AtomicBool::new(false),
+                        refused: AtomicBool::new(false),
+                        starting: AtomicBool::new(false),
                         connecting: tokio::sync::Mutex::new(()),
                         reconnects: AtomicU64::new(0),
                         earlier: Default::default(),
@@ -99,15 +106,15 @@ impl Pool {
             ),
             opts,
             generation: AtomicU64::new(0),
-            next: AtomicUsize::new(0),
             failed_at: std::sync::Mutex::new(None),
-            dead: std::sync::atomic::AtomicBool::new(false),
+            dead: AtomicBool::new(false),
             profile: std::sync::Mutex::new(None),
-            fewer_said: std::sync::atomic::AtomicBool::new(false),
+            demand: demand::Demand::default(),
+            opened: AtomicU64::new(0),
         };
         let first = pool.open_conn(0).await?;
         *pool.slots[0].current.write().unwrap() = Some(Arc::new(first));
-        Ok(pool)
+        Ok(Arc::new(pool))
     }
 
     /// What the sessions learned of the server (after the first connected).
@@ -135,19 +142,20 @@ impl Pool {
         Ok(())
     }
 
-    /// Each member's state and counters, for `sftpfs status`.
-    pub fn status(&self) -> Vec<MemberStatus> {
-        self.slots
+    /// Each member's state and counters, and the pool's growth, for `sftpfs status`.
+    pub fn status(&self) -> PoolStatus {
+        let members = self
+            .slots
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 let current = s.current.read().unwrap().clone();
                 let busy = s.starting.load(Ordering::Relaxed) || s.connecting.try_lock().is_err();
                 let state = match &current {
-                    _ if s.disabled.load(Ordering::Relaxed) => MemberState::Disabled,
                     Some(c) if c.is_alive() => MemberState::Up,
                     _ if busy => MemberState::Connecting,
                     Some(_) => MemberState::Down,
+                    None if s.refused.load(Ordering::Relaxed) => MemberState::Refused,
                     None => MemberState::Idle,
                 };
                 MemberStatus {
@@ -158,7 +166,14 @@ impl Pool {
                     reconnects: s.reconnects.load(Ordering::Relaxed),
                 }
             })
-            .collect()
+            .collect();
+        PoolStatus {
+            members,
+            idle: self.opts.idle,
+            sessions_opened: self.opened.load(Ordering::Relaxed),
+            closed_at_rest: self.demand.closed_at_rest(),
+            refused: self.demand.refusal(),
+        }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -167,6 +182,7 @@ impl Pool {
 
     async fn open_conn(&self, slot: usize) -> std::result::Result<Conn, String> {
         let opened = self.transport.open().await?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
         let mut sftp = Sftp::start_with(opened.stream, self.opts.timeout, opened.banner.as_deref())
             .await
             .map_err(|e| format!("SFTP session failed to start: {e}"))?;
@@ -223,12 +239,6 @@ impl Pool {
         })
     }
 
-    /// A live member other than `slot`, if there is one (nothing is connected for it).
-    pub fn live_other(&self, slot: usize) -> Option<Arc<Conn>> {
-        let n = self.slots.len();
-        (1..n).map(|i| (slot + i) % n).find_map(|s| self.live(s))
-    }
-
     fn live(&self, slot: usize) -> Option<Arc<Conn>> {
         if self.dead.load(Ordering::SeqCst) {
             return None;
@@ -244,7 +254,7 @@ impl Pool {
 
     /// The session of `slot`, reconnecting it (with backoff, within the request deadline)
     /// when it died. Without `reconnect`, a dead first member stays dead.
-    pub async fn get(&self, slot: usize) -> Result<Arc<Conn>> {
+    pub async fn get(self: &Arc<Self>, slot: usize) -> Result<Arc<Conn>> {
         if !self.opts.reconnect && self.any_lost() {
             self.dead.store(true, Ordering::SeqCst);
         }
@@ -282,22 +292,16 @@ impl Pool {
             return Err(RemoteError::ConnectionLost);
         }
         if !had_one && slot != 0 {
-            // A first connection of an extra member: one try, then do without it.
-            return match self.open_conn(slot).await {
-                Ok(c) => {
-                    let c = Arc::new(c);
-                    *self.slots[slot].current.write().unwrap() = Some(c.clone());
-                    Ok(c)
+            // The pool grows by this member: one try; a refusal is no error (`demand.rs`).
+            let opened = tokio::time::timeout_at(deadline, self.open_conn(slot)).await;
+            return match opened {
+                Ok(Ok(c)) => Ok(self.joined(slot, c)),
+                Ok(Err(e)) => {
+                    self.refused(slot, &e);
+                    Err(RemoteError::ConnectionLost)
                 }
-                Err(e) => {
-                    // Once: a server that allows one connection per user refuses them all.
-                    if !self.fewer_said.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            "another connection to the server failed ({e}); the server may \
-                             allow fewer per user: running with fewer connections"
-                        );
-                    }
-                    self.slots[slot].disabled.store(true, Ordering::Relaxed);
+                Err(_) => {
+                    self.refused(slot, "no answer within the request deadline");
                     Err(RemoteError::ConnectionLost)
                 }
             };
@@ -314,13 +318,7 @@ impl Pool {
                     let c = Arc::new(c);
                     let old = self.slots[slot].current.write().unwrap().replace(c.clone());
                     if let Some(old) = old {
-                        let s = old.sftp.stats();
-                        let mut e = self.slots[slot].earlier.lock().unwrap();
-                        *e = ConnStats {
-                            in_flight: 0,
-                            rtt: None,
-                            ..e.plus(&s)
-                        };
+                        self.retire(slot, &old);
                         self.slots[slot].reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     return Ok(c);
@@ -374,42 +372,17 @@ impl Pool {
 
     /// The session of `slot`, or, when that member cannot be had, any live one (an open
     /// file being re-opened may move).
-    pub async fn get_or_live(&self, slot: usize) -> Result<Arc<Conn>> {
+    pub async fn get_or_live(self: &Arc<Self>, slot: usize) -> Result<Arc<Conn>> {
         match self.get(slot).await {
             Ok(c) => Ok(c),
             Err(e) => (0..self.slots.len()).find_map(|s| self.live(s)).ok_or(e),
         }
     }
 
-    /// A session for new work (metadata, or a file to pin to it), spread round-robin over
-    /// the members that are live; the others are (re)connected in the background, so no
-    /// request waits for an SSH handshake while another member can serve it.
-    pub async fn any(self: &Arc<Self>) -> Result<Arc<Conn>> {
-        for _ in 0..self.slots.len() {
-            let slot = self.pick();
-            if let Some(c) = self.live(slot) {
-                return Ok(c);
-            }
-            self.start(slot);
-        }
-        // Nothing live: wait for the first member (reconnecting it within the deadline).
-        self.get(0).await
-    }
-
-    /// Connects every member in the background (after mounting).
-    pub fn warm_up(self: &Arc<Self>) {
-        for slot in 1..self.slots.len() {
-            self.start(slot);
-        }
-    }
-
     /// (Re)connects `slot` in the background, once at a time.
     fn start(self: &Arc<Self>, slot: usize) {
         let s = &self.slots[slot];
-        if s.disabled.load(Ordering::Relaxed)
-            || self.dead.load(Ordering::SeqCst)
-            || s.starting.swap(true, Ordering::SeqCst)
-        {
+        if self.dead.load(Ordering::SeqCst) || s.starting.swap(true, Ordering::SeqCst) {
             return;
         }
         let pool = self.clone();
@@ -419,15 +392,16 @@ impl Pool {
         });
     }
 
-    fn pick(&self) -> usize {
-        let n = self.slots.len();
-        for _ in 0..n {
-            let s = self.next.fetch_add(1, Ordering::Relaxed) % n;
-            if !self.slots[s].disabled.load(Ordering::Relaxed) {
-                return s;
-            }
-        }
-        0
+    /// Folds the counters of `slot`'s session `old`, which leaves the pool, into the
+    /// member's totals.
+    fn retire(&self, slot: usize, old: &Conn) {
+        let s = old.sftp.stats();
+        let mut e = self.slots[slot].earlier.lock().unwrap();
+        *e = ConnStats {
+            in_flight: 0,
+            rtt: None,
+            ..e.plus(&s)
+        };
     }
 
     /// Ends every session (at unmount).
