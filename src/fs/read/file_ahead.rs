@@ -426,7 +426,7 @@ impl Filesystem {
             if fs.stopping.load(Ordering::SeqCst) {
                 return None;
             }
-            fs.settle().await;
+            fs.settle().await.ok()?;
             let conn = fs.pool.any().await.ok()?;
             let (h, attrs) = join(
                 conn.sftp.open(&r, SSH_FXF_READ, &Attrs::default()),

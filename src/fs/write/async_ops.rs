@@ -115,7 +115,9 @@ impl Filesystem {
     /// while open), through its handle once what was queued landed.
     pub(in crate::fs) async fn async_fstat(&self, ino: u64) -> Option<FsResult<Attrs>> {
         let f = self.journal()?.files.find(|f| f.ino == ino)?;
-        self.settle().await;
+        if let Err(e) = self.settle().await {
+            return Some(Err(e.into()));
+        }
         let (c, h) = self.live_handle(&f).await?;
         Some(c.sftp.fstat(&h).await.map_err(FsError::from))
     }
@@ -238,7 +240,7 @@ impl Filesystem {
         let Some(j) = self.journal() else {
             return Ok(());
         };
-        j.settle().await;
+        j.settle().await?;
         let own = fh
             .and_then(|fh| self.async_file(fh).ok())
             .and_then(|f| f.take_error());
@@ -258,7 +260,7 @@ impl Filesystem {
         size: u32,
     ) -> FsResult<Bytes> {
         let f = self.async_file(fh)?;
-        self.settle().await;
+        self.settle().await?;
         // And what other descriptors of the usual kind wrote to it (write-behind).
         self.drain_inode(f.ino).await;
         if let Some((c, h)) = f.handle(true) {
@@ -390,7 +392,7 @@ impl Filesystem {
     /// A size change of a file of the journal, through its own handle once what was queued
     /// landed, waited for.
     async fn async_truncate(&self, f: &Arc<JFile>, ino: u64, set: &SetAttr) -> FsResult<FileAttr> {
-        self.settle().await;
+        self.settle().await?;
         self.drain_inode(ino).await;
         let (c, h) = (self.live_handle(f).await).ok_or(FsError::new(libc::EIO))?;
         let change = Attrs {
