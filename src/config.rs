@@ -190,8 +190,8 @@ pub struct FsConfig {
     pub dcache_dir_timeout: Duration,
     pub dcache_link_timeout: Duration,
     pub dcache_max_size: usize,
-    /// How long a name missing from a fetched listing is taken as absent (libfuse's name);
-    /// `None`: as long as the listing itself is kept.
+    /// How long a name missing from a fetched listing is taken as absent (libfuse's name;
+    /// NFS's `lookupcache=all`); `None`: never (a lookup the caches cannot answer asks).
     pub negative_timeout: Option<Duration>,
     /// Fetch subdirectory listings ahead of a tree walk.
     pub prefetch: bool,

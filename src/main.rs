@@ -302,6 +302,7 @@ fn status_info(cfg: &MountConfig) -> sftpfs::status::server::MountInfo {
         },
         remote_dir: String::from_utf8_lossy(&cfg.fs.remote_dir).into_owned(),
         pid: std::process::id(),
+        revalidate: cfg.fs.revalidate,
         started: std::time::SystemTime::now(),
         started_at: std::time::Instant::now(),
     }
@@ -316,7 +317,7 @@ fn fs_options(cfg: &MountConfig, idmap: IdMap) -> Options {
             stat_ttl: cfg.fs.dcache_stat_timeout,
             dir_ttl: cfg.fs.dcache_dir_timeout,
             link_ttl: cfg.fs.dcache_link_timeout,
-            negative_ttl: cfg.fs.negative_timeout.unwrap_or(cfg.fs.dcache_dir_timeout),
+            negative_ttl: cfg.fs.negative_timeout.unwrap_or_default(),
             max_size: cfg.fs.dcache_max_size,
             clean_interval: cfg.fs.dcache_clean_interval,
             min_clean_interval: cfg.fs.dcache_min_clean_interval,

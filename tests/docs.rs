@@ -242,11 +242,26 @@ there (FUSE invalidation notifications), and returns when both are done: the nex
 \fBstat\fR shows the server's truth. \fBSIGHUP\fR to the daemon refreshes the whole mount (in
 the foreground, \fB\-f\fR, it unmounts, as a hung\-up terminal does with sshfs).
 .PP
-Without being asked, the directories in use (looked at in the last fifteen periods, and at
-least \fBdcache_timeout\fR) are listed again every \fB\-o revalidate=\fR\fISECONDS\fR (2; 0
-turns it off), at most 16 per period, and what changed on the server is pushed to the kernel:
-\fBls\fR, \fBstat\fR and \fBtail \-f\fR see it within about a period. An idle mount sends
-nothing.
+Without being asked, every \fB\-o revalidate=\fR\fISECONDS\fR (2; 0 turns it off) the
+directories in use (looked at in the last fifteen periods, and at least \fBdcache_timeout\fR)
+are checked by their attributes (one STAT each, whatever their size) and listed again only
+when those say they may have changed (another mtime, size or mode, or an mtime in the second
+the listing was taken in); files open here for reading are checked with FSTAT. What changed
+on the server is pushed to the kernel: \fBls\fR, \fBstat\fR and \fBtail \-f\fR see it within
+about a period. An idle mount sends nothing; \fBsftpfs status\fR shows what revalidation sent.
+.SH CONSISTENCY
+Close\-to\-open, as NFS: \fBclose\fR of a file written here returns once the server has it,
+and each \fBopen\fR asks the server. By name, as sshfs: a name the server has is never
+answered "No such file" from a cache (NFS's \fBlookupcache=positive\fR), except a name the
+server said is absent less than a second ago, asked again, and a name missing from a
+directory made here while the mount keeps filling it. Listings and the attributes of known
+names may lag by one revalidation period; a file changed in place on the server and not open
+here, until its next open or \fBdcache_timeout\fR. What is fetched ahead (prefetched listings,
+files read ahead across files) serves only within about a second of the server's answer.
+\fB\-o negative_timeout=\fR\fISECONDS\fR is NFS's \fBlookupcache=all\fR: names missing from a
+listing are believed absent that long, which saves a round trip per lookup of a name that does
+not exist (\fBgit status\fR, \fBmake\fR, shells) at the price of "No such file" for that long
+for a file just made on the server.
 .SH REAUTH
 A password or passphrase typed at mount time stays in memory for the pool's other connections
 and for reconnects. A login that took a one\-time code (a keyboard\-interactive answer that is

@@ -198,6 +198,81 @@ fn an_idle_mount_sends_no_requests() {
     );
 }
 
+/// The bytes that crossed the link (counted by a proxy between the mount and sshd) in three
+/// revalidation rounds after `ls -l` of a directory of `n` files, with nobody using the mount
+/// meanwhile, and the mount's own count of what revalidation sent and received.
+fn idle_bytes_after_ls_l(n: usize) -> (u64, u64) {
+    let s = Sshd::start();
+    let dir = s.remote("w/big");
+    fs::create_dir_all(&dir).unwrap();
+    for i in 0..n {
+        fs::write(
+            dir.join(format!("a-file-with-a-longer-name-{i:06}.txt")),
+            b"x",
+        )
+        .unwrap();
+    }
+    // Last changed a while ago. (A directory changed in the very second it is listed is
+    // listed once more: its mtime is in whole seconds.)
+    for d in [&dir, &s.remote("w")] {
+        sh(
+            Path::new("/"),
+            "touch",
+            &["-d", "@1000000000", d.to_str().unwrap()],
+        );
+    }
+    let p = Proxy::start(s.port);
+    let m = Mount::via_port(&s, p.port(), "w", &["revalidate=0.3"]);
+    let out = Command::new("ls")
+        .arg("-l")
+        .arg(m.path("big"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout.split(|&b| b == b'\n').count(),
+        n + 2,
+        "ls -l saw every file"
+    );
+    let mp = m.path("");
+    let cost = |v: &serde_json::Value| {
+        let r = &v["revalidation"];
+        let n = |k: &str| r[k].as_u64().unwrap_or(0);
+        (n("requests"), n("bytes_out") + n("bytes_in"))
+    };
+    let (bytes, (requests, own)) = (p.bytes(), cost(&status_json(&mp)));
+    // Three rounds: each checks the listed directory and the root.
+    assert!(
+        wait_until(DEADLINE, || cost(&status_json(&mp)).0 >= requests + 6),
+        "no revalidation rounds: {}",
+        status_json(&mp)
+    );
+    let crossed = p.bytes() - bytes;
+    let counted = cost(&status_json(&mp)).1 - own;
+    eprintln!("{n} files: {crossed} bytes crossed the link in three idle rounds ({counted} B of SFTP counted as revalidation)");
+    (crossed, counted)
+}
+
+/// After `ls -l` of 1000 files, an idle mount's revalidation checks the directory by its
+/// attributes instead of listing it again (a listing of 1000 files is about 115 KiB).
+#[test]
+fn revalidation_of_an_unchanged_directory_costs_bytes_independent_of_its_size() {
+    let (crossed, counted) = idle_bytes_after_ls_l(1000);
+    assert!(crossed < 64 * 1024, "{crossed} bytes crossed the link");
+    assert!(counted < 8 * 1024, "revalidation counted {counted} bytes");
+}
+
+/// The same with 100 000 files (a listing of about 11 MiB); slow to set up, so not in CI:
+///
+///     cargo test --test revalidate -- --ignored --nocapture hundred_thousand
+#[test]
+#[ignore]
+fn revalidation_of_an_unchanged_directory_of_a_hundred_thousand_files_is_cheap() {
+    let (crossed, counted) = idle_bytes_after_ls_l(100_000);
+    assert!(crossed < 64 * 1024, "{crossed} bytes crossed the link");
+    assert!(counted < 8 * 1024, "revalidation counted {counted} bytes");
+}
+
 /// Not a test: how long until a change made on the server shows through the mount, with the
 /// binary's defaults (`SFTPFS_TEST_BIN=/usr/bin/sshfs` measures sshfs). Prints the times.
 ///

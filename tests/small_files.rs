@@ -202,6 +202,33 @@ fn a_file_read_ahead_is_not_served_once_a_change_is_known_or_made_here() {
     }
 }
 
+/// A file read ahead across files is served only while young: rewritten on the server in
+/// place after it was read ahead (its directory unchanged, nothing told the mount) and opened
+/// more than a second later, it shows the server's new bytes.
+#[test]
+fn a_file_read_ahead_is_served_only_while_young() {
+    let s = Sshd::start();
+    small_files(&s.remote("w/d"), 0, 40);
+    // No revalidation: only the age of what was read ahead can tell.
+    let m = Mount::new(&s, "w", &["revalidate=0"]);
+    let d = m.path("d");
+    assert_eq!(fs::read_dir(&d).unwrap().count(), 40);
+    let file = |i: usize| format!("f{i:03}.txt");
+    for i in 0..2 {
+        fs::read(d.join(file(i))).unwrap();
+    }
+    wait_read_ahead(&m.path(""), 30);
+    let five = s.remote(&format!("w/d/{}", file(5)));
+    let changed = random_bytes(fs::metadata(&five).unwrap().len() as usize, 555);
+    fs::write(&five, &changed).unwrap();
+    // Older than "about a second": the one place a span of time is the point.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        fs::read(d.join(file(5))).unwrap() == changed,
+        "served what was read ahead before the server's change"
+    );
+}
+
 #[test]
 fn writing_and_removing_small_files_costs_at_most_two_round_trips_each() {
     let s = Sshd::start();
@@ -241,8 +268,7 @@ fn writing_and_removing_small_files_costs_at_most_two_round_trips_each() {
 }
 
 #[test]
-fn names_missing_from_a_listed_directory_and_git_status_after_a_remount_cost_no_round_trips_per_file(
-) {
+fn git_status_after_a_remount_costs_no_round_trips_per_file() {
     let s = Sshd::start();
     small_files(&s.remote("w/repo"), 3, 60);
     let git = |dir: &Path, args: &[&str]| {
@@ -264,26 +290,47 @@ fn names_missing_from_a_listed_directory_and_git_status_after_a_remount_cost_no_
         let m = Mount::new(&s, "w", &[]);
         git(&m.path("repo"), &["status", "--porcelain"]);
     }
-    let (m, _p) = slow_mount(&s, &[]);
-    let root = m.path("");
-    let c = counted(
-        &root,
-        &m.path("repo"),
-        "test -z \"$(git status --porcelain)\"",
-    );
-    eprintln!("git status: {c:?}");
-    // The listings of the directories and the index; no file is read again.
-    assert!(c.round_trips <= 55, "git status: {c:?}");
-    assert!(c.of_type("open") <= 30, "git status: {c:?}");
+    for (extra, most) in [(None, 65), (Some("negative_timeout=20"), 55)] {
+        let (m, _p) = slow_mount(&s, extra.as_slice());
+        let c = counted(
+            &m.path(""),
+            &m.path("repo"),
+            "test -z \"$(git status --porcelain)\"",
+        );
+        eprintln!("git status ({extra:?}): {c:?}");
+        // The listings of the directories, the index, and (by default) the names git looks
+        // for that do not exist, each once; no file is read again.
+        assert!(c.round_trips <= most, "git status ({extra:?}): {c:?}");
+        assert!(c.of_type("open") <= 30, "git status ({extra:?}): {c:?}");
+    }
+}
 
-    // Names that do not exist, in a directory listed whole: no round trip each.
-    let c = counted(
-        &root,
-        &root,
-        "ls repo/d00 >/dev/null && for i in $(seq 50); do ! test -e repo/d00/missing$i; done",
+/// A name missing from a listing: asked of the server by default, once however often it is
+/// asked for at once; believed absent from the listing with `-o negative_timeout=` (NFS's
+/// `lookupcache=all`), at no request at all.
+#[test]
+fn names_missing_from_a_listed_directory_cost_a_lookup_each_unless_negative_timeout_says() {
+    let s = Sshd::start();
+    small_files(&s.remote("w/d"), 0, 10);
+    let distinct = "for i in $(seq 20); do ! test -e d/missing$i; done";
+    let same = "for i in $(seq 20); do ! test -e d/missing; done";
+    let (m, _p) = slow_mount(&s, &[]);
+    counted(&m.path(""), &m.path(""), "ls d >/dev/null");
+    let c = counted(&m.path(""), &m.path(""), distinct);
+    eprintln!("distinct missing names, default: {c:?}");
+    assert!(c.of_type("lstat") >= 20, "each asked of the server: {c:?}");
+    let c = counted(&m.path(""), &m.path(""), same);
+    eprintln!("one missing name 20 times, default: {c:?}");
+    assert!(
+        c.of_type("lstat") <= 2,
+        "the same name asked at once: {c:?}"
     );
-    eprintln!("missing names: {c:?}");
-    assert!(c.round_trips <= 3, "missing names: {c:?}");
+    drop(m);
+    let (m, _p) = slow_mount(&s, &["negative_timeout=20"]);
+    counted(&m.path(""), &m.path(""), "ls d >/dev/null");
+    let c = counted(&m.path(""), &m.path(""), distinct);
+    eprintln!("distinct missing names, negative_timeout=20: {c:?}");
+    assert_eq!(c.round_trips, 0, "answered from the listing: {c:?}");
 }
 
 #[test]

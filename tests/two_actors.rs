@@ -266,6 +266,63 @@ fn a_file_open_for_reading_survives_its_name_going_on_the_server_async() {
     read_after_server_removal(&["async_writes"]);
 }
 
+const TIME_WRITER: &str = r#"
+import os, sys, time
+path, rounds = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_RDWR)
+for i in range(rounds):
+    os.utime(path, (1000000000, 1000000000))
+    before = time.time()
+    os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+    # The write moved the mtime to about now: a stat must never show the time set before it.
+    m = os.stat(path).st_mtime
+    if m < before - 5:
+        print("round %d: mtime %d after a write at %d" % (i, m, before))
+        sys.exit(1)
+os.close(fd)
+"#;
+
+/// A write moves a file's mtime to now; a listing asked for while the write travelled (an
+/// `ls -l` of its directory by another program, through a slow link) still carries the time
+/// from before it, and must not be what `stat` shows afterwards.
+#[test]
+fn a_listing_racing_a_write_never_brings_back_the_older_time() {
+    let s = Sshd::start();
+    fs::create_dir_all(s.remote("w/d")).unwrap();
+    for i in 0..20 {
+        fs::write(s.remote(&format!("w/d/f{i}")), b"x").unwrap();
+    }
+    let p = support::proxy::Proxy::start(s.port);
+    p.delay(Duration::from_millis(15));
+    let m = Mount::via_port(&s, p.port(), "w", &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let lister = {
+        let (dir, stop) = (m.path("d"), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let _ = Command::new("ls").arg("-l").arg(&dir).output();
+            }
+        })
+    };
+    let run = run_to_exit(
+        {
+            let mut c = Command::new("python3");
+            c.arg("-c").arg(TIME_WRITER).arg(m.path("d/f3")).arg("150");
+            c
+        },
+        m.dir,
+        Duration::from_secs(120),
+    );
+    stop.store(true, Ordering::SeqCst);
+    lister.join().unwrap();
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
 /// A small C project, archived: `src/fNN.c`, `main.c` and a Makefile that builds each
 /// object from its source and links them.
 fn c_project(parent: &Path, files: usize) -> PathBuf {

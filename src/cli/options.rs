@@ -465,8 +465,8 @@ const OPTIONS: &[OptSpec] = &[
             Ok(())
         }),
     opt("revalidate", Exact, Value("SECONDS"), Some("2"), "fs.revalidate", Origin::Sftpfs,
-        "list the directories in use again this often and show what changed on the server \
-         (0: never)",
+        "check the directories in use (by their attributes) and the open files this often, \
+         list again what changed on the server and show it (0: never)",
         |d, v| {
             d.cfg.fs.revalidate = seconds(v).ok_or(Bad::Invalid("seconds, e.g. 2 or 0.5; 0 for never"))?;
             Ok(())
@@ -539,8 +539,8 @@ const OPTIONS: &[OptSpec] = &[
     opt("cache_min_clean_interval", Exact, Value("SECONDS"), Some("5"),
         "fs.dcache_min_clean_interval", Origin::Sshfs, "same as dcache_min_clean_interval",
         set_min_clean_interval),
-    opt("negative_timeout", Exact, Value("SECONDS"), Some("dcache_dir_timeout"), "fs.negative_timeout", Origin::Fuse,
-        "believe a name is absent from a cached listing this long (0: ask the server for every name not listed)",
+    opt("negative_timeout", Exact, Value("SECONDS"), Some("0"), "fs.negative_timeout", Origin::Fuse,
+        "believe a name missing from a listing the server sent is absent for this long (NFS's lookupcache=all: fewer round trips, but a file just made on the server may be \"No such file\" that long); 0: a name the caches do not hold is asked of the server",
         |d, v| {
             d.cfg.fs.negative_timeout = Some(seconds(v).ok_or(Bad::Invalid("seconds, e.g. 0 or 1.5"))?);
             Ok(())

@@ -162,6 +162,7 @@ pub struct Filesystem {
     stopping: AtomicBool,
     errors_seen: errors_seen::ErrorsSeen,
     in_use: revalidate::InUse,
+    revalidation: revalidate::Revalidation,
     file_ahead: file_ahead::FileAhead,
     /// The queue of the asynchronous write mode, when it is on.
     journal: Option<journal::Journal>,
@@ -182,6 +183,8 @@ pub struct FsStatus {
     pub journal: Option<journal::JournalStatus>,
     /// Attributes, listings, link targets.
     pub caches: [cache::CacheStats; 3],
+    /// What background revalidation sent and received since the mount.
+    pub revalidation: revalidate::RevalidationCost,
     pub errors_by_errno: std::collections::BTreeMap<i32, u64>,
     pub recent_errors: Vec<errors_seen::SeenError>,
     pub members: Vec<crate::remote::MemberStatus>,
@@ -228,6 +231,7 @@ impl Filesystem {
             stopping: AtomicBool::new(false),
             errors_seen: Default::default(),
             in_use: Default::default(),
+            revalidation: Default::default(),
             file_ahead: Default::default(),
             journal,
             arrivals: Default::default(),
@@ -301,6 +305,7 @@ impl Filesystem {
             files_read_ahead: self.file_ahead.kept(),
             journal: self.journal_status(),
             caches: self.cache.stats(),
+            revalidation: self.revalidation_cost(),
             errors_by_errno,
             recent_errors,
             members: self.pool.status(),

@@ -1231,13 +1231,41 @@ async fn reads_handed_over_out_of_order_reach_the_server_in_file_order() {
     assert_eq!(sent, sorted, "READs went out of file order");
 }
 
+/// Sets `p`'s mtime (and atime) to `secs` since the epoch.
+fn set_mtime(p: &std::path::Path, secs: i64) {
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) };
+    assert_eq!(r, 0, "utimensat {}", p.display());
+}
+
+/// Requests of each SFTP type sent so far (`SSH_FXP_*` as index, EXTENDED as 0).
+fn sent_by_type(fs: &Filesystem) -> [u64; 21] {
+    let mut all = [0u64; 21];
+    for m in fs.status().members {
+        if let Some(c) = m.current {
+            for (a, n) in all.iter_mut().zip(c.by_type) {
+                *a += n;
+            }
+        }
+    }
+    all
+}
+
 #[tokio::test]
-async fn revalidation_lists_directories_in_use_and_names_what_changed() {
+async fn revalidation_checks_directories_in_use_and_names_what_changed() {
+    use crate::remote::protocol::{SSH_FXP_OPENDIR, SSH_FXP_READDIR, SSH_FXP_STAT};
     let d = TempDir::new();
     std::fs::create_dir(d.join("sub")).unwrap();
     std::fs::write(d.join("sub/a"), b"a").unwrap();
     std::fs::write(d.join("sub/b"), b"b").unwrap();
     std::fs::create_dir(d.join("sub/k")).unwrap();
+    // Last changed long ago: their mtimes say whether they changed since.
+    set_mtime(&d.join("sub"), 1_000_000_000);
+    set_mtime(&d.0, 1_000_000_000);
     let fs = mounted(&d).await;
     let period = std::time::Duration::from_secs(2);
     let sent = |fs: &Filesystem| -> u64 {
@@ -1255,9 +1283,34 @@ async fn revalidation_lists_directories_in_use_and_names_what_changed() {
     let sub = fs.lookup(ROOT_INO, b"sub").await.unwrap();
     let h = fs.opendir(sub.ino.0).await.unwrap();
     fs.releasedir(h);
-    // In use, unchanged: listed again, nothing to tell.
-    assert!(fs.revalidate_round(period).await.is_empty());
-    assert!(sent(&fs) > before);
+    // The prefetch of the subdirectory's listing is done.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fs.cache.peek_listing(b"sub/k").is_none() {
+        assert!(std::time::Instant::now() < end, "sub/k was not prefetched");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // In use, unchanged: its attributes are asked for, not its listing.
+    let (types, cost) = (sent_by_type(&fs), fs.revalidation_cost());
+    for _ in 0..3 {
+        assert!(fs.revalidate_round(period).await.is_empty());
+    }
+    let now = sent_by_type(&fs);
+    let delta = |t: u8| now[t as usize] - types[t as usize];
+    assert!(
+        delta(SSH_FXP_STAT) >= 3,
+        "the directory was checked each round"
+    );
+    assert_eq!(
+        (delta(SSH_FXP_OPENDIR), delta(SSH_FXP_READDIR)),
+        (0, 0),
+        "an unchanged directory was listed again"
+    );
+    let after = fs.revalidation_cost();
+    assert_eq!(after.0 - cost.0, delta(SSH_FXP_STAT), "requests counted");
+    assert!(
+        after.1 > cost.1 && after.2 > cost.2,
+        "bytes counted: {after:?}"
+    );
     std::fs::write(d.join("sub/a"), b"longer").unwrap();
     std::fs::remove_file(d.join("sub/b")).unwrap();
     std::fs::write(d.join("sub/c"), b"c").unwrap();
@@ -1291,6 +1344,44 @@ async fn revalidation_lists_directories_in_use_and_names_what_changed() {
         "listed while a file there is open for writing"
     );
     assert!(fs.cache.peek_listing(b"sub").is_none());
+    fs.release(o.fh).await.unwrap();
+}
+
+/// `tail -f` of a file the server appends to: the file is open here, its directory may not
+/// change at all, and its attributes are cached; each round checks it with FSTAT.
+#[tokio::test]
+async fn revalidation_checks_files_open_here_with_fstat() {
+    use super::names::revalidate::EntryFate::Keep;
+    let d = TempDir::new();
+    std::fs::write(d.join("log"), b"first\n").unwrap();
+    let fs = mounted(&d).await;
+    let period = std::time::Duration::from_secs(2);
+    let f = fs.lookup(ROOT_INO, b"log").await.unwrap();
+    let o = fs.open(f.ino.0, libc::O_RDONLY).await.unwrap();
+    let names_it = |v: &[super::names::revalidate::StaleName]| {
+        v.iter()
+            .any(|n| n.ino == f.ino.0 && n.name == b"log" && n.entry == Keep)
+    };
+    assert!(!names_it(&fs.revalidate_round(period).await), "unchanged");
+    std::io::Write::write_all(
+        &mut std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.join("log"))
+            .unwrap(),
+        b"second\n",
+    )
+    .unwrap();
+    assert_eq!(
+        fs.getattr(f.ino.0, Some(o.fh)).await.unwrap().size,
+        6,
+        "cached until checked"
+    );
+    assert!(
+        names_it(&fs.revalidate_round(period).await),
+        "grown on the server"
+    );
+    assert_eq!(fs.getattr(f.ino.0, Some(o.fh)).await.unwrap().size, 13);
+    assert!(!names_it(&fs.revalidate_round(period).await), "told once");
     fs.release(o.fh).await.unwrap();
 }
 

@@ -17,13 +17,20 @@ use super::protocol::{
     decode_response, decode_version, Packet, Response, SSH_FXP_EXTENDED, SSH_FXP_READ,
     SSH_FXP_WRITE,
 };
-use super::stats::{ConnStats, Counters};
+use super::stats::{ConnStats, Counters, Tally};
 
 use super::bounds::MAX_PACKET;
 
-/// Each waiting request: where its reply goes, and when it was sent if its round trip is
-/// measured.
-type Pending = HashMap<u32, (oneshot::Sender<Response>, Option<std::time::Instant>)>;
+/// Each waiting request: where its reply goes, when it was sent if its round trip is
+/// measured, and the tally its bytes count in, if any.
+type Pending = HashMap<
+    u32,
+    (
+        oneshot::Sender<Response>,
+        Option<std::time::Instant>,
+        Option<Arc<Tally>>,
+    ),
+>;
 
 pub(super) struct Shared {
     pending: Mutex<Pending>,
@@ -120,7 +127,11 @@ impl Shared {
             let kind = packet.get(4).copied().unwrap_or(0);
             let kind = if kind == SSH_FXP_EXTENDED { 0 } else { kind };
             self.counters.queued(kind, p.is_empty());
-            p.insert(id, (reply_tx, timed.then(std::time::Instant::now)));
+            let tally = Tally::current();
+            if let Some(t) = &tally {
+                t.sent(packet.len());
+            }
+            p.insert(id, (reply_tx, timed.then(std::time::Instant::now), tally));
         }
         if tx.send(packet).is_err() {
             self.pending.lock().unwrap().remove(&id);
@@ -348,14 +359,18 @@ async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>) {
                 break;
             }
         };
-        shared.counters.received(body.len() + 4);
+        let body_len = body.len() + 4;
+        shared.counters.received(body_len);
         match decode_response(body) {
             Ok((id, resp)) => {
                 let waiter = shared.pending.lock().unwrap().remove(&id);
                 match waiter {
-                    Some((w, sent)) => {
+                    Some((w, sent, tally)) => {
                         if let Some(t) = sent {
                             shared.counters.round_trip(t.elapsed());
+                        }
+                        if let Some(t) = tally {
+                            t.received(body_len);
                         }
                         drop(w.send(resp))
                     }

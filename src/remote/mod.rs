@@ -25,7 +25,7 @@ pub use pool::{Conn, Pool, PoolOptions};
 pub use profile::{Ext, Profile};
 pub use protocol::{Attrs, NameEntry};
 pub use sftp::{Handle, Limits, Sftp, StatVfs};
-pub use stats::{ConnStats, MemberState, MemberStatus};
+pub use stats::{ConnStats, MemberState, MemberStatus, Tally};
 pub use transport::{
     transport_for, CommandTransport, DirectTransport, Opened, PassiveTransport, SftpIo,
     SshTransport, Transport,

@@ -4,6 +4,49 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// Requests and SFTP bytes of one kind of work (background revalidation), counted by the
+/// sessions for requests sent from within [`Tally::count`].
+#[derive(Default, Debug)]
+pub struct Tally {
+    requests: AtomicU64,
+    bytes_out: AtomicU64,
+    bytes_in: AtomicU64,
+}
+
+tokio::task_local! {
+    static TALLY: std::sync::Arc<Tally>;
+}
+
+impl Tally {
+    /// Runs `f`, counting in `tally` every request it sends and every reply it gets.
+    pub async fn count<F: std::future::Future>(tally: std::sync::Arc<Tally>, f: F) -> F::Output {
+        TALLY.scope(tally, f).await
+    }
+
+    /// The tally of the task sending a request now, if it counts one.
+    pub(super) fn current() -> Option<std::sync::Arc<Tally>> {
+        TALLY.try_with(std::sync::Arc::clone).ok()
+    }
+
+    pub(super) fn sent(&self, bytes: usize) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn received(&self, bytes: usize) {
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// (requests, bytes out, bytes in) so far.
+    pub fn get(&self) -> (u64, u64, u64) {
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+            self.bytes_in.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// One session's counters, updated by its reader and writer tasks.
 #[derive(Default)]
 pub struct Counters {

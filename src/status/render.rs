@@ -161,6 +161,22 @@ pub fn text(v: &Value) -> String {
         bytes(u(&v["readahead_bytes"])),
         u(&v["files_read_ahead"])
     );
+    let r = &v["revalidation"];
+    match r["period_seconds"].as_f64() {
+        Some(p) if p > 0.0 => {
+            let _ = writeln!(
+                o,
+                "revalidation every {p} s: {} requests, {} out, {} in since mount",
+                u(&r["requests"]),
+                bytes(u(&r["bytes_out"])),
+                bytes(u(&r["bytes_in"]))
+            );
+        }
+        Some(_) => {
+            let _ = writeln!(o, "revalidation: off");
+        }
+        None => {}
+    }
     let total = u(&v["errors"]["total"]);
     if total == 0 {
         let _ = writeln!(o, "errors since mount: none");
@@ -252,6 +268,16 @@ pub fn prometheus(mounts: &[Value]) -> String {
             (v["async_writes"].get(field).into_iter())
                 .filter(|x| !x.is_null())
                 .map(|x| format!("{{mountpoint=\"{m}\"}} {}", num(x)))
+                .collect()
+        })
+    };
+    // Only for a mount that revalidates.
+    let revalidation = |field: &'static str| -> Samples {
+        Box::new(move |v: &Value, m: &str| {
+            let r = &v["revalidation"];
+            (r["period_seconds"].as_f64().is_some_and(|p| p > 0.0))
+                .then(|| format!("{{mountpoint=\"{m}\"}} {}", num(&r[field])))
+                .into_iter()
                 .collect()
         })
     };
@@ -406,6 +432,24 @@ pub fn prometheus(mounts: &[Value]) -> String {
             queue("operations_synced"),
         ),
         (
+            "sftpfs_revalidation_requests_total",
+            "counter",
+            "SFTP requests background revalidation sent (revalidate=).",
+            revalidation("requests"),
+        ),
+        (
+            "sftpfs_revalidation_sent_bytes_total",
+            "counter",
+            "SFTP bytes background revalidation sent (revalidate=).",
+            revalidation("bytes_out"),
+        ),
+        (
+            "sftpfs_revalidation_received_bytes_total",
+            "counter",
+            "SFTP bytes background revalidation received (revalidate=).",
+            revalidation("bytes_in"),
+        ),
+        (
             "sftpfs_cache_entries",
             "gauge",
             "Entries in a metadata cache.",
@@ -475,6 +519,8 @@ mod tests {
                  "round_trips": 0}
             ],
             "open_files": 2, "unacknowledged_write_bytes": 0, "readahead_bytes": 0,
+            "revalidation": {"period_seconds": 2.0, "requests": 12, "bytes_out": 600,
+                             "bytes_in": 3072},
             "caches": {"attributes": {"entries": 3, "hits": 3, "misses": 1},
                        "listings": {"entries": 1, "hits": 0, "misses": 0},
                        "links": {"entries": 0, "hits": 0, "misses": 0}},
@@ -494,6 +540,7 @@ mod tests {
             "#1 idle",
             "writes not yet on the server: 0 B (all written)",
             "attributes 3 (75% hits)",
+            "revalidation every 2 s: 12 requests, 600 B out, 3.0 KiB in since mount",
             "errors since mount: 1 (EACCES 1)",
             "open x/y: EACCES",
         ] {
@@ -516,6 +563,9 @@ mod tests {
         assert!(
             p.contains("sftpfs_errors_total{mountpoint=\"/mnt/a \\\"b\\\"\",errno=\"EACCES\"} 1\n")
         );
+        assert!(p.contains(
+            "sftpfs_revalidation_received_bytes_total{mountpoint=\"/mnt/a \\\"b\\\"\"} 3072\n"
+        ));
         // The queue only for a mount that has one.
         assert!(!p.contains("sftpfs_async_queued_operations{"));
         let mut with_queue = sample();

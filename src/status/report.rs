@@ -87,6 +87,12 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
             "operations_synced": j.synced_records,
             "replay_damage": j.damage,
         })),
+        "revalidation": {
+            "period_seconds": info.revalidate.as_secs_f64(),
+            "requests": s.revalidation.0,
+            "bytes_out": s.revalidation.1,
+            "bytes_in": s.revalidation.2,
+        },
         "caches": {
             "attributes": cache(&s.caches[0]),
             "listings": cache(&s.caches[1]),

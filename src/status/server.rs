@@ -20,6 +20,8 @@ pub struct MountInfo {
     pub transport: String,
     pub remote_dir: String,
     pub pid: u32,
+    /// `-o revalidate=`: how often what is in use is checked (zero: never).
+    pub revalidate: std::time::Duration,
     pub started: SystemTime,
     pub started_at: Instant,
 }

@@ -385,9 +385,9 @@ impl Drop for Mount<'_> {
     }
 }
 
-/// Waits until a name made on the server's side shows through the mount at `path`: a
-/// listing the mount holds says it is absent until the mount lists that directory again
-/// (every `revalidate` period while the directory is in use).
+/// Waits until a name made on the server's side shows through the mount at `path`. By name
+/// it shows at once (tests/freshness.rs); kept for tests that only need it to be there, and
+/// for other binaries run through the harness (`SFTPFS_TEST_BIN`).
 pub fn wait_visible(path: &Path) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::fs::symlink_metadata(path).is_err() {

@@ -8,6 +8,8 @@
 //!   closing anything; resume forwards what was held back.
 //! - [`Proxy::cut`]: close every current connection (both sides); new ones are still accepted.
 //! - [`Proxy::refuse`] / [`Proxy::admit`]: close new connections as soon as they are accepted.
+//! - [`Proxy::bytes`]: bytes it forwarded so far, both directions, every connection: what
+//!   crossed the link.
 //!
 //! Dropping the proxy stops it: the listener and every connection are shut down and all its
 //! threads joined (each is bounded: blocked reads and writes end when their socket is shut
@@ -19,7 +21,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -58,6 +60,9 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     accepted: AtomicUsize,
     refused: AtomicUsize,
+    /// Bytes read from either side (client to server, server to client).
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
 }
 
 impl Shared {
@@ -123,6 +128,8 @@ impl Proxy {
             threads: Mutex::new(Vec::new()),
             accepted: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
         });
         let sh = shared.clone();
         let acceptor = std::thread::Builder::new()
@@ -212,6 +219,11 @@ impl Proxy {
     }
 
     /// Connections currently open (neither side closed yet).
+    /// Bytes read from either side so far (each is forwarded to the other).
+    pub fn bytes(&self) -> u64 {
+        self.shared.bytes_up.load(Ordering::SeqCst) + self.shared.bytes_down.load(Ordering::SeqCst)
+    }
+
     pub fn live(&self) -> usize {
         let mut conns = self.shared.conns.lock().unwrap();
         conns.retain(|c| !c.closed.load(Ordering::SeqCst));
@@ -316,6 +328,11 @@ fn pump(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            match dir {
+                Dir::Up => &sh_r.bytes_up,
+                Dir::Down => &sh_r.bytes_down,
+            }
+            .fetch_add(n as u64, Ordering::SeqCst);
             let delay = {
                 let c = sh_r.control();
                 match dir {

@@ -11,6 +11,7 @@ use crate::fs::meta::cache::Known;
 use crate::fs::names::dir::Purpose;
 use crate::fs::names::inode::InodeTable;
 use crate::fs::{in_group, Caller, Filesystem, FsError, FsResult, SetAttr, SetTime};
+use crate::remote::protocol::SSH_FX_NO_SUCH_FILE;
 use crate::remote::{Attrs, RemoteError, StatVfs};
 
 impl Filesystem {
@@ -54,6 +55,9 @@ impl Filesystem {
             Known::Absent => return Err(FsError::new(libc::ENOENT)),
             _ => {}
         }
+        if self.cache.absent_just_now(&path) {
+            return Err(FsError::new(libc::ENOENT));
+        }
         if self
             .opts
             .charsets
@@ -65,10 +69,21 @@ impl Filesystem {
             let dir = self.path_of(parent)?;
             let _ = self.listing_shared(&dir, Purpose::Asked).await;
         }
-        let lstat = self.lstat_remote(&path);
+        let asked = (
+            tokio::time::Instant::now(),
+            self.cache
+                .generation(crate::fs::names::inode::parent_of(&path)),
+        );
+        let lstat = async {
+            let r = self.lstat_remote(&path).await;
+            if matches!(&r, Err(e) if e.is_status(SSH_FX_NO_SUCH_FILE)) {
+                self.cache.put_absent(&path, asked.0, asked.1);
+            }
+            r
+        };
         if self.opts.prefetch && self.cache.enabled() {
             let dir = self.path_of(parent)?;
-            let listing = self.listing_shared(&dir, Purpose::Ahead);
+            let listing = self.listing_shared(&dir, Purpose::Beside);
             tokio::pin!(lstat);
             tokio::select! {
                 biased;
@@ -150,7 +165,7 @@ impl Filesystem {
                     (None, Some(me)) => {
                         join(
                             self.lstat_remote(&p),
-                            me.listing_shared(parent, Purpose::Ahead),
+                            me.listing_shared(parent, Purpose::Beside),
                         )
                         .await
                         .0

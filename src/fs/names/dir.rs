@@ -17,7 +17,7 @@ use futures::FutureExt;
 
 use crate::fs::handle::DirListing;
 use crate::fs::meta::attr::file_type;
-use crate::fs::meta::cache::{Entry, Listing};
+use crate::fs::meta::cache::{Asked, Entry, Listing, Stamp};
 use crate::fs::names::inode::{join, parent_of, RelPath, ROOT_INO};
 use crate::fs::{Filesystem, FsError, FsResult};
 use crate::logging::Rarely;
@@ -26,13 +26,16 @@ use crate::remote::{Attrs, ListingBound, NameEntry, RemoteError};
 
 type ListingFuture = Shared<BoxFuture<'static, Result<Arc<Mutex<Listing>>, RemoteError>>>;
 
-/// Why a listing is fetched, which decides its bound.
+/// Why a listing is fetched, which decides its bound and how fresh it counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
     /// Somebody needs it now (`opendir`, a lookup that must know).
     Asked,
-    /// Fetched ahead of need (the subdirectories of a directory in use, a lookup's or a
-    /// stat's speculative listing): a small bound, past which it gives up without a word.
+    /// Beside a request that does not need it (a lookup's or a stat's speculative listing),
+    /// used at once: a small bound, past which it gives up without a word.
+    Beside,
+    /// Ahead of need, for no program yet (the subdirectories of a directory in use): the
+    /// small bound, and its first use must come soon after the server's answer.
     Ahead,
 }
 
@@ -65,12 +68,18 @@ impl Filesystem {
         dir: &[u8],
         purpose: Purpose,
     ) -> ListingFuture {
-        if let Some(l) = self.cache.listing(dir) {
+        // A prefetch for no program yet must not take a cached listing into use.
+        let cached = if purpose == Purpose::Ahead {
+            self.cache.peek_listing(dir)
+        } else {
+            self.cache.listing(dir)
+        };
+        if let Some(l) = cached {
             return futures::future::ready(Ok(l)).boxed().shared();
         }
         let mut inflight = self.listing_inflight.0.lock().unwrap();
         if let Some((f, fetched_for)) = inflight.get(dir) {
-            if purpose == Purpose::Ahead || *fetched_for == Purpose::Asked {
+            if purpose != Purpose::Asked || *fetched_for == Purpose::Asked {
                 return f.clone();
             }
             // Fetched ahead, within the small bound: past that, listed again within the
@@ -87,7 +96,7 @@ impl Filesystem {
         }
         let (fs, d) = (self.clone(), dir.to_vec());
         let task = tokio::spawn(async move {
-            let res = fs.fetch_listing(&d, purpose).await;
+            let res = fs.fetch_listing_for(&d, purpose).await;
             fs.listing_inflight.0.lock().unwrap().remove(&d);
             res
         });
@@ -98,24 +107,41 @@ impl Filesystem {
         fut
     }
 
+    /// Lists `dir` from the server, for a program.
+    /// Lists `dir` from the server, for a program.
     pub(in crate::fs) async fn fetch_listing(
+        &self,
+        dir: &[u8],
+    ) -> Result<Arc<Mutex<Listing>>, RemoteError> {
+        self.fetch_listing_for(dir, Purpose::Asked).await
+    }
+
+    async fn fetch_listing_for(
         &self,
         dir: &[u8],
         purpose: Purpose,
     ) -> Result<Arc<Mutex<Listing>>, RemoteError> {
         let generation = self.cache.generation(dir);
+        let at = tokio::time::Instant::now();
+        let mut stamp = Stamp::now(None);
         let r = self.remote(dir);
         let r = &r;
         let timeout = self.pool.timeout();
         let bound = match purpose {
             Purpose::Asked => ListingBound::asked(timeout),
-            Purpose::Ahead => ListingBound::ahead(timeout),
+            Purpose::Ahead | Purpose::Beside => ListingBound::ahead(timeout),
         };
         let bound = &bound;
+        // The directory's attributes first, on the same session, so that they are no newer
+        // than the listing: what revalidation later compares with (names/revalidate.rs).
         let listed = self
-            .call(|c| async move { c.sftp.read_dir_all(r, bound).await })
+            .call(|c| async move {
+                let (st, list) =
+                    futures::future::join(c.sftp.stat(r), c.sftp.read_dir_all(r, bound)).await;
+                Ok((st.ok(), list?))
+            })
             .await;
-        let mut entries = match listed {
+        let (dir_attrs, mut entries) = match listed {
             Err(RemoteError::Exceeded(e)) if purpose == Purpose::Asked => {
                 // Said here, now and then; the EIO of each refusal is not logged again.
                 if let Some(held) = REFUSED.due() {
@@ -129,6 +155,7 @@ impl Filesystem {
             }
             r => r?,
         };
+        stamp.dir_attrs = dir_attrs;
         drop_unshowable(r, &mut entries);
         if let Some(cs) = &self.opts.charsets {
             // The server's names as shown locally; from here on the core knows only these.
@@ -159,9 +186,15 @@ impl Filesystem {
                 }
             }
         };
+        let asked = Asked {
+            generation,
+            at,
+            stamp,
+            ahead: purpose == Purpose::Ahead,
+        };
         Ok(self
             .cache
-            .put_listing(dir, &entries, generation, learn_links))
+            .put_listing_asked(dir, &entries, asked, learn_links))
     }
 
     /// With `follow_symlinks`, symlinks show as what they point to (when it exists).
@@ -204,7 +237,7 @@ impl Filesystem {
                 .collect()
         };
         for sub in subdirs {
-            if self.cache.listing(&sub).is_some() {
+            if self.cache.peek_listing(&sub).is_some() {
                 continue;
             }
             let fs = self.clone();
@@ -213,7 +246,7 @@ impl Filesystem {
                 let Ok(_slot) = fs.prefetch_slots.clone().acquire_owned().await else {
                     return;
                 };
-                if fs.stopping.load(Ordering::SeqCst) || fs.cache.listing(&sub).is_some() {
+                if fs.stopping.load(Ordering::SeqCst) || fs.cache.peek_listing(&sub).is_some() {
                     return;
                 }
                 let _ = fs.listing_shared(&sub, Purpose::Ahead).await;
@@ -236,7 +269,7 @@ impl Filesystem {
             // Read while something here changed (`rm x; ls` must not show x), or with
             // attributes a local change made stale (readdirplus would hand the kernel an old
             // size): read again.
-            listing = self.fetch_listing(&path, Purpose::Asked).await?;
+            listing = self.fetch_listing(&path).await?;
         }
         let entries: Vec<(Vec<u8>, Entry)> = listing
             .lock()

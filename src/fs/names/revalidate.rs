@@ -1,19 +1,32 @@
-//! Background revalidation of the directories in use (`-o revalidate=SECONDS`): each is
-//! listed again every period while programs use it, and what changed on the server is
-//! handed back for the kernel to forget. A mount nobody touches sends nothing.
+//! Background revalidation of what is in use (`-o revalidate=SECONDS`). Every period each
+//! directory in use whose listing is cached is checked by its attributes (one STAT: bytes
+//! independent of its size) and listed again only when they say it may have changed; each
+//! file open here for reading is checked with FSTAT (`tail -f` on a file the server appends
+//! to). What changed on the server is handed back for the kernel to forget. A mount nobody
+//! touches sends nothing; one in use sends a few small requests a period while nothing
+//! changes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::fs::meta::cache::Entry;
-use crate::fs::names::dir::Purpose;
-use crate::fs::names::inode::{join, RelPath};
+use crate::fs::meta::cache::{Entry, Listing};
+use crate::fs::names::inode::{join, parent_of, RelPath};
 use crate::fs::Filesystem;
-use crate::remote::RemoteError;
+use crate::remote::{Attrs, RemoteError, Tally};
 
-/// The most directories listed again per period: a tree walk touches thousands.
+/// The most directories listed again per period: each costs its whole listing.
 pub const MAX_PER_ROUND: usize = 16;
+/// The most directories checked by their attributes per period (all in one round trip).
+pub const MAX_CHECKED: usize = 256;
+/// The most open files checked with FSTAT per period.
+pub const MAX_OPEN_CHECKED: usize = 64;
+
+/// SFTP gives a directory's mtime in whole seconds: a change later in the second its
+/// listing was taken leaves the mtime as the listing saw it. A listing taken no later than
+/// this many seconds after that mtime (on this machine's clock, which may be a little behind
+/// the server's) may have missed such a change.
+const SAME_SECOND_SLACK: i64 = 1;
 
 /// Directories used lately (a lookup in them, a listing of them), with when.
 #[derive(Default)]
@@ -46,6 +59,17 @@ impl InUse {
     }
 }
 
+/// What revalidation keeps between rounds: what it cost, and what each open file looked
+/// like at its last check.
+#[derive(Default)]
+pub struct Revalidation {
+    pub tally: Arc<Tally>,
+    open_seen: Mutex<HashMap<u64, Looks>>,
+}
+
+/// What revalidation has sent and received since the mount: (requests, bytes out, bytes in).
+pub type RevalidationCost = (u64, u64, u64);
+
 /// A name the kernel may hold whose cached state is out of date: the file's attributes and
 /// pages go, and its entry as `entry` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,12 +98,23 @@ pub enum EntryFate {
 type Looks = (Option<u64>, Option<u32>, Option<u32>, Option<(u32, u32)>);
 
 fn looks(e: &Entry) -> Looks {
-    (
-        e.attrs.size,
-        e.attrs.atime_mtime.map(|t| t.1),
-        e.attrs.permissions,
-        e.attrs.uid_gid,
-    )
+    looks_of(&e.attrs)
+}
+
+fn looks_of(a: &Attrs) -> Looks {
+    (a.size, a.atime_mtime.map(|t| t.1), a.permissions, a.uid_gid)
+}
+
+/// Whether the directory whose attributes are `now` may have changed since `l` was listed.
+fn maybe_changed(l: &Listing, now: &Attrs) -> bool {
+    let Some(then) = &l.stamp.dir_attrs else {
+        return true;
+    };
+    let mtime = |a: &Attrs| a.atime_mtime.map(|t| t.1);
+    if mtime(then) != mtime(now) || then.size != now.size || then.permissions != now.permissions {
+        return true;
+    }
+    mtime(now).is_none_or(|m| m as i64 + SAME_SECOND_SLACK >= l.stamp.taken_secs)
 }
 
 impl Filesystem {
@@ -90,11 +125,28 @@ impl Filesystem {
         self.opts.cache.dir_ttl.max(period * 15)
     }
 
-    /// One round: lists again the directories in use whose listing is cached (at most
-    /// [`MAX_PER_ROUND`], most recently used first; the cached listings of the others are
-    /// dropped, so none is served older than a round), and returns the names that changed
-    /// on the server, for the kernel to forget.
+    /// One round (see the module): returns the names that changed on the server, for the
+    /// kernel to forget. What it sends is counted in [`Revalidation::tally`].
     pub async fn revalidate_round(self: &Arc<Self>, period: Duration) -> Vec<StaleName> {
+        let tally = self.revalidation.tally.clone();
+        Tally::count(tally, async {
+            let mut changed = self.check_open_files().await;
+            changed.extend(self.check_directories(period).await);
+            changed
+        })
+        .await
+    }
+
+    /// What revalidation cost since the mount.
+    pub fn revalidation_cost(&self) -> RevalidationCost {
+        self.revalidation.tally.get()
+    }
+
+    /// Checks the directories in use whose listing is cached by their attributes (at most
+    /// [`MAX_CHECKED`], most recently used first), lists again those that may have changed
+    /// (at most [`MAX_PER_ROUND`]), and drops the cached listings of the others, so that none
+    /// is served unchecked for longer than a round.
+    async fn check_directories(self: &Arc<Self>, period: Duration) -> Vec<StaleName> {
         if !self.cache.enabled() {
             return Vec::new();
         }
@@ -119,29 +171,59 @@ impl Filesystem {
             writing
                 .iter()
                 .filter_map(|&ino| t.get(ino))
-                .flat_map(|n| {
-                    n.paths
-                        .iter()
-                        .map(|p| crate::fs::names::inode::parent_of(p).to_vec())
-                })
+                .flat_map(|n| n.paths.iter().map(|p| parent_of(p).to_vec()))
                 .collect()
         };
-        let mut changed = Vec::new();
-        for (i, dir) in dirs.iter().enumerate() {
+        let mut checked = Vec::new();
+        for dir in dirs {
             // A directory made here, being filled (tar x, cp -r into the mount), keeps its
             // listing until it expires: dropped, each new name would cost a round trip.
             let made_here = || {
                 self.cache
-                    .peek_listing(dir)
+                    .peek_listing(&dir)
                     .is_some_and(|l| l.lock().unwrap().made_here)
             };
-            if busy.contains(dir) && made_here() {
+            if busy.contains(&dir) && made_here() {
                 continue;
             }
-            if i >= MAX_PER_ROUND || busy.contains(dir) {
+            if checked.len() >= MAX_CHECKED || busy.contains(&dir) {
+                self.cache.drop_listing(&dir);
+                continue;
+            }
+            checked.push(dir);
+        }
+        // Every directory's attributes in one round trip.
+        let answers =
+            futures::future::join_all(checked.iter().map(|d| self.dir_attrs_now(d))).await;
+        let mut changed = Vec::new();
+        let mut relisted = 0;
+        for (dir, (asked, answer)) in checked.iter().zip(answers) {
+            let Some(l) = self.cache.peek_listing(dir) else {
+                continue;
+            };
+            let again = match &answer {
+                Ok(a) => {
+                    let mut l = l.lock().unwrap();
+                    let again = maybe_changed(&l, a);
+                    if !again && asked > l.vouched.into_std() {
+                        l.vouched = asked.into();
+                    }
+                    again
+                }
+                Err(e) => {
+                    tracing::debug!("checking {}: {e}", String::from_utf8_lossy(dir));
+                    self.cache.drop_listing(dir);
+                    continue;
+                }
+            };
+            if !again {
+                continue;
+            }
+            if relisted >= MAX_PER_ROUND {
                 self.cache.drop_listing(dir);
                 continue;
             }
+            relisted += 1;
             match self.revalidate_dir(dir).await {
                 Ok(c) => changed.extend(c),
                 Err(e) => {
@@ -151,6 +233,74 @@ impl Filesystem {
             }
         }
         changed
+    }
+
+    /// The attributes of directory `dir` on the server, and when they were asked for.
+    async fn dir_attrs_now(&self, dir: &[u8]) -> (Instant, Result<Attrs, RemoteError>) {
+        let r = self.remote(dir);
+        let r = &r;
+        let asked = Instant::now();
+        let a = self.call(|c| async move { c.sftp.stat(r).await }).await;
+        (asked, a)
+    }
+
+    /// Checks the files open here for reading with FSTAT (at most [`MAX_OPEN_CHECKED`]): one
+    /// that changed since its last check (or since the cache took its attributes) has its
+    /// attributes and read-ahead forgotten, and is named for the kernel.
+    async fn check_open_files(&self) -> Vec<StaleName> {
+        // A file open for writing here changes by this mount's own writes.
+        let writing: std::collections::HashSet<u64> = self
+            .files
+            .all(|f| f.writable)
+            .iter()
+            .map(|f| f.ino)
+            .collect();
+        let mut files = self
+            .files
+            .all(|f| !f.writable && f.usable() && !writing.contains(&f.ino));
+        files.sort_by_key(|f| f.ino);
+        files.dedup_by_key(|f| f.ino);
+        files.truncate(MAX_OPEN_CHECKED);
+        let answers = futures::future::join_all(files.iter().map(|f| async move {
+            let (c, h) = f.current();
+            if !c.is_alive() {
+                return None;
+            }
+            c.sftp.fstat(&h).await.ok()
+        }))
+        .await;
+        let mut stale = Vec::new();
+        {
+            let mut seen = self.revalidation.open_seen.lock().unwrap();
+            seen.retain(|ino, _| files.iter().any(|f| f.ino == *ino));
+            for (f, a) in files.iter().zip(answers) {
+                let Some(a) = a else { continue };
+                let Some(path) = self.inodes.lock().unwrap().path(f.ino) else {
+                    continue;
+                };
+                let now = looks_of(&a);
+                let before = seen
+                    .insert(f.ino, now)
+                    .or_else(|| self.cache.attrs_known(&path).map(|e| looks(&e)));
+                if before.is_some_and(|b| b != now) {
+                    stale.push((f.ino, path));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (ino, path) in stale {
+            tracing::debug!("{} changed on the server", String::from_utf8_lossy(&path));
+            self.cache.invalidate(&path);
+            self.drop_readahead(ino);
+            let parent = self.inodes.lock().unwrap().ino_for(parent_of(&path));
+            out.push(StaleName {
+                parent,
+                name: crate::fs::meta::cache::name_of(&path).to_vec(),
+                ino,
+                entry: EntryFate::Keep,
+            });
+        }
+        out
     }
 
     /// Lists `dir` again; the names whose entry differs from the cached listing's.
@@ -166,7 +316,7 @@ impl Filesystem {
                 .collect()
         };
         let before = looks_all(&old);
-        let after = looks_all(&*self.fetch_listing(dir, Purpose::Asked).await?);
+        let after = looks_all(&*self.fetch_listing(dir).await?);
         let kind = |l: &Looks| l.2.map(|p| p & 0o170000);
         // Gone, changed, then new on the server.
         let mut names: Vec<(&Vec<u8>, EntryFate)> = before

@@ -9,10 +9,11 @@
 //! order. A run that moves on to another directory carries its order with it, so the first
 //! file of the next directory already starts one.
 //!
-//! A prefetched file is handed to an `open` only if nothing says it changed: no local change
-//! in its directory since the prefetch began, and the attributes the server gave with its
-//! OPEN are the ones the attribute cache still holds, fresh, at that `open`. So nothing is
-//! served older than the attribute cache already allows (see the README's consistency rule).
+//! A prefetched file is handed to an `open` only while it is young and nothing says it
+//! changed: the server answered its OPEN less than [`FRESH`] before, no local change in its
+//! directory came since the prefetch began, and the attributes the server gave with its OPEN
+//! are the ones the attribute cache still holds, fresh, at that `open` (see the README's
+//! consistency rule). Otherwise the `open` asks the server, as any other does.
 //! Memory is bounded by the mount's read-ahead budget, and the server's handles by
 //! [`MAX_KEPT`]; what is not taken in [`KEEP_FOR`] is closed.
 
@@ -28,7 +29,7 @@ use futures::FutureExt;
 use lru::LruCache;
 use tokio::time::Instant;
 
-use crate::fs::meta::cache::Entry;
+use crate::fs::meta::cache::{Entry, FRESH};
 use crate::fs::names::inode::{join as join_path, parent_of, RelPath};
 use crate::fs::Filesystem;
 use crate::remote::protocol::SSH_FXF_READ;
@@ -66,6 +67,8 @@ pub struct Fetched {
     pub handle: Handle,
     /// What the server said with the OPEN.
     pub attrs: Attrs,
+    /// When the OPEN went out: the answer is no older than this.
+    pub asked: Instant,
     /// The whole file, in pieces of `chunk` bytes (the last one shorter).
     pub pieces: Vec<Bytes>,
     pub chunk: u32,
@@ -428,6 +431,7 @@ impl Filesystem {
             }
             fs.settle().await.ok()?;
             let conn = fs.pool.any().await.ok()?;
+            let asked = Instant::now();
             let (h, attrs) = join(
                 conn.sftp.open(&r, SSH_FXF_READ, &Attrs::default()),
                 fs.attrs_at(&conn.sftp, &r),
@@ -439,6 +443,7 @@ impl Filesystem {
                     conn: conn.clone(),
                     handle: handle.clone(),
                     attrs,
+                    asked,
                     pieces,
                     chunk,
                 }))
@@ -475,8 +480,9 @@ impl Filesystem {
         });
     }
 
-    /// The prefetched `path`, if one is kept and may be served: nothing changed it since
-    /// (see the module's rule). Otherwise its handle is closed and `None` says to open it.
+    /// The prefetched `path`, if one is kept and may be served: young, and nothing changed it
+    /// since (see the module's rule). Otherwise its handle is closed and `None` says to open
+    /// it.
     pub(in crate::fs) async fn take_prefetched(&self, path: &[u8]) -> Option<Arc<Fetched>> {
         let p = self.file_ahead.take(path)?;
         let dir = parent_of(path);
@@ -486,6 +492,7 @@ impl Filesystem {
                 && cached.attrs.atime_mtime.map(|t| t.1) == f.attrs.atime_mtime.map(|t| t.1)
                 && f.attrs.size == Some(f.pieces.iter().map(|b| b.len() as u64).sum())
                 && f.conn.is_alive()
+                && f.asked.elapsed() < FRESH
                 && self.cache.generation(dir) == p.generation;
             same.then_some(())
         };

@@ -159,7 +159,15 @@ impl Filesystem {
         let Some(fs) = self.me.upgrade() else { return };
         let f = f.clone();
         tokio::spawn(async move {
-            match sent.await {
+            let r = sent.await;
+            if !matches!(&r, Err(e) if e.is_dead()) {
+                // Landed (or refused): what a listing said of the file meanwhile is old.
+                let path = fs.inodes.lock().unwrap().path(f.ino);
+                if let Some(p) = path {
+                    fs.cache.write_landed(&p);
+                }
+            }
+            match r {
                 Ok(()) => f.ack(seq),
                 Err(e) if e.is_dead() => {
                     // The replay in `recover` sends this write again.

@@ -97,7 +97,7 @@ impl MetaCache {
             );
             // Keep the parent's listing in step, if we have one.
             if !name.is_empty() {
-                if let Some(l) = self.listing(parent_of(name)) {
+                if let Some(l) = self.peek_listing(parent_of(name)) {
                     l.lock()
                         .unwrap()
                         .entries
@@ -215,6 +215,17 @@ impl MetaCache {
         }
     }
 
+    /// A write to `path` that `mark_written` announced has landed: a listing asked for
+    /// while it travelled may hold the file's size and mtime from before it, so listings in
+    /// flight are out of date again and the cached one's entry stale. The attributes stay:
+    /// any stored since were read after the write or queued behind it.
+    pub fn write_landed(&self, path: &[u8]) {
+        let _change = self.changes.lock().unwrap();
+        for n in self.names(path).0 {
+            self.changed_entry(&n);
+        }
+    }
+
     /// `path` still exists but changed: listings in flight are out of date, and the cached
     /// one's entry is stale (a lookup will fetch its attributes).
     pub(super) fn changed_entry(&self, path: &[u8]) {
@@ -222,7 +233,7 @@ impl MetaCache {
             return;
         }
         self.changed(parent_of(path));
-        if let Some(l) = self.listing(parent_of(path)) {
+        if let Some(l) = self.peek_listing(parent_of(path)) {
             if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
                 e.stale = true;
             }

@@ -12,13 +12,18 @@ use crate::fs::names::inode::{join, parent_of};
 use crate::remote::NameEntry;
 
 /// A whole directory as the server listed it, kept current by local changes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Listing {
     pub entries: HashMap<Vec<u8>, Entry>,
     /// The directory's change generation when the listing was requested.
     pub generation: u64,
-    /// Until when a name missing from the listing is taken as absent.
+    /// Until when a name missing from the listing is taken as absent (`negative_timeout`,
+    /// NFS's `lookupcache=all`; by default never).
     pub negative_until: Option<Instant>,
+    /// A directory made here and being filled here: every change since it was made went
+    /// through the mount, so a name missing is absent, for as long as the mount keeps
+    /// changing it (each change here extends this by [`FRESH`]).
+    pub local_until: Option<Instant>,
     /// Set once the subdirectories' listings were prefetched for it.
     pub prefetched: bool,
     /// No local change came while it was read (one kept in the cache is then updated by
@@ -29,17 +34,64 @@ pub struct Listing {
     pub made_here: bool,
     /// Tells this listing from any other, of any directory.
     pub serial: u64,
+    /// Fetched before any program asked (a prefetch): the first use takes it only while it
+    /// is [`FRESH`]; from then on the directory is in use and revalidation checks it.
+    pub ahead: bool,
+    /// When the server last vouched for the names: the listing was asked for then, or a
+    /// check of the directory's attributes found them unchanged.
+    pub vouched: Instant,
+    /// What the listing was taken against (see [`Stamp`]).
+    pub stamp: Stamp,
+}
+
+/// How long an answer fetched ahead of its use (a prefetched listing, a file read ahead
+/// across files) may still serve it: "about a second after the server gave it".
+pub const FRESH: Duration = Duration::from_secs(1);
+
+/// The directory as it was when its listing was asked for: its attributes (read just
+/// before the READDIR, on the same session) and the second, on this machine's clock, the
+/// listing was taken in. A later check compares against them (see `names/revalidate.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct Stamp {
+    pub dir_attrs: Option<crate::remote::Attrs>,
+    pub taken_secs: i64,
+}
+
+impl Stamp {
+    /// Now, with the directory's attributes read just before.
+    pub fn now(dir_attrs: Option<crate::remote::Attrs>) -> Stamp {
+        let taken_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Stamp {
+            dir_attrs,
+            taken_secs,
+        }
+    }
 }
 
 impl Listing {
     /// What the listing says about `name`; absence only while it is believed.
     pub fn known(&self, name: &[u8]) -> Known {
+        let now = Instant::now();
+        let believed = |t: Option<Instant>| t.is_some_and(|t| t > now);
         match self.entries.get(name) {
             Some(e) => Known::Present(e.clone()),
-            None if self.negative_until.is_some_and(|t| t > Instant::now()) => Known::Absent,
+            None if believed(self.negative_until) || believed(self.local_until) => Known::Absent,
             None => Known::Unknown,
         }
     }
+}
+
+/// How a listing was asked for.
+pub struct Asked {
+    /// The directory's change generation then.
+    pub generation: u64,
+    /// When the request went out.
+    pub at: Instant,
+    pub stamp: Stamp,
+    /// For no program yet (a prefetch).
+    pub ahead: bool,
 }
 
 /// What a cached listing says about one name.
@@ -64,16 +116,37 @@ impl MetaCache {
             t.value.stale = true;
         }
         self.changed_entry(dir);
+        // A directory being filled here stays known while the filling goes on.
+        if let Some(l) = self.peek_listing(dir) {
+            let mut l = l.lock().unwrap();
+            let now = Instant::now();
+            if l.local_until.is_some_and(|t| t > now) {
+                l.local_until = Some(now + FRESH);
+            }
+        }
     }
 
-    /// The cached listing of `dir`, if fresh.
+    /// The cached listing of `dir`, if fresh, for a program's use (a lookup in it, a
+    /// listing of it). One fetched ahead of any use serves only while [`FRESH`]; from then
+    /// on it counts as in use.
     pub fn listing(&self, dir: &[u8]) -> Option<Arc<Mutex<Listing>>> {
         if !self.opts.enabled {
             return None;
         }
         let mut c = self.dirs.lock().unwrap();
+        let now = Instant::now();
+        let usable = |l: &Arc<Mutex<Listing>>| {
+            let mut l = l.lock().unwrap();
+            if l.ahead {
+                if now.saturating_duration_since(l.vouched) >= FRESH {
+                    return false;
+                }
+                l.ahead = false;
+            }
+            true
+        };
         let found = match c.get(dir) {
-            Some(t) if t.until > Instant::now() => Some(t.value.clone()),
+            Some(t) if t.until > now && usable(&t.value) => Some(t.value.clone()),
             Some(_) => {
                 c.pop(dir);
                 None
@@ -83,11 +156,18 @@ impl MetaCache {
         self.dir_count.note(found)
     }
 
-    /// The cached listing of `dir`, if fresh, without counting a hit or a miss.
+    /// The cached listing of `dir`, if fresh, without counting a hit or a miss and without
+    /// taking it into use (for keeping it in step with local changes, and for checks).
+    /// One fetched ahead and never used is not, once older than [`FRESH`].
     pub fn peek_listing(&self, dir: &[u8]) -> Option<Arc<Mutex<Listing>>> {
         let c = self.dirs.lock().unwrap();
+        let now = Instant::now();
         c.peek(dir)
-            .filter(|t| t.until > Instant::now())
+            .filter(|t| t.until > now)
+            .filter(|t| {
+                let l = t.value.lock().unwrap();
+                !l.ahead || now.saturating_duration_since(l.vouched) < FRESH
+            })
             .map(|t| t.value.clone())
     }
 
@@ -106,23 +186,51 @@ impl MetaCache {
         generation: u64,
         on_current: impl FnOnce(),
     ) -> Arc<Mutex<Listing>> {
-        self.store_listing(dir, entries, generation, self.opts.negative_ttl, on_current)
+        let asked = Asked {
+            generation,
+            at: Instant::now(),
+            stamp: Stamp::now(None),
+            ahead: false,
+        };
+        self.put_listing_asked(dir, entries, asked, on_current)
     }
 
-    /// The listing of a directory just created here: empty, and believed for `dir_ttl`.
+    /// `put_listing`, for a listing asked for as `asked` says.
+    pub fn put_listing_asked(
+        &self,
+        dir: &[u8],
+        entries: &[NameEntry],
+        asked: Asked,
+        on_current: impl FnOnce(),
+    ) -> Arc<Mutex<Listing>> {
+        let negative_ttl = self.opts.negative_ttl;
+        self.store_listing(dir, entries, asked, negative_ttl, on_current)
+    }
+
+    /// The listing of a directory just created here: empty; a name missing from it is
+    /// absent while the mount keeps changing the directory (see [`Listing::local_until`]).
     pub fn put_new_dir(&self, dir: &[u8]) {
-        let l = self.store_listing(dir, &[], self.generation(dir), self.opts.dir_ttl, || {});
-        l.lock().unwrap().made_here = true;
+        let asked = Asked {
+            generation: self.generation(dir),
+            at: Instant::now(),
+            stamp: Stamp::now(None),
+            ahead: false,
+        };
+        let l = self.store_listing(dir, &[], asked, Duration::ZERO, || {});
+        let mut l = l.lock().unwrap();
+        l.made_here = true;
+        l.local_until = Some(Instant::now() + FRESH);
     }
 
     pub(super) fn store_listing(
         &self,
         dir: &[u8],
         entries: &[NameEntry],
-        generation: u64,
+        asked: Asked,
         negative_ttl: Duration,
         on_current: impl FnOnce(),
     ) -> Arc<Mutex<Listing>> {
+        let generation = asked.generation;
         let _change = self.changes.lock().unwrap();
         let current = self.generation(dir) == generation;
         if current {
@@ -131,11 +239,17 @@ impl MetaCache {
         let keep = self.opts.enabled && current;
         static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut l = Listing {
+            entries: HashMap::new(),
             serial: SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             generation,
             current,
-            negative_until: Some(Instant::now() + negative_ttl),
-            ..Listing::default()
+            negative_until: Some(asked.at + negative_ttl),
+            local_until: None,
+            prefetched: false,
+            made_here: false,
+            ahead: asked.ahead,
+            vouched: asked.at,
+            stamp: asked.stamp,
         };
         let now = Instant::now();
         {
@@ -161,7 +275,11 @@ impl MetaCache {
         if keep {
             // Listed again with no change in between: as exact as the one it replaces.
             let was = self.dirs.lock().unwrap().peek(dir).map(|t| t.value.clone());
-            l.made_here = was.is_some_and(|w| w.lock().unwrap().made_here);
+            if let Some(w) = was {
+                let w = w.lock().unwrap();
+                l.made_here = w.made_here;
+                l.local_until = w.local_until;
+            }
         }
         let l = Arc::new(Mutex::new(l));
         if keep {

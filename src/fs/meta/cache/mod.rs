@@ -22,7 +22,7 @@ mod attrs;
 mod links;
 mod listings;
 
-pub use listings::{Known, Listing};
+pub use listings::{Asked, Known, Listing, Stamp, FRESH};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CacheOptions {
@@ -71,6 +71,9 @@ struct Timed<T> {
     until: Instant,
 }
 
+/// Names the server said are absent, kept (each for [`FRESH`] at most).
+const ABSENT_KEPT: usize = 1024;
+
 /// Buckets of per-directory change counters (directories hash into them; a collision only
 /// makes the cache more careful).
 const GENERATIONS: usize = 1024;
@@ -116,6 +119,9 @@ pub struct MetaCache {
     attrs: Mutex<LruCache<RelPath, Timed<Entry>>>,
     dirs: Mutex<LruCache<RelPath, Timed<Arc<Mutex<Listing>>>>>,
     links: Mutex<LruCache<RelPath, Timed<Vec<u8>>>>,
+    /// Names the server just said are absent: when the LSTAT went out and the directory's
+    /// change generation then (see [`MetaCache::absent_just_now`]).
+    absent: Mutex<LruCache<RelPath, (Instant, u64)>>,
     /// Held by each local change (its generation bump with what it stores or drops) and by
     /// each store of a server answer checked against a generation: the check and the store
     /// are then one step, and no answer can land between a change's bump and its removals.
@@ -141,6 +147,7 @@ impl MetaCache {
             attrs: Mutex::new(LruCache::new(n)),
             dirs: Mutex::new(LruCache::new(d)),
             links: Mutex::new(LruCache::new(n)),
+            absent: Mutex::new(LruCache::new(NonZeroUsize::new(ABSENT_KEPT).unwrap())),
             changes: Mutex::new(()),
             inodes,
             last_cleaned: Mutex::new(Instant::now()),
@@ -250,7 +257,7 @@ impl MetaCache {
         self.changed(path);
         if !path.is_empty() {
             self.changed(parent_of(path));
-            if let Some(l) = self.listing(parent_of(path)) {
+            if let Some(l) = self.peek_listing(parent_of(path)) {
                 l.lock().unwrap().entries.remove(name_of(path));
             }
             self.entries_changed(parent_of(path));
@@ -292,6 +299,36 @@ impl MetaCache {
         }
     }
 
+    /// The server answered that `path` does not exist to a request sent at `asked`, when
+    /// its directory's generation was `generation`.
+    pub fn put_absent(&self, path: &[u8], asked: Instant, generation: u64) {
+        if self.opts.enabled {
+            self.absent
+                .lock()
+                .unwrap()
+                .put(path.to_vec(), (asked, generation));
+        }
+    }
+
+    /// Whether the server said `path` is absent less than [`FRESH`] ago, with no change of
+    /// its directory made here since: the same name asked about again at once (`git` looks
+    /// for `.git/packed-refs` a dozen times in one `git status`) is answered so.
+    pub fn absent_just_now(&self, path: &[u8]) -> bool {
+        let mut a = self.absent.lock().unwrap();
+        match a.get(path) {
+            Some(&(asked, generation))
+                if asked.elapsed() < FRESH && self.generation(parent_of(path)) == generation =>
+            {
+                true
+            }
+            Some(_) => {
+                a.pop(path);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Drops everything (e.g. after a reconnect to a server that may have changed).
     /// Forgets everything known at or below `path` ("" for everything), and keeps no
     /// listing already on its way (`sftpfs refresh`).
@@ -300,6 +337,7 @@ impl MetaCache {
         for g in &self.generations {
             g.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
+        self.absent.lock().unwrap().clear();
         if path.is_empty() {
             self.attrs.lock().unwrap().clear();
             self.dirs.lock().unwrap().clear();
@@ -313,6 +351,7 @@ impl MetaCache {
 
     pub fn clear(&self) {
         let _change = self.changes.lock().unwrap();
+        self.absent.lock().unwrap().clear();
         self.attrs.lock().unwrap().clear();
         self.dirs.lock().unwrap().clear();
         self.links.lock().unwrap().clear();
@@ -511,6 +550,55 @@ mod tests {
         c.put_attrs(b"d/a", &short, None);
         c.writes_landed(b"d/a", None, |_| true, || false);
         assert_eq!(c.attrs(b"d/a").unwrap().attrs.size, Some(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listing_fetched_ahead_serves_its_first_use_only_while_young() {
+        let c = MetaCache::new(CacheOptions::default(), Default::default());
+        let ahead = |c: &MetaCache, dir: &[u8]| {
+            let asked = Asked {
+                generation: c.generation(dir),
+                at: Instant::now(),
+                stamp: Stamp::default(),
+                ahead: true,
+            };
+            c.put_listing_asked(dir, &[entry("a", 1)], asked, || {});
+        };
+        ahead(&c, b"old");
+        ahead(&c, b"young");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(c.listing(b"young").is_some(), "young: taken into use");
+        tokio::time::advance(Duration::from_millis(700)).await;
+        assert!(
+            c.listing(b"old").is_none(),
+            "never used, and older than FRESH"
+        );
+        assert!(
+            matches!(c.known(b"old/a"), Known::Unknown),
+            "its names are not answered either"
+        );
+        assert!(c.listing(b"young").is_some(), "in use: kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_directory_made_here_is_known_empty_while_the_mount_fills_it() {
+        let c = MetaCache::new(CacheOptions::default(), Default::default());
+        c.put_new_dir(b"d");
+        assert!(matches!(c.known(b"d/x"), Known::Absent));
+        for i in 0..5 {
+            tokio::time::advance(Duration::from_millis(600)).await;
+            c.put_new(format!("d/f{i}").as_bytes(), &entry("f", 1).attrs, None);
+            assert!(
+                matches!(c.known(b"d/x"), Known::Absent),
+                "still being filled here"
+            );
+        }
+        tokio::time::advance(FRESH).await;
+        assert!(
+            matches!(c.known(b"d/x"), Known::Unknown),
+            "left alone: another client may have made x since"
+        );
+        assert!(matches!(c.known(b"d/f3"), Known::Present(_)));
     }
 
     #[tokio::test(start_paused = true)]
