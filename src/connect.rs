@@ -3,6 +3,7 @@
 //! mount serves anything).
 
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::config::MountConfig;
@@ -98,7 +99,12 @@ pub async fn open_journal(
     };
     if cfg.fs.async_writes {
         let dir = JournalDir::open(base, &source).map_err(|e| format!("-o async_writes: {e}"))?;
-        return Journal::open(dir, cfg.fs.journal_max, opts.write_behind_bytes).map(Some);
+        let journal = Journal::open(dir, cfg.fs.journal_max, opts.write_behind_bytes)?;
+        // Learned now, while the server is there: writes are queued without asking it.
+        if let Ok(c) = pool.get(0).await {
+            (journal.max_write).store(c.sftp.limits().max_write, Ordering::Relaxed);
+        }
+        return Ok(Some(journal));
     }
     if !JournalDir::left_behind(base, &source) {
         return Ok(None);

@@ -13,6 +13,9 @@ use crate::fs::{Filesystem, FsError, FsResult, SetAttr};
 use crate::remote::protocol::*;
 use crate::remote::Attrs;
 
+/// Bytes of a WRITE any server takes.
+const SAFE_WRITE: u32 = 32 << 10;
+
 impl Filesystem {
     /// The attributes a new name shows until the server's are known; `None` when its
     /// directory's are not known (its group and setgid bit pass on to what is made in it).
@@ -209,11 +212,18 @@ impl Filesystem {
         if let Some(m) = learned.map(|m| m.load(Relaxed)).filter(|&m| m > 0) {
             return Ok(m);
         }
-        let m = self.pool.any().await?.sftp.limits().max_write;
-        if let Some(l) = learned {
-            l.store(m, Relaxed);
+        match self.pool.any().await {
+            Ok(c) => {
+                let m = c.sftp.limits().max_write;
+                if let Some(l) = learned {
+                    l.store(m, Relaxed);
+                }
+                Ok(m)
+            }
+            // The server away: writes go into the journal in pieces every server takes
+            // (SFTP servers must take packets of 34000 bytes).
+            Err(_) => Ok(SAFE_WRITE),
         }
-        Ok(m)
     }
 
     /// close(2): answered at once; a failure already known is reported.
