@@ -142,6 +142,20 @@ pub fn text(v: &Value) -> String {
         for d in q["replay_damage"].as_array().into_iter().flatten() {
             let _ = writeln!(o, "  cut at replay: {}", s(d));
         }
+        let r = &q["replayed"];
+        if ["sent", "already_there", "conflicts", "failed"]
+            .iter()
+            .any(|k| u(&r[*k]) > 0)
+        {
+            let _ = writeln!(
+                o,
+                "  replayed at mount: {} sent, {} already there, {} conflicts, {} failed",
+                u(&r["sent"]),
+                u(&r["already_there"]),
+                u(&r["conflicts"]),
+                u(&r["failed"])
+            );
+        }
     }
     let cache = |name: &str, c: &Value| {
         let (h, m) = (u(&c["hits"]), u(&c["misses"]));

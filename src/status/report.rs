@@ -86,6 +86,12 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
             "fdatasyncs": j.syncs,
             "operations_synced": j.synced_records,
             "replay_damage": j.damage,
+            "replayed": {
+                "sent": j.replayed.sent,
+                "already_there": j.replayed.already,
+                "conflicts": j.replayed.conflicts,
+                "failed": j.replayed.failed,
+            },
         })),
         "revalidation": {
             "period_seconds": info.revalidate.as_secs_f64(),

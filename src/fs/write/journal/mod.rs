@@ -293,6 +293,8 @@ pub struct JournalStatus {
     pub synced_records: u64,
     /// What replay cut from the journal it found (a torn tail, a damaged file).
     pub damage: Vec<String>,
+    /// What replay did with what an earlier mount left.
+    pub replayed: replay::Counts,
 }
 
 /// Where a journal goes and how large it may grow (`journal_dir`, `journal_max`).
@@ -407,6 +409,7 @@ impl Journal {
             syncs: st.syncs,
             synced_records: st.synced_records,
             damage: s.damage.clone(),
+            replayed: s.replay_counts,
         }
     }
 
