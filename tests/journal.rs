@@ -508,6 +508,10 @@ fn with_the_server_gone_writes_go_into_the_journal_and_land_when_it_is_back() {
     let v = status_json(&m.path(""));
     let q = &v["async_writes"];
     assert!(q["queued_operations"].as_u64().unwrap() > 180, "{v}");
+    eprintln!(
+        "tar x of 180 files into the journal: {} operations made durable by {} fdatasyncs",
+        q["operations_synced"], q["fdatasyncs"]
+    );
     wait_for("status says offline", || {
         !status_json(&m.path(""))["async_writes"]["offline_since"].is_null()
     });
@@ -574,5 +578,111 @@ fn a_large_file_killed_half_way_resumes_where_the_server_is() {
     assert!(
         sent <= missing + total as u64 / 10,
         "{sent} bytes sent after the remount for {missing} missing"
+    );
+}
+
+#[test]
+fn sftpfs_replay_sends_what_a_killed_mount_left_without_mounting_and_dry_run_only_says() {
+    let s = Sshd::start();
+    let p = Proxy::start(s.port);
+    let base = TempDir::new("journals");
+    let journal = base.path().join("j");
+    fs::create_dir(s.remote("w")).unwrap();
+    let m = mount(&s, &p, "w", &journal);
+    first_file(&m);
+    own_dir(&m, "sub");
+    p.stall();
+    fs::write(m.path("sub/new"), b"queued when the daemon died").unwrap();
+    fs::create_dir(m.path("sub/dir")).unwrap();
+    fs::write(m.path("sub/taken"), b"ours").unwrap();
+    kill9(m);
+    p.resume();
+    fs::write(s.remote("w/sub/taken"), b"someone else's").unwrap();
+    // The mount's command line, without a mountpoint; through the proxy's port (the
+    // source is user, host, port and directory).
+    s.trust_port(p.port());
+    let replay = |dry: bool| {
+        let o = s.opts(&[&format!("journal_dir={}", journal.display())]);
+        let mut cmd = s.command();
+        cmd.arg("replay");
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        cmd.args([&s.target("w"), "-p", &p.port().to_string(), "-o", &o]);
+        run_to_exit(cmd, &s.dir, DEADLINE)
+    };
+    let dry = replay(true);
+    assert_eq!(
+        dry.status.map(|s| s.success()),
+        Some(true),
+        "{}{}",
+        dry.stdout,
+        dry.stderr
+    );
+    assert!(
+        dry.stdout
+            .contains("would send: write of 27 bytes at 0 sub/new"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .contains("conflict (someone else's file is there"),
+        "{}",
+        dry.stdout
+    );
+    // The bytes the proxy held reach the server after the kill: the create may be there
+    // already, empty; nothing more.
+    assert!(
+        fs::read(s.remote("w/sub/new"))
+            .unwrap_or_default()
+            .is_empty(),
+        "--dry-run sent something"
+    );
+    assert!(
+        !segments(&journal_of(&journal)).is_empty(),
+        "--dry-run emptied the journal"
+    );
+
+    let run = replay(false);
+    // A conflict: exit 1, both versions kept.
+    assert_eq!(
+        run.status.and_then(|s| s.code()),
+        Some(1),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("sent: write of 27 bytes at 0 sub/new"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("conflict"), "{}", run.stdout);
+    assert_eq!(
+        fs::read(s.remote("w/sub/new")).unwrap(),
+        b"queued when the daemon died"
+    );
+    assert!(s.remote("w/sub/dir").is_dir());
+    assert_eq!(
+        fs::read(s.remote("w/sub/taken")).unwrap(),
+        b"someone else's"
+    );
+    let copies = conflict_copies(&s.remote("w/sub"), "taken");
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(fs::read(&copies[0]).unwrap(), b"ours");
+    // Nothing left: a second replay has nothing to do.
+    let again = replay(false);
+    assert_eq!(
+        again.status.map(|s| s.success()),
+        Some(true),
+        "{}{}",
+        again.stdout,
+        again.stderr
+    );
+    assert!(
+        again.stdout.contains("nothing to replay"),
+        "{}",
+        again.stdout
     );
 }
