@@ -423,7 +423,7 @@ pub fn prometheus(mounts: &[Value]) -> String {
             "1 while the server cannot be reached and operations wait in the journal (async_writes).",
             Box::new(|v: &Value, m: &str| {
                 (v["async_writes"].as_object().into_iter())
-                    .map(|q| format!("{{mountpoint=\"{m}\"}} {}", u8::from(!q["offline_since"].is_null())))
+                    .map(|q| format!("{{mountpoint=\"{m}\"}} {}", u8::from(q.get("offline_since").is_some_and(|t| !t.is_null()))))
                     .collect()
             }),
         ),
