@@ -220,6 +220,10 @@ pub struct FsConfig {
     pub journal_dir: Option<std::path::PathBuf>,
     /// `journal_max=`: bytes the journal may hold on disk.
     pub journal_max: u64,
+    /// `verify_writes`: a file written whole is checked against the server's hash at close.
+    pub verify_writes: bool,
+    /// `hash_command=`: how the server computes hashes by a command (probe, given, none).
+    pub hash_command: crate::remote::hash::HashCommand,
     /// sshfs's cache cleaning: expired entries are dropped every `dcache_clean_interval`, and
     /// never more often than `dcache_min_clean_interval` (when the cache is over its size).
     pub dcache_clean_interval: Duration,

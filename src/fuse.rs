@@ -62,6 +62,18 @@ fn bytes(name: &OsStr) -> Vec<u8> {
     name.as_bytes().to_vec()
 }
 
+/// An xattr value or name list: its length when asked with size 0, ERANGE when it does not
+/// fit the caller's buffer.
+fn xattr_reply(reply: ReplyXattr, v: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(v.len() as u32);
+    } else if v.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(v);
+    }
+}
+
 impl fuser::Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // HANDLE_KILLPRIV: the server's write, truncate and chown clear setuid and setgid as
@@ -547,38 +559,49 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    // Extended attributes do not exist in SFTP v3: ENOSYS makes the kernel stop asking
-    // (and answer EOPNOTSUPP itself), without a warning for every write.
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(Errno::ENOSYS);
+    // Extended attributes: the server's hashes, read-only (`fs/integrity/xattr.rs`); SFTP
+    // has no others. A size of 0 asks for the value's length.
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let (fs, name) = (self.fs.clone(), bytes(name));
+        self.rt.spawn(async move {
+            match fs.getxattr(ino.0, &name).await {
+                Ok(v) => xattr_reply(reply, &v, size),
+                Err(e) => reply.error(errno(&fs, "getxattr", ino.0, e)),
+            }
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.listxattr(ino.0).await {
+                Ok(v) => xattr_reply(reply, &v, size),
+                Err(e) => reply.error(errno(&fs, "listxattr", ino.0, e)),
+            }
+        });
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
+        ino: INodeNo,
+        name: &OsStr,
         _value: &[u8],
         _flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        match self.fs.setxattr(name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&self.fs, "setxattr", ino.0, e)),
+        }
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENOSYS);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.removexattr(name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&self.fs, "removexattr", ino.0, e)),
+        }
     }
 
     // Files here have no ioctls: ENOTTY, as from a filesystem without any. Every isatty() of

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use sftpfs::cli::{self, Command};
 use sftpfs::config::{IdMapMode, MountConfig};
 use sftpfs::env::Env;
+use sftpfs::fs::integrity::IntegrityOptions;
 use sftpfs::fs::meta::attr::{idmap, IdMap};
 use sftpfs::fs::names::charset::NameCharsets;
 use sftpfs::fs::{AttrPolicy, CacheOptions, Filesystem, Options, SymlinkPolicy};
 use sftpfs::fuse::FuseAdapter;
+use sftpfs::remote::hash::{Algo, ServerHashes};
 use sftpfs::remote::{transport_for, Pool, PoolOptions, Transport};
 use sftpfs::{connect, daemon, logging, mount};
 
@@ -42,6 +44,15 @@ fn main() -> ExitCode {
             let r =
                 sftpfs::ssh::config::resolve(&mut cfg, &env).and_then(|()| replay(cfg, dry_run));
             return exit_with(r);
+        }
+        Ok(Command::Verify(req)) => {
+            return match sftpfs::status::verify::run(&req) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("sftpfs: verify: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Err(e) => {
             eprintln!("sftpfs: {e}");
@@ -117,6 +128,8 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let transport: Arc<dyn Transport> = transport_for(&cfg)?;
+    // Hashes by a command on the server run beside the pool's sessions, on its connections.
+    let exec_transport = transport.clone();
     let pool_options = pool_options(&cfg, transport.as_ref());
     // idmap=file: the files are read before connecting, so that their errors come first.
     let file_idmap = match cfg.fs.idmap {
@@ -151,7 +164,23 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         IdMapMode::User => idmap::for_user(home_owner)?,
         IdMapMode::File => file_idmap.expect("loaded above"),
     };
-    let opts = fs_options(&cfg, idmap);
+    let hashes = ServerHashes::new(
+        pool.clone(),
+        exec_transport,
+        cfg.fs.hash_command.clone(),
+        cfg.fs.request_timeout,
+    );
+    let verify_writes = match cfg.fs.verify_writes {
+        true => Some(rt.block_on(verify_writes_algorithm(&hashes))?),
+        false => None,
+    };
+    let mut opts = fs_options(&cfg, idmap);
+    opts.integrity = IntegrityOptions {
+        hashes: Some(hashes.clone()),
+        verify_writes,
+    };
+    // What the server can hash, found once in the background (for `sftpfs status`).
+    rt.spawn(async move { hashes.available().await });
     let journal = rt.block_on(connect::open_journal(&cfg, &pool, &root, &opts))?;
     let fs = Filesystem::with_journal(pool.clone(), root, opts, journal);
     // What an earlier mount left in the journal lands before anything is served.
@@ -282,6 +311,21 @@ fn replay(cfg: MountConfig, dry_run: bool) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+/// `verify_writes`: the best hash the server computes; none is the mount's failure.
+async fn verify_writes_algorithm(hashes: &ServerHashes) -> Result<Algo, String> {
+    match hashes.best().await {
+        Some(a) => {
+            tracing::info!("verify_writes: files written whole are checked by {a}");
+            Ok(a)
+        }
+        None => Err(format!(
+            "-o verify_writes: this server computes no hash ({}); mount without \
+             verify_writes, or give -o hash_command=",
+            hashes.status().missing
+        )),
+    }
 }
 
 fn status_info(cfg: &MountConfig) -> sftpfs::status::server::MountInfo {

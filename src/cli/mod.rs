@@ -47,6 +47,9 @@ pub enum Command {
     Reauth(std::path::PathBuf),
     /// `sftpfs sync MOUNTPOINT`: wait until what a mount queued is on the server.
     Sync(std::path::PathBuf),
+    /// `sftpfs verify [--against LOCAL] [--json] PATH...`: compare files with the
+    /// server's hashes.
+    Verify(crate::status::verify::VerifyRequest),
     /// `sftpfs refresh MOUNTPOINT [PATH]`: make a mount forget what it cached.
     Refresh {
         mountpoint: std::path::PathBuf,
@@ -224,6 +227,9 @@ where
     if args.get(1).is_some_and(|a| a == "refresh") {
         return parse_refresh(&args[2..]);
     }
+    if args.get(1).is_some_and(|a| a == "verify") {
+        return parse_verify(&args[2..]);
+    }
     if args.get(1).is_some_and(|a| a == "reauth") {
         return match &args[2..] {
             [h] if h == "-h" || h == "--help" => Ok(Command::Help(format!(
@@ -316,6 +322,61 @@ fn parse_refresh(args: &[OsString]) -> Result<Command, CliError> {
             "refresh: too many arguments; {REFRESH_USAGE}"
         ))),
     }
+}
+
+const VERIFY_USAGE: &str = "usage: sftpfs verify [--against LOCAL] [--json] PATH...";
+
+/// `sftpfs verify` and its flags.
+fn parse_verify(args: &[OsString]) -> Result<Command, CliError> {
+    let mut req = crate::status::verify::VerifyRequest {
+        paths: Vec::new(),
+        against: None,
+        json: false,
+    };
+    let mut it = args.iter();
+    let mut options_end = false;
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            _ if options_end => req.paths.push(a.into()),
+            Some("-h" | "--help") => {
+                return Ok(Command::Help(format!(
+                    "{VERIFY_USAGE}\n\nFor each file at or below the PATHs (in sftpfs mounts), asks the \
+                     server for its hash (nothing is read back) and compares it with the hash \
+                     of the local copy (--against LOCAL: the copy of PATH, or of each PATH under \
+                     it by name), or else with the hash of what the mount last wrote whole \
+                     (-o verify_writes). Prints OK, MISMATCH, MISSING, UNKNOWN or ERROR per \
+                     file.\n  --against LOCAL  local copies to compare with (hashed here, in \
+                     parallel)\n  --json           one JSON document, for scripts\nExit status: 0 \
+                     all match, 1 some differ or are missing, 2 some could not be compared.\n"
+                )))
+            }
+            Some("--json") => req.json = true,
+            Some("--against") => match it.next() {
+                Some(l) => req.against = Some(l.into()),
+                None => {
+                    return Err(CliError::Subcommand(format!(
+                        "verify: --against needs a local directory or file; {VERIFY_USAGE}"
+                    )))
+                }
+            },
+            Some(s) if s.starts_with("--against=") => {
+                req.against = Some(s["--against=".len()..].into())
+            }
+            Some("--") => options_end = true,
+            Some(flag) if flag.starts_with('-') => {
+                return Err(CliError::Subcommand(format!(
+                    "verify: unknown option '{flag}'; {VERIFY_USAGE}"
+                )))
+            }
+            _ => req.paths.push(a.into()),
+        }
+    }
+    if req.paths.is_empty() {
+        return Err(CliError::Subcommand(format!(
+            "verify: which files? {VERIFY_USAGE}"
+        )));
+    }
+    Ok(Command::Verify(req))
 }
 
 const STATUS_USAGE: &str = "usage: sftpfs status [--json | --prometheus] [--watch] [MOUNTPOINT]";
@@ -520,6 +581,12 @@ fn check_write_mode(fs: &FsConfig) -> Result<(), CliError> {
              answer once on the server): use one of them",
         ));
     }
+    if fs.async_writes && fs.verify_writes {
+        return Err(CliError::Conflict(
+            "-o verify_writes does not check files written with -o async_writes (their close \
+             is answered before the data is sent): use one of them",
+        ));
+    }
     Ok(())
 }
 
@@ -652,6 +719,8 @@ fn defaults(env: &Env) -> MountConfig {
             async_writes: false,
             journal_dir: default_journal_dir(env),
             journal_max: 1 << 30,
+            verify_writes: false,
+            hash_command: Default::default(),
             dcache_clean_interval: Duration::from_secs(60),
             dcache_min_clean_interval: Duration::from_secs(5),
             workarounds: Workarounds::default(),

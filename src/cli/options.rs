@@ -637,6 +637,23 @@ const OPTIONS: &[OptSpec] = &[
                 size(v).filter(|&n| n >= 4 << 20).ok_or(Bad::Invalid("a size of at least 4M, e.g. 512M or 2G"))?;
             Ok(())
         }),
+    opt("verify_writes", Exact, Flag, None, "fs.verify_writes", Origin::Sftpfs,
+        "hash each file written whole through the mount as it is sent and compare with the \
+         server's hash at close: a mismatch fails close and fsync with EIO",
+        |d, _| {
+            d.cfg.fs.verify_writes = true;
+            Ok(())
+        }),
+    opt("hash_command", Exact, Value("[ALGO:]CMD|none"),
+        Some("sha256sum, sha1sum, md5sum, b2sum, ... as found on the server"),
+        "fs.hash_command", Origin::Sftpfs,
+        "command the server hashes a file with (%s: its path) where its SFTP server cannot \
+         (check-file); none: never run a command",
+        |d, v| {
+            d.cfg.fs.hash_command = crate::remote::hash::HashCommand::parse(text(v))
+                .map_err(Bad::Invalid)?;
+            Ok(())
+        }),
     opt("sshfs_sync", Exact, Flag, None, "fs.sync_writes", Origin::Sshfs,
         "synchronous writes: each write(2) returns once the server has it, with its error",
         |d, _| {

@@ -33,7 +33,7 @@ impl ErrorsSeen {
             ("lookup", libc::ENOENT)
                 | ("access", libc::EACCES | libc::EROFS)
                 | (
-                    "getxattr" | "listxattr" | "removexattr",
+                    "getxattr" | "listxattr" | "removexattr" | "setxattr",
                     libc::ENODATA | libc::ENOTSUP
                 )
         )

@@ -34,6 +34,11 @@ impl Filesystem {
         self.inodes.lock().unwrap().open(ino);
         let f = OpenFile::new(ino, conn, h, reopen, writable);
         f.readahead.lock().unwrap().size_hint = a.size;
+        if writable {
+            // The LSTAT sent with the OPEN (after any truncation it made): empty, the whole
+            // file will pass through here (`verify_writes`).
+            self.writer_opened(ino, flags & libc::O_TRUNC != 0, a.size);
+        }
         self.files.insert(f)
     }
 
@@ -415,6 +420,11 @@ impl Filesystem {
         }
         let f = self.file(fh)?;
         f.drain().await;
+        if f.peek_error().is_none() {
+            if let Some(e) = self.verify_written(&f).await {
+                f.latch(e);
+            }
+        }
         match f.report_error() {
             Some(e) => Err(FsError::new(e)),
             None => Ok(()),
@@ -436,6 +446,9 @@ impl Filesystem {
         }
         if !f.writable {
             return Ok(());
+        }
+        if let Some(e) = self.verify_written(&f).await {
+            return Err(FsError::new(e));
         }
         match self
             .with_file(&f, |c, h| async move { c.sftp.fsync(&h).await })
@@ -495,6 +508,9 @@ impl Filesystem {
             c.sftp.close(&h).await
         };
         self.files.remove(fh);
+        if f.writable {
+            self.writer_closed(f.ino);
+        }
         self.inodes.lock().unwrap().release(f.ino);
         if let Some(e) = f.take_unreported_error() {
             return Err(FsError::new(e));

@@ -5,6 +5,7 @@ pub mod error;
 pub mod errors_seen;
 pub mod file;
 pub mod handle;
+pub mod integrity;
 pub mod meta;
 pub mod names;
 mod probe;
@@ -107,6 +108,8 @@ pub struct Options {
     /// File names in another character set on the server (`from_code=`/`to_code=`); `None`:
     /// names pass as they are.
     pub charsets: Option<Arc<charset::NameCharsets>>,
+    /// Hashes on the server, and `verify_writes` (`integrity/`).
+    pub integrity: integrity::IntegrityOptions,
 }
 
 impl Default for Options {
@@ -129,6 +132,7 @@ impl Default for Options {
             ignore_attr_refusals: false,
             async_writes: false,
             charsets: None,
+            integrity: integrity::IntegrityOptions::default(),
         }
     }
 }
@@ -168,6 +172,8 @@ pub struct Filesystem {
     journal: Option<journal::Journal>,
     /// Writes the kernel sent and the core has not queued yet, for reads sent after them.
     arrivals: Arc<write::arrivals::Arrivals>,
+    /// Hashes: digests known, `verify_writes` and its counts.
+    integrity: integrity::Integrity,
 }
 
 /// What the core is doing, at one moment, for `sftpfs status`.
@@ -195,6 +201,8 @@ pub struct FsStatus {
     /// The server and what is degraded on it (the mount's log line).
     pub server: Option<String>,
     pub sftp_version: Option<u32>,
+    /// Hashes on the server and `verify_writes`.
+    pub integrity: integrity::IntegrityStatus,
 }
 
 impl Filesystem {
@@ -237,6 +245,7 @@ impl Filesystem {
             file_ahead: Default::default(),
             journal,
             arrivals: Default::default(),
+            integrity: integrity::Integrity::new(opts.integrity.clone()),
             opts,
         })
     }
@@ -321,6 +330,7 @@ impl Filesystem {
             needs_authentication: self.pool.needs_person(),
             server: profile.as_ref().map(|p| p.describe()),
             sftp_version: profile.map(|p| p.version),
+            integrity: self.integrity.status(),
         }
     }
 
@@ -490,6 +500,7 @@ impl Filesystem {
         if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
             n.local_size = Some(size);
         }
+        self.data_changed_otherwise(ino, Some(size));
     }
 
     /// A change of `ino`'s size failed: what the size is, only the server can say now.

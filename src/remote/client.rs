@@ -340,6 +340,13 @@ pub struct PendingReply {
 }
 
 impl PendingReply {
+    /// Waits `patience` instead of the session's deadline (an answer the server computes
+    /// first, as a file's hash).
+    pub fn patient(mut self, patience: Duration) -> Self {
+        self.timeout = patience.max(self.timeout);
+        self
+    }
+
     /// The reply, or an error at the deadline, which makes the connection suspect.
     pub async fn wait(mut self) -> Result<Response> {
         match tokio::time::timeout(self.timeout, &mut self.rx).await {

@@ -4,6 +4,8 @@
 pub mod bounds;
 pub mod client;
 pub mod error;
+pub mod exec;
+pub mod hash;
 mod health;
 pub mod pool;
 pub mod profile;

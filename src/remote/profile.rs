@@ -21,9 +21,13 @@ pub enum Ext {
     ExpandPath,
     CopyData,
     SpaceAvailable,
+    /// The draft's `check-file-name`/`check-file-handle` (ProFTPD): a file's hash.
+    CheckFile,
+    /// The draft's `md5-hash`/`md5-hash-handle`.
+    Md5Hash,
 }
 
-const ALL: [Ext; 10] = [
+const ALL: [Ext; 12] = [
     Ext::PosixRename,
     Ext::Statvfs,
     Ext::Fstatvfs,
@@ -34,6 +38,8 @@ const ALL: [Ext; 10] = [
     Ext::ExpandPath,
     Ext::CopyData,
     Ext::SpaceAvailable,
+    Ext::CheckFile,
+    Ext::Md5Hash,
 ];
 
 impl Ext {
@@ -49,6 +55,8 @@ impl Ext {
             Ext::ExpandPath => "expand-path@openssh.com",
             Ext::CopyData => "copy-data",
             Ext::SpaceAvailable => "space-available",
+            Ext::CheckFile => "check-file",
+            Ext::Md5Hash => "md5-hash",
         }
     }
 
@@ -63,6 +71,8 @@ impl Ext {
             Ext::CopyData => "copies inside the mount go through this machine",
             // Only asked for without statvfs@openssh.com, whose absence the line names.
             Ext::Fstatvfs | Ext::Lsetstat | Ext::ExpandPath | Ext::SpaceAvailable => "",
+            // Hashes have their own line (`remote/hash/`): other means may stand in.
+            Ext::CheckFile | Ext::Md5Hash => "",
         }
     }
 }
@@ -102,6 +112,15 @@ pub struct Profile {
     reads_as_stream: bool,
 }
 
+/// Whether a server's `supported2` (or the like) says it switched `name` off: it lists
+/// what it offers, and `name` is not among them. Without such a list, nothing is known.
+fn extensions_off(hello: &[(Vec<u8>, Vec<u8>)], name: &str) -> bool {
+    hello
+        .iter()
+        .find(|(k, _)| k == b"supported2")
+        .is_some_and(|(_, v)| !v.windows(name.len()).any(|w| w == name.as_bytes()))
+}
+
 fn index(e: Ext) -> usize {
     ALL.iter().position(|&x| x == e).unwrap()
 }
@@ -127,10 +146,17 @@ impl Profile {
                 .join(", ")
         );
         let mut offered = ALL.map(|e| value(e.name()).is_some());
-        // ProFTPD answers space-available in every SFTP version, but lists it only from v5.
+        // ProFTPD answers space-available in every SFTP version, but lists it only from v5;
+        // check-file too (on by default; in `supported2`, sent from v5).
         if banner.is_some_and(|b| b.contains("mod_sftp")) {
             offered[index(Ext::SpaceAvailable)] = true;
+            offered[index(Ext::CheckFile)] |= !extensions_off(hello, "check-file");
         }
+        // Servers list the draft's extensions under the names of their requests too.
+        offered[index(Ext::CheckFile)] |=
+            value("check-file-name").is_some() || value("check-file-handle").is_some();
+        offered[index(Ext::Md5Hash)] |=
+            value("md5-hash").is_some() || value("md5-hash-handle").is_some();
         let symlink_order = match value("symlink-order@rjk.greenend.org.uk") {
             // gesftpserver says which order it reads.
             Some(b"linkpath-targetpath") => SymlinkOrder::LinkFirst,

@@ -274,6 +274,11 @@ impl Reader {
     pub fn remaining(&self) -> usize {
         self.buf.remaining()
     }
+
+    /// What is left of the packet, as it is.
+    pub fn rest(self) -> Bytes {
+        self.buf
+    }
 }
 
 /// Builds one request packet: length prefix, type, id, then fields.

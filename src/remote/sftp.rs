@@ -221,6 +221,31 @@ impl Sftp {
         }
     }
 
+    /// An extended request whose answer may take longer than a request deadline (a hash of
+    /// a large file, computed before the server answers): waited for `patience` instead.
+    pub(super) async fn extended_patient(
+        &self,
+        name: &'static str,
+        patience: Duration,
+        fill: impl FnOnce(Packet) -> Packet,
+    ) -> Result<Bytes> {
+        let r = self
+            .client
+            .send(|id| fill(Packet::new(SSH_FXP_EXTENDED, id).string(name.as_bytes())))?
+            .patient(patience)
+            .wait()
+            .await?;
+        match r {
+            Response::ExtendedReply(d) => Ok(d),
+            other => Err(unexpected("extended reply", other)),
+        }
+    }
+
+    /// `or_unsupported`, for the hash requests (`remote/hash/`).
+    pub(super) fn unless_refused<T>(&self, e: Ext, r: Result<T>) -> Result<T> {
+        self.or_unsupported(e, r)
+    }
+
     async fn extended_status(
         &self,
         name: &'static str,

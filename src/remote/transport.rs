@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use crate::config::{MountConfig, TransportKind};
 
+use super::exec::{ExecError, ExecLimits, ExecOutput};
+
 pub use super::transport_direct::DirectTransport;
 pub use super::transport_passive::PassiveTransport;
 pub use super::transport_process::CommandTransport;
@@ -52,6 +54,19 @@ pub trait Transport: Send + Sync + 'static {
     async fn reauth(&self, _asker: Arc<dyn crate::ssh::Asker>) -> Result<(), String> {
         Err("this mount's transport logs in without a person; nothing to do".into())
     }
+
+    /// Runs `command` on the server (an SSH exec channel beside the SFTP sessions) with
+    /// `stdin` as its standard input: for what SFTP cannot ask, as hashes (`remote/hash/`).
+    async fn exec(
+        &self,
+        _command: &str,
+        _stdin: &[u8],
+        _limits: ExecLimits,
+    ) -> Result<ExecOutput, ExecError> {
+        Err(ExecError::Unavailable(
+            "this transport cannot run commands on the server".into(),
+        ))
+    }
 }
 
 /// The transport the configuration asks for: the built-in SSH client (default),
@@ -93,6 +108,11 @@ pub struct SshTransport {
     connector: crate::ssh::Connector,
     /// The connection of the one-time login, while it lives.
     shared: std::sync::Mutex<Option<Arc<SshKeepAlive>>>,
+    /// The connections of the streams handed out, while they live: commands (`exec`) run on
+    /// channels of these, never on a connection of their own.
+    opened: std::sync::Mutex<Vec<std::sync::Weak<SshKeepAlive>>>,
+    /// Which of them the next command goes to.
+    next_exec: std::sync::atomic::AtomicUsize,
 }
 
 impl SshTransport {
@@ -100,7 +120,33 @@ impl SshTransport {
         SshTransport {
             connector,
             shared: std::sync::Mutex::new(None),
+            opened: std::sync::Mutex::new(Vec::new()),
+            next_exec: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Remembers the connection of a stream handed out, for `exec`.
+    fn note_opened(&self, keep: &Arc<SshKeepAlive>) {
+        let mut o = self.opened.lock().unwrap();
+        o.retain(|w| w.upgrade().is_some_and(|k| k.is_live()));
+        if !o
+            .iter()
+            .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(keep)))
+        {
+            o.push(Arc::downgrade(keep));
+        }
+    }
+
+    /// A live connection of this transport's streams, a different one each time.
+    fn connection_for_exec(&self) -> Option<Arc<SshKeepAlive>> {
+        let live: Vec<Arc<SshKeepAlive>> = (self.opened.lock().unwrap().iter())
+            .filter_map(|w| w.upgrade())
+            .filter(|k| k.is_live())
+            .collect();
+        let n = self
+            .next_exec
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        live.get(n % live.len().max(1)).cloned()
     }
 
     /// The live connection of a one-time login, if there is one.
@@ -117,6 +163,12 @@ impl SshTransport {
 
 /// Disconnects politely when the last stream it kept alive is dropped.
 struct SshKeepAlive(Option<crate::ssh::SshConnection>);
+
+impl SshKeepAlive {
+    fn is_live(&self) -> bool {
+        self.0.as_ref().is_some_and(|c| !c.is_closed())
+    }
+}
 
 impl Drop for SshKeepAlive {
     fn drop(&mut self) {
@@ -138,6 +190,7 @@ impl Transport for SshTransport {
             let stream = conn.open_sftp().await.map_err(|e| e.to_string())?;
             tracing::debug!("another SFTP channel on the connection of the one-time login");
             let banner = conn.banner().map(str::to_string);
+            self.note_opened(&keep);
             return Ok(Opened {
                 stream: Box::new(stream),
                 keep_alive: Box::new(keep),
@@ -164,6 +217,7 @@ impl Transport for SshTransport {
             );
             *self.shared.lock().unwrap() = Some(keep.clone());
         }
+        self.note_opened(&keep);
         Ok(Opened {
             stream: Box::new(stream),
             keep_alive: Box::new(keep),
@@ -191,5 +245,20 @@ impl Transport for SshTransport {
         // Whatever this login took, its connection serves the pool from now on.
         *self.shared.lock().unwrap() = Some(Arc::new(SshKeepAlive(Some(conn))));
         Ok(())
+    }
+
+    async fn exec(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        limits: ExecLimits,
+    ) -> Result<ExecOutput, ExecError> {
+        let Some(keep) = self.connection_for_exec() else {
+            return Err(ExecError::Failed(
+                "no SSH connection is up to run a command on".into(),
+            ));
+        };
+        let conn = keep.0.as_ref().expect("a live connection");
+        conn.exec(command, stdin, limits).await
     }
 }

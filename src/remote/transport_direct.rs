@@ -52,4 +52,15 @@ impl Transport for DirectTransport {
             banner: None,
         })
     }
+
+    async fn exec(
+        &self,
+        _command: &str,
+        _stdin: &[u8],
+        _limits: super::exec::ExecLimits,
+    ) -> Result<super::exec::ExecOutput, super::exec::ExecError> {
+        Err(super::exec::ExecError::Unavailable(
+            "directport= is SFTP over plain TCP: no SSH to run a command with".into(),
+        ))
+    }
 }

@@ -74,6 +74,17 @@ impl Transport for PassiveTransport {
     fn can_reconnect(&self) -> bool {
         false
     }
+
+    async fn exec(
+        &self,
+        _command: &str,
+        _stdin: &[u8],
+        _limits: super::exec::ExecLimits,
+    ) -> Result<super::exec::ExecOutput, super::exec::ExecError> {
+        Err(super::exec::ExecError::Unavailable(
+            "passive is SFTP on standard input and output: no SSH to run a command with".into(),
+        ))
+    }
 }
 
 /// Non-blocking reads from one descriptor and writes to another, through the runtime's

@@ -7,11 +7,15 @@
 use crate::config::MountConfig;
 use crate::ssh::ChildStream;
 
+use super::exec::{Collector, ExecError, ExecLimits, ExecOutput, STDERR_KEPT};
 use super::transport::{Opened, Transport};
 
 pub struct CommandTransport {
     program: String,
     args: Vec<String>,
+    /// For a command on the server (`exec`): the same arguments up to the host, with
+    /// `BatchMode` (nobody can answer a prompt then), then `sh`.
+    exec_args: Vec<String>,
 }
 
 impl CommandTransport {
@@ -62,6 +66,9 @@ impl CommandTransport {
             }
         }
         // The CLI has refused hosts that start with '-': this is never read as an option.
+        let mut exec_args = args.clone();
+        exec_args.extend(["-oBatchMode=yes".to_string(), ssh.host_alias.clone()]);
+        exec_args.push("sh".into());
         args.push(ssh.host_alias.clone());
         match ssh.sftp_server.as_deref() {
             Some(cmd) if cmd.contains('/') => args.push(cmd.to_string()),
@@ -71,6 +78,7 @@ impl CommandTransport {
         Ok(CommandTransport {
             program: program.clone(),
             args,
+            exec_args,
         })
     }
 
@@ -94,5 +102,96 @@ impl Transport for CommandTransport {
             // ssh keeps the server's identification to itself.
             banner: None,
         })
+    }
+
+    /// One more `ssh ... host sh` (with the system ssh, a session of the first one's master
+    /// connection), `command` being the script on its standard input: the only command this
+    /// transport runs is `sh`, which reads what to do from there.
+    async fn exec(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        limits: ExecLimits,
+    ) -> Result<ExecOutput, ExecError> {
+        if command != "sh" {
+            return Err(ExecError::Unavailable(
+                "ssh_command= runs only sh on the server".into(),
+            ));
+        }
+        run_child(&self.program, &self.exec_args, stdin, limits).await
+    }
+}
+
+/// Runs `program args`, feeds it `stdin`, collects its output within `limits`; killed at the
+/// deadline.
+async fn run_child(
+    program: &str,
+    args: &[String],
+    stdin: &[u8],
+    limits: ExecLimits,
+) -> Result<ExecOutput, ExecError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ExecError::Unavailable(format!("cannot run ssh_command '{program}': {e}")))?;
+    let mut input = child.stdin.take().expect("piped");
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let input_bytes = stdin.to_vec();
+    let ran = async {
+        let feed = async {
+            // A command that exits without reading all of it is not an error here.
+            let _ = input.write_all(&input_bytes).await;
+            drop(input);
+        };
+        let collect = async {
+            let mut got = Collector::default();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = out
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| ExecError::Failed(format!("ssh_command: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                got.stdout(&buf[..n], &limits)?;
+            }
+            Ok::<_, ExecError>(got)
+        };
+        // Read to its end (a full pipe would stop the child), the start kept.
+        let errors = async {
+            let mut kept = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = err.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let room = STDERR_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            kept
+        };
+        let ((), got, kept) = tokio::join!(feed, collect, errors);
+        let mut got = got?;
+        got.stderr(&kept);
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| ExecError::Failed(format!("ssh_command: {e}")))?;
+        got.out.status = status.code().map(|c| c as u32);
+        Ok(got.out)
+    };
+    match tokio::time::timeout(limits.deadline, ran).await {
+        Ok(r) => r,
+        Err(_) => Err(ExecError::Failed(format!(
+            "the command did not end within {} s",
+            limits.deadline.as_secs()
+        ))),
     }
 }

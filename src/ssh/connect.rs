@@ -306,6 +306,16 @@ impl SshConnection {
         self.handle.is_closed()
     }
 
+    /// Runs `command` on an exec channel of this connection (see `exec.rs`).
+    pub async fn exec(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        limits: crate::remote::exec::ExecLimits,
+    ) -> Result<crate::remote::exec::ExecOutput, crate::remote::exec::ExecError> {
+        super::exec::run(&self.handle, command, stdin, limits, self.timeout).await
+    }
+
     pub async fn disconnect(&self) {
         let _ = self
             .handle

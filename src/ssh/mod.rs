@@ -9,6 +9,7 @@ mod child;
 pub mod config;
 mod connect;
 mod error;
+mod exec;
 mod host_key;
 mod known_hosts;
 mod prompt;

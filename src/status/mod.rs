@@ -12,3 +12,5 @@ pub mod render;
 pub mod report;
 pub mod server;
 pub mod socket;
+pub mod verify;
+pub mod verify_server;

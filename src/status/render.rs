@@ -177,6 +177,42 @@ pub fn text(v: &Value) -> String {
             );
         }
     }
+    if let Some(h) = v["hashes"].as_object() {
+        let (means, missing) = (
+            h["means"].as_str().unwrap_or(""),
+            h["missing"].as_str().unwrap_or(""),
+        );
+        let what = match (means.is_empty(), missing.is_empty()) {
+            (true, _) => format!("none ({missing})"),
+            (false, true) => means.to_string(),
+            (false, false) => format!("{means} ({missing})"),
+        };
+        let _ = writeln!(
+            o,
+            "hashes on the server: {what}; {} computed, {} failed",
+            u(&h["computed"]),
+            u(&h["failed"])
+        );
+    }
+    if let Some(w) = v["verify_writes"].as_object() {
+        let bad = u(&w["mismatched"]);
+        let _ = writeln!(
+            o,
+            "verify_writes ({}): {} verified, {} {}, {} not checked, {} could not be checked, \
+             {} changed by another",
+            w["algorithm"].as_str().unwrap_or("?"),
+            u(&w["verified"]),
+            bad,
+            if bad > 0 {
+                "MISMATCHED (close failed with EIO)"
+            } else {
+                "mismatched"
+            },
+            u(&w["unchecked"]),
+            u(&w["failed"]),
+            u(&w["changed"])
+        );
+    }
     let cache = |name: &str, c: &Value| {
         let (h, m) = (u(&c["hits"]), u(&c["misses"]));
         let rate = if h + m == 0 {
@@ -305,6 +341,21 @@ pub fn prometheus(mounts: &[Value]) -> String {
                 .collect()
         })
     };
+    // Only for a mount with `verify_writes`, one sample per outcome.
+    let verified = Box::new(move |v: &Value, m: &str| -> Vec<String> {
+        ["verified", "mismatched", "unchecked", "failed", "changed"]
+            .iter()
+            .filter_map(|r| {
+                let x = v["verify_writes"].get(*r)?;
+                Some(format!("{{mountpoint=\"{m}\",result=\"{r}\"}} {}", num(x)))
+            })
+            .collect()
+    }) as Samples;
+    let hashes = Box::new(move |v: &Value, m: &str| -> Vec<String> {
+        (v["hashes"].get("computed").into_iter())
+            .map(|x| format!("{{mountpoint=\"{m}\"}} {}", num(x)))
+            .collect()
+    }) as Samples;
     // Only for a mount that revalidates.
     let revalidation = |field: &'static str| -> Samples {
         Box::new(move |v: &Value, m: &str| {
@@ -484,6 +535,18 @@ pub fn prometheus(mounts: &[Value]) -> String {
             "counter",
             "Operations made durable in the journal (async_writes).",
             queue("operations_synced"),
+        ),
+        (
+            "sftpfs_hashes_computed_total",
+            "counter",
+            "File hashes the server computed for this mount (xattrs, verify_writes, sftpfs verify).",
+            hashes,
+        ),
+        (
+            "sftpfs_verify_writes_total",
+            "counter",
+            "Closes of files written through the mount, by what the server's hash said (verify_writes).",
+            verified,
         ),
         (
             "sftpfs_revalidation_requests_total",

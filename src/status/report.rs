@@ -117,6 +117,20 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
             "listings": cache(&s.caches[1]),
             "links": cache(&s.caches[2]),
         },
+        "hashes": s.integrity.hashes.as_ref().map(|h| json!({
+            "means": h.means,
+            "missing": h.missing,
+            "computed": h.computed,
+            "failed": h.failed,
+        })),
+        "verify_writes": s.integrity.verify_writes.map(|(a, [ok, bad, unchecked, failed, changed])| json!({
+            "algorithm": a.name(),
+            "verified": ok,
+            "mismatched": bad,
+            "unchecked": unchecked,
+            "failed": failed,
+            "changed": changed,
+        })),
         "errors": {
             "total": s.errors_by_errno.values().sum::<u64>(),
             "by_errno": by_errno,

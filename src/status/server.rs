@@ -111,6 +111,16 @@ async fn answer(
             .map_err(std::io::Error::other)?;
         return reauth(stream, fs).await;
     }
+    if line == "verify" {
+        // The paths follow; what the reader already holds of them goes along.
+        let read_ahead = rd.buffer().to_vec();
+        let stream = rd
+            .into_inner()
+            .into_inner()
+            .reunite(wr)
+            .map_err(std::io::Error::other)?;
+        return super::verify_server::serve(read_ahead, stream, fs).await;
+    }
     let reply = match line.split_once(' ').unwrap_or((line, "")) {
         ("status", "") => super::report::build(&fs.status(), info),
         ("sync", "") => {
@@ -207,7 +217,7 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub(super) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }

@@ -100,6 +100,8 @@ impl Filesystem {
             None => offset,
         };
         let len = data.len();
+        // What was hashed of this file is not the file any more.
+        self.integrity.digests.data_changed(f.ino);
         let data = Bytes::from(data);
         let max = f.current().0.sftp.limits().max_write as usize;
         let budget_max = self.opts.write_behind_bytes;
@@ -115,6 +117,8 @@ impl Filesystem {
             let bytes = data.slice(i * max..i * max + chunk.len());
             self.queue(&f, Queued::Write(off, bytes), Some(permit));
         }
+        // Once queued: a check that counts these bytes waits for them to land.
+        self.feed_write_digest(&f, offset, &data);
         if self.opts.sync_writes {
             // sshfs_sync: answered once the server has it, with its error, reported here
             // once (not again at close).
@@ -168,7 +172,10 @@ impl Filesystem {
                 }
             }
             match r {
-                Ok(()) => f.ack(seq),
+                Ok(()) => {
+                    f.ack(seq);
+                    fs.write_landed(&f);
+                }
                 Err(e) if e.is_dead() => {
                     // The replay in `recover` sends this write again.
                     let _ = fs.recover(&f, &conn).await;
