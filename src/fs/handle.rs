@@ -19,8 +19,15 @@ pub struct WriteQueue {
     next_seq: u64,
     /// seq → (the request, its share of the write-behind budget, and the change it makes
     /// to its node, on its way until answered: attributes read meanwhile may predate it).
-    pending: BTreeMap<u64, (Queued, Option<OwnedSemaphorePermit>, AttrChangeGuard)>,
+    /// The change is taken out when it counts as done, just before the request leaves.
+    pending: BTreeMap<u64, Pending>,
 }
+
+type Pending = (
+    Queued,
+    Option<OwnedSemaphorePermit>,
+    Option<AttrChangeGuard>,
+);
 
 /// A request answered before the server did.
 #[derive(Clone, Debug)]
@@ -153,19 +160,23 @@ impl OpenFile {
         let mut q = self.writes.lock().unwrap();
         let seq = q.next_seq;
         q.next_seq += 1;
-        q.pending.insert(seq, (op, budget, change));
+        q.pending.insert(seq, (op, budget, Some(change)));
         seq
     }
 
     /// The write is done (acknowledged, or failed and latched).
     pub fn ack(&self, seq: u64) {
-        let mut q = self.writes.lock().unwrap();
-        let done = q.pending.remove(&seq);
+        // Its change counts as done before the write leaves the queue: whoever waited for the
+        // queue (`drain`) then takes a mark that shows it done. Shown on its way still, the
+        // mark would equal one taken while the write travelled, and read-ahead fetched then,
+        // without the write, would pass for current (a short read the kernel trusts, and an
+        // O_APPEND write placed by it at the old end). Counting takes the inode table's lock:
+        // not under the queue's.
+        let change = (self.writes.lock().unwrap().pending.get_mut(&seq)).and_then(|e| e.2.take());
+        drop(change);
+        let done = self.writes.lock().unwrap().pending.remove(&seq);
         // Each waiter waits for the writes made before it asked: any may be done now.
         self.drained.notify_waiters();
-        // Its change counts as done only now, and takes the inode table's lock: not under
-        // the queue's.
-        drop(q);
         drop(done);
     }
 

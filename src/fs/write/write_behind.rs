@@ -60,27 +60,24 @@ impl Filesystem {
         // Begun before any size is read: an answer asked from now on cannot end the size
         // the writes imply while this one is placed (see `server_caught_up`).
         let _placing = InodeTable::begin_attr_change(&self.inodes, f.ino);
-        let (path, implied) = {
+        let path = self.inodes.lock().unwrap().path(f.ino);
+        let implied = || {
             let t = self.inodes.lock().unwrap();
-            (t.path(f.ino), t.get(f.ino).and_then(|n| n.local_size))
+            t.get(f.ino).and_then(|n| n.local_size)
         };
-        let mut known = None;
-        if implied.is_none() {
-            // No write of this mount is unaccounted for: the server's size is the file's.
-            known = (path.as_ref())
-                .and_then(|p| self.cache.attrs_known(p))
-                .and_then(|e| e.attrs.size);
-            if known.is_none() {
-                // The size this write extends must be the file's, not 0: ask the handle.
-                known = self
-                    .with_file(&f, |c, h| async move { c.sftp.fstat(&h).await })
-                    .await
-                    .ok()
-                    .and_then(|a| a.size);
-            }
-        }
-        if let Some(p) = &path {
-            self.cache.mark_written(p);
+        // Without an implied size, no write of this mount is unaccounted for: the server's
+        // size (cached) is the file's.
+        let (implied, mut known) = match &path {
+            Some(p) => self.cache.mark_written_sizing(p, implied),
+            None => (implied(), None),
+        };
+        if implied.is_none() && known.is_none() {
+            // The size this write extends must be the file's, not 0: ask the handle.
+            known = self
+                .with_file(&f, |c, h| async move { c.sftp.fstat(&h).await })
+                .await
+                .ok()
+                .and_then(|a| a.size);
         }
         let offset = match self.inodes.lock().unwrap().get_mut(f.ino) {
             Some(n) => {

@@ -203,6 +203,11 @@ impl MetaCache {
     /// A local write changed `path`'s size and mtime (not known here until the server says).
     pub fn mark_written(&self, path: &[u8]) {
         let _change = self.changes.lock().unwrap();
+        self.written(path);
+    }
+
+    /// `mark_written`, the lock held.
+    fn written(&self, path: &[u8]) {
         let (names, more) = self.names(path);
         if more {
             self.forget_linked();
@@ -213,6 +218,26 @@ impl MetaCache {
             }
             self.changed_entry(&n);
         }
+    }
+
+    /// `mark_written` for a write about to be placed, and in the same step what it extends:
+    /// `implied()` (the size the file's queued writes imply) and, when there is none, the size
+    /// cached. One step with `writes_landed`, which ends the implied size and replaces the
+    /// cached one together: read between the two, the cached size would be from before the
+    /// last write, and an append placed there would overwrite it.
+    pub fn mark_written_sizing(
+        &self,
+        path: &[u8],
+        implied: impl FnOnce() -> Option<u64>,
+    ) -> (Option<u64>, Option<u64>) {
+        let _change = self.changes.lock().unwrap();
+        let implied = implied();
+        let cached = match implied {
+            Some(_) => None,
+            None => self.attrs_known(path).and_then(|e| e.attrs.size),
+        };
+        self.written(path);
+        (implied, cached)
     }
 
     /// A write to `path` that `mark_written` announced has landed: a listing asked for
