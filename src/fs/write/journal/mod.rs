@@ -201,7 +201,7 @@ struct Entry {
     bytes: Option<OwnedSemaphorePermit>,
     /// A change of a file's data or attributes, on its way until answered: attributes read
     /// meanwhile may predate it (see `Filesystem::server_caught_up`).
-    _change: Option<AttrChangeGuard>,
+    change: Option<AttrChangeGuard>,
 }
 
 impl Entry {
@@ -608,6 +608,11 @@ impl Journal {
     /// `key` was answered (or failed with `err`): it leaves the queue and its record is
     /// marked answered.
     fn finish(&self, key: u64, err: Option<Unreported>) {
+        // Its change counts as done before it leaves: whoever waited for the queue then takes
+        // a mark that shows it done (see `OpenFile::ack`). Counting takes the inode table's
+        // lock: not under the queue's.
+        let change = (self.state.lock().unwrap().ops.get_mut(&key)).and_then(|e| e.change.take());
+        drop(change);
         let mut s = self.state.lock().unwrap();
         s.running -= 1;
         let e = s.ops.remove(&key);
@@ -869,7 +874,7 @@ impl Filesystem {
                 replayed: false,
                 _room: Some(room),
                 bytes,
-                _change: change,
+                change,
             };
             s.queued_bytes += e.data_len();
             s.order.insert(key, e.node());

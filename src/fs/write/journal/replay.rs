@@ -425,7 +425,7 @@ impl Filesystem {
                     replayed: true,
                     _room: None,
                     bytes: None,
-                    _change: None,
+                    change: None,
                 };
                 s.queued_bytes += e.data_len();
                 let key = s.next_key;
