@@ -179,8 +179,10 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         hashes: Some(hashes.clone()),
         verify_writes,
     };
-    // What the server can hash, found once in the background (for `sftpfs status`).
-    rt.spawn(async move { hashes.available().await });
+    // What the server can hash is found when first needed (a hash xattr, sftpfs verify,
+    // verify_writes above), not at every mount: the probe's exec session would cost the
+    // server a login and processes for as long as the mount lives, idle or not.
+    drop(hashes);
     let journal = rt.block_on(connect::open_journal(&cfg, &pool, &root, &opts))?;
     let fs = Filesystem::with_journal(pool.clone(), root, opts, journal);
     // What an earlier mount left in the journal lands before anything is served.

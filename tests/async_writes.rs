@@ -185,3 +185,48 @@ fn a_file_larger_than_the_queue_streams_through_it() {
     );
     assert_eq!(fs::read(m.path("big")).unwrap(), data);
 }
+
+/// git's filemode probe, many times over from several threads: a file is written, closed,
+/// renamed, and its mode flipped twice by name, while the kernel's release of its descriptor
+/// reaches the mount at about the same time. A change queued after the file's CLOSE must go
+/// by name, not through the closed handle (the server answers that with a failure).
+#[test]
+fn mode_changes_by_name_racing_the_release_of_the_file_all_land() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let m = Mount::new(&s, "w", &["async_writes"]);
+    first_file(&m);
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 100;
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let m = &m;
+            scope.spawn(move || {
+                for i in 0..ROUNDS {
+                    let lock = m.path(&format!("c{t}-{i}.lock"));
+                    let name = m.path(&format!("c{t}-{i}"));
+                    fs::write(&lock, format!("{t} {i}\n")).unwrap();
+                    fs::rename(&lock, &name).unwrap();
+                    for mode in [0o755, 0o640] {
+                        fs::set_permissions(&name, fs::Permissions::from_mode(mode)).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let out = sftpfs_sync(&m.path(""));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for t in 0..THREADS {
+        for i in 0..ROUNDS {
+            let p = s.remote(&format!("w/c{t}-{i}"));
+            let meta = fs::metadata(&p).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o7777, 0o640, "{}", p.display());
+            assert_eq!(fs::read_to_string(&p).unwrap(), format!("{t} {i}\n"));
+        }
+    }
+}

@@ -1474,3 +1474,64 @@ fn within_is_at_or_below() {
     assert!(!within(b"ab", b"a"));
     assert!(!within(b"b", b"a"));
 }
+
+/// The kernel's release of a descriptor and a chmod by name (git's filemode probe right
+/// after it closed and renamed its config) meet: the chmod found the file still open, but
+/// the CLOSE was queued first. The change must not go through the closed handle.
+#[tokio::test]
+async fn a_mode_change_queued_after_its_files_close_goes_by_name() {
+    use std::os::unix::fs::PermissionsExt;
+    use write::journal::Op;
+    let d = TempDir::new();
+    let opts = Options {
+        async_writes: true,
+        ..Options::default()
+    };
+    let t = Arc::new(ChildTransport::hiding(vec![]));
+    let pool = PoolOptions {
+        max_conns: 2,
+        timeout: std::time::Duration::from_secs(10),
+        reconnect: true,
+        idle: std::time::Duration::from_secs(60),
+    };
+    let pool = Pool::connect(t, pool).await.unwrap();
+    let state = TempDir::new();
+    let source = write::journal::directory::Source {
+        user: "u".into(),
+        host: "h".into(),
+        port: 22,
+        dir: d.0.as_os_str().as_bytes().to_vec(),
+    };
+    let dir = write::journal::directory::JournalDir::open(&state.0, &source).unwrap();
+    let journal = write::journal::Journal::open(dir, 1 << 30, opts.write_behind_bytes).unwrap();
+    let root = d.0.as_os_str().as_bytes().to_vec();
+    let fs = Filesystem::with_journal(pool, root, opts, Some(journal));
+    let excl = RW | libc::O_CREAT | libc::O_EXCL;
+    // The first file is made synchronously: it tells the owner new files get.
+    let (_, fh) = fs
+        .create(ROOT_INO, b"first", 0o100644, 0, excl)
+        .await
+        .unwrap();
+    fs.release(fh).await.unwrap();
+    // The directory's attributes are known (a new file's owner and group follow them).
+    fs.getattr(ROOT_INO, None).await.unwrap();
+    let (_, fh) = fs.create(ROOT_INO, b"f", 0o100644, 0, excl).await.unwrap();
+    assert!(Filesystem::is_async_fh(fh), "not a file of the journal");
+    fs.write(fh, 0, b"content".to_vec(), RW, 0).await.unwrap();
+    let f = fs.journal().unwrap().files.get(fh).unwrap();
+    fs.enqueue(b"f", Some(&f), Op::Close).await.unwrap();
+    // The CLOSE went out before the change came.
+    fs.settle().await.unwrap();
+    let mode = crate::remote::Attrs {
+        permissions: Some(0o600),
+        ..Default::default()
+    };
+    fs.enqueue(b"f", Some(&f), Op::FSetStat(mode))
+        .await
+        .unwrap();
+    let failures = fs.sync_all().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let md = std::fs::metadata(d.join("f")).unwrap();
+    assert_eq!(md.permissions().mode() & 0o7777, 0o600);
+    assert_eq!(std::fs::read(d.join("f")).unwrap(), b"content");
+}

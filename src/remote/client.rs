@@ -353,6 +353,7 @@ impl PendingReply {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(_)) => Err(self.shared.lost()),
             Err(_) => {
+                self.shared.pending.lock().unwrap().take(self.id);
                 health::suspect(&self.shared);
                 Err(RemoteError::Timeout(self.timeout))
             }
@@ -370,14 +371,7 @@ impl PendingReply {
     }
 
     /// Gives up on the reply.
-    pub(super) fn forget(self) {}
-}
-
-/// Nobody waits for the reply any more (answered, timed out, or dropped unanswered, as the
-/// READDIRs still in flight when a listing ends): its entry goes, or a server that never
-/// answers would grow the table. A reply that comes later is to an id issued, and ignored.
-impl Drop for PendingReply {
-    fn drop(&mut self) {
+    pub(super) fn forget(self) {
         self.shared.pending.lock().unwrap().take(self.id);
     }
 }

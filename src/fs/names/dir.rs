@@ -109,7 +109,6 @@ impl Filesystem {
     }
 
     /// Lists `dir` from the server, for a program.
-    /// Lists `dir` from the server, for a program.
     pub(in crate::fs) async fn fetch_listing(
         &self,
         dir: &[u8],

@@ -133,6 +133,9 @@ pub struct JFile {
     from_replay: bool,
     /// Its server name when a conflict sent it elsewhere.
     diverted: Mutex<Option<RelPath>>,
+    /// Its CLOSE is queued (set under the journal's lock): a change found it by its node
+    /// before the kernel's release took it away goes by name, after the CLOSE.
+    closing: AtomicBool,
 }
 
 impl JFile {
@@ -392,6 +395,7 @@ impl Journal {
             replayed_upto: AtomicU64::new(0),
             recovering: tokio::sync::Mutex::new(()),
             create_again: SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC,
+            closing: AtomicBool::new(false),
             from_replay: false,
             diverted: Mutex::new(None),
         }
@@ -830,6 +834,20 @@ impl Filesystem {
         });
         let lsn = {
             let mut s = j.state.lock().unwrap();
+            let (op, file) = match (op, file) {
+                // Its handle is closed, or about to be (a chmod by name racing the release
+                // of its last descriptor, as git's filemode probe does): SETSTAT by name,
+                // which waits for the CLOSE (same path).
+                (Op::FSetStat(a), Some(f)) if f.closing.load(Ordering::SeqCst) => {
+                    (Op::SetStat(a), None)
+                }
+                (op, file) => {
+                    if let (Op::Close, Some(f)) = (&op, file) {
+                        f.closing.store(true, Ordering::SeqCst);
+                    }
+                    (op, file)
+                }
+            };
             let seq = s.next_seq;
             let rec = Record::Op(OpRecord {
                 seq,

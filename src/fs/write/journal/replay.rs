@@ -365,6 +365,7 @@ impl JFile {
             create_again: SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC,
             from_replay: true,
             diverted: Mutex::new(None),
+            closing: AtomicBool::new(false),
         }
     }
 }
