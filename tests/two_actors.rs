@@ -67,6 +67,7 @@ fn append_while_read(
     lines: usize,
     readers: usize,
     seed: u64,
+    mode: &str,
 ) {
     let path = m.path(name);
     let expected = m.dir.join(format!("{name}.expected"));
@@ -124,7 +125,7 @@ fn append_while_read(
     let have = fs::read(m.remote(name)).unwrap();
     if have != want {
         panic!(
-            "{how:?}, {readers} readers, seed {seed}: the server has {} bytes of the {} written; {}",
+            "{how:?} {mode}, {readers} readers, seed {seed}: the server has {} bytes of the {} written; {}",
             have.len(),
             want.len(),
             first_difference(&want, &have)
@@ -150,7 +151,7 @@ fn append_while_read(
     }
     assert!(
         seen.with_nul == 0 && seen.not_a_prefix == 0,
-        "{how:?}, {readers} readers, seed {seed}: readers saw what was never written: {seen:?}"
+        "{how:?} {mode}, {readers} readers, seed {seed}: readers saw what was never written: {seen:?}"
     );
     fs::remove_file(&expected).unwrap();
 }
@@ -190,7 +191,7 @@ fn appends_with_readers(extra: &[&str], rounds: u64) {
                     Appender::Python => 2500,
                     Appender::Bash => 3000,
                 };
-                append_while_read(&m, &name, how, lines, readers, seed);
+                append_while_read(&m, &name, how, lines, readers, seed, &format!("{extra:?}"));
             }
         }
     }

@@ -251,6 +251,9 @@ pub struct DirListing {
     /// change made here since (a name renamed away, a file rewritten) makes every entry
     /// possibly older than the change.
     pub generation: u64,
+    /// The cached listing it was taken from (`Listing::serial`), kept in step with local
+    /// changes since.
+    pub serial: u64,
 }
 
 /// Objects by number, never reusing a number during the mount.

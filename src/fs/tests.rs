@@ -1535,3 +1535,66 @@ async fn a_mode_change_queued_after_its_files_close_goes_by_name() {
     assert_eq!(md.permissions().mode() & 0o7777, 0o600);
     assert_eq!(std::fs::read(d.join("f")).unwrap(), b"content");
 }
+
+/// A file made while the queue is full (the create waits for room) under a name whose
+/// number belonged to another file, which the kernel forgets meanwhile: the file of the
+/// journal and the entry handed to the kernel must have one number, or writes through it
+/// never show in the attributes of the name.
+#[tokio::test]
+async fn a_file_created_while_the_queue_is_full_keeps_the_number_the_kernel_gets() {
+    let d = TempDir::new();
+    let opts = Options {
+        async_writes: true,
+        ..Options::default()
+    };
+    let (fs, t) = mount_with(&d, opts).await;
+    let excl = RW | libc::O_CREAT | libc::O_EXCL;
+    let (_, fh) = fs
+        .create(ROOT_INO, b"first", 0o100644, 0, excl)
+        .await
+        .unwrap();
+    fs.release(fh).await.unwrap();
+    fs.getattr(ROOT_INO, None).await.unwrap();
+    // "b" had a number, and kept it when renamed away: the kernel still holds it.
+    let (old, fh) = fs.create(ROOT_INO, b"b", 0o100644, 0, excl).await.unwrap();
+    fs.release(fh).await.unwrap();
+    fs.rename(ROOT_INO, b"b", ROOT_INO, b"x", 0).await.unwrap();
+    // The server frozen, the queue fills with one file's writes.
+    let (_, filler) = fs
+        .create(ROOT_INO, b"filler", 0o100644, 0, excl)
+        .await
+        .unwrap();
+    t.signal_all(libc::SIGSTOP);
+    let mut i = 0;
+    loop {
+        let w = fs.write(filler, i, vec![b'x'], RW, 0);
+        match tokio::time::timeout(std::time::Duration::from_millis(300), w).await {
+            Ok(r) => r.unwrap(),
+            Err(_) => break,
+        };
+        i += 1;
+    }
+    let creating = tokio::spawn({
+        let fs = fs.clone();
+        async move { fs.create(ROOT_INO, b"b", 0o100644, 0, excl).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !creating.is_finished(),
+        "the create found room in a full queue"
+    );
+    fs.forget(old.ino.0, 1);
+    t.signal_all(libc::SIGCONT);
+    let (new, fh) = creating.await.unwrap().unwrap();
+    fs.write(fh, 0, b"0123456789".to_vec(), RW, 0)
+        .await
+        .unwrap();
+    let got = fs.getattr(new.ino.0, None).await.unwrap();
+    assert_eq!(
+        got.size, 10,
+        "a write through the new file is not in its entry"
+    );
+    fs.release(fh).await.unwrap();
+    fs.release(filler).await.unwrap();
+    assert!(fs.sync_all().await.is_empty());
+}

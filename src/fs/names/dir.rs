@@ -280,14 +280,14 @@ impl Filesystem {
             // size): read again.
             listing = self.fetch_listing(&path).await?;
         }
-        let (entries, generation) = {
+        let (entries, generation, serial) = {
             let l = listing.lock().unwrap();
             let entries: Vec<(Vec<u8>, Entry)> = l
                 .entries
                 .iter()
                 .map(|(n, e)| (n.clone(), e.clone()))
                 .collect();
-            (entries, l.generation)
+            (entries, l.generation, l.serial)
         };
         self.prefetch_children(&path, &listing);
         self.file_ahead
@@ -297,6 +297,7 @@ impl Filesystem {
             entries,
             outdated: Default::default(),
             generation,
+            serial,
         }))
     }
 
@@ -318,6 +319,15 @@ impl Filesystem {
         // the mount knows now.
         let outdated =
             d.outdated.load(Ordering::SeqCst) || self.cache.generation(&path) != d.generation;
+        // The listing the snapshot was taken from, if still cached: local changes kept it in
+        // step, so a name it lost since was removed or renamed away here.
+        let live = if outdated {
+            self.cache
+                .peek_listing(&path)
+                .filter(|l| l.lock().unwrap().serial == d.serial)
+        } else {
+            None
+        };
         let dir_attrs = Attrs {
             permissions: Some(libc::S_IFDIR | 0o755),
             ..Attrs::default()
@@ -343,8 +353,20 @@ impl Filesystem {
                 }
                 _ => {
                     let (name, e) = &d.entries[i - 2];
+                    if live
+                        .as_ref()
+                        .is_some_and(|l| !l.lock().unwrap().entries.contains_key(name))
+                    {
+                        continue;
+                    }
                     let child = join(&path, name);
                     let ino = t.ino_for(&child);
+                    // Outdated: what the mount knows of the file now, where it knows it (even
+                    // an entry for no time is the kernel's for the jiffy it is handed over).
+                    let now = outdated
+                        .then(|| self.cache.attrs_known(&child).filter(|e| !e.stale))
+                        .flatten();
+                    let e = now.as_ref().unwrap_or(e);
                     let mode = e.attrs.permissions.unwrap_or(libc::S_IFREG);
                     let nlink = e.nlink.or_else(|| t.get(ino).and_then(|n| n.nlink));
                     let ok = sink(DirItem {

@@ -59,7 +59,24 @@ impl Filesystem {
         j.owner()?;
         let want = mode & !umask & 0o7777;
         let attrs = self.made_attrs(libc::S_IFREG, want, parent_of(path))?;
-        let ino = self.inodes.lock().unwrap().ino_for(path);
+        // The number the kernel will get, taken now and held open while the create is
+        // queued: one only worked out now could be another node's by the time the entry is
+        // handed over (a FORGET meanwhile frees the number the path hashes to first), and
+        // the file would be the journal's under a number the kernel never sees.
+        let ino = {
+            let mut t = self.inodes.lock().unwrap();
+            let ino = t.lookup(path);
+            t.open(ino);
+            if let Some(n) = t.get_mut(ino) {
+                n.kind = libc::S_IFREG;
+            }
+            ino
+        };
+        let undo = || {
+            let mut t = self.inodes.lock().unwrap();
+            t.forget(ino, 1);
+            t.release(ino);
+        };
         let create = Attrs {
             permissions: Some(want),
             ..Attrs::default()
@@ -77,6 +94,7 @@ impl Filesystem {
             )
             .await
         {
+            undo();
             return Some(Err(e));
         }
         // The server's umask may take bits away: the mode asked for, behind the OPEN.
@@ -91,11 +109,11 @@ impl Filesystem {
             )
             .await
         {
+            undo();
             return Some(Err(e));
         }
         self.cache.put_new(path, &attrs, None);
-        let attr = self.entry(path, &attrs, None);
-        self.inodes.lock().unwrap().open(attr.ino.0);
+        let attr = self.attr(ino, &attrs, None);
         let fh = j.files.insert_arc(f);
         Some(Ok((attr, fh)))
     }
