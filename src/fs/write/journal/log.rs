@@ -285,11 +285,19 @@ impl Log {
     pub fn done(&self, seq: u64, seg: u64, failed: bool) {
         let _ = self.append(&Record::Done { seq, failed }, false);
         let mut s = self.shared.state.lock().unwrap();
+        let mut emptied = false;
         if let Some(g) = s.segs.get_mut(&seg) {
             g.live = g.live.saturating_sub(1);
+            emptied = g.live == 0;
         }
         if s.collect_deletable() {
             self.shared.work.notify_one();
+        }
+        // The current segment has nothing left to answer: a writer waiting for room rotates
+        // it away (nothing else would wake it when it is the only segment, as in a journal
+        // smaller than four segments).
+        if emptied && seg == s.cur {
+            self.shared.room.notify_waiters();
         }
     }
 
