@@ -215,6 +215,11 @@ pub struct FsConfig {
     pub sync_writes: bool,
     /// `async_writes`: changes are answered once queued.
     pub async_writes: bool,
+    /// `journal_dir=`: where the asynchronous mode's journal goes (one directory per
+    /// source below it); `None` when no default could be found (no home).
+    pub journal_dir: Option<std::path::PathBuf>,
+    /// `journal_max=`: bytes the journal may hold on disk.
+    pub journal_max: u64,
     /// `verify_writes`: a file written whole is checked against the server's hash at close.
     pub verify_writes: bool,
     /// `hash_command=`: how the server computes hashes by a command (probe, given, none).

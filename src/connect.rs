@@ -1,9 +1,16 @@
-//! Checks before mounting: the local mount point, and the remote root directory.
+//! Checks before mounting: the local mount point, the remote root directory, and the
+//! journal of the asynchronous mode (what an earlier mount left there is sent before the
+//! mount serves anything).
 
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::config::MountConfig;
-use crate::remote::{RemoteError, Sftp};
+use crate::fs::write::journal::directory::{JournalDir, Source};
+use crate::fs::write::journal::Journal;
+use crate::fs::{Filesystem, Options};
+use crate::remote::{Pool, RemoteError, Sftp};
 
 /// The absolute remote path of the mount root, checked to be a directory.
 pub async fn resolve_root(sftp: &Sftp, cfg: &MountConfig) -> Result<Vec<u8>, String> {
@@ -57,6 +64,67 @@ pub async fn check_subdir(sftp: &Sftp, root: &[u8], cfg: &MountConfig) -> Result
         )),
         Err(e) => Err(format!("-o subdir: cannot check '{shown}': {e}")),
     }
+}
+
+/// The source a journal belongs to: user, host, port and the mount root (`root`, the
+/// absolute remote directory, with `subdir=` below it).
+pub fn journal_source(cfg: &MountConfig, root: &[u8]) -> Source {
+    Source {
+        user: cfg.ssh.user.clone(),
+        host: cfg.ssh.host.clone(),
+        port: cfg.ssh.port,
+        dir: crate::fs::subdir_of(root, &cfg.fs.subdir),
+    }
+}
+
+/// The journal of an asynchronous mount, opened (and locked) with what an earlier mount
+/// left in it read, to be replayed before the mount serves anything. A mount without
+/// `async_writes` sends what one left behind now, and goes on without a journal.
+pub async fn open_journal(
+    cfg: &MountConfig,
+    pool: &Arc<Pool>,
+    root: &[u8],
+    opts: &Options,
+) -> Result<Option<Journal>, String> {
+    let source = journal_source(cfg, root);
+    let Some(base) = cfg.fs.journal_dir.as_deref() else {
+        if cfg.fs.async_writes {
+            return Err(
+                "-o async_writes: cannot tell where to keep the journal (HOME is unset); give \
+                 -o journal_dir=PATH"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    };
+    if cfg.fs.async_writes {
+        let dir = JournalDir::open(base, &source).map_err(|e| format!("-o async_writes: {e}"))?;
+        let journal = Journal::open(dir, cfg.fs.journal_max, opts.write_behind_bytes)?;
+        // Learned now, while the server is there: writes are queued without asking it.
+        if let Ok(c) = pool.get(0).await {
+            (journal.max_write).store(c.sftp.limits().max_write, Ordering::Relaxed);
+        }
+        return Ok(Some(journal));
+    }
+    if !JournalDir::left_behind(base, &source) {
+        return Ok(None);
+    }
+    let dir = match JournalDir::open(base, &source) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("a journal of this source was left behind, not replayed: {e}");
+            return Ok(None);
+        }
+    };
+    let journal = Journal::open(dir, cfg.fs.journal_max, opts.write_behind_bytes)?;
+    let replaying = Options {
+        async_writes: true,
+        ..opts.clone()
+    };
+    let fs = Filesystem::with_journal(pool.clone(), root.to_vec(), replaying, Some(journal));
+    fs.replay(false).await;
+    fs.settle_all().await;
+    Ok(None)
 }
 
 /// One-line problem with the local mount point, if any.

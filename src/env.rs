@@ -16,10 +16,14 @@ pub struct Env {
     /// The locale of character classification: `LC_ALL`, else `LC_CTYPE`, else `LANG`
     /// (`to_code=`'s default comes from its codeset).
     pub locale: Option<String>,
+    /// `XDG_STATE_HOME`: where the journal goes by default (`journal_dir=`).
+    pub state_home: Option<PathBuf>,
+    /// Running as root: the journal goes to /var/lib/sftpfs by default.
+    pub root: bool,
 }
 
 impl Env {
-    /// `HOME`, `USER` (else `LOGNAME`) and `SSH_AUTH_SOCK`; the user name and home directory
+    /// `HOME`, `USER` (else `LOGNAME`), `SSH_AUTH_SOCK` and `XDG_STATE_HOME`; the user name and home directory
     /// fall back to the password database entry of the real uid. Empty variables count as unset.
     pub fn from_process() -> Env {
         fn var(name: &str) -> Option<OsString> {
@@ -50,6 +54,8 @@ impl Env {
             user,
             ssh_auth_sock: var("SSH_AUTH_SOCK").map(PathBuf::from),
             locale,
+            state_home: var("XDG_STATE_HOME").map(PathBuf::from),
+            root: nix::unistd::geteuid().is_root(),
         }
     }
 }

@@ -39,6 +39,12 @@ fn main() -> ExitCode {
             ))
         }
         Ok(Command::Status(req)) => return exit_with(sftpfs::status::client::run(&req)),
+        Ok(Command::Replay { mut cfg, dry_run }) => {
+            logging::init(cfg.debug, false, std::env::var("SFTPFS_LOG").ok());
+            let r =
+                sftpfs::ssh::config::resolve(&mut cfg, &env).and_then(|()| replay(cfg, dry_run));
+            return exit_with(r);
+        }
         Ok(Command::Verify(req)) => {
             return match sftpfs::status::verify::run(&req) {
                 Ok(code) => ExitCode::from(code),
@@ -102,6 +108,19 @@ fn exit_with(r: Result<(), String>) -> ExitCode {
     }
 }
 
+/// The pool's options from the mount's: a transport may allow fewer connections (passive:
+/// one, never replaced).
+fn pool_options(cfg: &MountConfig, transport: &dyn Transport) -> PoolOptions {
+    PoolOptions {
+        max_conns: transport
+            .max_connections()
+            .map_or(cfg.fs.max_conns, |m| m.min(cfg.fs.max_conns)),
+        timeout: cfg.fs.request_timeout,
+        reconnect: cfg.fs.reconnect && transport.can_reconnect(),
+        idle: cfg.fs.pool_idle,
+    }
+}
+
 fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -111,15 +130,7 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     let transport: Arc<dyn Transport> = transport_for(&cfg)?;
     // Hashes by a command on the server run beside the pool's sessions, on its connections.
     let exec_transport = transport.clone();
-    // A transport may allow fewer connections (passive: one, never replaced).
-    let pool_options = PoolOptions {
-        max_conns: transport
-            .max_connections()
-            .map_or(cfg.fs.max_conns, |m| m.min(cfg.fs.max_conns)),
-        timeout: cfg.fs.request_timeout,
-        reconnect: cfg.fs.reconnect && transport.can_reconnect(),
-        idle: cfg.fs.pool_idle,
-    };
+    let pool_options = pool_options(&cfg, transport.as_ref());
     // idmap=file: the files are read before connecting, so that their errors come first.
     let file_idmap = match cfg.fs.idmap {
         IdMapMode::File => Some(idmap::from_files(
@@ -163,8 +174,8 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
         true => Some(rt.block_on(verify_writes_algorithm(&hashes))?),
         false => None,
     };
-    let mut options = fs_options(&cfg, idmap);
-    options.integrity = IntegrityOptions {
+    let mut opts = fs_options(&cfg, idmap);
+    opts.integrity = IntegrityOptions {
         hashes: Some(hashes.clone()),
         verify_writes,
     };
@@ -172,7 +183,10 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     // verify_writes above), not at every mount: the probe's exec session would cost the
     // server a login and processes for as long as the mount lives, idle or not.
     drop(hashes);
-    let fs = Filesystem::new(pool.clone(), root, options);
+    let journal = rt.block_on(connect::open_journal(&cfg, &pool, &root, &opts))?;
+    let fs = Filesystem::with_journal(pool.clone(), root, opts, journal);
+    // What an earlier mount left in the journal lands before anything is served.
+    rt.block_on(fs.replay(false));
     let adapter = FuseAdapter::new(
         fs.clone(),
         rt.handle().clone(),
@@ -218,6 +232,87 @@ fn run(cfg: MountConfig, ready: Option<daemon::Ready>) -> Result<(), String> {
     fs.shutdown();
     pool.shutdown();
     served.map_err(|e| format!("FUSE session ended with an error: {e}"))
+}
+
+/// `sftpfs replay [--dry-run] SOURCE`: what a mount's journal left behind is sent (or, dry,
+/// checked) without mounting, one line per operation on stdout.
+fn replay(cfg: MountConfig, dry_run: bool) -> Result<(), String> {
+    use sftpfs::fs::write::journal::{directory::JournalDir, replay, Journal};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let base = (cfg.fs.journal_dir.clone()).ok_or(
+        "replay: cannot tell where the journal is (HOME is unset); give -o journal_dir=PATH",
+    )?;
+    let transport: Arc<dyn Transport> = transport_for(&cfg)?;
+    let pool_options = pool_options(&cfg, transport.as_ref());
+    rt.block_on(async {
+        let pool = Pool::connect(transport, pool_options).await?;
+        let root = {
+            let first = pool.get(0).await.map_err(|e| e.to_string())?;
+            let root = connect::resolve_root(&first.sftp, &cfg).await?;
+            connect::check_subdir(&first.sftp, &root, &cfg).await?;
+            root
+        };
+        let source = connect::journal_source(&cfg, &root);
+        if !JournalDir::left_behind(&base, &source) {
+            println!(
+                "nothing to replay: no journal of {} in {}",
+                source.describe(),
+                base.display()
+            );
+            return Ok(());
+        }
+        let dir = JournalDir::open(&base, &source).map_err(|e| format!("replay: {e}"))?;
+        let opts = Options {
+            async_writes: !dry_run,
+            ..fs_options(&cfg, IdMap::None)
+        };
+        if dry_run {
+            let loaded = replay::load_untouched(&dir);
+            for d in &loaded.damage {
+                println!("damaged: {d}");
+            }
+            let fs = Filesystem::new(pool.clone(), root, opts);
+            for line in fs.replay_dry_run(&dir.path, &loaded).await {
+                println!("{line}");
+            }
+            println!(
+                "{} operations would be sent or checked ({} of {} found were answered before)",
+                loaded.pending(),
+                loaded.answered,
+                loaded.found
+            );
+            return Ok(());
+        }
+        let journal = Journal::open(dir, cfg.fs.journal_max, opts.write_behind_bytes)?;
+        let damage = journal.status().damage;
+        for d in &damage {
+            println!("damaged: {d}");
+        }
+        let fs = Filesystem::with_journal(pool.clone(), root, opts, Some(journal));
+        let (counts, lines) = fs.replay(true).await;
+        for line in lines {
+            println!("{line}");
+        }
+        fs.settle_all().await;
+        pool.shutdown();
+        println!(
+            "replayed: {} sent, {} already there, {} conflicts (both versions kept), {} failed",
+            counts.sent, counts.already, counts.conflicts, counts.failed
+        );
+        if counts.failed > 0 || counts.conflicts > 0 {
+            return Err(format!(
+                "replay of {}: {} failed, {} conflicts (see above)",
+                source.describe(),
+                counts.failed,
+                counts.conflicts
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// `verify_writes`: the best hash the server computes; none is the mount's failure.

@@ -111,10 +111,17 @@ fn a_connection_killed_with_a_full_queue_loses_nothing() {
         .spawn()
         .unwrap();
     let mut tar = KillOnDrop(tar);
-    // Cut every connection while files are being sent and the queue holds more.
+    // Cut every connection while files are being sent and the queue holds more: once some
+    // landed, the proxy holds everything back (tar goes on into the journal) until the
+    // queue holds 50 operations, sent and unsent.
     let on_server = || fs::read_dir(s.remote("w/t/d00")).map_or(0, |d| d.count());
     let deadline = Instant::now() + Duration::from_secs(60);
-    while on_server() < 20 || queued(&m.path("")) < 50 {
+    while on_server() < 20 {
+        assert!(Instant::now() < deadline, "no file reached the server");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    p.stall();
+    while queued(&m.path("")) < 50 {
         assert!(
             Instant::now() < deadline,
             "the queue never held 50 operations"
@@ -122,6 +129,7 @@ fn a_connection_killed_with_a_full_queue_loses_nothing() {
         std::thread::sleep(Duration::from_millis(2));
     }
     p.cut();
+    p.resume();
     assert!(tar.0.wait().unwrap().success(), "tar failed");
     let out = sftpfs_sync(&m.path(""));
     assert!(

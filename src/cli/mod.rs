@@ -55,6 +55,12 @@ pub enum Command {
         mountpoint: std::path::PathBuf,
         path: Option<std::path::PathBuf>,
     },
+    /// `sftpfs replay [--dry-run] SOURCE [options]`: send what a mount's journal left
+    /// behind, without mounting (the configuration has no mountpoint).
+    Replay {
+        cfg: MountConfig,
+        dry_run: bool,
+    },
 }
 
 /// A command line that cannot be used. `Display` is one line saying what is wrong and what to
@@ -212,7 +218,7 @@ where
                     .into_iter()
                     .flat_map(|o| [OsString::from("-o"), o]),
             );
-        let cmd = parse_mount(argv, env, h.sloppy)?;
+        let cmd = parse_mount(argv, env, h.sloppy, true)?;
         return Ok(if h.fake { Command::Fake } else { cmd });
     }
     if args.get(1).is_some_and(|a| a == "status") {
@@ -235,6 +241,9 @@ where
             _ => Err(CliError::Subcommand(format!("reauth: {REAUTH_USAGE}"))),
         };
     }
+    if args.get(1).is_some_and(|a| a == "replay") {
+        return parse_replay(&args[2..], env);
+    }
     if args.get(1).is_some_and(|a| a == "sync") {
         return match &args[2..] {
             [h] if h == "-h" || h == "--help" => Ok(Command::Help(format!(
@@ -246,7 +255,35 @@ where
             _ => Err(CliError::Subcommand(format!("sync: {SYNC_USAGE}"))),
         };
     }
-    parse_mount(args, env, false)
+    parse_mount(args, env, false, true)
+}
+
+const REPLAY_USAGE: &str = "usage: sftpfs replay [--dry-run] SOURCE [-p PORT] [-o options]";
+
+/// `sftpfs replay`: the source and the options a mount of it would take, no mountpoint.
+fn parse_replay(args: &[OsString], env: &Env) -> Result<Command, CliError> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Command::Help(format!(
+            "{REPLAY_USAGE}\n\nSends what the journal of an asynchronous mount of SOURCE (-o async_writes) \
+             left behind (the daemon was killed, or the machine went down), without mounting, \
+             and says what became of each operation: sent, already there, conflict (both \
+             versions kept), failed. The next mount of SOURCE does the same by itself. With \
+             --dry-run, only says what it would do. Give the options the mount used \
+             (journal_dir=, port, identity).\n"
+        )));
+    }
+    let dry_run = args.iter().any(|a| a == "--dry-run");
+    let rest: Vec<OsString> = std::iter::once(OsString::from("sftpfs"))
+        .chain(args.iter().filter(|a| *a != "--dry-run").cloned())
+        .collect();
+    match parse_mount(rest, env, false, false) {
+        Ok(Command::Mount(cfg)) => Ok(Command::Replay { cfg, dry_run }),
+        Ok(other) => Ok(other),
+        Err(CliError::Missing(_)) => Err(CliError::Subcommand(format!(
+            "replay: which source? {REPLAY_USAGE}"
+        ))),
+        Err(e) => Err(CliError::Subcommand(format!("replay: {e}"))),
+    }
 }
 
 const SYNC_USAGE: &str = "usage: sftpfs sync MOUNTPOINT";
@@ -387,8 +424,14 @@ fn parse_status(args: &[OsString]) -> Result<Command, CliError> {
     Ok(Command::Status(req))
 }
 
-/// The ordinary command line. `sloppy` (mount's `-s`) skips unknown `-o` options.
-fn parse_mount<I, T>(args: I, env: &Env, sloppy: bool) -> Result<Command, CliError>
+/// The ordinary command line. `sloppy` (mount's `-s`) skips unknown `-o` options. Without
+/// `mountpoint` (`sftpfs replay`), the command line has a source only.
+fn parse_mount<I, T>(
+    args: I,
+    env: &Env,
+    sloppy: bool,
+    mountpoint: bool,
+) -> Result<Command, CliError>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -462,12 +505,21 @@ where
         draft.cfg.ssh.config_file = Some(path);
     }
 
-    let (raw_source, mountpoint) = match (&args.source, &args.mountpoint) {
-        (Some(s), Some(m)) => (s, m),
-        (Some(_), None) => return Err(CliError::Missing("the MOUNTPOINT")),
-        _ => return Err(CliError::Missing("the SOURCE and the MOUNTPOINT")),
+    let none = OsString::new();
+    let (raw_source, mountpoint) = match (&args.source, &args.mountpoint, mountpoint) {
+        (Some(s), Some(m), true) => (s, m),
+        (Some(_), None, true) => return Err(CliError::Missing("the MOUNTPOINT")),
+        (Some(s), None, false) => (s, &none),
+        (Some(_), Some(m), false) => {
+            return Err(CliError::Usage(format!(
+                "unexpected argument '{}'",
+                m.to_string_lossy()
+            )))
+        }
+        (None, _, true) => return Err(CliError::Missing("the SOURCE and the MOUNTPOINT")),
+        (None, _, false) => return Err(CliError::Missing("the SOURCE")),
     };
-    if mountpoint.is_empty() {
+    if mountpoint.is_empty() && args.mountpoint.is_some() {
         return Err(CliError::EmptyMountpoint);
     }
     // sshfs's passive mode needs no host: `sftpfs :/dir MOUNTPOINT -o passive`.
@@ -665,6 +717,8 @@ fn defaults(env: &Env) -> MountConfig {
             disable_hardlink: false,
             sync_writes: false,
             async_writes: false,
+            journal_dir: default_journal_dir(env),
+            journal_max: 1 << 30,
             verify_writes: false,
             hash_command: Default::default(),
             dcache_clean_interval: Duration::from_secs(60),
@@ -682,6 +736,17 @@ fn defaults(env: &Env) -> MountConfig {
             name_charsets: None,
             modules_subdir: false,
         },
+    }
+}
+
+/// Where the journal goes without `journal_dir=`: `$XDG_STATE_HOME/sftpfs`, else
+/// `/var/lib/sftpfs` for root, else `~/.local/state/sftpfs`.
+fn default_journal_dir(env: &Env) -> Option<PathBuf> {
+    match (&env.state_home, env.root, &env.home) {
+        (Some(s), _, _) => Some(s.join("sftpfs")),
+        (None, true, _) => Some(PathBuf::from("/var/lib/sftpfs")),
+        (None, false, Some(h)) => Some(h.join(".local/state/sftpfs")),
+        (None, false, None) => None,
     }
 }
 

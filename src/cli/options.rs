@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use super::values::{
-    algorithm_list, charset, command_words, expand_path, number, octal, path_list, seconds,
+    algorithm_list, charset, command_words, expand_path, number, octal, path_list, seconds, size,
     ssh_seconds, text, valid_user, yes_no,
 };
 use super::CliError;
@@ -618,9 +618,23 @@ const OPTIONS: &[OptSpec] = &[
             Ok(())
         }),
     opt("async_writes", Exact, Flag, None, "fs.async_writes", Origin::Sftpfs,
-        "answer create, write, close, mkdir, unlink, rmdir, rename and attribute changes once queued; fsync, `sync -f` and unmount wait for the queue (a killed daemon loses what it held)",
+        "answer create, write, close, mkdir, unlink, rmdir, rename and attribute changes once durable in a journal on local disk; they reach the server (replayed after a crash) or are kept as a conflict copy; fsync and `sftpfs sync` wait for the server",
         |d, _| {
             d.cfg.fs.async_writes = true;
+            Ok(())
+        }),
+    opt("journal_dir", Exact, Value("PATH"), Some("$XDG_STATE_HOME/sftpfs, ~/.local/state/sftpfs; root: /var/lib/sftpfs"),
+        "fs.journal_dir", Origin::Sftpfs,
+        "where async_writes keeps its journal (file data: made private, 0700), one directory per source",
+        |d, v| {
+            d.cfg.fs.journal_dir = Some(expand_path(d.env, v)?);
+            Ok(())
+        }),
+    opt("journal_max", Exact, Value("SIZE"), Some("1G"), "fs.journal_max", Origin::Sftpfs,
+        "disk the journal may use (K, M, G suffixes); full, writers wait for the server",
+        |d, v| {
+            d.cfg.fs.journal_max =
+                size(v).filter(|&n| n >= 4 << 20).ok_or(Bad::Invalid("a size of at least 4M, e.g. 512M or 2G"))?;
             Ok(())
         }),
     opt("verify_writes", Exact, Flag, None, "fs.verify_writes", Origin::Sftpfs,

@@ -11,6 +11,8 @@ fn env() -> Env {
         user: Some("alice".into()),
         ssh_auth_sock: Some(PathBuf::from("/run/agent.sock")),
         locale: None,
+        state_home: None,
+        root: false,
     }
 }
 
@@ -102,6 +104,8 @@ fn defaults_without_home_or_agent() {
         user: Some("bob".into()),
         ssh_auth_sock: None,
         locale: None,
+        state_home: None,
+        root: false,
     };
     let Ok(Command::Mount(c)) = parse(["sftpfs", "h:", "/m"], &env) else {
         panic!()

@@ -12,6 +12,8 @@ fn env() -> Env {
         user: Some("alice".into()),
         ssh_auth_sock: None,
         locale: None,
+        state_home: None,
+        root: false,
     }
 }
 

@@ -77,6 +77,26 @@ pub(super) fn number<T: std::str::FromStr>(v: &OsStr) -> Option<T> {
     s.parse().ok()
 }
 
+/// Bytes, with an optional K, M, G or T suffix (powers of 1024; `KiB`, `MB` and the like
+/// read the same).
+pub(super) fn size(v: &OsStr) -> Option<u64> {
+    let s = v.to_str()?.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let n: u64 = s[..digits].parse().ok()?;
+    let shift = match s[digits..].to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
 pub(super) fn octal(v: &OsStr) -> Option<u32> {
     let s = v.to_str()?;
     if s.is_empty() || !s.bytes().all(|c| (b'0'..=b'7').contains(&c)) {

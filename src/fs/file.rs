@@ -48,7 +48,7 @@ impl Filesystem {
             self.writable()?;
         }
         // Asynchronous mode: what was queued lands before a file is opened.
-        self.settle().await;
+        self.settle().await?;
         let path = self.path_of(ino)?;
         if reads_only && !self.opts.direct_io {
             self.read_ahead_files(&path);
@@ -208,7 +208,7 @@ impl Filesystem {
             ),
         >,
     {
-        self.settle().await;
+        self.settle().await?;
         let c = self.pool.any().await?;
         let (c, h, st) = op(c).await;
         match h {
@@ -439,7 +439,7 @@ impl Filesystem {
         }
         let f = self.file(fh)?;
         // The file's data, whichever descriptor wrote it (this one too), as on a local disk.
-        self.settle().await;
+        self.settle().await?;
         self.drain_inode(f.ino).await;
         if let Some(e) = f.take_error() {
             return Err(FsError::new(e));

@@ -209,6 +209,17 @@ impl Filesystem {
     /// `base` must be an absolute remote directory (see `connect::resolve_root`); the mount
     /// shows it, or its `opts.symlinks.subdir` below it.
     pub fn new(pool: Arc<Pool>, base: Vec<u8>, opts: Options) -> Arc<Self> {
+        Self::with_journal(pool, base, opts, None)
+    }
+
+    /// [`Filesystem::new`] with the journal of the asynchronous mode (`opts.async_writes`),
+    /// opened on its directory; without one, changes are answered the usual way.
+    pub fn with_journal(
+        pool: Arc<Pool>,
+        base: Vec<u8>,
+        opts: Options,
+        journal: Option<journal::Journal>,
+    ) -> Arc<Self> {
         let inodes = Arc::new(Mutex::new(InodeTable::new()));
         let root = subdir_of(&base, &opts.symlinks.subdir);
         Arc::new_cyclic(|me| Filesystem {
@@ -232,9 +243,7 @@ impl Filesystem {
             in_use: Default::default(),
             revalidation: Default::default(),
             file_ahead: Default::default(),
-            journal: opts
-                .async_writes
-                .then(|| journal::Journal::new(opts.write_behind_bytes * 4)),
+            journal,
             arrivals: Default::default(),
             integrity: integrity::Integrity::new(opts.integrity.clone()),
             opts,
@@ -529,7 +538,7 @@ impl Filesystem {
         F: Fn(Arc<Conn>) -> Fut,
         Fut: Future<Output = Result<T, RemoteError>>,
     {
-        self.settle().await;
+        self.settle().await?;
         let c = self.pool.any().await?;
         match f(c.clone()).await {
             Err(e) if e.is_dead() => {
@@ -549,7 +558,7 @@ impl Filesystem {
         D: FnOnce() -> DFut,
         DFut: Future<Output = Option<T>>,
     {
-        self.settle().await;
+        self.settle().await?;
         let c = self.pool.any().await?;
         match f(c.clone()).await {
             Err(e) if e.is_dead() => {

@@ -45,6 +45,35 @@ async fn mount_on(
     (fs, t)
 }
 
+/// An asynchronous mount whose journal (at most `max` bytes) is in a temp dir of its own,
+/// returned to be kept as long as the mount.
+async fn mount_journaled(
+    dir: &TempDir,
+    opts: Options,
+    max: u64,
+) -> (Arc<Filesystem>, Arc<ChildTransport>, TempDir) {
+    let t = Arc::new(ChildTransport::hiding(vec![]));
+    let pool = PoolOptions {
+        max_conns: 2,
+        timeout: std::time::Duration::from_secs(10),
+        reconnect: true,
+        idle: std::time::Duration::from_secs(60),
+    };
+    let pool = Pool::connect(t.clone(), pool).await.unwrap();
+    let state = TempDir::new();
+    let source = write::journal::directory::Source {
+        user: "u".into(),
+        host: "h".into(),
+        port: 22,
+        dir: dir.0.as_os_str().as_bytes().to_vec(),
+    };
+    let jdir = write::journal::directory::JournalDir::open(&state.0, &source).unwrap();
+    let journal = write::journal::Journal::open(jdir, max, opts.write_behind_bytes).unwrap();
+    let root = dir.0.as_os_str().as_bytes().to_vec();
+    let fs = Filesystem::with_journal(pool, root, opts, Some(journal));
+    (fs, t, state)
+}
+
 async fn mounted(dir: &TempDir) -> Arc<Filesystem> {
     mount_with(dir, Options::default()).await.0
 }
@@ -1487,7 +1516,7 @@ async fn a_mode_change_queued_after_its_files_close_goes_by_name() {
         async_writes: true,
         ..Options::default()
     };
-    let (fs, _t) = mount_with(&d, opts).await;
+    let (fs, _t, _state) = mount_journaled(&d, opts, 1 << 30).await;
     let excl = RW | libc::O_CREAT | libc::O_EXCL;
     // The first file is made synchronously: it tells the owner new files get.
     let (_, fh) = fs
@@ -1503,7 +1532,7 @@ async fn a_mode_change_queued_after_its_files_close_goes_by_name() {
     let f = fs.journal().unwrap().files.get(fh).unwrap();
     fs.enqueue(b"f", Some(&f), Op::Close).await.unwrap();
     // The CLOSE went out before the change came.
-    fs.settle().await;
+    fs.settle().await.unwrap();
     let mode = crate::remote::Attrs {
         permissions: Some(0o600),
         ..Default::default()
@@ -1518,7 +1547,7 @@ async fn a_mode_change_queued_after_its_files_close_goes_by_name() {
     assert_eq!(std::fs::read(d.join("f")).unwrap(), b"content");
 }
 
-/// A file made while the queue is full (the create waits for room) under a name whose
+/// A file made while the journal is full (the create waits for room) under a name whose
 /// number belonged to another file, which the kernel forgets meanwhile: the file of the
 /// journal and the entry handed to the kernel must have one number, or writes through it
 /// never show in the attributes of the name.
@@ -1529,7 +1558,8 @@ async fn a_file_created_while_the_queue_is_full_keeps_the_number_the_kernel_gets
         async_writes: true,
         ..Options::default()
     };
-    let (fs, t) = mount_with(&d, opts).await;
+    // A journal of 64 KiB: a few writes fill it (in less than the requests' deadline).
+    let (fs, t, _state) = mount_journaled(&d, opts, 64 << 10).await;
     let excl = RW | libc::O_CREAT | libc::O_EXCL;
     let (_, fh) = fs
         .create(ROOT_INO, b"first", 0o100644, 0, excl)
@@ -1538,27 +1568,36 @@ async fn a_file_created_while_the_queue_is_full_keeps_the_number_the_kernel_gets
     fs.release(fh).await.unwrap();
     fs.getattr(ROOT_INO, None).await.unwrap();
     // "b" had a number, and kept it when renamed away: the kernel still holds it.
-    let (old, fh) = fs.create(ROOT_INO, b"b", 0o100644, 0, excl).await.unwrap();
-    fs.release(fh).await.unwrap();
-    fs.rename(ROOT_INO, b"b", ROOT_INO, b"x", 0).await.unwrap();
-    // The server frozen, the queue fills with one file's writes.
-    let (_, filler) = fs
-        .create(ROOT_INO, b"filler", 0o100644, 0, excl)
+    let (old, fh) = fs
+        .create(ROOT_INO, b"renamed-and-made-again", 0o100644, 0, excl)
         .await
         .unwrap();
+    fs.release(fh).await.unwrap();
+    fs.rename(ROOT_INO, b"renamed-and-made-again", ROOT_INO, b"x", 0)
+        .await
+        .unwrap();
+    // The server frozen, the journal fills with one file's writes.
+    let (_, filler) = fs.create(ROOT_INO, b"f", 0o100644, 0, excl).await.unwrap();
     t.signal_all(libc::SIGSTOP);
-    let mut i = 0;
-    loop {
-        let w = fs.write(filler, i, vec![b'x'], RW, 0);
-        match tokio::time::timeout(std::time::Duration::from_millis(300), w).await {
-            Ok(r) => r.unwrap(),
-            Err(_) => break,
-        };
-        i += 1;
+    let mut at = 0;
+    // Large writes, then small ones to the last bytes of room (the create's record,
+    // with its longer name, is larger than a small write's).
+    for len in [8 << 10, 1] {
+        loop {
+            let w = fs.write(filler, at, vec![b'x'; len], RW, 0);
+            match tokio::time::timeout(std::time::Duration::from_millis(300), w).await {
+                Ok(r) => r.unwrap(),
+                Err(_) => break,
+            };
+            at += len as u64;
+        }
     }
     let creating = tokio::spawn({
         let fs = fs.clone();
-        async move { fs.create(ROOT_INO, b"b", 0o100644, 0, excl).await }
+        async move {
+            fs.create(ROOT_INO, b"renamed-and-made-again", 0o100644, 0, excl)
+                .await
+        }
     });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert!(
@@ -1567,7 +1606,13 @@ async fn a_file_created_while_the_queue_is_full_keeps_the_number_the_kernel_gets
     );
     fs.forget(old.ino.0, 1);
     t.signal_all(libc::SIGCONT);
-    let (new, fh) = creating.await.unwrap().unwrap();
+    // Once the server took what the journal held, the create has room (the journal is one
+    // segment: nothing but the answers can wake it).
+    let (new, fh) = tokio::time::timeout(std::time::Duration::from_secs(30), creating)
+        .await
+        .expect("the create waited for room after the journal emptied")
+        .unwrap()
+        .unwrap();
     fs.write(fh, 0, b"0123456789".to_vec(), RW, 0)
         .await
         .unwrap();

@@ -159,10 +159,12 @@ pub fn sync(mountpoint: &Path) -> Result<(), String> {
         ),
         _ => format!("{}: cannot ask its daemon: {e}", canon.display()),
     })?;
-    let failed: Vec<String> = v["failed"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let all = v["failed"].as_array().cloned().unwrap_or_default();
+    let (conflicts, failures): (Vec<_>, Vec<_>) = all
+        .iter()
+        .partition(|f| f["op"].as_str() == Some("conflict"));
+    let failed: Vec<String> = failures
+        .iter()
         .map(|f| {
             format!(
                 "{} of {}: {}",
@@ -172,15 +174,36 @@ pub fn sync(mountpoint: &Path) -> Result<(), String> {
             )
         })
         .collect();
-    if failed.is_empty() {
+    let conflicted: Vec<String> = conflicts
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap_or("?");
+            match f["kept_as"].as_str() {
+                Some(k) => format!("{path} (this mount's version is {k})"),
+                None => format!("{path} (left as the server has it)"),
+            }
+        })
+        .collect();
+    let mut said = Vec::new();
+    if !failed.is_empty() {
+        said.push(format!(
+            "{} queued operation(s) failed on the server (the log has each): {}",
+            failed.len(),
+            failed.join("; ")
+        ));
+    }
+    if !conflicted.is_empty() {
+        said.push(format!(
+            "{} conflict(s), changed on the server while this mount's change waited; both \
+             versions kept: {}",
+            conflicted.len(),
+            conflicted.join("; ")
+        ));
+    }
+    if said.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "{}: {} queued operation(s) failed on the server (the log has each): {}",
-        canon.display(),
-        failed.len(),
-        failed.join("; ")
-    ))
+    Err(format!("{}: {}", canon.display(), said.join("; ")))
 }
 
 /// `sftpfs reauth MOUNTPOINT`: the mount's daemon logs in again, asking its questions here,

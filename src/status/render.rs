@@ -126,13 +126,56 @@ pub fn text(v: &Value) -> String {
         if unacked == 0 { " (all written)" } else { "" }
     );
     if let Some(q) = v["async_writes"].as_object() {
+        let oldest = q["oldest_queued_seconds"]
+            .as_f64()
+            .map_or(String::new(), |s| format!(", oldest {} old", duration(s)));
         let _ = writeln!(
             o,
-            "asynchronous writes: {} operations queued ({}), {} failed since mount",
+            "asynchronous writes: {} operations queued ({}){oldest}; {} failed, {} conflicts \
+             since mount",
             u(&q["queued_operations"]),
             bytes(u(&q["queued_bytes"])),
-            u(&q["failed_operations"])
+            u(&q["failed_operations"]),
+            u(&q["conflicts"])
         );
+        if let Some(since) = q["offline_since"].as_u64() {
+            let _ = writeln!(
+                o,
+                "  offline since {}, {} operations / {} waiting",
+                clock(since as f64),
+                u(&q["queued_operations"]),
+                bytes(u(&q["queued_bytes"]))
+            );
+        }
+        let (syncs, synced) = (u(&q["fdatasyncs"]), u(&q["operations_synced"]));
+        let _ = writeln!(
+            o,
+            "  journal: {} ({} on disk; {} operations in {} fdatasyncs)",
+            s(&q["journal"]),
+            bytes(u(&q["journal_bytes"])),
+            synced,
+            syncs
+        );
+        if let Some(e) = q["last_error"].as_str() {
+            let _ = writeln!(o, "  last error: {e}");
+        }
+        for d in q["replay_damage"].as_array().into_iter().flatten() {
+            let _ = writeln!(o, "  cut at replay: {}", s(d));
+        }
+        let r = &q["replayed"];
+        if ["sent", "already_there", "conflicts", "failed"]
+            .iter()
+            .any(|k| u(&r[*k]) > 0)
+        {
+            let _ = writeln!(
+                o,
+                "  replayed at mount: {} sent, {} already there, {} conflicts, {} failed",
+                u(&r["sent"]),
+                u(&r["already_there"]),
+                u(&r["conflicts"]),
+                u(&r["failed"])
+            );
+        }
     }
     if let Some(h) = v["hashes"].as_object() {
         let (means, missing) = (
@@ -293,6 +336,7 @@ pub fn prometheus(mounts: &[Value]) -> String {
     let queue = |field: &'static str| -> Samples {
         Box::new(move |v: &Value, m: &str| {
             (v["async_writes"].get(field).into_iter())
+                .filter(|x| !x.is_null())
                 .map(|x| format!("{{mountpoint=\"{m}\"}} {}", num(x)))
                 .collect()
         })
@@ -451,6 +495,46 @@ pub fn prometheus(mounts: &[Value]) -> String {
             "counter",
             "Queued operations the server refused (async_writes).",
             queue("failed_operations"),
+        ),
+        (
+            "sftpfs_async_conflicts_total",
+            "counter",
+            "Queued changes whose target changed on the server; both versions kept (async_writes).",
+            queue("conflicts"),
+        ),
+        (
+            "sftpfs_async_oldest_queued_seconds",
+            "gauge",
+            "Age of the oldest operation not yet answered by the server (async_writes).",
+            queue("oldest_queued_seconds"),
+        ),
+        (
+            "sftpfs_async_offline",
+            "gauge",
+            "1 while the server cannot be reached and operations wait in the journal (async_writes).",
+            Box::new(|v: &Value, m: &str| {
+                (v["async_writes"].as_object().into_iter())
+                    .map(|q| format!("{{mountpoint=\"{m}\"}} {}", u8::from(q.get("offline_since").is_some_and(|t| !t.is_null()))))
+                    .collect()
+            }),
+        ),
+        (
+            "sftpfs_async_journal_bytes",
+            "gauge",
+            "Bytes of the journal's segments on local disk (async_writes).",
+            queue("journal_bytes"),
+        ),
+        (
+            "sftpfs_async_fdatasyncs_total",
+            "counter",
+            "fdatasyncs of the journal; operations_synced_total / this = operations per sync.",
+            queue("fdatasyncs"),
+        ),
+        (
+            "sftpfs_async_operations_synced_total",
+            "counter",
+            "Operations made durable in the journal (async_writes).",
+            queue("operations_synced"),
         ),
         (
             "sftpfs_hashes_computed_total",

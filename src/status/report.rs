@@ -84,10 +84,27 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
         "unacknowledged_write_bytes": s.unacked_write_bytes,
         "readahead_bytes": s.readahead_bytes,
         "files_read_ahead": s.files_read_ahead,
-        "async_writes": s.journal.map(|j| json!({
+        "async_writes": s.journal.as_ref().map(|j| json!({
+            "journal": j.path.display().to_string(),
+            "journal_bytes": j.disk_bytes,
             "queued_operations": j.queued,
             "queued_bytes": j.queued_bytes,
+            "oldest_queued_seconds": j.oldest.map(|d| d.as_secs_f64()),
             "failed_operations": j.failures,
+            "conflicts": j.conflicts,
+            "offline_since": j.offline_since
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            "last_error": j.last_error,
+            "fdatasyncs": j.syncs,
+            "operations_synced": j.synced_records,
+            "replay_damage": j.damage,
+            "replayed": {
+                "sent": j.replayed.sent,
+                "already_there": j.replayed.already,
+                "conflicts": j.replayed.conflicts,
+                "failed": j.replayed.failed,
+            },
         })),
         "revalidation": {
             "period_seconds": info.revalidate.as_secs_f64(),

@@ -128,11 +128,12 @@ async fn answer(
                 .sync_all()
                 .await
                 .into_iter()
-                .map(|(op, path, errno)| {
+                .map(|u| {
                     serde_json::json!({
-                        "op": op,
-                        "path": String::from_utf8_lossy(&path),
-                        "errno": super::report::errno_name(errno),
+                        "op": u.op,
+                        "path": String::from_utf8_lossy(&u.path),
+                        "errno": (u.errno != 0).then(|| super::report::errno_name(u.errno)),
+                        "kept_as": u.kept_as.map(|k| String::from_utf8_lossy(&k).into_owned()),
                     })
                 })
                 .collect();

@@ -51,7 +51,9 @@ impl Filesystem {
         let Some(hashes) = self.integrity.opts.hashes.clone() else {
             return;
         };
-        self.settle().await;
+        // What was queued lands first; with the server away the walk's own requests fail
+        // and say so.
+        let _ = self.settle().await;
         let files = self.walk(roots, &out).await;
         for chunk in files.chunks(CHUNK) {
             let to_hash: Vec<(Vec<u8>, u64)> = chunk

@@ -27,8 +27,8 @@ impl Filesystem {
         let algo = Algo::from_name(algo).ok_or(err(libc::ENODATA))?;
         let hashes = (self.integrity.opts.hashes.clone()).ok_or(err(libc::ENODATA))?;
         // What this mount wrote or queued lands first: the server hashes the file as the
-        // mount shows it.
-        self.settle().await;
+        // mount shows it (not while the server is away: EIO, as every request then).
+        self.settle().await?;
         self.drain_inode(ino).await;
         let path = self.path_of(ino)?;
         let mark = self.inodes.lock().unwrap().attr_mark(ino);

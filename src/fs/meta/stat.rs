@@ -184,7 +184,7 @@ impl Filesystem {
             }
             None => {
                 // What the journal holds for it (async_writes) lands first.
-                self.settle().await;
+                self.settle().await?;
                 let f = fh
                     .and_then(|fh| self.files.get(fh))
                     .or_else(|| self.files.find(|f| f.ino == ino && f.usable()));
@@ -252,7 +252,7 @@ impl Filesystem {
         if let Some(r) = self.async_setattr(ino, fh, &set).await {
             return r;
         }
-        self.settle().await;
+        self.settle().await?;
         let (uid, gid) = self
             .opts
             .policy

@@ -266,7 +266,7 @@ impl Filesystem {
     pub async fn opendir(self: &Arc<Self>, ino: u64) -> FsResult<u64> {
         // Asynchronous mode: a listing shows what was queued (and `sync -f DIR`, which
         // opens DIR first, waits for the queue: Linux does not pass syncfs on to FUSE).
-        self.settle().await;
+        self.settle().await?;
         let path = self.path_of(ino)?;
         self.in_use.touch(&path);
         let mut listing = self.listing_shared(&path, Purpose::Asked).await?;

@@ -429,7 +429,7 @@ impl Filesystem {
             if fs.stopping.load(Ordering::SeqCst) {
                 return None;
             }
-            fs.settle().await;
+            fs.settle().await.ok()?;
             let conn = fs.pool.any().await.ok()?;
             let asked = Instant::now();
             let (h, attrs) = join(

@@ -52,7 +52,7 @@ impl Filesystem {
         }
         let f = self.file(fh)?;
         // A read sees every write made before it.
-        self.settle().await;
+        self.settle().await?;
         self.drain_inode(f.ino).await;
         let (c, _) = f.current();
         let w = Window {

@@ -13,6 +13,9 @@ use crate::fs::{Filesystem, FsError, FsResult, SetAttr};
 use crate::remote::protocol::*;
 use crate::remote::Attrs;
 
+/// Bytes of a WRITE any server takes.
+const SAFE_WRITE: u32 = 32 << 10;
+
 impl Filesystem {
     /// The attributes a new name shows until the server's are known; `None` when its
     /// directory's are not known (its group and setgid bit pass on to what is made in it).
@@ -133,7 +136,9 @@ impl Filesystem {
     /// while open), through its handle once what was queued landed.
     pub(in crate::fs) async fn async_fstat(&self, ino: u64) -> Option<FsResult<Attrs>> {
         let f = self.journal()?.files.find(|f| f.ino == ino)?;
-        self.settle().await;
+        if let Err(e) = self.settle().await {
+            return Some(Err(e.into()));
+        }
         let (c, h) = self.live_handle(&f).await?;
         Some(c.sftp.fstat(&h).await.map_err(FsError::from))
     }
@@ -225,11 +230,18 @@ impl Filesystem {
         if let Some(m) = learned.map(|m| m.load(Relaxed)).filter(|&m| m > 0) {
             return Ok(m);
         }
-        let m = self.pool.any().await?.sftp.limits().max_write;
-        if let Some(l) = learned {
-            l.store(m, Relaxed);
+        match self.pool.any().await {
+            Ok(c) => {
+                let m = c.sftp.limits().max_write;
+                if let Some(l) = learned {
+                    l.store(m, Relaxed);
+                }
+                Ok(m)
+            }
+            // The server away: writes go into the journal in pieces every server takes
+            // (SFTP servers must take packets of 34000 bytes).
+            Err(_) => Ok(SAFE_WRITE),
         }
-        Ok(m)
     }
 
     /// close(2): answered at once; a failure already known is reported.
@@ -256,7 +268,7 @@ impl Filesystem {
         let Some(j) = self.journal() else {
             return Ok(());
         };
-        j.settle().await;
+        j.settle().await?;
         let own = fh
             .and_then(|fh| self.async_file(fh).ok())
             .and_then(|f| f.take_error());
@@ -276,7 +288,7 @@ impl Filesystem {
         size: u32,
     ) -> FsResult<Bytes> {
         let f = self.async_file(fh)?;
-        self.settle().await;
+        self.settle().await?;
         // And what other descriptors of the usual kind wrote to it (write-behind).
         self.drain_inode(f.ino).await;
         if let Some((c, h)) = f.handle(true) {
@@ -408,7 +420,7 @@ impl Filesystem {
     /// A size change of a file of the journal, through its own handle once what was queued
     /// landed, waited for.
     async fn async_truncate(&self, f: &Arc<JFile>, ino: u64, set: &SetAttr) -> FsResult<FileAttr> {
-        self.settle().await;
+        self.settle().await?;
         self.drain_inode(ino).await;
         let (c, h) = (self.live_handle(f).await).ok_or(FsError::new(libc::EIO))?;
         let change = Attrs {

@@ -27,7 +27,7 @@ impl Filesystem {
         if fi.ino == fo.ino {
             return Err(FsError::new(libc::EOPNOTSUPP));
         }
-        self.settle().await;
+        self.settle().await?;
         self.drain_inode(fi.ino).await;
         fo.drain().await;
         let _copying = crate::fs::names::inode::InodeTable::begin_attr_change(&self.inodes, fo.ino);

@@ -35,7 +35,7 @@ impl Filesystem {
             return self.async_write(fh, offset, data, appends).await;
         }
         let f = self.file(fh)?;
-        self.settle().await;
+        self.settle().await?;
         // The kernel's writeback of (mmap) pages may borrow an O_APPEND handle: those stay at
         // their offset.
         let appends = flags & libc::O_APPEND != 0 && write_flags & FUSE_WRITE_CACHE == 0;
