@@ -697,3 +697,66 @@ fn sftpfs_replay_sends_what_a_killed_mount_left_without_mounting_and_dry_run_onl
         again.stdout
     );
 }
+
+/// With the server gone, a writer fills the journal to `journal_max` and then waits (it is
+/// not refused, and the journal does not grow past its bound); the server back, what was
+/// held lands, the writer goes on, and the file arrives whole.
+#[test]
+fn a_full_journal_with_the_server_gone_makes_the_writer_wait_until_it_is_back() {
+    const MAX: u64 = 4 << 20;
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let base = TempDir::new("journals");
+    let journal = base.path().join("j");
+    let o = opts(&journal);
+    let mut o: Vec<&str> = o.iter().map(String::as_str).collect();
+    o.extend(["reconnect", "journal_max=4M"]);
+    let m = Mount::new(&s, "w", &o);
+    first_file(&m);
+    own_dir(&m, "x");
+    s.kill_server();
+    let data = random_bytes(10 << 20, 22);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (path, written) = (m.path("x/big"), data.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(fs::write(path, written).map_err(|e| e.to_string()));
+    });
+    // Full: the journal holds about its bound, and the writer waits.
+    wait_for("the journal to fill", || {
+        status_json(&m.path(""))["async_writes"]["journal_bytes"]
+            .as_u64()
+            .unwrap_or(0)
+            > MAX / 2
+    });
+    let on_disk = || -> u64 {
+        segments(&journal_of(&journal))
+            .iter()
+            .map(|p| fs::metadata(p).map_or(0, |m| m.len()))
+            .sum()
+    };
+    let mut most = 0;
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < end {
+        most = most.max(on_disk());
+        assert!(
+            rx.try_recv().is_err(),
+            "the writer was answered with the server gone and the journal full"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // One record may go past the bound (a write of the server's largest size, and headers).
+    assert!(
+        most <= MAX + (256 << 10),
+        "the journal grew to {most} bytes"
+    );
+    s.restart();
+    let r = rx
+        .recv_timeout(DEADLINE)
+        .expect("the writer still waits with the server back");
+    r.unwrap();
+    assert!(sftpfs_sync(&m.path("")).status.success());
+    assert!(
+        fs::read(s.remote("w/x/big")).unwrap() == data,
+        "the server's copy differs"
+    );
+}
