@@ -244,14 +244,17 @@ fn writing_and_removing_small_files_costs_at_most_two_round_trips_each() {
     assert_eq!(c.of_type("open"), 60, "tar x: {c:?}");
     same_tree(&s.local("src/t"), &s.remote("w/t"));
 
-    // A mode or time change of a listed name: one round trip, no lookup of its own.
+    // A mode or time change of a listed name: one round trip, no lookup of its own (its
+    // LSTAT goes with its SETSTAT; on a loaded machine a few pairs go out apart, as CI saw:
+    // 24 for 20 files, where a lookup of each would make it 40).
+    let slack = 8;
     let c = counted(&root, &root, "chmod 600 t/d00/*");
     eprintln!("chmod: {c:?}");
-    assert!(c.round_trips <= 20 + 3, "chmod: {c:?}");
+    assert!(c.round_trips <= 20 + slack, "chmod: {c:?}");
     assert!(c.of_type("lstat") <= 20 + 2, "chmod: {c:?}");
     let c = counted(&root, &root, "touch -h -d @1000000000 t/d02/*");
     eprintln!("touch -h: {c:?}");
-    assert!(c.round_trips <= 20 + 3, "touch -h: {c:?}");
+    assert!(c.round_trips <= 20 + slack, "touch -h: {c:?}");
     assert_eq!(
         fs::symlink_metadata(s.remote("w/t/d02/f002.txt"))
             .unwrap()
