@@ -108,6 +108,8 @@ pub struct CacheStats {
     pub entries: usize,
     pub hits: u64,
     pub misses: u64,
+    /// The heap it holds, estimated from its entries (what malloc gives for each).
+    pub bytes: usize,
 }
 
 pub struct MetaCache {
@@ -208,20 +210,51 @@ impl MetaCache {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Attributes, listings and link targets: how many are kept and how often they answered.
+    /// Attributes, listings and link targets: how many are kept, how often they answered,
+    /// and the memory they hold.
     pub fn stats(&self) -> [CacheStats; 3] {
-        let one = |entries: usize, c: &HitCount| {
+        let one = |(entries, bytes): (usize, usize), c: &HitCount| {
             let (hits, misses) = c.get();
             CacheStats {
                 entries,
                 hits,
                 misses,
+                bytes,
             }
         };
+        let attrs = {
+            let a = self.attrs.lock().unwrap();
+            let each = lru_entry::<Timed<Entry>>();
+            (a.len(), a.iter().map(|(k, _)| each + chunk(k.len())).sum())
+        };
+        let dirs = {
+            let d = self.dirs.lock().unwrap();
+            let listed = |l: &Listing| {
+                let slot = std::mem::size_of::<(Vec<u8>, Entry)>() + 1;
+                chunk(std::mem::size_of::<Mutex<Listing>>() + 16)
+                    + l.entries.capacity() * slot
+                    + l.entries.keys().map(|n| chunk(n.len())).sum::<usize>()
+            };
+            let each = lru_entry::<Timed<Arc<Mutex<Listing>>>>();
+            let bytes = d
+                .iter()
+                .map(|(k, t)| each + chunk(k.len()) + listed(&t.value.lock().unwrap()))
+                .sum();
+            (d.len(), bytes)
+        };
+        let links = {
+            let l = self.links.lock().unwrap();
+            let each = lru_entry::<Timed<Vec<u8>>>();
+            let bytes = l
+                .iter()
+                .map(|(k, t)| each + chunk(k.len()) + chunk(t.value.len()))
+                .sum();
+            (l.len(), bytes)
+        };
         [
-            one(self.attrs.lock().unwrap().len(), &self.attr_count),
-            one(self.dirs.lock().unwrap().len(), &self.dir_count),
-            one(self.links.lock().unwrap().len(), &self.link_count),
+            one(attrs, &self.attr_count),
+            one(dirs, &self.dir_count),
+            one(links, &self.link_count),
         ]
     }
 
@@ -356,6 +389,17 @@ impl MetaCache {
         self.dirs.lock().unwrap().clear();
         self.links.lock().unwrap().clear();
     }
+}
+
+/// The heap malloc gives for `n` bytes asked: an 8-byte header, 16-byte steps, 32 at least.
+fn chunk(n: usize) -> usize {
+    ((n + 8 + 15) & !15).max(32)
+}
+
+/// One entry of an LRU map by path holding `V`: its node (key, value, two links) and the
+/// map's slot (two pointers and a control byte, at 7/8 load).
+fn lru_entry<V>() -> usize {
+    chunk(std::mem::size_of::<RelPath>() + std::mem::size_of::<V>() + 16) + 19
 }
 
 /// Drops the entries `pred` picks; returns their keys.
@@ -598,6 +642,24 @@ mod tests {
         );
         listings::keep_within(&mut dirs, 10);
         assert_eq!(dirs.len(), 1, "the newest stays, whatever its size");
+    }
+
+    /// What `sftpfs status` says the caches hold is near what they do hold.
+    #[test]
+    fn the_memory_estimate_is_near_the_heap_held() {
+        let c = MetaCache::new(CacheOptions::default(), Default::default());
+        let names: Vec<NameEntry> = (0..5000).map(|i| entry(&format!("n{i}"), 1)).collect();
+        let before = crate::alloc_count::held();
+        for d in ["a", "b"] {
+            c.put_listing(d.as_bytes(), &names, c.generation(d.as_bytes()), || {});
+        }
+        c.put_link(b"l", b"target");
+        let held = (crate::alloc_count::held() - before) as f64;
+        let estimate = c.stats().iter().map(|s| s.bytes).sum::<usize>() as f64;
+        assert!(
+            (0.7..1.3).contains(&(estimate / held)),
+            "estimated {estimate} bytes, {held} held"
+        );
     }
 
     #[tokio::test(start_paused = true)]
