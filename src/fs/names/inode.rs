@@ -274,6 +274,11 @@ impl InodeTable {
         Some(p)
     }
 
+    /// The node at `path`, if the table has one.
+    pub fn path_ino(&self, path: &[u8]) -> Option<u64> {
+        self.resolve(path)
+    }
+
     /// The path used for remote requests on `ino`, if it still has a name.
     pub fn path(&self, ino: u64) -> Option<RelPath> {
         if ino == ROOT_INO {
@@ -305,6 +310,42 @@ impl InodeTable {
             }
             salt += 1;
         }
+    }
+
+    /// `ino_for` of `path`, named `name` in directory `parent` (a node): found with one
+    /// look-up instead of a walk from the root.
+    pub fn ino_for_child(&self, parent: u64, name: &[u8], path: &[u8]) -> u64 {
+        match self.child(parent, name) {
+            Some(ino) => ino,
+            None => self.ino_for(path),
+        }
+    }
+
+    /// The node named `name` in directory `parent`, if the table has one.
+    pub fn existing_child(&self, parent: u64, name: &[u8]) -> Option<u64> {
+        self.child(parent, name)
+    }
+
+    /// `lookup` of `path`, named `name` in directory `parent`, a node whose path is
+    /// `path`'s parent.
+    pub fn lookup_child(&mut self, parent: u64, name: &[u8], path: &[u8]) -> u64 {
+        let ino = match self.child(parent, name) {
+            Some(ino) => ino,
+            None if self.nodes.contains_key(&parent) => {
+                let ino = self.ino_for(path);
+                self.nodes.insert(ino, Node::new(None));
+                self.add_link(ino, parent, name);
+                ino
+            }
+            None => return self.lookup(path),
+        };
+        self.nodes.get_mut(&ino).unwrap().lookups += 1;
+        ino
+    }
+
+    /// Whether a change of any file is on its way (see `change_on_its_way`).
+    pub fn any_change_on_its_way(&self) -> bool {
+        self.changes.values().any(|c| c.begun != c.done)
     }
 
     /// The node at `path`, made (with no lookup) if there is none, and its directories too.

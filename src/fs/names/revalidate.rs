@@ -324,7 +324,7 @@ impl Filesystem {
             let l = l.lock().unwrap();
             l.entries
                 .iter()
-                .map(|(n, e)| (n.clone(), looks(e)))
+                .map(|(n, e)| (n.to_vec(), looks(e)))
                 .collect()
         };
         let before = looks_all(&old);

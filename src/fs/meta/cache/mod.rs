@@ -19,9 +19,11 @@ use crate::fs::names::inode::{parent_of, InodeTable, RelPath};
 use crate::remote::Attrs;
 
 mod attrs;
+mod entries;
 mod links;
 mod listings;
 
+pub use entries::Entries;
 pub use listings::{Asked, Known, Listing, Stamp, FRESH};
 
 #[derive(Debug, Clone, Copy)]
@@ -230,10 +232,9 @@ impl MetaCache {
         let dirs = {
             let d = self.dirs.lock().unwrap();
             let listed = |l: &Listing| {
-                let slot = std::mem::size_of::<(Vec<u8>, Entry)>() + 1;
                 chunk(std::mem::size_of::<Mutex<Listing>>() + 16)
-                    + l.entries.capacity() * slot
-                    + l.entries.keys().map(|n| chunk(n.len())).sum::<usize>()
+                    + chunk(std::mem::size_of::<Entries>() + 16)
+                    + l.entries.heap_bytes(chunk)
             };
             let each = lru_entry::<Timed<Arc<Mutex<Listing>>>>();
             let bytes = d
@@ -291,7 +292,7 @@ impl MetaCache {
         if !path.is_empty() {
             self.changed(parent_of(path));
             if let Some(l) = self.peek_listing(parent_of(path)) {
-                l.lock().unwrap().entries.remove(name_of(path));
+                l.lock().unwrap().entries_mut().remove(name_of(path));
             }
             self.entries_changed(parent_of(path));
         }
@@ -612,7 +613,7 @@ mod tests {
             c.generation(b"d"),
             || {},
         );
-        assert!(l.lock().unwrap().entries[&b"a".to_vec()].stale);
+        assert!(l.lock().unwrap().entries.get(b"a").unwrap().stale);
         drop(write);
         c.write_landed(b"d/a");
         assert!(
@@ -642,6 +643,33 @@ mod tests {
         );
         listings::keep_within(&mut dirs, 10);
         assert_eq!(dirs.len(), 1, "the newest stays, whatever its size");
+    }
+
+    /// A directory handle shares the listing's entries instead of copying them (100 000
+    /// names cost 12 MB more per `ls` before), and keeps them as they were when a change
+    /// comes while it is open.
+    #[test]
+    fn an_open_directory_shares_its_listing_until_it_changes() {
+        let c = MetaCache::new(CacheOptions::default(), Default::default());
+        c.put_listing(
+            b"d",
+            &[entry("a", 1), entry("b", 2)],
+            c.generation(b"d"),
+            || {},
+        );
+        let l = c.listing(b"d").unwrap();
+        let opened = l.lock().unwrap().entries.clone();
+        let before = crate::alloc_count::held();
+        let again = l.lock().unwrap().entries.clone();
+        assert_eq!(crate::alloc_count::held(), before, "nothing copied");
+        assert!(Arc::ptr_eq(&opened, &again));
+        c.remove(b"d/a");
+        c.put_attrs(b"d/b", &entry("b", 7).attrs, None);
+        let now = c.listing(b"d").unwrap().lock().unwrap().entries.clone();
+        assert!(now.get(b"a").is_none());
+        assert_eq!(now.get(b"b").unwrap().attrs.size, Some(7));
+        assert!(opened.get(b"a").is_some(), "the open handle's entries stay");
+        assert_eq!(opened.get(b"b").unwrap().attrs.size, Some(2));
     }
 
     /// What `sftpfs status` says the caches hold is near what they do hold.
