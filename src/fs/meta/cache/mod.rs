@@ -133,6 +133,8 @@ pub struct MetaCache {
     /// Which names share a file. Locked after `changes`, never while a cache map is held.
     inodes: Arc<Mutex<InodeTable>>,
     last_cleaned: Mutex<Instant>,
+    /// Looks through the caches for the names below a removed path.
+    tree_scans: std::sync::atomic::AtomicU64,
 }
 
 impl MetaCache {
@@ -155,6 +157,7 @@ impl MetaCache {
             changes: Mutex::new(()),
             inodes,
             last_cleaned: Mutex::new(Instant::now()),
+            tree_scans: Default::default(),
         }
     }
 
@@ -299,12 +302,38 @@ impl MetaCache {
     }
 
     fn forget_tree(&self, path: &[u8]) {
+        // A file has nothing below it: its own entries go, with no look through the caches
+        // (which, name by name, made `rm` of a big directory cost its size times theirs).
+        if !self.may_hold_names(path) {
+            self.attrs.lock().unwrap().pop(path);
+            self.links.lock().unwrap().pop(path);
+            return;
+        }
+        self.tree_scans
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut prefix = path.to_vec();
         prefix.push(b'/');
         let under = |p: &RelPath| p.as_slice() == path || p.starts_with(&prefix);
         drop_matching(&mut self.attrs.lock().unwrap(), |k, _| under(k));
         drop_matching(&mut self.dirs.lock().unwrap(), |k, _| under(k));
         drop_matching(&mut self.links.lock().unwrap(), |k, _| under(k));
+    }
+
+    /// Whether names below `path` may be cached: unless what is known of it (its
+    /// attributes, else its parent's listing) says it is no directory, and it has no
+    /// listing of its own.
+    fn may_hold_names(&self, path: &[u8]) -> bool {
+        if path.is_empty() || self.dirs.lock().unwrap().peek(path).is_some() {
+            return true;
+        }
+        let kind = |e: &Entry| e.attrs.file_type();
+        let cached = (self.attrs.lock().unwrap().peek(path)).and_then(|t| kind(&t.value));
+        let listed = || {
+            let l = self.peek_listing(parent_of(path))?;
+            let l = l.lock().unwrap();
+            l.entries.get(name_of(path)).and_then(kind)
+        };
+        cached.or_else(listed).is_none_or(|k| k == libc::S_IFDIR)
     }
 
     /// `from` was renamed to `to`.
@@ -434,6 +463,7 @@ pub fn name_of(path: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::names::inode;
     use crate::remote::NameEntry;
 
     fn entry(name: &str, size: u64) -> NameEntry {
@@ -670,6 +700,42 @@ mod tests {
         assert_eq!(now.get(b"b").unwrap().attrs.size, Some(7));
         assert!(opened.get(b"a").is_some(), "the open handle's entries stay");
         assert_eq!(opened.get(b"b").unwrap().attrs.size, Some(2));
+    }
+
+    /// 200 000 files of one directory listed, looked up and removed one by one (`ls -l`
+    /// then `rm`): no step looks through all that is cached (before, each removal looked
+    /// through every entry of the three caches for names below the file: 200 000 looks
+    /// of 20 000 entries).
+    #[test]
+    fn files_of_a_big_directory_are_removed_without_looking_through_the_caches() {
+        let inodes: Arc<Mutex<InodeTable>> = Default::default();
+        let c = MetaCache::new(CacheOptions::default(), inodes.clone());
+        let n = 200_000;
+        let names: Vec<NameEntry> = (0..n).map(|i| entry(&format!("f{i:06}"), 1)).collect();
+        c.put_listing(b"big", &names, c.generation(b"big"), || {});
+        c.put_listing(b"big/sub", &names[..10], c.generation(b"big/sub"), || {});
+        for e in &names {
+            let p = inode::join(b"big", &e.name);
+            inodes.lock().unwrap().lookup(&p);
+            assert!(matches!(c.known(&p), Known::Present(_)));
+        }
+        let scans = || c.tree_scans.load(std::sync::atomic::Ordering::Relaxed);
+        for e in &names {
+            let p = inode::join(b"big", &e.name);
+            c.remove_with(&p, || inodes.lock().unwrap().unlink(&p));
+        }
+        assert_eq!(scans(), 0, "a file has nothing below it");
+        assert!(c
+            .listing(b"big")
+            .unwrap()
+            .lock()
+            .unwrap()
+            .entries
+            .is_empty());
+        // A directory's names go with it.
+        c.remove(b"big/sub");
+        assert_eq!(scans(), 1);
+        assert!(c.listing(b"big/sub").is_none());
     }
 
     /// What `sftpfs status` says the caches hold is near what they do hold.
