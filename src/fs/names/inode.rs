@@ -28,6 +28,39 @@ struct Link {
     name: Box<[u8]>,
 }
 
+/// A file's size and mtime, as far as known, in 16 bytes (a pair of options takes 32 in
+/// every node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    size: u64,
+    mtime: u32,
+    known: VersionKnown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VersionKnown {
+    Neither,
+    Size,
+    Mtime,
+    Both,
+}
+
+impl Version {
+    pub fn of(a: &crate::remote::Attrs) -> Version {
+        let mtime = a.atime_mtime.map(|t| t.1);
+        Version {
+            size: a.size.unwrap_or(0),
+            mtime: mtime.unwrap_or(0),
+            known: match (a.size.is_some(), mtime.is_some()) {
+                (false, false) => VersionKnown::Neither,
+                (true, false) => VersionKnown::Size,
+                (false, true) => VersionKnown::Mtime,
+                (true, true) => VersionKnown::Both,
+            },
+        }
+    }
+}
+
 /// Paths deeper than this are taken as a loop in the table (a bug), not walked further.
 const MAX_DEPTH: usize = 4096;
 
@@ -49,7 +82,7 @@ pub struct Node {
     pub nlink: Option<u32>,
     /// (size, mtime) when the kernel last cached the file's pages: unchanged at the next
     /// open, the pages may stay.
-    pub version: Option<(Option<u64>, Option<u32>)>,
+    pub version: Option<Version>,
     /// File type bits (`S_IFMT`) last seen, 0 when unknown.
     pub kind: u32,
     /// The size local writes and truncates give the file while the server may not have
@@ -882,8 +915,8 @@ mod tests {
 
     /// 200 000 names in one directory, looked up and forgotten: each step is a few hash
     /// look-ups (were anything linear in the directory's size, minutes), and a name the
-    /// kernel holds costs at most about 200 bytes (276 with a whole path per node and an
-    /// index by path).
+    /// kernel holds costs at most 200 bytes (276 with a whole path per node and an index
+    /// by path).
     #[test]
     fn names_of_a_big_directory_cost_little_and_go_when_forgotten() {
         let n = 200_000;
@@ -895,7 +928,7 @@ mod tests {
         let before = crate::alloc_count::held();
         let inos: Vec<u64> = names.iter().map(|p| t.lookup(p)).collect();
         let per_name = (crate::alloc_count::held() - before) / n as isize;
-        assert!(per_name <= 210, "{per_name} bytes per name");
+        assert!(per_name <= 200, "{per_name} bytes per name");
         for (p, &ino) in names.iter().zip(&inos) {
             assert_eq!(t.ino_for(p), ino);
             assert_eq!(&t.path(ino).unwrap(), p);
@@ -906,6 +939,18 @@ mod tests {
             t.forget(ino, 1);
         }
         assert_eq!(t.len(), 2, "the root and the directory the kernel holds");
+    }
+
+    #[test]
+    fn a_node_stays_small() {
+        // Its share of the 200 bytes a name may cost, the rest being the map's slack, the
+        // name and the index.
+        assert!(std::mem::size_of::<Node>() <= 104);
+        let a = crate::remote::Attrs {
+            size: Some(0),
+            ..Default::default()
+        };
+        assert_ne!(Version::of(&a), Version::of(&Default::default()));
     }
 
     #[test]
