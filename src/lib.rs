@@ -1,5 +1,7 @@
 //! sftpfs: mount a directory of any SSH server as a local directory over SFTP.
 
+#[cfg(test)]
+pub mod alloc_count;
 pub mod cli;
 pub mod config;
 pub mod connect;

@@ -9,7 +9,7 @@ use fuser::FileAttr;
 use futures::future::join;
 
 use super::handle::OpenFile;
-use super::names::inode::InodeTable;
+use super::names::inode::{InodeTable, Version};
 use super::read::split;
 use super::write::write_behind::send_queued;
 use super::{pflags, Filesystem, FsError, FsResult};
@@ -118,7 +118,7 @@ impl Filesystem {
             });
         }
         let current = self.inodes.lock().unwrap().quiet_since(ino, mark);
-        let version = (a.size, a.atime_mtime.map(|t| t.1));
+        let version = Version::of(&a);
         let keep_cache = {
             let mut t = self.inodes.lock().unwrap();
             match t.get_mut(ino) {
@@ -140,7 +140,7 @@ impl Filesystem {
     /// Opens with a file read ahead across files (`read/file_ahead.rs`): its handle becomes the
     /// open file's, its data the start of its read-ahead.
     fn adopt(&self, ino: u64, f: Arc<super::read::file_ahead::Fetched>, flags: i32) -> Opened {
-        let version = (f.attrs.size, f.attrs.atime_mtime.map(|t| t.1));
+        let version = Version::of(&f.attrs);
         let keep_cache = {
             let mut t = self.inodes.lock().unwrap();
             match t.get_mut(ino) {
@@ -295,7 +295,7 @@ impl Filesystem {
         self.cache.put_new(&path, &got, None);
         let attr = self.entry(&path, &got, None);
         if let Some(n) = self.inodes.lock().unwrap().get_mut(attr.ino.0) {
-            n.version = Some((got.size, got.atime_mtime.map(|t| t.1)));
+            n.version = Some(Version::of(&got));
         }
         let fh = self.register(attr.ino.0, conn, h, flags, &got);
         if flags & libc::O_EXCL != 0 {
@@ -493,7 +493,7 @@ impl Filesystem {
             if let Ok(a) = st {
                 let mut t = self.inodes.lock().unwrap();
                 if let Some(n) = t.get_mut(f.ino) {
-                    n.version = Some((a.size, a.atime_mtime.map(|t| t.1)));
+                    n.version = Some(Version::of(&a));
                 }
                 drop(t);
                 // Another connection may have changed it since (a chmod right after close,

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-use super::meta::cache::Entry;
 use super::names::inode::AttrChangeGuard;
 use super::read::readahead::ReadAhead;
 use crate::remote::{Conn, Handle};
@@ -243,7 +242,8 @@ impl OpenFile {
 #[derive(Debug)]
 pub struct DirListing {
     pub ino: u64,
-    pub entries: Vec<(Vec<u8>, Entry)>,
+    /// The listing's entries when opened (shared with the cache until it changes).
+    pub entries: Arc<crate::fs::meta::cache::Entries>,
     /// The kernel was told to forget names here after the snapshot was taken (refresh,
     /// revalidation): entries it hands out now must not outlive a moment in the kernel.
     pub outdated: std::sync::atomic::AtomicBool,

@@ -191,6 +191,8 @@ pub struct FsStatus {
     pub journal: Option<journal::JournalStatus>,
     /// Attributes, listings, link targets.
     pub caches: [cache::CacheStats; 3],
+    /// Nodes in the inode table: the names the kernel holds and the directories above them.
+    pub inodes: usize,
     /// What background revalidation sent and received since the mount.
     pub revalidation: revalidate::RevalidationCost,
     pub errors_by_errno: std::collections::BTreeMap<i32, u64>,
@@ -323,6 +325,7 @@ impl Filesystem {
             files_read_ahead: self.file_ahead.kept(),
             journal: self.journal_status(),
             caches: self.cache.stats(),
+            inodes: self.inodes.lock().unwrap().len(),
             revalidation: self.revalidation_cost(),
             errors_by_errno,
             recent_errors,

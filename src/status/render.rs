@@ -220,8 +220,13 @@ pub fn text(v: &Value) -> String {
         } else {
             format!("{:.0}%", 100.0 * h as f64 / (h + m) as f64)
         };
-        format!("{name} {} ({rate} hits)", u(&c["entries"]))
+        format!(
+            "{name} {} ({rate} hits, {})",
+            u(&c["entries"]),
+            bytes(u(&c["bytes"]))
+        )
     };
+    let _ = writeln!(o, "names the kernel holds: {} inodes", u(&v["inodes"]));
     let _ = writeln!(
         o,
         "caches: {}, {}, {}; read-ahead {} ({} files ahead)",
@@ -573,6 +578,18 @@ pub fn prometheus(mounts: &[Value]) -> String {
             per_cache("entries"),
         ),
         (
+            "sftpfs_cache_bytes",
+            "gauge",
+            "Memory a metadata cache holds, estimated from its entries.",
+            per_cache("bytes"),
+        ),
+        (
+            "sftpfs_inodes",
+            "gauge",
+            "Nodes in the inode table: names the kernel holds and the directories above them.",
+            gauge(&["inodes"]),
+        ),
+        (
             "sftpfs_cache_hits_total",
             "counter",
             "Lookups a metadata cache answered.",
@@ -640,9 +657,10 @@ mod tests {
             "open_files": 2, "unacknowledged_write_bytes": 0, "readahead_bytes": 0,
             "revalidation": {"period_seconds": 2.0, "requests": 12, "bytes_out": 600,
                              "bytes_in": 3072},
-            "caches": {"attributes": {"entries": 3, "hits": 3, "misses": 1},
-                       "listings": {"entries": 1, "hits": 0, "misses": 0},
-                       "links": {"entries": 0, "hits": 0, "misses": 0}},
+            "inodes": 12,
+            "caches": {"attributes": {"entries": 3, "hits": 3, "misses": 1, "bytes": 420},
+                       "listings": {"entries": 1, "hits": 0, "misses": 0, "bytes": 2048},
+                       "links": {"entries": 0, "hits": 0, "misses": 0, "bytes": 0}},
             "errors": {"total": 1, "by_errno": {"EACCES": 1},
                        "recent": [{"time": 0.0, "op": "open", "path": "x/y", "errno": "EACCES"}]}
         })
@@ -662,7 +680,9 @@ mod tests {
             "the server refused another connection at",
             "(connection refused; 3 time(s) since mount): running with fewer",
             "writes not yet on the server: 0 B (all written)",
-            "attributes 3 (75% hits)",
+            "attributes 3 (75% hits, 420 B)",
+            "listings 1 (- hits, 2.0 KiB)",
+            "names the kernel holds: 12 inodes",
             "revalidation every 2 s: 12 requests, 600 B out, 3.0 KiB in since mount",
             "errors since mount: 1 (EACCES 1)",
             "open x/y: EACCES",
@@ -697,6 +717,10 @@ mod tests {
         let q = prometheus(&[with_queue]);
         assert!(q.contains("sftpfs_async_queued_bytes{mountpoint=\"/mnt/a \\\"b\\\"\"} 4096\n"));
         assert!(q.contains("sftpfs_connection_round_trips_total{"));
+        assert!(p.contains(
+            "sftpfs_cache_bytes{mountpoint=\"/mnt/a \\\"b\\\"\",cache=\"listings\"} 2048\n"
+        ));
+        assert!(p.contains("sftpfs_inodes{mountpoint=\"/mnt/a \\\"b\\\"\"} 12\n"));
         for line in (p.lines().chain(q.lines())).filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(name.starts_with("sftpfs_") && name.ends_with('}'), "{line}");

@@ -37,7 +37,7 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
             })
         })
         .collect();
-    let cache = |c: &crate::fs::meta::cache::CacheStats| json!({ "entries": c.entries, "hits": c.hits, "misses": c.misses });
+    let cache = |c: &crate::fs::meta::cache::CacheStats| json!({ "entries": c.entries, "hits": c.hits, "misses": c.misses, "bytes": c.bytes });
     let recent: Vec<Value> = s
         .recent_errors
         .iter()
@@ -112,6 +112,7 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
             "bytes_out": s.revalidation.1,
             "bytes_in": s.revalidation.2,
         },
+        "inodes": s.inodes,
         "caches": {
             "attributes": cache(&s.caches[0]),
             "listings": cache(&s.caches[1]),

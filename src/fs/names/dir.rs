@@ -17,7 +17,7 @@ use futures::FutureExt;
 
 use crate::fs::handle::DirListing;
 use crate::fs::meta::attr::file_type;
-use crate::fs::meta::cache::{Asked, Entry, Listing, Stamp};
+use crate::fs::meta::cache::{Asked, Listing, Stamp};
 use crate::fs::names::inode::{join, parent_of, RelPath, ROOT_INO};
 use crate::fs::{Filesystem, FsError, FsResult};
 use crate::logging::Rarely;
@@ -175,8 +175,14 @@ impl Filesystem {
         // Link counts only from a listing no local change overtook (a link made meanwhile).
         let learn_links = || {
             let mut t = self.inodes.lock().unwrap();
+            // Only nodes the table has learn: found in the directory's node, if it has one.
+            let Some(d) = t.path_ino(dir) else {
+                return;
+            };
             for e in &entries {
-                let child = t.ino_for(&join(dir, &e.name));
+                let Some(child) = t.existing_child(d, &e.name) else {
+                    continue;
+                };
                 if !t.learns_links(child) {
                     continue;
                 }
@@ -272,7 +278,8 @@ impl Filesystem {
         let mut listing = self.listing_shared(&path, Purpose::Asked).await?;
         let (current, stale) = {
             let l = listing.lock().unwrap();
-            (l.current, l.entries.values().any(|e| e.stale))
+            let stale = l.entries.values().any(|e| e.stale);
+            (l.current, stale)
         };
         if !current || stale {
             // Read while something here changed (`rm x; ls` must not show x), or with
@@ -280,18 +287,13 @@ impl Filesystem {
             // size): read again.
             listing = self.fetch_listing(&path).await?;
         }
+        // Shared with the cached listing, not copied: a change to it copies it then.
         let (entries, generation, serial) = {
             let l = listing.lock().unwrap();
-            let entries: Vec<(Vec<u8>, Entry)> = l
-                .entries
-                .iter()
-                .map(|(n, e)| (n.clone(), e.clone()))
-                .collect();
-            (entries, l.generation, l.serial)
+            (l.entries.clone(), l.generation, l.serial)
         };
         self.prefetch_children(&path, &listing);
-        self.file_ahead
-            .listed(&path, entries.iter().map(|(n, _)| n.clone()).collect());
+        self.file_ahead.listed(&path, entries.clone());
         Ok(self.dirs.insert(DirListing {
             ino,
             entries,
@@ -312,7 +314,9 @@ impl Filesystem {
     ) -> FsResult<()> {
         let d = self.dirs.get(fh).ok_or(FsError::new(libc::EBADF))?;
         let mut t = self.inodes.lock().unwrap();
-        let path = t.path(d.ino).unwrap_or_default();
+        let named = t.path(d.ino);
+        let has_path = named.is_some();
+        let path = named.unwrap_or_default();
         // Changed here since the listing was asked for: its entries may say what was before
         // the change (a name since renamed away, a size since rewritten). Handed to the
         // kernel for no time, so that its next use asks (lookup, getattr), answered by what
@@ -352,15 +356,20 @@ impl Filesystem {
                     })
                 }
                 _ => {
-                    let (name, e) = &d.entries[i - 2];
+                    let Some((name, e)) = d.entries.at(i - 2) else {
+                        break;
+                    };
                     if live
                         .as_ref()
-                        .is_some_and(|l| !l.lock().unwrap().entries.contains_key(name))
+                        .is_some_and(|l| !l.lock().unwrap().entries.contains(name))
                     {
                         continue;
                     }
                     let child = join(&path, name);
-                    let ino = t.ino_for(&child);
+                    let ino = match has_path {
+                        true => t.ino_for_child(d.ino, name, &child),
+                        false => t.ino_for(&child),
+                    };
                     // Outdated: what the mount knows of the file now, where it knows it (even
                     // an entry for no time is the kernel's for the jiffy it is handed over).
                     let now = outdated
@@ -379,7 +388,10 @@ impl Filesystem {
                         outdated: outdated || t.change_on_its_way(ino),
                     });
                     if ok && plus {
-                        t.lookup(&child);
+                        match has_path {
+                            true => t.lookup_child(d.ino, name, &child),
+                            false => t.lookup(&child),
+                        };
                     }
                     ok
                 }

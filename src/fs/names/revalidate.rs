@@ -175,8 +175,8 @@ impl Filesystem {
             let t = self.inodes.lock().unwrap();
             writing
                 .iter()
-                .filter_map(|&ino| t.get(ino))
-                .flat_map(|n| n.paths.iter().map(|p| parent_of(p).to_vec()))
+                .flat_map(|&ino| t.paths(ino))
+                .map(|p| parent_of(&p).to_vec())
                 .collect()
         };
         let mut checked = Vec::new();
@@ -324,7 +324,7 @@ impl Filesystem {
             let l = l.lock().unwrap();
             l.entries
                 .iter()
-                .map(|(n, e)| (n.clone(), looks(e)))
+                .map(|(n, e)| (n.to_vec(), looks(e)))
                 .collect()
         };
         let before = looks_all(&old);

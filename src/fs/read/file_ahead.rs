@@ -29,7 +29,7 @@ use futures::FutureExt;
 use lru::LruCache;
 use tokio::time::Instant;
 
-use crate::fs::meta::cache::{Entry, FRESH};
+use crate::fs::meta::cache::{Entries, Entry, FRESH};
 use crate::fs::names::inode::{join as join_path, parent_of, RelPath};
 use crate::fs::Filesystem;
 use crate::remote::protocol::SSH_FXF_READ;
@@ -100,8 +100,8 @@ impl Drop for Budget {
 /// What is known of the reading of one directory.
 #[derive(Default)]
 struct DirRun {
-    /// Names in the order the kernel was last handed them.
-    listed: Vec<Vec<u8>>,
+    /// Names in the order the kernel was last handed them (shared with the listing).
+    listed: Arc<Entries>,
     /// The last file opened here.
     last: Option<Vec<u8>>,
     order: Option<Order>,
@@ -173,14 +173,10 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn of(key: (u64, usize), entries: &HashMap<Vec<u8>, Entry>) -> Snapshot {
-        let names: Vec<Arc<[u8]>> = entries.keys().map(|n| Arc::from(&n[..])).collect();
-        let small = (names.iter())
-            .map(|n| {
-                Some(&entries[&n[..]])
-                    .filter(|e| small(e))
-                    .and_then(|e| e.attrs.size)
-            })
+    fn of(key: (u64, usize), entries: &Entries) -> Snapshot {
+        let names: Vec<Arc<[u8]>> = entries.names().map(Arc::from).collect();
+        let small = (entries.values())
+            .map(|e| Some(e).filter(|e| small(e)).and_then(|e| e.attrs.size))
             .collect();
         let index = (names.iter().enumerate())
             .map(|(i, n)| (n.clone(), i as u32))
@@ -195,13 +191,13 @@ impl Snapshot {
     }
 
     /// Makes the names' `order` if not yet.
-    fn make(&mut self, order: Order, listed: &[Vec<u8>], ino_of: &dyn Fn(&[u8]) -> u64) {
+    fn make(&mut self, order: Order, listed: &Entries, ino_of: &dyn Fn(&[u8]) -> u64) {
         if self.orders[order as usize].is_some() {
             return;
         }
         let seq: Vec<u32> = match order {
-            Order::Listed => (listed.iter())
-                .filter_map(|n| self.index.get(&n[..]).copied())
+            Order::Listed => (listed.names())
+                .filter_map(|n| self.index.get(n).copied())
                 .collect(),
             Order::Name => {
                 let mut v: Vec<u32> = (0..self.names.len() as u32).collect();
@@ -295,7 +291,7 @@ impl DirRun {
 
 impl FileAhead {
     /// The kernel was handed `dir`'s names in this order.
-    pub fn listed(&self, dir: &[u8], names: Vec<Vec<u8>>) {
+    pub fn listed(&self, dir: &[u8], names: Arc<Entries>) {
         let mut s = self.state.lock().unwrap();
         let run = s.dirs.get_or_insert_mut(dir.to_vec(), DirRun::default);
         run.listed = names;
@@ -511,29 +507,31 @@ impl Filesystem {
 mod tests {
     use super::*;
 
-    fn entries(names: &[(&str, u64)]) -> HashMap<Vec<u8>, Entry> {
-        names
-            .iter()
-            .map(|(n, size)| {
-                let attrs = Attrs {
-                    size: Some(*size),
-                    permissions: Some(libc::S_IFREG | 0o644),
-                    ..Attrs::default()
-                };
-                (
-                    n.as_bytes().to_vec(),
-                    Entry {
-                        attrs,
-                        nlink: None,
-                        stale: false,
-                    },
-                )
-            })
-            .collect()
+    fn entries(names: &[(&str, u64)]) -> Entries {
+        let mut es = Entries::with_capacity(names.len());
+        for (n, size) in names {
+            let attrs = Attrs {
+                size: Some(*size),
+                permissions: Some(libc::S_IFREG | 0o644),
+                ..Attrs::default()
+            };
+            let e = Entry {
+                attrs,
+                nlink: None,
+                stale: false,
+            };
+            es.insert(n.as_bytes(), e);
+        }
+        es
     }
 
     fn names(v: &[&str]) -> Vec<Vec<u8>> {
         v.iter().map(|n| n.as_bytes().to_vec()).collect()
+    }
+
+    /// A listing of `v`, in this order.
+    fn listed(v: &[&str]) -> Arc<Entries> {
+        Arc::new(entries(&v.iter().map(|n| (*n, 0)).collect::<Vec<_>>()))
     }
 
     /// `name` opened in `run`: the order it follows and the names to fetch.
@@ -554,7 +552,7 @@ mod tests {
         let ino = |n: &[u8]| n[0] as u64;
         let mut snap = Snapshot::of((1, e.len()), &e);
         let mut run = DirRun {
-            listed: names(&["c", "a", "big", "b", "d"]),
+            listed: listed(&["c", "a", "big", "b", "d"]),
             ..DirRun::default()
         };
         assert_eq!(open(&mut run, &mut snap, "c", &ino, None), (None, vec![]));
@@ -574,7 +572,7 @@ mod tests {
         let ino = |n: &[u8]| 200 - n[0] as u64;
         let mut snap = Snapshot::of((1, e.len()), &e);
         let mut run = DirRun {
-            listed: names(&["e", "c", "a", "d", "b"]),
+            listed: listed(&["e", "c", "a", "d", "b"]),
             ..DirRun::default()
         };
         open(&mut run, &mut snap, "a", &ino, None);

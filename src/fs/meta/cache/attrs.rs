@@ -100,8 +100,8 @@ impl MetaCache {
                 if let Some(l) = self.peek_listing(parent_of(name)) {
                     l.lock()
                         .unwrap()
-                        .entries
-                        .insert(name_of(name).to_vec(), e.clone());
+                        .entries_mut()
+                        .insert(name_of(name), e.clone());
                 }
             }
         }
@@ -259,8 +259,12 @@ impl MetaCache {
         }
         self.changed(parent_of(path));
         if let Some(l) = self.peek_listing(parent_of(path)) {
-            if let Some(e) = l.lock().unwrap().entries.get_mut(name_of(path)) {
-                e.stale = true;
+            let mut l = l.lock().unwrap();
+            // Not copied from the directory handles sharing it for nothing.
+            if l.entries.get(name_of(path)).is_some_and(|e| !e.stale) {
+                if let Some(e) = l.entries_mut().get_mut(name_of(path)) {
+                    e.stale = true;
+                }
             }
         }
     }

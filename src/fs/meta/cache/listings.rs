@@ -1,20 +1,20 @@
 //! The listings cache: whole directories as the server listed them, kept current by local
 //! changes, and what they say about a name (present, absent while believed, unknown).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{name_of, Entry, MetaCache, Timed};
+use super::{name_of, Entries, Entry, MetaCache, Timed};
 use crate::fs::names::inode::{join, parent_of};
 use crate::remote::NameEntry;
 
 /// A whole directory as the server listed it, kept current by local changes.
 #[derive(Debug)]
 pub struct Listing {
-    pub entries: HashMap<Vec<u8>, Entry>,
+    /// Shared with the directory handles listing it: changed through `entries_mut`.
+    pub entries: Arc<Entries>,
     /// The directory's change generation when the listing was requested.
     pub generation: u64,
     /// Until when a name missing from the listing is taken as absent (`negative_timeout`,
@@ -71,6 +71,11 @@ impl Stamp {
 }
 
 impl Listing {
+    /// The entries, to change: copied first if a directory handle still lists them.
+    pub fn entries_mut(&mut self) -> &mut Entries {
+        Arc::make_mut(&mut self.entries)
+    }
+
     /// What the listing says about `name`; absence only while it is believed.
     pub fn known(&self, name: &[u8]) -> Known {
         let now = Instant::now();
@@ -261,7 +266,7 @@ impl MetaCache {
         let keep = self.opts.enabled && current;
         static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut l = Listing {
-            entries: HashMap::new(),
+            entries: Default::default(),
             serial: SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             generation,
             current,
@@ -279,12 +284,15 @@ impl MetaCache {
             // from before it, which no later landing would take back from the attributes.
             let changing: Vec<bool> = {
                 let t = self.inodes.lock().unwrap();
+                // Looked up name by name only when some change is on its way.
+                let any = t.any_change_on_its_way();
                 entries
                     .iter()
-                    .map(|e| t.change_on_its_way(t.ino_for(&join(dir, &e.name))))
+                    .map(|e| any && t.change_on_its_way(t.ino_for(&join(dir, &e.name))))
                     .collect()
             };
             let mut attrs = self.attrs.lock().unwrap();
+            let mut listed = Entries::with_capacity(entries.len());
             for (e, changing) in entries.iter().zip(changing) {
                 let entry = Entry {
                     attrs: e.attrs.clone(),
@@ -300,8 +308,9 @@ impl MetaCache {
                         },
                     );
                 }
-                l.entries.insert(e.name.clone(), entry);
+                listed.insert(&e.name, entry);
             }
+            l.entries = Arc::new(listed);
         }
         if keep {
             // Listed again with no change in between: as exact as the one it replaces.
