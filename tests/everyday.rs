@@ -902,6 +902,26 @@ fn python_venv_copies_and_compileall_async() {
 /// does nothing, and after one source is edited (in a later second: SFTP keeps whole
 /// seconds) only its object is compiled again and the program linked again. (`touch` of a
 /// source, many rounds, and a queued time change: `tests/two_actors.rs`.)
+/// The mtimes of `names` as the mount and the server show them, for a failure's message.
+fn times(m: &Mount, names: &[&str]) -> String {
+    let mtime = |p: &Path| {
+        fs::metadata(p)
+            .and_then(|m| m.modified())
+            .map(|t| format!("{t:?}"))
+            .unwrap_or_else(|e| e.to_string())
+    };
+    names
+        .iter()
+        .map(|n| {
+            format!(
+                "{n}: mount {}, server {}\n",
+                mtime(&m.path(n)),
+                mtime(&m.remote(n))
+            )
+        })
+        .collect()
+}
+
 fn make_builds_and_rebuilds(extra: &[&str]) {
     let s = Sshd::start();
     fs::create_dir_all(s.remote("w")).unwrap();
@@ -930,7 +950,8 @@ fn make_builds_and_rebuilds(extra: &[&str]) {
     assert_eq!(
         compiled(&out),
         ["src/f03.o"],
-        "after editing src/f03.c:\n{out}"
+        "after editing src/f03.c:\n{out}\n{}",
+        times(&m, &["proj/src/f03.c", "proj/src/f03.o", "proj/prog"])
     );
     assert!(linked(&out), "the program was not linked again:\n{out}");
     run(&mut Command::new(proj.join("prog")));
