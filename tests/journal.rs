@@ -760,3 +760,102 @@ fn a_full_journal_with_the_server_gone_makes_the_writer_wait_until_it_is_back() 
         "the server's copy differs"
     );
 }
+
+const FIRST: &[u8] = b"the server's first version";
+const THEIRS: &[u8] = b"theirs, changed on the server while ours waited";
+
+/// With the server gone: `rm` of two listed files and `mv` of files made here over two
+/// listed ones, then someone else changes one of each on the server (`{tag}gone`,
+/// `{tag}target`); the other two (`{tag}same`, `{tag}target2`) nobody touches.
+fn remove_and_rename_over_while_away(s: &Sshd, m: &Mount, tag: &str) {
+    fs::write(m.path(&format!("d/{tag}new")), b"ours").unwrap();
+    fs::write(m.path(&format!("d/{tag}new2")), b"ours too").unwrap();
+    assert!(sftpfs_sync(&m.path("")).status.success());
+    // Listed: the mount knows each file's size and mtime as the server gave them.
+    assert!(fs::read_dir(m.path("d")).unwrap().count() >= 6);
+    s.kill_server();
+    fs::remove_file(m.path(&format!("d/{tag}gone"))).unwrap();
+    fs::remove_file(m.path(&format!("d/{tag}same"))).unwrap();
+    fs::rename(
+        m.path(&format!("d/{tag}new")),
+        m.path(&format!("d/{tag}target")),
+    )
+    .unwrap();
+    fs::rename(
+        m.path(&format!("d/{tag}new2")),
+        m.path(&format!("d/{tag}target2")),
+    )
+    .unwrap();
+    assert_eq!(queued(m), 4);
+    for n in ["gone", "target"] {
+        fs::write(s.remote(&format!("w/d/{tag}{n}")), THEIRS).unwrap();
+    }
+}
+
+/// The changed files are theirs, ours is beside the one it would have replaced, and the
+/// untouched ones went as asked.
+fn theirs_kept(s: &Sshd, tag: &str) {
+    let at = |n: &str| s.remote(&format!("w/d/{tag}{n}"));
+    assert_eq!(fs::read(at("gone")).unwrap(), THEIRS, "{tag}gone");
+    assert!(!at("same").exists(), "{tag}same was not removed");
+    assert_eq!(fs::read(at("target")).unwrap(), THEIRS, "{tag}target");
+    let copies = conflict_copies(&s.remote("w/d"), &format!("{tag}target"));
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(fs::read(&copies[0]).unwrap(), b"ours");
+    assert_eq!(fs::read(at("target2")).unwrap(), b"ours too");
+    assert!(conflict_copies(&s.remote("w/d"), &format!("{tag}target2")).is_empty());
+    assert!(!at("new").exists() && !at("new2").exists());
+}
+
+/// A queued removal, or rename over a file, that waited (the server away) or is replayed
+/// after a kill checks the server's file first: changed by someone else since the mount saw
+/// it, theirs stays (a conflict, reported; a renamed file of ours goes beside theirs);
+/// unchanged, it goes ahead.
+#[test]
+fn a_removal_or_rename_over_a_file_changed_on_the_server_meanwhile_keeps_theirs() {
+    let s = Sshd::start();
+    fs::create_dir_all(s.remote("w/d")).unwrap();
+    for tag in ["m-", "r-"] {
+        for n in ["gone", "same", "target", "target2"] {
+            fs::write(s.remote(&format!("w/d/{tag}{n}")), FIRST).unwrap();
+        }
+    }
+    let base = TempDir::new("journals");
+    let journal = base.path().join("j");
+    let o = opts(&journal);
+    let mut o: Vec<&str> = o.iter().map(String::as_str).collect();
+    o.push("reconnect");
+    let m = Mount::new(&s, "w", &o);
+    first_file(&m);
+
+    // Mounted: the changes wait past the age at which they are checked.
+    remove_and_rename_over_while_away(&s, &m, "m-");
+    wait_for("the queued changes waited 10 s", || {
+        status_json(&m.path(""))["async_writes"]["oldest_queued_seconds"]
+            .as_f64()
+            .is_some_and(|age| age > 10.5)
+    });
+    s.restart();
+    wait_for("the journal drained", || queued(&m) == 0);
+    theirs_kept(&s, "m-");
+    assert_eq!(status_json(&m.path(""))["async_writes"]["conflicts"], 2);
+    let out = sftpfs_sync(&m.path(""));
+    assert!(!out.status.success(), "sftpfs sync did not report them");
+    // The mount shows the server's files again.
+    assert_eq!(fs::read(m.path("d/m-gone")).unwrap(), THEIRS);
+    assert_eq!(fs::read(m.path("d/m-target")).unwrap(), THEIRS);
+
+    // Across a kill: checked at replay, however young.
+    remove_and_rename_over_while_away(&s, &m, "r-");
+    kill9(m);
+    s.restart();
+    let m = Mount::new(&s, "w", &o);
+    theirs_kept(&s, "r-");
+    assert_eq!(status_json(&m.path(""))["async_writes"]["conflicts"], 2);
+    assert!(
+        m.stderr()
+            .contains("conflict: d/r-gone changed on the server"),
+        "{}",
+        m.stderr()
+    );
+}

@@ -519,6 +519,7 @@ mod tests {
                 attrs,
                 nlink: None,
                 stale: false,
+                server: true,
             };
             es.insert(n.as_bytes(), e);
         }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use fuser::FileAttr;
 
 use crate::fs::names::inode::{parent_of, within};
+use crate::fs::write::journal::record::Base;
 use crate::fs::write::journal::{JFile, Op};
 use crate::fs::{Filesystem, FsError, FsResult, SetAttr};
 use crate::remote::protocol::*;
@@ -361,6 +362,7 @@ impl Filesystem {
                 },
                 nlink: Some(0),
                 stale: false,
+                server: true,
             },
         };
         let (uid, gid) = match self.opts.policy.to_remote_owner(set.uid, set.gid) {
@@ -490,8 +492,12 @@ impl Filesystem {
                 return None;
             }
         }
-        let op = if dir { Op::Rmdir } else { Op::Remove };
-        if let Err(e) = self.enqueue(path, None, op).await {
+        // A directory the server still holds names in is not removed there: nothing to lose.
+        let (op, base) = match dir {
+            true => (Op::Rmdir, Base::Unchecked),
+            false => (Op::Remove, base_of(&known)),
+        };
+        if let Err(e) = self.enqueue_based(path, None, op, base).await {
             return Some(Err(e));
         }
         self.cache
@@ -519,18 +525,35 @@ impl Filesystem {
             crate::fs::meta::cache::Known::Present(e) => e,
             _ => return None,
         };
-        match self.cache.known(to) {
-            crate::fs::meta::cache::Known::Absent => {}
+        // What the name it replaces was, for a rename that waited to tell whether someone
+        // else made or changed it meanwhile.
+        let base = match self.cache.known(to) {
+            crate::fs::meta::cache::Known::Absent => Base::Absent,
             crate::fs::meta::cache::Known::Present(t)
-                if !t.attrs.is_dir() && !source.attrs.is_dir() => {}
+                if !t.attrs.is_dir() && !source.attrs.is_dir() =>
+            {
+                base_of(&t)
+            }
             _ => return None,
-        }
-        if let Err(e) = self.enqueue(from, None, Op::Rename(to.to_vec())).await {
+        };
+        if let Err(e) = self
+            .enqueue_based(from, None, Op::Rename(to.to_vec()), base)
+            .await
+        {
             return Some(Err(e));
         }
         self.cache
             .rename_with(from, to, || self.inodes.lock().unwrap().rename(from, to));
         j.renamed(from, to);
         Some(Ok(()))
+    }
+}
+
+/// What a queued change to a file is based on: its size and mtime as the server last gave
+/// them, or nothing to check when the mount only knows them from its own changes.
+fn base_of(e: &crate::fs::meta::cache::Entry) -> Base {
+    match (e.server && !e.stale, e.attrs.size, e.attrs.atime_mtime) {
+        (true, Some(size), Some((_, mtime))) => Base::Seen { size, mtime },
+        _ => Base::Unchecked,
     }
 }

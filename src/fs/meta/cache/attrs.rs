@@ -69,16 +69,23 @@ impl MetaCache {
         for n in names.iter().filter(|n| !n.is_empty()) {
             self.changed(parent_of(n));
         }
-        self.store_attrs_as(&names, attrs, nlink);
+        self.store_attrs_as(&names, attrs, nlink, false);
     }
 
-    /// Stores `attrs` for the file at `path` under every name it has.
+    /// Stores `attrs`, the server's answer, for the file at `path` under every name it has.
     pub(super) fn store_attrs(&self, path: &[u8], attrs: &Attrs, nlink: Option<u32>) {
-        self.store_attrs_as(&self.names(path).0, attrs, nlink);
+        self.store_attrs_as(&self.names(path).0, attrs, nlink, true);
     }
 
-    /// Stores `attrs` under each of `names` (the names of one file).
-    pub(super) fn store_attrs_as(&self, names: &[RelPath], attrs: &Attrs, nlink: Option<u32>) {
+    /// Stores `attrs` under each of `names` (the names of one file); `server`: they are the
+    /// server's answer, not a local change's outcome.
+    pub(super) fn store_attrs_as(
+        &self,
+        names: &[RelPath],
+        attrs: &Attrs,
+        nlink: Option<u32>,
+        server: bool,
+    ) {
         if !self.opts.enabled {
             return;
         }
@@ -86,6 +93,7 @@ impl MetaCache {
             attrs: attrs.clone(),
             nlink,
             stale: false,
+            server,
         };
         for name in names {
             self.attrs.lock().unwrap().put(

@@ -132,6 +132,7 @@ mod tests {
             },
             nlink: None,
             stale: false,
+            server: true,
         }
     }
 

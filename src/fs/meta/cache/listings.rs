@@ -298,6 +298,7 @@ impl MetaCache {
                     attrs: e.attrs.clone(),
                     nlink: e.nlink,
                     stale: changing,
+                    server: true,
                 };
                 if keep && !changing {
                     attrs.put(

@@ -66,6 +66,10 @@ pub struct Entry {
     pub nlink: Option<u32>,
     /// The name exists but its attributes changed locally in a way not known here.
     pub stale: bool,
+    /// Its size and mtime are the server's answer, not worked out here after a local change:
+    /// what a queued removal or rename over the file is based on (a conflict if the server's
+    /// file no longer matches when it is sent).
+    pub server: bool,
 }
 
 struct Timed<T> {

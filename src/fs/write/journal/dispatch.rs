@@ -23,10 +23,11 @@ use crate::remote::{Attrs, Conn, Handle, RemoteError};
 /// The server is probed this often at first while it cannot be reached, then less.
 const PROBE_FIRST: Duration = Duration::from_secs(1);
 const PROBE_MAX: Duration = Duration::from_secs(30);
-/// A removal queued longer ago than this checks first that the file is still the one the
-/// mount saw (while mounted it goes within round trips; after the server was away, or
-/// at replay, someone may have changed it meanwhile).
-const STALE_REMOVAL: Duration = Duration::from_secs(10);
+/// A removal, or a rename over a name, queued longer ago than this checks first that the
+/// server's file is still the one the mount saw (while mounted it goes within round trips,
+/// and a check would cost each one another; after the server was away, or at replay,
+/// someone may have changed it meanwhile).
+const STALE_BASE: Duration = Duration::from_secs(10);
 
 /// How an operation ended, when the server did not refuse it.
 #[derive(Debug, Clone)]
@@ -337,9 +338,9 @@ impl Filesystem {
         }
     }
 
-    /// Before a rename over a name, or a removal that waited: whether the server's file is
-    /// still what the mount based the operation on. `Some(outcome)` when the operation must
-    /// not be sent as it is (done already, or a conflict dealt with).
+    /// Before a rename over a name or a removal that waited (or is sent again): whether the
+    /// server's file is still what the mount based the operation on. `Some(outcome)` when the
+    /// operation must not be sent as it is (done already, or a conflict dealt with).
     async fn check_base(
         self: &Arc<Self>,
         c: &Conn,
@@ -348,8 +349,9 @@ impl Filesystem {
         to: Option<&[u8]>,
         again: bool,
     ) -> Result<Option<Outcome>, RemoteError> {
+        let waited = again || p.queued.elapsed().unwrap_or_default() > STALE_BASE;
         match (&p.op, p.base) {
-            (Op::Rename(_), base @ (Base::Absent | Base::Seen { .. })) => {
+            (Op::Rename(_), base @ (Base::Absent | Base::Seen { .. })) if waited => {
                 let to = to.expect("a rename's target");
                 if again
                     && lstat_opt(c, &self.remote(from)).await?.is_none()
@@ -369,9 +371,7 @@ impl Filesystem {
                 self.record_conflict(p, to, Some(&kept));
                 Ok(Some(Outcome::Conflict(Some(kept))))
             }
-            (Op::Remove, base @ Base::Seen { .. })
-                if again || p.queued.elapsed().unwrap_or_default() > STALE_REMOVAL =>
-            {
+            (Op::Remove, base @ Base::Seen { .. }) if waited => {
                 let now = lstat_opt(c, &self.remote(from)).await?;
                 if now.is_none() {
                     return Ok(Some(Outcome::AlreadyThere));
