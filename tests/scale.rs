@@ -24,7 +24,6 @@ mod support;
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread::sleep;
@@ -44,19 +43,6 @@ fn sshfs_bin() -> PathBuf {
     std::env::var_os("SFTPFS_BENCH_SSHFS")
         .filter(|v| !v.is_empty())
         .map_or_else(|| PathBuf::from("/usr/bin/sshfs"), PathBuf::from)
-}
-
-/// Prints `text` and appends it to `SFTPFS_BENCH_TABLE`.
-fn report(text: &str) {
-    println!("{text}");
-    if let Some(p) = std::env::var_os("SFTPFS_BENCH_TABLE").filter(|p| !p.is_empty()) {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .unwrap();
-        writeln!(f, "{text}").unwrap();
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

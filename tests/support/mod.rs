@@ -22,6 +22,7 @@
 pub mod proxy;
 
 mod asyncssh;
+mod bench_table;
 mod dropbear;
 mod environment;
 mod errors;
@@ -44,6 +45,7 @@ mod tty;
 #[allow(unused_imports)]
 pub use self::{
     asyncssh::{venv_python, DEFAULT_VENV},
+    bench_table::report,
     dropbear::DROPBEAR_SFTP_SERVER,
     environment::require_environment,
     errors::{assert_errno, errno, errno_name},
