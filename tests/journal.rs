@@ -859,3 +859,77 @@ fn a_removal_or_rename_over_a_file_changed_on_the_server_meanwhile_keeps_theirs(
         m.stderr()
     );
 }
+
+/// The benchmark of replay (`bench/journal`; a release binary through `SFTPFS_TEST_BIN`):
+/// `tar x` of `SFTPFS_BENCH_FILES` (2000) small files at 40 ms RTT, until `sftpfs sync`
+/// returns, mounted; then the same `tar x` into the journal with the server gone, the daemon
+/// killed, the server back, and the next mount timed: it replays everything before it
+/// shows. Both trees are checked on the server's side.
+#[test]
+#[ignore = "a benchmark: bench/journal"]
+fn replay_of_a_tar_x_against_its_drain_when_mounted() {
+    let files = std::env::var("SFTPFS_BENCH_FILES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let s = Sshd::start();
+    small_files(&s.local("src/t"), 20, files);
+    let archive = tarball(&s.local("src"), "t");
+    fs::create_dir(s.remote("w")).unwrap();
+    let p = Proxy::start(s.port);
+    p.delay(Duration::from_millis(20));
+    let base = TempDir::new("journals");
+    let journal = base.path().join("j");
+    let o = opts(&journal);
+    let mut o: Vec<&str> = o.iter().map(String::as_str).collect();
+    o.push("reconnect");
+    let tar_into = |dir: &Path| {
+        let out = Command::new("tar")
+            .args(["-xf", archive.to_str().unwrap()])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tar: {:?}", out);
+    };
+    let m = Mount::via_port(&s, p.port(), "w", &o);
+    first_file(&m);
+    own_dir(&m, "mounted");
+    let t = std::time::Instant::now();
+    tar_into(&m.path("mounted"));
+    let tar_time = t.elapsed();
+    assert!(sftpfs_sync(&m.path("")).status.success());
+    let mounted = t.elapsed();
+    same_tree(&s.local("src/t"), &s.remote("w/mounted/t"));
+
+    // Made just before: the mount believes a name absent there only for a while (the server
+    // is not asked, being gone).
+    own_dir(&m, "replayed");
+    s.kill_server();
+    let t = std::time::Instant::now();
+    tar_into(&m.path("replayed"));
+    let offline = t.elapsed();
+    let v = status_json(&m.path(""));
+    let ops = v["async_writes"]["queued_operations"].as_u64().unwrap();
+    kill9(m);
+    s.restart();
+    let t = std::time::Instant::now();
+    let m = Mount::via_port(&s, p.port(), "w", &o);
+    let replay = t.elapsed();
+    assert_eq!(queued(&m), 0, "the mount showed before its replay ended");
+    same_tree(&s.local("src/t"), &s.remote("w/replayed/t"));
+    assert_eq!(status_json(&m.path(""))["async_writes"]["conflicts"], 0);
+    let secs = |d: Duration| format!("{:.2}", d.as_secs_f64());
+    report(&format!(
+        "\n| {files} small files, 40 ms RTT, -o async_writes | seconds |\n|---|---:|\n\
+         | tar x, mounted (until tar returns) | {} |\n\
+         | tar x, mounted, until `sftpfs sync` returns | {} |\n\
+         | tar x into the journal, the server gone | {} |\n\
+         | the next mount, replaying its {ops} operations before it shows | {} |\n\
+         | replay / mounted drain | {:.2} |",
+        secs(tar_time),
+        secs(mounted),
+        secs(offline),
+        secs(replay),
+        replay.as_secs_f64() / mounted.as_secs_f64()
+    ));
+}
