@@ -294,6 +294,86 @@ fn verify_writes_fails_close_and_fsync_with_eio_when_the_server_stores_other_byt
     assert_ne!(fs::read(s.remote("w/unchecked")).unwrap(), data);
 }
 
+/// With `async_writes` the program's close is answered before the data is sent: the check
+/// runs once the file's writes were answered, before its queued CLOSE, and a mismatch is
+/// that close's failure — returned by the next `fsync` and reported by `sftpfs sync`.
+#[test]
+fn verify_writes_with_async_writes_fails_the_queued_close_and_sync_reports_it() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let journal = TempDir::new("journal");
+    let journal_dir = format!("journal_dir={}", journal.path().display());
+    let (m, control) = corrupting_mount(&s, &["verify_writes", "async_writes", &journal_dir]);
+    let data = random_bytes(300_000, 2);
+    // The first file is made the usual way (it tells the owner new files get).
+    write_and_close(&m.path("first"), b"1").unwrap();
+    // Each file in a directory just made through the mount: the mount knows the name is
+    // free there, so the create is queued (elsewhere the server would be asked).
+    let queued_write = |name: &str| {
+        let dir = m.path(&format!("in-{}", name.replace(' ', "-")));
+        fs::create_dir(&dir).unwrap();
+        write_and_close(&dir.join(name), &data)
+    };
+    let on_server = |name: &str| {
+        fs::read(s.remote(&format!("w/in-{}/{name}", name.replace(' ', "-")))).unwrap()
+    };
+    queued_write("good").unwrap();
+    // And a tree of small files by tar: none cries wolf.
+    small_files(&s.local("src/t"), 3, 40);
+    let archive = tarball(&s.local("src"), "t");
+    fs::create_dir(m.path("x")).unwrap();
+    sh(&m.path("x"), "tar", &["-xf", archive.to_str().unwrap()]);
+    let out = sftpfs_sync(&m.mnt);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(on_server("good"), data);
+    same_tree(&s.local("src/t"), &s.remote("w/x/t"));
+    let st = status_json(&m.mnt);
+    assert!(
+        st["verify_writes"]["verified"].as_u64().unwrap() >= 41,
+        "{st}"
+    );
+    assert_eq!(st["verify_writes"]["mismatched"], 0, "{st}");
+
+    fs::write(&control, "flip").unwrap();
+    // Answered at once, as the asynchronous mode does; the failure comes with the queue.
+    queued_write("bad one").unwrap();
+    let probe = fs::File::create(m.path("in-bad-one/probe")).unwrap();
+    assert_eq!(
+        probe.sync_all().map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EIO)),
+        "fsync after the corrupted file's close"
+    );
+    drop(probe);
+    queued_write("bad two").unwrap();
+    let out = sftpfs_sync(&m.mnt);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "sftpfs sync: {said}");
+    assert!(
+        said.contains("bad two"),
+        "sftpfs sync names the file: {said}"
+    );
+    for name in ["bad one", "bad two"] {
+        assert_ne!(on_server(name), data);
+    }
+    let log = m.stderr();
+    for name in ["bad one", "bad two"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(name) && l.contains("not what was written")),
+            "the log names {name}:\n{log}"
+        );
+    }
+    let st = status_json(&m.mnt);
+    assert!(
+        st["verify_writes"]["mismatched"].as_u64().unwrap() >= 2,
+        "{st}"
+    );
+}
+
 fn verify(args: &[&OsStr], dir: &Path) -> Run {
     let mut cmd = Command::new(binary());
     cmd.arg("verify").args(args);

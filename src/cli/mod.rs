@@ -581,12 +581,6 @@ fn check_write_mode(fs: &FsConfig) -> Result<(), CliError> {
              answer once on the server): use one of them",
         ));
     }
-    if fs.async_writes && fs.verify_writes {
-        return Err(CliError::Conflict(
-            "-o verify_writes does not check files written with -o async_writes (their close \
-             is answered before the data is sent): use one of them",
-        ));
-    }
     Ok(())
 }
 

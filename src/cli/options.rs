@@ -639,7 +639,8 @@ const OPTIONS: &[OptSpec] = &[
         }),
     opt("verify_writes", Exact, Flag, None, "fs.verify_writes", Origin::Sftpfs,
         "hash each file written whole through the mount as it is sent and compare with the \
-         server's hash at close: a mismatch fails close and fsync with EIO",
+         server's hash at close: a mismatch fails close and fsync with EIO (with async_writes: \
+         the queued close, reported by the next fsync and sftpfs sync)",
         |d, _| {
             d.cfg.fs.verify_writes = true;
             Ok(())

@@ -15,6 +15,12 @@
 //! server with as many bytes within the same second the writes landed (SFTP v3 mtimes are
 //! whole seconds) shows as a mismatch.
 //!
+//! With `async_writes`, a file created through the queue is checked the same way once its
+//! writes were answered, just before its CLOSE goes: a mismatch fails the queued close
+//! (logged, counted, reported by the next `fsync` and by `sftpfs sync`), since the program's
+//! own close was answered long before. What a replay sends after a restart is not checked:
+//! the digest was in the killed daemon's memory.
+//!
 //! Not checked (counted `unchecked`): a file opened with data in it and not truncated,
 //! written out of order or with holes (a seek, `pwrite` elsewhere, mmap pages written back
 //! in another order), truncated to another size, or copied into on the server
@@ -29,9 +35,11 @@ use futures::future::join;
 
 use super::Version;
 use crate::fs::handle::OpenFile;
+use crate::fs::names::inode::RelPath;
 use crate::fs::Filesystem;
 use crate::remote::hash::{hex, Algo, Hasher};
-use crate::remote::Attrs;
+use crate::remote::protocol::SSH_FX_FAILURE;
+use crate::remote::{Attrs, Conn, Handle, RemoteError};
 
 /// How long a file's writes stay landed before its size and mtime are taken: a close right
 /// after its writes (the usual case) costs no request for it.
@@ -94,6 +102,14 @@ struct Written {
 /// The files being written, by inode number.
 #[derive(Default)]
 pub struct WrittenFiles(std::sync::Mutex<HashMap<u64, Written>>);
+
+/// What the queued CLOSE of a file of the asynchronous mode checks: the digest of the bytes
+/// queued, if they were written whole and in order.
+pub struct QueuedDigest {
+    algo: Algo,
+    next: u64,
+    local: Option<Vec<u8>>,
+}
 
 impl WriteDigest {
     /// For a file opened for writing: empty (`size` 0) it can be checked, else not.
@@ -159,12 +175,67 @@ impl Filesystem {
         }
     }
 
-    /// `data` was queued at `offset` through `f`: into its file's digest, and what is known
-    /// of the file's digests is out of date. Fed after queueing, so that a check that
-    /// counts the bytes (`verify_written`) waits for them to land.
-    pub(in crate::fs) fn feed_write_digest(&self, f: &Arc<OpenFile>, offset: u64, data: &[u8]) {
-        self.integrity.digests.data_changed(f.ino);
-        if let Some(w) = self.integrity.written.0.lock().unwrap().get_mut(&f.ino) {
+    /// The last descriptor of `ino` opened for writing, one of the asynchronous mode, is
+    /// released: what its queued CLOSE is to check (nothing while another is still open:
+    /// the last one's close checks).
+    pub(in crate::fs) fn writer_closed_queued(&self, ino: u64) -> Option<QueuedDigest> {
+        let mut files = self.integrity.written.0.lock().unwrap();
+        let w = files.get_mut(&ino)?;
+        w.writers = w.writers.saturating_sub(1);
+        if w.writers > 0 {
+            return None;
+        }
+        let d = files.remove(&ino)?.digest;
+        Some(QueuedDigest {
+            algo: d.algo,
+            next: d.next,
+            local: d.off.is_none().then(|| d.hasher.finish()),
+        })
+    }
+
+    /// Just before the queued CLOSE of `ino` (its writes all answered), through its handle
+    /// `(c, h)`, the file named `path` on the server then (the name it had when its CLOSE
+    /// was queued): what the server holds against what was queued. A mismatch is the
+    /// close's failure.
+    pub(in crate::fs) async fn verify_queued(
+        &self,
+        ino: u64,
+        path: RelPath,
+        (c, h): (Arc<Conn>, Handle),
+        q: QueuedDigest,
+    ) -> Result<(), RemoteError> {
+        let outcome = self
+            .check_written(ino, Some(path), (c, h), q.algo, q.next, q.local, None)
+            .await;
+        self.count_check(outcome);
+        match outcome {
+            Outcome::Mismatched => Err(RemoteError::Status {
+                code: SSH_FX_FAILURE,
+                message: "verify_writes: the server holds other bytes than were written".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn count_check(&self, outcome: Outcome) {
+        let c = &self.integrity.counters;
+        match outcome {
+            Outcome::Matched => &c.verified,
+            Outcome::Mismatched => &c.mismatched,
+            Outcome::Unchecked => &c.unchecked,
+            Outcome::Failed => &c.failed,
+            Outcome::Changed => &c.changed,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `data` was queued at `offset` to `ino`, through a descriptor open for writing: into
+    /// its file's digest, and what is known of the file's digests is out of date. Fed after
+    /// queueing, so that a check that counts the bytes (`verify_written`) waits for them to
+    /// land.
+    pub(in crate::fs) fn feed_write_digest(&self, ino: u64, offset: u64, data: &[u8]) {
+        self.integrity.digests.data_changed(ino);
+        if let Some(w) = self.integrity.written.0.lock().unwrap().get_mut(&ino) {
             w.digest.feed(offset, data);
             w.landed = None;
         }
@@ -258,16 +329,11 @@ impl Filesystem {
         // Every descriptor's writes counted above were queued before this: the file as this
         // mount wrote it, once they land.
         self.drain_inode(f.ino).await;
-        let outcome = self.check_written(f, algo, next, local, landed).await;
-        let c = &self.integrity.counters;
-        match outcome {
-            Outcome::Matched => &c.verified,
-            Outcome::Mismatched => &c.mismatched,
-            Outcome::Unchecked => &c.unchecked,
-            Outcome::Failed => &c.failed,
-            Outcome::Changed => &c.changed,
-        }
-        .fetch_add(1, Ordering::Relaxed);
+        let path = self.inodes.lock().unwrap().path(f.ino);
+        let outcome = self
+            .check_written(f.ino, path, f.current(), algo, next, local, landed)
+            .await;
+        self.count_check(outcome);
         if let Some(w) = self.integrity.written.0.lock().unwrap().get_mut(&f.ino) {
             if w.digest.next == next {
                 w.checked = Some((next, outcome));
@@ -276,15 +342,19 @@ impl Filesystem {
         (outcome == Outcome::Mismatched).then_some(libc::EIO)
     }
 
+    /// `ino`'s file, named `path` on the server and open there as `handle`, against
+    /// `local`, the digest of the `next` bytes this mount sent.
+    #[allow(clippy::too_many_arguments)]
     async fn check_written(
         &self,
-        f: &Arc<OpenFile>,
+        ino: u64,
+        path: Option<RelPath>,
+        handle: (Arc<Conn>, Handle),
         algo: Algo,
         next: u64,
         local: Option<Vec<u8>>,
         landed: Option<Landed>,
     ) -> Outcome {
-        let path = self.inodes.lock().unwrap().path(f.ino);
         let shown = path
             .as_deref()
             .map_or("(a file unlinked while open)".into(), |p| {
@@ -292,7 +362,7 @@ impl Filesystem {
             });
         let why_off = || {
             let files = self.integrity.written.0.lock().unwrap();
-            files.get(&f.ino).and_then(|w| w.digest.off).unwrap_or("")
+            files.get(&ino).and_then(|w| w.digest.off).unwrap_or("")
         };
         let (Some(local), Some(path)) = (local, path) else {
             tracing::debug!("verify_writes: {shown} not checked: {}", why_off());
@@ -308,8 +378,8 @@ impl Filesystem {
             );
             Outcome::Changed
         };
-        let mark = self.inodes.lock().unwrap().attr_mark(f.ino);
-        let (c, h) = f.current();
+        let mark = self.inodes.lock().unwrap().attr_mark(ino);
+        let (c, h) = handle;
         let remote = self.remote(&path);
         // The open file, and what its name names now: a hash by name (a command on the
         // server) is of the latter.
@@ -347,7 +417,8 @@ impl Filesystem {
         let after = stat().await;
         let more = {
             let files = self.integrity.written.0.lock().unwrap();
-            files.get(&f.ino).map(|w| w.digest.next) != Some(next)
+            // Gone: its last writer was released (an asynchronous file's is, by its CLOSE).
+            files.get(&ino).is_some_and(|w| w.digest.next != next)
         };
         if more {
             return changed("through this mount while it was checked (checked at a later close)");
@@ -360,14 +431,14 @@ impl Filesystem {
         }
         if before.size == Some(next) && server == local {
             self.integrity.digests.put_sent(
-                f.ino,
+                ino,
                 super::Sent {
                     algo,
                     digest: local,
                     size: next,
                 },
             );
-            if self.inodes.lock().unwrap().quiet_since(f.ino, mark) {
+            if self.inodes.lock().unwrap().quiet_since(ino, mark) {
                 let version = Version {
                     size: next,
                     mtime: before.atime_mtime.map_or(0, |t| t.1),
@@ -375,7 +446,7 @@ impl Filesystem {
                 };
                 self.integrity
                     .digests
-                    .put_server(f.ino, version, algo, server);
+                    .put_server(ino, version, algo, server);
             }
             return Outcome::Matched;
         }

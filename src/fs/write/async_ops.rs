@@ -74,6 +74,7 @@ impl Filesystem {
             ino
         };
         let undo = || {
+            self.writer_closed(ino);
             let mut t = self.inodes.lock().unwrap();
             t.forget(ino, 1);
             t.release(ino);
@@ -83,6 +84,8 @@ impl Filesystem {
             ..Attrs::default()
         };
         let f = Arc::new(j.new_file(ino, path));
+        // `verify_writes`: every byte of a new file passes through here.
+        self.writer_opened(ino, true, Some(0));
         let pflags = crate::fs::pflags(flags | libc::O_CREAT) | SSH_FXF_WRITE;
         if let Err(e) = self
             .enqueue(
@@ -202,6 +205,7 @@ impl Filesystem {
             self.enqueue(&path, Some(&f), Op::Write(offset + from as u64, bytes))
                 .await?;
         }
+        self.feed_write_digest(f.ino, offset, &data);
         self.local_size_is(f.ino, |s| s.max(offset + len as u64));
         // What other descriptors of the file read ahead is old now.
         self.drop_readahead(f.ino);
@@ -256,6 +260,7 @@ impl Filesystem {
     pub(in crate::fs) async fn async_release(self: &Arc<Self>, fh: u64) -> FsResult<()> {
         let f = self.async_file(fh)?;
         let path = f.path();
+        *f.verify.lock().unwrap() = self.writer_closed_queued(f.ino);
         self.enqueue(&path, Some(&f), Op::Close).await?;
         if let Some(j) = self.journal() {
             j.files.remove(fh);
@@ -425,6 +430,7 @@ impl Filesystem {
         self.settle().await?;
         self.drain_inode(ino).await;
         let (c, h) = (self.live_handle(f).await).ok_or(FsError::new(libc::EIO))?;
+        self.data_changed_otherwise(ino, set.size);
         let change = Attrs {
             size: set.size,
             ..Attrs::default()

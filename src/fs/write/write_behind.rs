@@ -115,7 +115,7 @@ impl Filesystem {
             self.queue(&f, Queued::Write(off, bytes), Some(permit));
         }
         // Once queued: a check that counts these bytes waits for them to land.
-        self.feed_write_digest(&f, offset, &data);
+        self.feed_write_digest(f.ino, offset, &data);
         if self.opts.sync_writes {
             // sshfs_sync: answered once the server has it, with its error, reported here
             // once (not again at close).

@@ -154,6 +154,10 @@ pub struct ServerHashes {
     command: HashCommand,
     timeout: Duration,
     exec: tokio::sync::OnceCell<ExecMeans>,
+    /// Single-file exec runs at once: closes checked together (an asynchronous mount's
+    /// queue sends many) take turns instead of opening a channel each and outwaiting their
+    /// deadline behind one another.
+    exec_slots: tokio::sync::Semaphore,
     counters: Counters,
 }
 
@@ -190,6 +194,7 @@ impl ServerHashes {
             command,
             timeout,
             exec: tokio::sync::OnceCell::new(),
+            exec_slots: tokio::sync::Semaphore::new(EXEC_PARALLEL),
             counters: Counters::default(),
         })
     }
@@ -349,6 +354,7 @@ impl ServerHashes {
                     self.by_extension(&route, path, open, algo, patience).await
                 }
                 Route::Exec(how) => {
+                    let _slot = self.exec_slots.acquire().await;
                     let got = self.by_exec(how, algo, &[path], patience).await;
                     got.into_iter()
                         .next()

@@ -230,7 +230,7 @@ impl Filesystem {
                 },
                 Some(f),
             ) => self.run_resume(p, f, *done_end, *total_end).await,
-            (Op::Close, Some(f)) => self.run_close(f).await,
+            (Op::Close, Some(f)) => self.run_close(p, f).await,
             _ => self.run_by_name(p).await,
         }
     }
@@ -250,7 +250,19 @@ impl Filesystem {
         }
     }
 
-    async fn run_close(self: &Arc<Self>, f: &Arc<JFile>) -> Option<Sent> {
+    async fn run_close(self: &Arc<Self>, p: &Picked, f: &Arc<JFile>) -> Option<Sent> {
+        // Its writes were all answered (a CLOSE waits for them): what the server holds is
+        // what it will keep. Its name there is the one it had when its CLOSE was queued
+        // (what came later on that name waits for the CLOSE).
+        let verify = f.verify.lock().unwrap().take();
+        let handle = f.handle.lock().unwrap().clone();
+        let checked = match (verify, handle) {
+            (Some(q), Some(h)) => {
+                let path = self.diverted_path(&p.path, p.seq);
+                self.verify_queued(f.ino, path, h, q).await
+            }
+            _ => Ok(()),
+        };
         let mut tries = 0;
         loop {
             let Some((c, h)) = f.handle.lock().unwrap().clone() else {
@@ -275,7 +287,7 @@ impl Filesystem {
                         return None;
                     }
                 }
-                r => return Some(r.map(|()| Outcome::Sent)),
+                r => return Some(r.and(checked.clone()).map(|()| Outcome::Sent)),
             }
         }
     }

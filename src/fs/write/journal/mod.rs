@@ -39,6 +39,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use crate::fs::integrity::verify_writes::QueuedDigest;
 use crate::fs::names::inode::{within, AttrChangeGuard, InodeTable, RelPath};
 use crate::fs::{Filesystem, FsError, FsResult};
 use crate::remote::protocol::*;
@@ -136,6 +137,8 @@ pub struct JFile {
     /// Its CLOSE is queued (set under the journal's lock): a change found it by its node
     /// before the kernel's release took it away goes by name, after the CLOSE.
     closing: AtomicBool,
+    /// What its CLOSE checks first (`verify_writes`), set by its release.
+    pub(in crate::fs) verify: Mutex<Option<QueuedDigest>>,
 }
 
 impl JFile {
@@ -398,6 +401,7 @@ impl Journal {
             closing: AtomicBool::new(false),
             from_replay: false,
             diverted: Mutex::new(None),
+            verify: Mutex::new(None),
         }
     }
 

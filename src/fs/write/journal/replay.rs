@@ -366,6 +366,7 @@ impl JFile {
             from_replay: true,
             diverted: Mutex::new(None),
             closing: AtomicBool::new(false),
+            verify: Mutex::new(None),
         }
     }
 }
