@@ -553,7 +553,6 @@ impl Journal {
                             base: e.base,
                             replayed: e.replayed,
                             only_if_diverted: e.only_if_diverted,
-                            queued: e.time,
                             unreadable: true,
                         });
                         continue;
@@ -570,7 +569,6 @@ impl Journal {
                 base: e.base,
                 replayed: e.replayed,
                 only_if_diverted: e.only_if_diverted,
-                queued: e.time,
                 unreadable: false,
             });
         }
@@ -689,7 +687,6 @@ struct Picked {
     base: Base,
     replayed: bool,
     only_if_diverted: bool,
-    queued: SystemTime,
     /// Its data could not be read back from the journal.
     unreadable: bool,
 }
