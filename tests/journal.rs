@@ -807,10 +807,10 @@ fn theirs_kept(s: &Sshd, tag: &str) {
     assert!(!at("new").exists() && !at("new2").exists());
 }
 
-/// A queued removal, or rename over a file, checks the server's file when it is sent (here
-/// once the server is back, mounted, and at replay after a kill): changed by someone else
-/// since the mount saw it, theirs stays (a conflict, reported; a renamed file of ours goes
-/// beside theirs); unchanged, it goes ahead.
+/// A queued removal, or rename over a file, that waited (the server away) or is replayed
+/// after a kill checks the server's file first: changed by someone else since the mount saw
+/// it, theirs stays (a conflict, reported; a renamed file of ours goes beside theirs);
+/// unchanged, it goes ahead.
 #[test]
 fn a_removal_or_rename_over_a_file_changed_on_the_server_meanwhile_keeps_theirs() {
     let s = Sshd::start();
@@ -828,8 +828,13 @@ fn a_removal_or_rename_over_a_file_changed_on_the_server_meanwhile_keeps_theirs(
     let m = Mount::new(&s, "w", &o);
     first_file(&m);
 
-    // Mounted: checked when sent, once the server is back.
+    // Mounted: the changes wait past the age at which they are checked.
     remove_and_rename_over_while_away(&s, &m, "m-");
+    wait_for("the queued changes waited 10 s", || {
+        status_json(&m.path(""))["async_writes"]["oldest_queued_seconds"]
+            .as_f64()
+            .is_some_and(|age| age > 10.5)
+    });
     s.restart();
     wait_for("the journal drained", || queued(&m) == 0);
     theirs_kept(&s, "m-");

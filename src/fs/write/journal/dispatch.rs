@@ -23,6 +23,11 @@ use crate::remote::{Attrs, Conn, Handle, RemoteError};
 /// The server is probed this often at first while it cannot be reached, then less.
 const PROBE_FIRST: Duration = Duration::from_secs(1);
 const PROBE_MAX: Duration = Duration::from_secs(30);
+/// A removal, or a rename over a name, queued longer ago than this checks first that the
+/// server's file is still the one the mount saw (while mounted it goes within round trips,
+/// and a check would cost each one another; after the server was away, or at replay,
+/// someone may have changed it meanwhile).
+const STALE_BASE: Duration = Duration::from_secs(10);
 
 /// How an operation ended, when the server did not refuse it.
 #[derive(Debug, Clone)]
@@ -345,10 +350,9 @@ impl Filesystem {
         }
     }
 
-    /// Before a rename over a name or a removal: whether the server's file is still what the
-    /// mount based the operation on (one LSTAT, which the queue's other operations do not
-    /// wait for). `Some(outcome)` when the operation must not be sent as it is (done
-    /// already, or a conflict dealt with).
+    /// Before a rename over a name or a removal that waited (or is sent again): whether the
+    /// server's file is still what the mount based the operation on. `Some(outcome)` when the
+    /// operation must not be sent as it is (done already, or a conflict dealt with).
     async fn check_base(
         self: &Arc<Self>,
         c: &Conn,
@@ -357,8 +361,9 @@ impl Filesystem {
         to: Option<&[u8]>,
         again: bool,
     ) -> Result<Option<Outcome>, RemoteError> {
+        let waited = again || p.queued.elapsed().unwrap_or_default() > STALE_BASE;
         match (&p.op, p.base) {
-            (Op::Rename(_), base @ (Base::Absent | Base::Seen { .. })) => {
+            (Op::Rename(_), base @ (Base::Absent | Base::Seen { .. })) if waited => {
                 let to = to.expect("a rename's target");
                 if again
                     && lstat_opt(c, &self.remote(from)).await?.is_none()
@@ -378,7 +383,7 @@ impl Filesystem {
                 self.record_conflict(p, to, Some(&kept));
                 Ok(Some(Outcome::Conflict(Some(kept))))
             }
-            (Op::Remove, base @ Base::Seen { .. }) => {
+            (Op::Remove, base @ Base::Seen { .. }) if waited => {
                 let now = lstat_opt(c, &self.remote(from)).await?;
                 if now.is_none() {
                     return Ok(Some(Outcome::AlreadyThere));

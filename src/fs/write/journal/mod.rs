@@ -553,6 +553,7 @@ impl Journal {
                             base: e.base,
                             replayed: e.replayed,
                             only_if_diverted: e.only_if_diverted,
+                            queued: e.time,
                             unreadable: true,
                         });
                         continue;
@@ -569,6 +570,7 @@ impl Journal {
                 base: e.base,
                 replayed: e.replayed,
                 only_if_diverted: e.only_if_diverted,
+                queued: e.time,
                 unreadable: false,
             });
         }
@@ -687,6 +689,7 @@ struct Picked {
     base: Base,
     replayed: bool,
     only_if_diverted: bool,
+    queued: SystemTime,
     /// Its data could not be read back from the journal.
     unreadable: bool,
 }
