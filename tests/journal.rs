@@ -28,6 +28,13 @@ fn opts(dir: &Path) -> Vec<String> {
     ]
 }
 
+/// `opts`, and the mount connects again by itself when the server comes back.
+fn opts_reconnecting(dir: &Path) -> Vec<String> {
+    let mut o = opts(dir);
+    o.push("reconnect".into());
+    o
+}
+
 fn mount<'a>(s: &'a Sshd, p: &Proxy, remote: &str, journal: &Path) -> Mount<'a> {
     let o = opts(journal);
     let o: Vec<&str> = o.iter().map(String::as_str).collect();
@@ -486,9 +493,8 @@ fn with_the_server_gone_writes_go_into_the_journal_and_land_when_it_is_back() {
     fs::write(s.remote("w/unread"), b"never read through the mount").unwrap();
     let base = TempDir::new("journals");
     let journal = base.path().join("j");
-    let o = opts(&journal);
-    let mut o: Vec<&str> = o.iter().map(String::as_str).collect();
-    o.push("reconnect");
+    let o = opts_reconnecting(&journal);
+    let o: Vec<&str> = o.iter().map(String::as_str).collect();
     let m = Mount::new(&s, "w", &o);
     first_file(&m);
     own_dir(&m, "x");
@@ -822,9 +828,8 @@ fn a_removal_or_rename_over_a_file_changed_on_the_server_meanwhile_keeps_theirs(
     }
     let base = TempDir::new("journals");
     let journal = base.path().join("j");
-    let o = opts(&journal);
-    let mut o: Vec<&str> = o.iter().map(String::as_str).collect();
-    o.push("reconnect");
+    let o = opts_reconnecting(&journal);
+    let o: Vec<&str> = o.iter().map(String::as_str).collect();
     let m = Mount::new(&s, "w", &o);
     first_file(&m);
 
@@ -880,9 +885,8 @@ fn replay_of_a_tar_x_against_its_drain_when_mounted() {
     p.delay(Duration::from_millis(20));
     let base = TempDir::new("journals");
     let journal = base.path().join("j");
-    let o = opts(&journal);
-    let mut o: Vec<&str> = o.iter().map(String::as_str).collect();
-    o.push("reconnect");
+    let o = opts_reconnecting(&journal);
+    let o: Vec<&str> = o.iter().map(String::as_str).collect();
     let tar_into = |dir: &Path| {
         let out = Command::new("tar")
             .args(["-xf", archive.to_str().unwrap()])
