@@ -154,9 +154,9 @@ pub struct ServerHashes {
     command: HashCommand,
     timeout: Duration,
     exec: tokio::sync::OnceCell<ExecMeans>,
-    /// Single-file exec runs at once: closes checked together (an asynchronous mount's
-    /// queue sends many) take turns instead of opening a channel each and outwaiting their
-    /// deadline behind one another.
+    /// Exec runs at once, whoever asks (closes checked together, as an asynchronous mount's
+    /// queue sends many, and `sftpfs verify`'s batches): they take turns instead of opening
+    /// a channel each and outwaiting their deadline behind one another.
     exec_slots: tokio::sync::Semaphore,
     counters: Counters,
 }
@@ -354,7 +354,6 @@ impl ServerHashes {
                     self.by_extension(&route, path, open, algo, patience).await
                 }
                 Route::Exec(how) => {
-                    let _slot = self.exec_slots.acquire().await;
                     let got = self.by_exec(how, algo, &[path], patience).await;
                     got.into_iter()
                         .next()
@@ -423,6 +422,7 @@ impl ServerHashes {
         paths: &[&[u8]],
         patience: Duration,
     ) -> Vec<Result<Vec<u8>, HashError>> {
+        let _slot = self.exec_slots.acquire().await;
         let failed = |e: &ExecError| {
             paths
                 .iter()
