@@ -374,6 +374,57 @@ fn verify_writes_with_async_writes_fails_the_queued_close_and_sync_reports_it() 
     );
 }
 
+/// Another actor appends to the files on the server while this mount's queued copies of
+/// them land (`async_writes`): a file someone else changed is `changed`, never a mismatch,
+/// and no close or sync fails for it.
+#[test]
+fn verify_writes_with_async_writes_never_calls_another_writer_corruption() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let journal = TempDir::new("journal");
+    let journal_dir = format!("journal_dir={}", journal.path().display());
+    let m = Mount::new(&s, "w", &["verify_writes", "async_writes", &journal_dir]);
+    write_and_close(&m.path("first"), b"1").unwrap();
+    fs::create_dir(m.path("x")).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let actor = {
+        let (dir, stop) = (s.remote("w/x"), stop.clone());
+        std::thread::spawn(move || {
+            let mut appended = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let f = fs::OpenOptions::new().append(true).open(e.path());
+                    if f.and_then(|mut f| f.write_all(b"+")).is_ok() {
+                        appended += 1;
+                    }
+                }
+            }
+            appended
+        })
+    };
+    const FILES: u64 = 30;
+    for i in 0..FILES {
+        let data = random_bytes(20_000, i);
+        write_and_close(&m.path(&format!("x/f{i}")), &data).unwrap();
+    }
+    let out = sftpfs_sync(&m.mnt);
+    stop.store(true, Ordering::SeqCst);
+    let appended = actor.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = status_json(&m.mnt);
+    let v = &st["verify_writes"];
+    eprintln!("the other writer appended {appended} times: {v}");
+    assert_eq!(v["mismatched"], 0, "{st}");
+    assert_eq!(v["failed"], 0, "{st}");
+    let counted = v["verified"].as_u64().unwrap() + v["changed"].as_u64().unwrap();
+    assert!(counted > FILES, "every file checked (and first): {st}");
+}
+
 fn verify(args: &[&OsStr], dir: &Path) -> Run {
     let mut cmd = Command::new(binary());
     cmd.arg("verify").args(args);
