@@ -450,3 +450,147 @@ fn make_rebuilds_a_touched_source_async() {
 fn make_rebuilds_a_touched_source_many_rounds() {
     make_sees_a_touch(&["async_writes"], 100);
 }
+
+/// Bytes the mount has received from the server so far.
+fn bytes_in(mnt: &std::path::Path) -> u64 {
+    let v = status_json(mnt);
+    let conns = v["connections"].as_array().expect("status --json answers");
+    conns.iter().map(|c| c["bytes_in"].as_u64().unwrap()).sum()
+}
+
+/// A reader's open beside a writer on the same mount leaves the kernel the pages the
+/// writes went through: dropping them can land between a write's copy into a page and its
+/// WRITE, and a READ that overtakes the WRITE then leaves zeros in the page (the NUL bytes
+/// of issue 19, seen once in 500 runs of the loop above). Counted in bytes read from the
+/// server, as that race is too rare to wait for; a change on the server's side is still
+/// seen by the next open.
+fn pages_kept_beside_own_writes(extra: &[&str]) {
+    use std::io::Write;
+    let s = Sshd::start();
+    fs::create_dir_all(s.remote("w")).unwrap();
+    let m = Mount::new(&s, "w", extra);
+    let body: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    fs::write(m.path("f"), &body).unwrap();
+    let mut want = body.clone();
+    let mut w = fs::OpenOptions::new()
+        .append(true)
+        .open(m.path("f"))
+        .unwrap();
+    for i in 0..3 {
+        let line = format!("appended line {i}\n");
+        w.write_all(line.as_bytes()).unwrap();
+        want.extend_from_slice(line.as_bytes());
+        let before = bytes_in(&m.path(""));
+        let got = fs::read(m.path("f")).unwrap();
+        let read = bytes_in(&m.path("")) - before;
+        assert!(
+            got == want,
+            "line {i}: read {} bytes, not what was written",
+            got.len()
+        );
+        assert!(
+            read < 1 << 20,
+            "line {i}: a reader's open beside the writer dropped the pages: {read} bytes read again"
+        );
+    }
+    // Someone else changes bytes on the server, the size unchanged: the next open sees it.
+    if extra.contains(&"async_writes") {
+        assert!(sftpfs_sync(&m.path("")).status.success());
+    }
+    {
+        use std::os::unix::fs::FileExt;
+        let theirs = fs::OpenOptions::new().write(true).open(m.remote("f")).unwrap();
+        theirs.write_all_at(b"THEIRS", 1000).unwrap();
+        // A time of its own: SFTP's seconds cannot tell two changes in one second apart.
+        theirs
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+            .unwrap();
+    }
+    want[1000..1006].copy_from_slice(b"THEIRS");
+    let got = fs::read(m.path("f")).unwrap();
+    assert!(got == want, "their change on the server not seen by the next open");
+    drop(w);
+    assert_eq!(fs::read(m.remote("f")).unwrap(), want);
+}
+
+#[test]
+fn a_readers_open_beside_the_writer_keeps_the_pages_its_writes_made() {
+    pages_kept_beside_own_writes(&[]);
+}
+
+#[test]
+fn a_readers_open_beside_the_writer_keeps_the_pages_its_writes_made_async() {
+    pages_kept_beside_own_writes(&["async_writes"]);
+}
+
+/// The same contract as `append_while_read`, with readers that open, read and close the file
+/// in a loop in this process (hundreds of opens a second, where `cat` makes tens): every open
+/// is a chance for the kernel to drop the file's pages while a write is between its page copy
+/// and its WRITE. By hand: `SFTPFS_ROUNDS=N cargo test --test two_actors -- --ignored
+/// appended_lines_with_fast_readers --nocapture`.
+#[test]
+#[ignore]
+fn appended_lines_with_fast_readers() {
+    let rounds: u64 = std::env::var("SFTPFS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
+    let extra: Vec<&str> = match std::env::var("SFTPFS_MODES").as_deref() {
+        Ok("async") => vec!["async_writes"],
+        _ => vec![],
+    };
+    let s = Sshd::start();
+    fs::create_dir_all(s.remote("w")).unwrap();
+    let m = Mount::new(&s, "w", &extra);
+    let mut bad = 0;
+    for round in 0..rounds {
+        let name = format!("fast-{round}");
+        let path = m.path(&name);
+        fs::write(&path, b"").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (path, stop) = (path.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let (mut n, mut nul) = (0usize, 0usize);
+                    while !stop.load(Ordering::SeqCst) {
+                        let s = fs::read(&path).unwrap();
+                        n += 1;
+                        if s.contains(&0) {
+                            nul += 1;
+                        }
+                    }
+                    (n, nul)
+                })
+            })
+            .collect();
+        let mut want = Vec::new();
+        {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+            for i in 0..3000 {
+                let l = format!("line {i} round {round} ................................\n");
+                f.write_all(l.as_bytes()).unwrap();
+                want.extend_from_slice(l.as_bytes());
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let (mut n, mut nul) = (0, 0);
+        for r in readers {
+            let (a, b) = r.join().unwrap();
+            n += a;
+            nul += b;
+        }
+        let have = fs::read(m.remote(&name)).unwrap();
+        let lost = have != want;
+        eprintln!(
+            "round {round}: {n} reads, {nul} with NUL, server {}",
+            if lost { "DIFFERS" } else { "ok" }
+        );
+        bad += (nul > 0 || lost) as usize;
+    }
+    assert_eq!(
+        bad, 0,
+        "rounds where a reader saw NUL or the server differs"
+    );
+}

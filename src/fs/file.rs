@@ -73,7 +73,10 @@ impl Filesystem {
             (flags & libc::O_TRUNC != 0).then(|| InodeTable::begin_attr_change(&self.inodes, ino));
         // Where the file's changes stood when the LSTAT was asked: a write answered while it
         // travelled (another descriptor's, on another connection) may not be in its answer.
-        let mark = self.inodes.lock().unwrap().attr_mark(ino);
+        let (mark, written) = {
+            let t = self.inodes.lock().unwrap();
+            (t.attr_mark(ino), t.written(ino))
+        };
         if flags & libc::O_TRUNC != 0 {
             self.size_changing(ino, 0);
         }
@@ -117,14 +120,20 @@ impl Filesystem {
                 c.generation(super::names::inode::parent_of(p)) == generation
             });
         }
-        let current = self.inodes.lock().unwrap().quiet_since(ino, mark);
         let version = Version::of(&a);
         let keep_cache = {
             let mut t = self.inodes.lock().unwrap();
+            let current = t.quiet_since(ino, mark);
+            let ours = st.is_some() && t.pages_still_hold(ino, written, a.size);
+            if current {
+                t.pages_checked(ino);
+            }
             match t.get_mut(ino) {
                 Some(n) => {
-                    // An answer a write may have overtaken proves nothing about the pages.
-                    let same = current && n.version == Some(version) && flags & libc::O_TRUNC == 0;
+                    // An answer a write may have overtaken proves nothing about the pages;
+                    // this mount's own writes are in them already.
+                    let same = (current && n.version == Some(version) || ours)
+                        && flags & libc::O_TRUNC == 0;
                     n.version = Some(version);
                     same
                 }
@@ -367,6 +376,7 @@ impl Filesystem {
             tracing::warn!("could not re-open a file after reconnecting: {e}");
             // What cannot be replayed is an error on this file, never silent loss.
             if !f.pending().is_empty() || f.writable {
+                self.inodes.lock().unwrap().note_write_failed(f.ino);
                 f.latch(libc::EIO);
             }
             for (seq, _) in f.pending() {

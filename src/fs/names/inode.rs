@@ -172,6 +172,20 @@ struct ChangeCount {
     begun: u64,
     done: u64,
     last: std::time::Instant,
+    /// This mount's writes since the kernel's pages were last checked against the server.
+    written: Written,
+}
+
+/// What this mount's writes of a file since an open last checked the kernel's pages against
+/// the server (see [`InodeTable::pages_still_hold`]) leave its size at. The kernel copies
+/// every write into its pages itself, so those writes never call for dropping them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Written {
+    #[default]
+    Nothing,
+    Size(u64),
+    /// A write whose resulting size is not known here.
+    Unknown,
 }
 
 /// Counts of changes are kept apart from the nodes, which the kernel may forget (and a name
@@ -473,6 +487,8 @@ impl InodeTable {
             self.drop_link(ino, l.parent, &l.name);
         }
         self.nodes.remove(&ino);
+        // The kernel's inode, and its pages, went with the last reference.
+        self.pages_checked(ino);
     }
 
     /// Records that the kernel was handed an entry for `path`; returns its number.
@@ -569,12 +585,67 @@ impl InodeTable {
             begun: 0,
             done: 0,
             last: std::time::Instant::now(),
+            written: Written::Nothing,
         });
         c.begun += 1;
         c.last = std::time::Instant::now();
         AttrChangeGuard {
             table: table.clone(),
             ino,
+        }
+    }
+
+    /// A write of `ino` by this mount (its change begun, see `begin_attr_change`) leaves the
+    /// file `size` bytes long, when known.
+    pub fn note_written(&mut self, ino: u64, size: Option<u64>) {
+        if let Some(c) = self.changes.get_mut(&ino) {
+            c.written = size.map_or(Written::Unknown, Written::Size);
+        }
+    }
+
+    /// A write of `ino` failed or was lost: the kernel's pages hold what the server does
+    /// not, and the next open must drop them.
+    pub fn note_write_failed(&mut self, ino: u64) {
+        let c = self.changes.entry(ino).or_insert(ChangeCount {
+            begun: 0,
+            done: 0,
+            last: std::time::Instant::now(),
+            written: Written::Nothing,
+        });
+        c.written = Written::Unknown;
+    }
+
+    /// What this mount wrote to `ino` since its pages were last checked.
+    pub fn written(&self, ino: u64) -> Written {
+        self.changes
+            .get(&ino)
+            .map_or(Written::Nothing, |c| c.written)
+    }
+
+    /// An open found `size` on the server (asked at `mark`, when this mount's writes stood
+    /// at `before`): whether that is the size the kernel's pages have, its writes since the
+    /// last check being this mount's own. Writes placed while the question travelled may or
+    /// may not be in its answer, so any size between the one before and the one now will
+    /// do. Another program's change that leaves the file at exactly such a size is not
+    /// seen: two writers of one file on two machines are not coherent anyway.
+    ///
+    /// Why it matters: an open that drops the pages can do so between a writer's copy of
+    /// its data into them and its WRITE; a read that then reaches us first answers short,
+    /// and the kernel keeps the zeros it filled the page's tail with (issue 19).
+    pub fn pages_still_hold(&self, ino: u64, before: Written, size: Option<u64>) -> bool {
+        let (Written::Size(from), Written::Size(to), Some(size)) =
+            (before, self.written(ino), size)
+        else {
+            return false;
+        };
+        (from.min(to)..=from.max(to)).contains(&size)
+    }
+
+    /// An open checked the kernel's pages against the server's file with nothing of this
+    /// mount's on its way: what was written before is in that check.
+    pub fn pages_checked(&mut self, ino: u64) {
+        if let Some(c) = self.changes.get_mut(&ino) {
+            c.written = Written::Nothing;
         }
     }
 
@@ -812,6 +883,55 @@ mod tests {
         drop(w);
         let asked = t.lock().unwrap().attr_mark(ino);
         assert!(t.lock().unwrap().quiet_since(ino, asked));
+    }
+
+    #[test]
+    fn pages_hold_while_only_this_mounts_writes_explain_the_servers_size() {
+        let t = Arc::new(Mutex::new(InodeTable::new()));
+        let ino = t.lock().unwrap().lookup(b"f");
+        let before = t.lock().unwrap().written(ino);
+        assert_eq!(before, Written::Nothing);
+        assert!(!t.lock().unwrap().pages_still_hold(ino, before, Some(0)));
+        // Two appends: an open asked after the first, answered after the second was placed.
+        let w = InodeTable::begin_attr_change(&t, ino);
+        t.lock().unwrap().note_written(ino, Some(100));
+        drop(w);
+        let before = t.lock().unwrap().written(ino);
+        let w = InodeTable::begin_attr_change(&t, ino);
+        t.lock().unwrap().note_written(ino, Some(150));
+        let tb = t.lock().unwrap();
+        assert!(
+            tb.pages_still_hold(ino, before, Some(100)),
+            "the second not landed"
+        );
+        assert!(tb.pages_still_hold(ino, before, Some(150)), "both landed");
+        assert!(
+            !tb.pages_still_hold(ino, before, Some(99)),
+            "someone truncated it"
+        );
+        assert!(
+            !tb.pages_still_hold(ino, before, Some(151)),
+            "someone appended"
+        );
+        assert!(!tb.pages_still_hold(ino, before, None));
+        drop(tb);
+        drop(w);
+        // A write of unknown outcome, or a check since, proves nothing.
+        let w = InodeTable::begin_attr_change(&t, ino);
+        t.lock().unwrap().note_written(ino, None);
+        drop(w);
+        assert!(!t
+            .lock()
+            .unwrap()
+            .pages_still_hold(ino, Written::Size(150), Some(150)));
+        t.lock().unwrap().pages_checked(ino);
+        assert_eq!(t.lock().unwrap().written(ino), Written::Nothing);
+        // The kernel's inode goes with its pages: what was written before is not kept.
+        let w = InodeTable::begin_attr_change(&t, ino);
+        t.lock().unwrap().note_written(ino, Some(10));
+        drop(w);
+        t.lock().unwrap().forget(ino, 1);
+        assert_eq!(t.lock().unwrap().written(ino), Written::Nothing);
     }
 
     /// Counts of a million files changed once each: looking for idle ones must stay linear

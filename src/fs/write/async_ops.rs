@@ -207,6 +207,8 @@ impl Filesystem {
         }
         self.feed_write_digest(f.ino, offset, &data);
         self.local_size_is(f.ino, |s| s.max(offset + len as u64));
+        let written = size.map(|s| s.max(offset + len as u64));
+        self.inodes.lock().unwrap().note_written(f.ino, written);
         // What other descriptors of the file read ahead is old now.
         self.drop_readahead(f.ino);
         match fresh {

@@ -79,22 +79,27 @@ impl Filesystem {
                 .ok()
                 .and_then(|a| a.size);
         }
-        let offset = match self.inodes.lock().unwrap().get_mut(f.ino) {
-            Some(n) => {
-                // The kernel offers its own idea of the size, which open does not refresh (a
-                // file grown on the server stays short). The end the queued writes imply
-                // comes first, else the server's (the open's LSTAT, the cache or FSTAT); the
-                // server's own end (SSH_FXF_APPEND) would miss writes still travelling.
-                let size = n.local_size.or(known);
-                let offset = match size {
-                    Some(end) if appends => end,
-                    _ => offset,
-                };
-                let end = offset + data.len() as u64;
-                n.local_size = Some(size.unwrap_or(0).max(end));
-                offset
+        let offset = {
+            let mut t = self.inodes.lock().unwrap();
+            match t.get_mut(f.ino) {
+                Some(n) => {
+                    // The kernel offers its own idea of the size, which open does not refresh (a
+                    // file grown on the server stays short). The end the queued writes imply
+                    // comes first, else the server's (the open's LSTAT, the cache or FSTAT); the
+                    // server's own end (SSH_FXF_APPEND) would miss writes still travelling.
+                    let size = n.local_size.or(known);
+                    let offset = match size {
+                        Some(end) if appends => end,
+                        _ => offset,
+                    };
+                    let end = offset + data.len() as u64;
+                    n.local_size = Some(size.unwrap_or(0).max(end));
+                    let size = n.local_size;
+                    t.note_written(f.ino, size);
+                    offset
+                }
+                None => offset,
             }
-            None => offset,
         };
         let len = data.len();
         // What was hashed of this file is not the file any more.
@@ -195,6 +200,7 @@ impl Filesystem {
                 Err(e) => {
                     let err = fs.explain_write_failure(e).await;
                     tracing::warn!("write failed: {err}");
+                    fs.inodes.lock().unwrap().note_write_failed(f.ino);
                     f.latch(err.errno);
                     f.ack(seq);
                 }

@@ -136,6 +136,7 @@ impl Filesystem {
                     errno,
                 });
                 if let Some(f) = &p.file {
+                    self.inodes.lock().unwrap().note_write_failed(f.ino);
                     f.fail(errno);
                 }
                 self.cache.invalidate(&p.path);
