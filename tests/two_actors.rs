@@ -499,7 +499,10 @@ fn pages_kept_beside_own_writes(extra: &[&str]) {
     }
     {
         use std::os::unix::fs::FileExt;
-        let theirs = fs::OpenOptions::new().write(true).open(m.remote("f")).unwrap();
+        let theirs = fs::OpenOptions::new()
+            .write(true)
+            .open(m.remote("f"))
+            .unwrap();
         theirs.write_all_at(b"THEIRS", 1000).unwrap();
         // A time of its own: SFTP's seconds cannot tell two changes in one second apart.
         theirs
@@ -508,7 +511,10 @@ fn pages_kept_beside_own_writes(extra: &[&str]) {
     }
     want[1000..1006].copy_from_slice(b"THEIRS");
     let got = fs::read(m.path("f")).unwrap();
-    assert!(got == want, "their change on the server not seen by the next open");
+    assert!(
+        got == want,
+        "their change on the server not seen by the next open"
+    );
     drop(w);
     assert_eq!(fs::read(m.remote("f")).unwrap(), want);
 }
