@@ -865,6 +865,70 @@ fn a_removal_or_rename_over_a_file_changed_on_the_server_meanwhile_keeps_theirs(
     );
 }
 
+/// The server up all along: `rm` of a file and `mv` over another that the mount listed more
+/// than 10 s before, each changed on the server since (a different size): the queued
+/// operation checks its base before it is sent, however briefly it waited, and theirs
+/// stays. Files listed as long ago but unchanged go as asked. (Two directories: a conflict
+/// found in one makes the mount list it again, and the other's check must not depend on
+/// which was sent first.)
+#[test]
+fn a_removal_or_rename_based_on_an_old_listing_checks_the_server_first() {
+    let s = Sshd::start();
+    let files = [
+        ("a/gone", FIRST),
+        ("a/same", FIRST),
+        ("b/target", FIRST),
+        ("b/target2", FIRST),
+        ("b/new", b"ours".as_slice()),
+        ("b/new2", b"ours too".as_slice()),
+    ];
+    for (n, body) in files {
+        fs::create_dir_all(s.remote(&format!("w/{n}")).parent().unwrap()).unwrap();
+        fs::write(s.remote(&format!("w/{n}")), body).unwrap();
+    }
+    // A directory changed in the second it is listed is listed again (its time cannot tell
+    // a later change in that second): these are from long ago.
+    for d in ["a", "b"] {
+        fs::File::open(s.remote(&format!("w/{d}")))
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+            .unwrap();
+    }
+    let base = TempDir::new("journals");
+    let o = opts(&base.path().join("j"));
+    let o: Vec<&str> = o.iter().map(String::as_str).collect();
+    let m = Mount::new(&s, "w", &o);
+    let listed = std::time::Instant::now();
+    assert_eq!(fs::read_dir(m.path("a")).unwrap().count(), 2);
+    assert_eq!(fs::read_dir(m.path("b")).unwrap().count(), 4);
+    // Their change leaves the directories' times as they were: nothing tells the mount.
+    for n in ["a/gone", "b/target"] {
+        fs::write(s.remote(&format!("w/{n}")), THEIRS).unwrap();
+    }
+    // What is waited for is the listings' age itself.
+    let old = listed + Duration::from_millis(10_500);
+    std::thread::sleep(old.saturating_duration_since(std::time::Instant::now()));
+    fs::remove_file(m.path("a/gone")).unwrap();
+    fs::remove_file(m.path("a/same")).unwrap();
+    fs::rename(m.path("b/new"), m.path("b/target")).unwrap();
+    fs::rename(m.path("b/new2"), m.path("b/target2")).unwrap();
+    let out = sftpfs_sync(&m.path(""));
+    assert!(
+        !out.status.success(),
+        "sftpfs sync did not report the conflicts"
+    );
+    let at = |n: &str| s.remote(&format!("w/{n}"));
+    assert_eq!(fs::read(at("a/gone")).unwrap(), THEIRS, "a/gone");
+    assert!(!at("a/same").exists(), "a/same was not removed");
+    assert_eq!(fs::read(at("b/target")).unwrap(), THEIRS, "b/target");
+    let copies = conflict_copies(&s.remote("w/b"), "target");
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(fs::read(&copies[0]).unwrap(), b"ours");
+    assert_eq!(fs::read(at("b/target2")).unwrap(), b"ours too");
+    assert!(!at("b/new").exists() && !at("b/new2").exists());
+    assert_eq!(status_json(&m.path(""))["async_writes"]["conflicts"], 2);
+}
+
 /// The benchmark of replay (`bench/journal`; a release binary through `SFTPFS_TEST_BIN`):
 /// `tar x` of `SFTPFS_BENCH_FILES` (2000) small files at 40 ms RTT, until `sftpfs sync`
 /// returns, mounted; then the same `tar x` into the journal with the server gone, the daemon

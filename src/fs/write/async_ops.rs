@@ -486,8 +486,8 @@ impl Filesystem {
         dir: bool,
     ) -> Option<FsResult<()>> {
         self.journal()?;
-        let known = match self.cache.known(path) {
-            crate::fs::meta::cache::Known::Present(e) => e,
+        let (known, seen) = match self.cache.known_since(path) {
+            (crate::fs::meta::cache::Known::Present(e), seen) => (e, seen),
             _ => return None,
         };
         if known.attrs.is_dir() != dir {
@@ -505,7 +505,7 @@ impl Filesystem {
             true => (Op::Rmdir, Base::Unchecked),
             false => (Op::Remove, base_of(&known)),
         };
-        if let Err(e) = self.enqueue_based(path, None, op, base).await {
+        if let Err(e) = self.enqueue_based(path, None, op, base, seen).await {
             return Some(Err(e));
         }
         self.cache
@@ -535,7 +535,8 @@ impl Filesystem {
         };
         // What the name it replaces was, for a rename that waited to tell whether someone
         // else made or changed it meanwhile.
-        let base = match self.cache.known(to) {
+        let (known, seen) = self.cache.known_since(to);
+        let base = match known {
             crate::fs::meta::cache::Known::Absent => Base::Absent,
             crate::fs::meta::cache::Known::Present(t)
                 if !t.attrs.is_dir() && !source.attrs.is_dir() =>
@@ -545,7 +546,7 @@ impl Filesystem {
             _ => return None,
         };
         if let Err(e) = self
-            .enqueue_based(from, None, Op::Rename(to.to_vec()), base)
+            .enqueue_based(from, None, Op::Rename(to.to_vec()), base, seen)
             .await
         {
             return Some(Err(e));

@@ -42,6 +42,9 @@ pub struct Listing {
     pub vouched: Instant,
     /// What the listing was taken against (see [`Stamp`]).
     pub stamp: Stamp,
+    /// When it was asked for: its entries' sizes and mtimes are no older (a check of the
+    /// directory's own attributes vouches for names, not for what the files hold).
+    pub fetched: Instant,
 }
 
 /// How long an answer fetched ahead of its use (a prefetched listing, a file read ahead
@@ -277,6 +280,7 @@ impl MetaCache {
             ahead: asked.ahead,
             vouched: asked.at,
             stamp: asked.stamp,
+            fetched: asked.at,
         };
         let now = Instant::now();
         {
@@ -341,9 +345,18 @@ impl MetaCache {
 
     /// What the parent's cached listing says about `path`.
     pub fn known(&self, path: &[u8]) -> Known {
+        self.known_since(path).0
+    }
+
+    /// `known`, and since when the server's answer it comes from is old (when its listing
+    /// was asked for).
+    pub fn known_since(&self, path: &[u8]) -> (Known, Option<std::time::Instant>) {
         match self.listing(parent_of(path)) {
-            Some(l) => l.lock().unwrap().known(name_of(path)),
-            None => Known::Unknown,
+            Some(l) => {
+                let l = l.lock().unwrap();
+                (l.known(name_of(path)), Some(l.fetched.into_std()))
+            }
+            None => (Known::Unknown, None),
         }
     }
 }

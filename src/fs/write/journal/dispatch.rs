@@ -23,10 +23,12 @@ use crate::remote::{Attrs, Conn, Handle, RemoteError};
 /// The server is probed this often at first while it cannot be reached, then less.
 const PROBE_FIRST: Duration = Duration::from_secs(1);
 const PROBE_MAX: Duration = Duration::from_secs(30);
-/// A removal, or a rename over a name, queued longer ago than this checks first that the
-/// server's file is still the one the mount saw (while mounted it goes within round trips,
-/// and a check would cost each one another; after the server was away, or at replay,
-/// someone may have changed it meanwhile).
+/// A removal, or a rename over a name, based on what the server said longer ago than this
+/// (its listing, or its wait in the queue) checks first that the server's file is still the
+/// one the mount saw. Younger, it is sent as it is: `rm -rf` lists each directory just
+/// before removing its files, and one LSTAT more for each would cost it a round trip per
+/// file (7.09× sshfs at 40 ms RTT instead of 11.6×, see bench/RESULTS.md). After the server
+/// was away, or at replay, someone may have changed it meanwhile.
 const STALE_BASE: Duration = Duration::from_secs(10);
 
 /// How an operation ended, when the server did not refuse it.
@@ -362,7 +364,9 @@ impl Filesystem {
         to: Option<&[u8]>,
         again: bool,
     ) -> Result<Option<Outcome>, RemoteError> {
-        let waited = again || p.queued.elapsed().unwrap_or_default() > STALE_BASE;
+        let waited = again
+            || p.queued.elapsed().unwrap_or_default() > STALE_BASE
+            || p.seen.is_none_or(|t| t.elapsed() > STALE_BASE);
         match (&p.op, p.base) {
             (Op::Rename(_), base @ (Base::Absent | Base::Seen { .. })) if waited => {
                 let to = to.expect("a rename's target");

@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -198,6 +198,9 @@ struct Entry {
     base: Base,
     /// When it was queued (for the oldest waiting age; replay: when first queued).
     time: SystemTime,
+    /// When the server gave what `base` holds (not kept in the journal: replay checks
+    /// every base).
+    seen: Option<Instant>,
     running: bool,
     /// Replay: answered before the restart, sent again only to a conflict copy.
     only_if_diverted: bool,
@@ -554,6 +557,7 @@ impl Journal {
                             replayed: e.replayed,
                             only_if_diverted: e.only_if_diverted,
                             queued: e.time,
+                            seen: e.seen,
                             unreadable: true,
                         });
                         continue;
@@ -571,6 +575,7 @@ impl Journal {
                 replayed: e.replayed,
                 only_if_diverted: e.only_if_diverted,
                 queued: e.time,
+                seen: e.seen,
                 unreadable: false,
             });
         }
@@ -690,6 +695,7 @@ struct Picked {
     replayed: bool,
     only_if_diverted: bool,
     queued: SystemTime,
+    seen: Option<Instant>,
     /// Its data could not be read back from the journal.
     unreadable: bool,
 }
@@ -802,16 +808,19 @@ impl Filesystem {
         file: Option<&Arc<JFile>>,
         op: Op,
     ) -> FsResult<()> {
-        self.enqueue_based(path, file, op, Base::Unchecked).await
+        self.enqueue_based(path, file, op, Base::Unchecked, None)
+            .await
     }
 
-    /// [`Self::enqueue`], with what the operation is based on (checked at send time).
+    /// [`Self::enqueue`], with what the operation is based on, as the server gave it at
+    /// `seen` (checked at send time once that is old, see `dispatch.rs`).
     pub(in crate::fs) async fn enqueue_based(
         self: &Arc<Self>,
         path: &[u8],
         file: Option<&Arc<JFile>>,
         op: Op,
         base: Base,
+        seen: Option<Instant>,
     ) -> FsResult<()> {
         let j = self.journal().expect("asynchronous mode");
         let closed = || FsError::new(libc::EIO);
@@ -891,6 +900,7 @@ impl Filesystem {
                 file: file.cloned(),
                 base,
                 time: SystemTime::now(),
+                seen,
                 running: false,
                 only_if_diverted: false,
                 replayed: false,

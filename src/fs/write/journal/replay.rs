@@ -422,6 +422,7 @@ impl Filesystem {
                     file,
                     base: p.base,
                     time: SystemTime::UNIX_EPOCH + Duration::from_nanos(p.time_ns),
+                    seen: None,
                     running: false,
                     only_if_diverted: p.only_if_diverted,
                     replayed: true,
