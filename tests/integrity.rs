@@ -231,6 +231,61 @@ fn without_a_means_to_hash_xattrs_are_enodata_and_verify_writes_is_refused_up_fr
     assert!(!is_mounted(&mnt));
 }
 
+/// A host that allows SFTP and nothing else, as many hosting accounts do (`ForceCommand
+/// internal-sftp`): every exec runs the SFTP server instead of the hash program. The probe
+/// must see that there is no shell, within its deadline, never take the SFTP server's
+/// silence or bytes for a digest: hashes are ENODATA, `sftpfs status` says why, and
+/// `verify_writes` is refused up front.
+#[test]
+fn a_host_that_forces_sftp_on_every_exec_has_no_hashes_and_says_so() {
+    let s = Sshd::start_with("root", |c| {
+        let home = c
+            .lines()
+            .find_map(|l| l.strip_prefix("Subsystem sftp "))
+            .expect("the subsystem line")
+            .to_string();
+        format!("{c}ForceCommand {home}\n")
+    });
+    fs::create_dir(s.remote("w")).unwrap();
+    fs::write(s.remote("w/f"), b"data").unwrap();
+    let m = Mount::new(&s, "w", &[]);
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"data", "SFTP itself works");
+    let asked = std::time::Instant::now();
+    assert_eq!(
+        getxattr(&m.path("f"), "user.sftpfs.sha256"),
+        Err(libc::ENODATA)
+    );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(25),
+        "the hash waited {:?}",
+        asked.elapsed()
+    );
+    let out = Command::new(binary())
+        .arg("status")
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("hashes on the server"))
+        .unwrap_or_else(|| panic!("no hashes line:\n{text}"));
+    assert!(line.contains("none ("), "{line}");
+    drop(m);
+
+    let mnt = s.mountpoint();
+    let mut cmd = s.command();
+    cmd.args(s.mount_args("w", &mnt, &["verify_writes"]))
+        .arg("-f");
+    let run = run_to_exit(cmd, &s.dir, FAIL_DEADLINE);
+    let err = run.one_line_error();
+    assert!(
+        err.contains("verify_writes") && err.contains("no hash"),
+        "{err}"
+    );
+    assert!(!is_mounted(&mnt));
+}
+
 /// A mount through the corrupting relay; its control file (write `flip` to corrupt).
 fn corrupting_mount<'a>(s: &'a Sshd, extra: &[&str]) -> (Mount<'a>, PathBuf) {
     let control = s.local("control");
