@@ -86,6 +86,70 @@ fn ssh_command_runs_the_system_ssh() {
     drop(m);
 }
 
+/// A hash attribute of `path` (`user.sftpfs.sha256`): the digest, or the errno.
+fn sha256_xattr(path: &Path) -> Result<String, i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut buf = vec![0u8; 256];
+    let r = unsafe {
+        libc::getxattr(
+            p.as_ptr(),
+            c"user.sftpfs.sha256".as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
+    }
+    buf.truncate(r as usize);
+    Ok(String::from_utf8(buf).unwrap())
+}
+
+/// With `ssh_command=`, the server's hashes come from one more run of that command (`ssh
+/// HOST sh`), the names on its standard input: the right file, however its name is made
+/// (issue 23 item 1).
+#[test]
+fn ssh_command_hashes_by_running_sh_through_it() {
+    let sshd = Sshd::start();
+    let name = "it's a \"name\" $(touch pwned)";
+    fs::write(sshd.home().join(name), b"hash me").unwrap();
+    fs::write(sshd.home().join("it"), b"a decoy").unwrap();
+    let port = sshd.port.to_string();
+    let m = mount_with(
+        &sshd,
+        &sshd.target(""),
+        &["-p", &port, "-o", &ssh_command(&sshd)],
+    );
+    let out = Command::new("sha256sum")
+        .arg("--")
+        .arg(sshd.home().join(name))
+        .output()
+        .unwrap();
+    let want = String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(sha256_xattr(&m.path(name)), Ok(want));
+    assert!(
+        !sshd.home().join("pwned").exists(),
+        "a name ran as a command"
+    );
+}
+
+/// `directport=` has no SSH, so no exec channel: no hashes, at once.
+#[test]
+fn directport_has_no_hashes() {
+    let sshd = Sshd::start();
+    fs::write(sshd.home().join("f"), b"data").unwrap();
+    let listener = SftpListener::start(&sshd.home());
+    let home = sshd.home().display().to_string();
+    let opt = format!("directport={}", listener.port);
+    let m = mount_with(&sshd, &format!("127.0.0.1:{home}"), &["-o", &opt]);
+    assert_eq!(sha256_xattr(&m.path("f")), Err(libc::ENODATA));
+}
+
 /// ssh options given with -o reach the system ssh (here the key and known_hosts).
 #[test]
 fn ssh_command_gets_the_ssh_options() {
