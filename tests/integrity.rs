@@ -872,3 +872,150 @@ fn verify_writes_checks_beside_a_running_writer_never_fail_wrongly() {
     assert!(v["verified"].as_u64().unwrap() >= 1, "{v}");
     eprintln!("{closes} closes beside the writer: {v}");
 }
+
+/// Seconds of `f`, run once.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = std::time::Instant::now();
+    let r = f();
+    (r, t.elapsed().as_secs_f64())
+}
+
+/// The numbers of issue 23 (`bench/integrity`; a release binary through `SFTPFS_TEST_BIN`):
+/// a server-side hash of a large file through the xattr (time and bytes on the link) beside
+/// `sha256sum` on the server; `sftpfs verify --against` of a tree of small files at 40 ms
+/// RTT beside `rclone check` of the same tree over its sftp backend through the same link;
+/// a large write with and without `verify_writes`. Sizes: `SFTPFS_BENCH_BIG_MB` (1024),
+/// `SFTPFS_BENCH_FILES` (10 000), `SFTPFS_BENCH_WRITE_MB` (512).
+#[test]
+#[ignore = "a benchmark: bench/integrity"]
+fn integrity_numbers() {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (big_mb, files, write_mb) = (
+        env("SFTPFS_BENCH_BIG_MB", 1024),
+        env("SFTPFS_BENCH_FILES", 10_000),
+        env("SFTPFS_BENCH_WRITE_MB", 512),
+    );
+    // rclone hashes one file per exec session, a few round trips each: the whole tree would
+    // take it most of an hour, so it checks the first directories (100 files each).
+    let rclone_files = env("SFTPFS_BENCH_RCLONE_FILES", 1000).min(files);
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let block = random_bytes(16 << 20, 23);
+    {
+        let mut f = fs::File::create(s.remote("w/big")).unwrap();
+        for _ in 0..big_mb.div_ceil(16) {
+            f.write_all(&block).unwrap();
+        }
+    }
+    let counted = support::proxy::Proxy::start(s.port);
+    fs::write(s.remote("w/small"), b"probe").unwrap();
+    let m = Mount::via_port(&s, counted.port(), "w", &[]);
+    // The first hash probes what the server offers: not part of the measurement.
+    getxattr(&m.path("small"), "user.sftpfs.sha256").unwrap();
+    // Both from the server's page cache: the file was just written.
+    let (want, on_server_s) = timed(|| on_server("sha256sum", &s.remote("w/big")));
+    let before = counted.bytes();
+    let (got, xattr_s) = timed(|| getxattr(&m.path("big"), "user.sftpfs.sha256").unwrap());
+    let link = counted.bytes() - before;
+    assert_eq!(String::from_utf8_lossy(&got), want);
+    drop(m);
+
+    // verify_writes on a large write, loopback, default mode: cp from a local file.
+    fs::write(s.local("src"), &block).unwrap();
+    {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(s.local("src"))
+            .unwrap();
+        for _ in 1..write_mb.div_ceil(16) {
+            f.write_all(&block).unwrap();
+        }
+    }
+    let cp_with = |extra: &[&str], name: &str| {
+        let m = Mount::new(&s, "w", extra);
+        let (out, secs) = timed(|| {
+            Command::new("cp")
+                .arg(s.local("src"))
+                .arg(m.path(name))
+                .output()
+                .unwrap()
+        });
+        assert!(out.status.success(), "cp: {out:?}");
+        if !extra.is_empty() {
+            let v = &status_json(&m.mnt)["verify_writes"];
+            assert_eq!(v["verified"].as_u64(), Some(1), "{v}");
+        }
+        secs
+    };
+    let plain_s = cp_with(&[], "plain");
+    let verified_s = cp_with(&["verify_writes"], "verified");
+
+    // A tree of small files at 40 ms RTT: sftpfs verify --against, then rclone check.
+    let local = s.local("tree");
+    for i in 0..files {
+        let d = local.join(format!("d{:03}", i / 100));
+        if i % 100 == 0 {
+            fs::create_dir_all(&d).unwrap();
+        }
+        fs::write(d.join(format!("f{i:05}")), random_bytes(4096, i as u64)).unwrap();
+    }
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&local)
+        .arg(s.remote("w/tree"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let slow = support::proxy::Proxy::start(s.port);
+    slow.delay(std::time::Duration::from_millis(20));
+    let m = Mount::via_port(&s, slow.port(), "w", &[]);
+    let (run, verify_s) = timed(|| {
+        let mut cmd = Command::new(binary());
+        cmd.arg("verify")
+            .arg("--against")
+            .arg(&local)
+            .arg(m.path("tree"));
+        run_to_exit(cmd, &s.dir, std::time::Duration::from_secs(1800))
+    });
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "sftpfs verify: {}",
+        run.stderr
+    );
+    let remote = format!(
+        ":sftp,host=127.0.0.1,port={},user=root,key_file={},known_hosts_file={}:{}",
+        slow.port(),
+        s.client_key.display(),
+        s.known_hosts.display(),
+        s.remote("w/tree").display()
+    );
+    let (out, rclone_s) = timed(|| {
+        let mut c = Command::new("rclone");
+        c.args(["check", "--config", "/dev/null", "--one-way"]);
+        for d in 0..rclone_files.div_ceil(100) {
+            c.arg("--include").arg(format!("/d{d:03}/**"));
+        }
+        c.arg(&local).arg(&remote).output().unwrap()
+    });
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "rclone check: {said}");
+    let hashes = said
+        .lines()
+        .find(|l| l.contains("matching files"))
+        .and_then(|l| l.rsplit(": ").next())
+        .unwrap_or("")
+        .to_string();
+    report(&format!(
+        "\n| what | sftpfs | beside it | |\n|---|---:|---:|---|\n\
+         | sha256 of a {big_mb} MiB file, getxattr (loopback) | {xattr_s:.2} s | {on_server_s:.2} s | `sha256sum` on the server; {link} bytes on the link |\n\
+         | `cp` of {write_mb} MiB (loopback) | {verified_s:.2} s with `verify_writes` | {plain_s:.2} s without | {:.2}× |\n\
+         | files of 4 KiB, 40 ms RTT | {verify_s:.2} s `sftpfs verify --against` of {files} | {rclone_s:.2} s `rclone check` of {rclone_files} | per file {:.1}× faster; rclone said: {hashes} |",
+        verified_s / plain_s,
+        (rclone_s / rclone_files as f64) / (verify_s / files as f64),
+    ));
+}
