@@ -873,6 +873,47 @@ fn verify_writes_checks_beside_a_running_writer_never_fail_wrongly() {
     eprintln!("{closes} closes beside the writer: {v}");
 }
 
+/// An asynchronous `tar x` through a slow link with `verify_writes`: the queue's closes come
+/// many at once, and their hashes go together, many files to one command run on the server,
+/// instead of a run (an exec channel's round trips) each. All verified.
+#[test]
+fn verify_writes_with_async_writes_hashes_many_closes_in_one_run() {
+    let s = Sshd::start();
+    fs::create_dir(s.remote("w")).unwrap();
+    let journal = TempDir::new("journal");
+    let journal_dir = format!("journal_dir={}", journal.path().display());
+    let p = support::proxy::Proxy::start(s.port);
+    p.delay(std::time::Duration::from_millis(20));
+    let m = Mount::via_port(
+        &s,
+        p.port(),
+        "w",
+        &["verify_writes", "async_writes", &journal_dir],
+    );
+    write_and_close(&m.path("first"), b"1").unwrap();
+    small_files(&s.local("src/t"), 3, 120);
+    let archive = tarball(&s.local("src"), "t");
+    fs::create_dir(m.path("x")).unwrap();
+    sh(&m.path("x"), "tar", &["-xf", archive.to_str().unwrap()]);
+    let out = sftpfs_sync(&m.mnt);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    same_tree(&s.local("src/t"), &s.remote("w/x/t"));
+    let st = status_json(&m.mnt);
+    let verified = st["verify_writes"]["verified"].as_u64().unwrap();
+    let runs = st["hashes"]["exec_runs"].as_u64().unwrap();
+    eprintln!("{verified} files verified in {runs} command runs");
+    assert!(verified >= 121, "{st}");
+    assert_eq!(st["verify_writes"]["mismatched"], 0, "{st}");
+    assert!(
+        runs * 4 <= verified,
+        "{verified} files verified in {runs} command runs"
+    );
+}
+
 /// Seconds of `f`, run once.
 fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let t = std::time::Instant::now();

@@ -189,9 +189,10 @@ pub fn text(v: &Value) -> String {
         };
         let _ = writeln!(
             o,
-            "hashes on the server: {what}; {} computed, {} failed",
+            "hashes on the server: {what}; {} computed, {} failed, {} command runs",
             u(&h["computed"]),
-            u(&h["failed"])
+            u(&h["failed"]),
+            u(&h["exec_runs"])
         );
     }
     if let Some(w) = v["verify_writes"].as_object() {

@@ -123,6 +123,7 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
             "missing": h.missing,
             "computed": h.computed,
             "failed": h.failed,
+            "exec_runs": h.exec_runs,
         })),
         "verify_writes": s.integrity.verify_writes.map(|(a, [ok, bad, unchecked, failed, changed])| json!({
             "algorithm": a.name(),

@@ -11,10 +11,11 @@
 
 pub mod algo;
 pub mod check_file;
+mod group;
 pub mod shell;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -135,6 +136,8 @@ enum ExecMeans {
 struct Counters {
     computed: AtomicU64,
     failed: AtomicU64,
+    /// Commands run on the server (exec channels opened), probes aside.
+    exec_runs: AtomicU64,
 }
 
 /// Bytes a second a server is assumed to hash at least (a slow disk): how long a hash may
@@ -158,6 +161,9 @@ pub struct ServerHashes {
     /// queue sends many, and `sftpfs verify`'s batches): they take turns instead of opening
     /// a channel each and outwaiting their deadline behind one another.
     exec_slots: tokio::sync::Semaphore,
+    /// Single files waiting for an exec run (see `group.rs`).
+    gathering: group::Gathering,
+    me: Weak<ServerHashes>,
     counters: Counters,
 }
 
@@ -179,6 +185,7 @@ pub struct HashStatus {
     pub missing: String,
     pub computed: u64,
     pub failed: u64,
+    pub exec_runs: u64,
 }
 
 impl ServerHashes {
@@ -188,13 +195,15 @@ impl ServerHashes {
         command: HashCommand,
         timeout: Duration,
     ) -> Arc<ServerHashes> {
-        Arc::new(ServerHashes {
+        Arc::new_cyclic(|me| ServerHashes {
             pool,
             transport,
             command,
             timeout,
             exec: tokio::sync::OnceCell::new(),
             exec_slots: tokio::sync::Semaphore::new(EXEC_PARALLEL),
+            gathering: group::Gathering::default(),
+            me: me.clone(),
             counters: Counters::default(),
         })
     }
@@ -353,6 +362,10 @@ impl ServerHashes {
                 Route::CheckFile | Route::Md5Hash => {
                     self.by_extension(&route, path, open, algo, patience).await
                 }
+                // A command that hashes many files in one run: with those asked meanwhile.
+                Route::Exec(how @ ExecHow::Tool(t)) if t.zero => {
+                    self.by_exec_gathered(how, algo, path, size).await
+                }
                 Route::Exec(how) => {
                     let got = self.by_exec(how, algo, &[path], patience).await;
                     got.into_iter()
@@ -414,7 +427,8 @@ impl ServerHashes {
         })
     }
 
-    /// One exec run for `paths` (at most a batch): each one's digest or error, in order.
+    /// One exec run for `paths` (at most a batch), in its turn: each one's digest or error,
+    /// in order.
     async fn by_exec(
         &self,
         how: &ExecHow,
@@ -423,6 +437,17 @@ impl ServerHashes {
         patience: Duration,
     ) -> Vec<Result<Vec<u8>, HashError>> {
         let _slot = self.exec_slots.acquire().await;
+        self.exec_run(how, algo, paths, patience).await
+    }
+
+    /// `by_exec`, its exec slot held by the caller.
+    async fn exec_run(
+        &self,
+        how: &ExecHow,
+        algo: Algo,
+        paths: &[&[u8]],
+        patience: Duration,
+    ) -> Vec<Result<Vec<u8>, HashError>> {
         let failed = |e: &ExecError| {
             paths
                 .iter()
@@ -442,6 +467,7 @@ impl ServerHashes {
         };
         if let ExecHow::Tool(t) = how {
             if t.zero {
+                self.counters.exec_runs.fetch_add(1, Ordering::Relaxed);
                 let out = match self
                     .transport
                     .exec("sh", &shell::batch_script(t, paths), limits)
@@ -492,6 +518,7 @@ impl ServerHashes {
         paths: &[&[u8]],
         limits: ExecLimits,
     ) -> Vec<Result<Vec<u8>, HashError>> {
+        self.counters.exec_runs.fetch_add(1, Ordering::Relaxed);
         match self
             .transport
             .exec("sh", &shell::per_file_script(how, paths), limits)
@@ -618,6 +645,7 @@ impl ServerHashes {
             missing: missing.join("; "),
             computed: self.counters.computed.load(Ordering::Relaxed),
             failed: self.counters.failed.load(Ordering::Relaxed),
+            exec_runs: self.counters.exec_runs.load(Ordering::Relaxed),
         }
     }
 }
