@@ -192,6 +192,37 @@ fn hash_xattrs_are_the_servers_digests_of_the_named_files() {
     assert_eq!(getxattr(&m.mnt, "user.sftpfs.sha256"), Err(libc::ENODATA));
 }
 
+/// The line of `sftpfs status` about hashes.
+fn hashes_line(mnt: &Path) -> String {
+    let out = Command::new(binary())
+        .arg("status")
+        .arg(mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("hashes on the server"))
+        .unwrap_or_else(|| panic!("no hashes line:\n{text}"))
+        .to_string()
+}
+
+/// A mount of `w` with `verify_writes` (and `extra`) on a server with no hashes fails up
+/// front, saying why, and mounts nothing.
+fn verify_writes_refused(s: &Sshd, extra: &[&str]) {
+    let mnt = s.mountpoint();
+    let mut opts = extra.to_vec();
+    opts.push("verify_writes");
+    let mut cmd = s.command();
+    cmd.args(s.mount_args("w", &mnt, &opts)).arg("-f");
+    let run = run_to_exit(cmd, &s.dir, FAIL_DEADLINE);
+    let err = run.one_line_error();
+    assert!(
+        err.contains("verify_writes") && err.contains("no hash"),
+        "{err}"
+    );
+    assert!(!is_mounted(&mnt));
+}
+
 #[test]
 fn without_a_means_to_hash_xattrs_are_enodata_and_verify_writes_is_refused_up_front() {
     let s = Sshd::start();
@@ -202,33 +233,14 @@ fn without_a_means_to_hash_xattrs_are_enodata_and_verify_writes_is_refused_up_fr
         getxattr(&m.path("f"), "user.sftpfs.sha256"),
         Err(libc::ENODATA)
     );
-    let out = Command::new(binary())
-        .arg("status")
-        .arg(&m.mnt)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("hashes on the server"))
-        .unwrap_or_else(|| panic!("no hashes line:\n{text}"));
+    let line = hashes_line(&m.mnt);
     assert!(
         line.contains("none (") && line.contains("hash_command=none"),
         "{line}"
     );
     drop(m);
 
-    let mnt = s.mountpoint();
-    let mut cmd = s.command();
-    cmd.args(s.mount_args("w", &mnt, &["hash_command=none", "verify_writes"]))
-        .arg("-f");
-    let run = run_to_exit(cmd, &s.dir, FAIL_DEADLINE);
-    let err = run.one_line_error();
-    assert!(
-        err.contains("verify_writes") && err.contains("no hash"),
-        "{err}"
-    );
-    assert!(!is_mounted(&mnt));
+    verify_writes_refused(&s, &["hash_command=none"]);
 }
 
 /// A host that allows SFTP and nothing else, as many hosting accounts do (`ForceCommand
@@ -260,30 +272,11 @@ fn a_host_that_forces_sftp_on_every_exec_has_no_hashes_and_says_so() {
         "the hash waited {:?}",
         asked.elapsed()
     );
-    let out = Command::new(binary())
-        .arg("status")
-        .arg(&m.mnt)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("hashes on the server"))
-        .unwrap_or_else(|| panic!("no hashes line:\n{text}"));
+    let line = hashes_line(&m.mnt);
     assert!(line.contains("none ("), "{line}");
     drop(m);
 
-    let mnt = s.mountpoint();
-    let mut cmd = s.command();
-    cmd.args(s.mount_args("w", &mnt, &["verify_writes"]))
-        .arg("-f");
-    let run = run_to_exit(cmd, &s.dir, FAIL_DEADLINE);
-    let err = run.one_line_error();
-    assert!(
-        err.contains("verify_writes") && err.contains("no hash"),
-        "{err}"
-    );
-    assert!(!is_mounted(&mnt));
+    verify_writes_refused(&s, &[]);
 }
 
 /// A mount through the corrupting relay; its control file (write `flip` to corrupt).
