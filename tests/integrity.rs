@@ -342,6 +342,22 @@ fn verify_writes_fails_close_and_fsync_with_eio_when_the_server_stores_other_byt
     assert_ne!(fs::read(s.remote("w/unchecked")).unwrap(), data);
 }
 
+/// `tar x` of `files` small files into `x` of an asynchronous mount, `sftpfs sync`: all on
+/// the server.
+fn tar_x_and_sync(s: &Sshd, m: &Mount, files: usize) {
+    small_files(&s.local("src/t"), 3, files);
+    let archive = tarball(&s.local("src"), "t");
+    fs::create_dir(m.path("x")).unwrap();
+    sh(&m.path("x"), "tar", &["-xf", archive.to_str().unwrap()]);
+    let out = sftpfs_sync(&m.mnt);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    same_tree(&s.local("src/t"), &s.remote("w/x/t"));
+}
+
 /// With `async_writes` the program's close is answered before the data is sent: the check
 /// runs once the file's writes were answered, before its queued CLOSE, and a mismatch is
 /// that close's failure — returned by the next `fsync` and reported by `sftpfs sync`.
@@ -367,18 +383,8 @@ fn verify_writes_with_async_writes_fails_the_queued_close_and_sync_reports_it() 
     };
     queued_write("good").unwrap();
     // And a tree of small files by tar: none cries wolf.
-    small_files(&s.local("src/t"), 3, 40);
-    let archive = tarball(&s.local("src"), "t");
-    fs::create_dir(m.path("x")).unwrap();
-    sh(&m.path("x"), "tar", &["-xf", archive.to_str().unwrap()]);
-    let out = sftpfs_sync(&m.mnt);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tar_x_and_sync(&s, &m, 40);
     assert_eq!(on_server("good"), data);
-    same_tree(&s.local("src/t"), &s.remote("w/x/t"));
     let st = status_json(&m.mnt);
     assert!(
         st["verify_writes"]["verified"].as_u64().unwrap() >= 41,
@@ -884,17 +890,7 @@ fn verify_writes_with_async_writes_hashes_many_closes_in_one_run() {
         &["verify_writes", "async_writes", &journal_dir],
     );
     write_and_close(&m.path("first"), b"1").unwrap();
-    small_files(&s.local("src/t"), 3, 120);
-    let archive = tarball(&s.local("src"), "t");
-    fs::create_dir(m.path("x")).unwrap();
-    sh(&m.path("x"), "tar", &["-xf", archive.to_str().unwrap()]);
-    let out = sftpfs_sync(&m.mnt);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    same_tree(&s.local("src/t"), &s.remote("w/x/t"));
+    tar_x_and_sync(&s, &m, 120);
     let st = status_json(&m.mnt);
     let verified = st["verify_writes"]["verified"].as_u64().unwrap();
     let runs = st["hashes"]["exec_runs"].as_u64().unwrap();
