@@ -61,6 +61,10 @@ impl ServerHashes {
         path: &[u8],
         size: u64,
     ) -> Result<Vec<u8>, HashError> {
+        // Taken before joining: a file that joins must find a leader, or be one.
+        let Some(me) = self.me.upgrade() else {
+            return Err(HashError::Failed(libc::EIO, "unmounting".into()));
+        };
         let (tx, rx) = oneshot::channel();
         let w = Waiting {
             path: path.to_vec(),
@@ -68,9 +72,6 @@ impl ServerHashes {
             answer: tx,
         };
         if self.gathering.join(algo, w) {
-            let Some(me) = self.me.upgrade() else {
-                return Err(HashError::Failed(libc::EIO, "unmounting".into()));
-            };
             let how = how.clone();
             tokio::spawn(async move { me.lead(&how, algo).await });
         }
