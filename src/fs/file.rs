@@ -124,7 +124,7 @@ impl Filesystem {
         let keep_cache = {
             let mut t = self.inodes.lock().unwrap();
             let current = t.quiet_since(ino, mark);
-            let ours = st.is_some() && t.pages_still_hold(ino, written, a.size);
+            let ours = t.pages_still_hold(ino, written, a.size);
             if current {
                 t.pages_checked(ino);
             }
