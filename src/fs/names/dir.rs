@@ -122,6 +122,7 @@ impl Filesystem {
         purpose: Purpose,
     ) -> Result<Arc<Mutex<Listing>>, RemoteError> {
         let generation = self.cache.generation(dir);
+        let changes = self.inodes.lock().unwrap().change_seq();
         let at = tokio::time::Instant::now();
         let mut stamp = Stamp::now(None);
         let r = self.remote(dir);
@@ -197,6 +198,7 @@ impl Filesystem {
             at,
             stamp,
             ahead: purpose == Purpose::Ahead,
+            changes,
         };
         Ok(self
             .cache
@@ -384,8 +386,9 @@ impl Filesystem {
                         kind: file_type(mode),
                         name,
                         attr: self.attr_in(&t, ino, &e.attrs, nlink),
-                        // A write still on its way: the server's mtime is from before it.
-                        outdated: outdated || t.change_on_its_way(ino),
+                        // A write still on its way, or one that overtook the listing: the
+                        // server's mtime is from before it.
+                        outdated: outdated || e.stale || t.change_on_its_way(ino),
                     });
                     if ok && plus {
                         match has_path {

@@ -171,6 +171,8 @@ pub type AttrMark = Option<(u64, u64)>;
 struct ChangeCount {
     begun: u64,
     done: u64,
+    /// The table's [`InodeTable::change_seq`] when the latest of them began.
+    begun_seq: u64,
     last: std::time::Instant,
     /// This mount's writes since the kernel's pages were last checked against the server.
     written: Written,
@@ -210,6 +212,9 @@ pub struct InodeTable {
     prune_changes_at: usize,
     /// Counts looked at by those looks, all told.
     prune_scanned: u64,
+    /// Changes begun on any file, all told: a question asked at one count and answered at a
+    /// higher one may predate a change that began and even landed meanwhile.
+    change_seq: u64,
 }
 
 /// FNV-1a, 64 bit: stable across builds and platforms, unlike std's hasher.
@@ -393,6 +398,21 @@ impl InodeTable {
     /// Whether a change of any file is on its way (see `change_on_its_way`).
     pub fn any_change_on_its_way(&self) -> bool {
         self.changes.values().any(|c| c.begun != c.done)
+    }
+
+    /// Where the count of changes begun stands: taken when a question goes out, for
+    /// [`InodeTable::changed_since`] when its answer comes.
+    pub fn change_seq(&self) -> u64 {
+        self.change_seq
+    }
+
+    /// Whether what the server said of `ino` in answer to a question asked at `seq` may
+    /// predate a change of this mount's: one is on its way, or one began after the question
+    /// went out (it may have landed before the answer came, and then nothing is on its way).
+    pub fn changed_since(&self, ino: u64, seq: u64) -> bool {
+        self.changes
+            .get(&ino)
+            .is_some_and(|c| c.begun != c.done || c.begun_seq > seq)
     }
 
     /// The node at `path`, made (with no lookup) if there is none, and its directories too.
@@ -581,13 +601,17 @@ impl InodeTable {
             // Looked at again once it doubled: pruning stays linear in the changes made.
             t.prune_changes_at = (t.changes.len() * 2).max(CHANGES_KEPT);
         }
+        t.change_seq += 1;
+        let seq = t.change_seq;
         let c = t.changes.entry(ino).or_insert(ChangeCount {
             begun: 0,
             done: 0,
+            begun_seq: 0,
             last: std::time::Instant::now(),
             written: Written::Nothing,
         });
         c.begun += 1;
+        c.begun_seq = seq;
         c.last = std::time::Instant::now();
         AttrChangeGuard {
             table: table.clone(),
@@ -609,6 +633,7 @@ impl InodeTable {
         let c = self.changes.entry(ino).or_insert(ChangeCount {
             begun: 0,
             done: 0,
+            begun_seq: 0,
             last: std::time::Instant::now(),
             written: Written::Nothing,
         });

@@ -100,6 +100,8 @@ pub struct Asked {
     pub stamp: Stamp,
     /// For no program yet (a prefetch).
     pub ahead: bool,
+    /// The inode table's count of changes begun when the request went out.
+    pub changes: u64,
 }
 
 /// Entries of all cached listings together, past which the least recently used listings
@@ -221,6 +223,7 @@ impl MetaCache {
             at: Instant::now(),
             stamp: Stamp::now(None),
             ahead: false,
+            changes: self.inodes.lock().unwrap().change_seq(),
         };
         self.put_listing_asked(dir, entries, asked, on_current)
     }
@@ -245,6 +248,7 @@ impl MetaCache {
             at: Instant::now(),
             stamp: Stamp::now(None),
             ahead: false,
+            changes: self.inodes.lock().unwrap().change_seq(),
         };
         let l = self.store_listing(dir, &[], asked, Duration::ZERO, || {});
         let mut l = l.lock().unwrap();
@@ -284,15 +288,16 @@ impl MetaCache {
         };
         let now = Instant::now();
         {
-            // A file with a write on its way: the server answered with its size and mtime
-            // from before it, which no later landing would take back from the attributes.
+            // A file with a write on its way, or one that began (and maybe landed) while the
+            // listing travelled: the server may have answered with its size and mtime from
+            // before it, which no later landing would take back from the attributes.
             let changing: Vec<bool> = {
                 let t = self.inodes.lock().unwrap();
-                // Looked up name by name only when some change is on its way.
-                let any = t.any_change_on_its_way();
+                // Looked up name by name only when some change may have overtaken it.
+                let any = t.change_seq() != asked.changes || t.any_change_on_its_way();
                 entries
                     .iter()
-                    .map(|e| any && t.change_on_its_way(t.ino_for(&join(dir, &e.name))))
+                    .map(|e| any && t.changed_since(t.ino_for(&join(dir, &e.name)), asked.changes))
                     .collect()
             };
             let mut attrs = self.attrs.lock().unwrap();

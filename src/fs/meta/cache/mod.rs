@@ -548,6 +548,33 @@ mod tests {
         assert!(matches!(c.known(b"d/new"), Known::Present(_)));
     }
 
+    /// A write that began and landed while a listing travelled: nothing is on its way when
+    /// the listing comes, yet its size and mtime may be from before the write.
+    #[tokio::test]
+    async fn a_listing_overtaken_by_a_landed_write_does_not_vouch_for_the_file() {
+        let inodes: Arc<Mutex<InodeTable>> = Default::default();
+        let c = MetaCache::new(CacheOptions::default(), inodes.clone());
+        let ino = inodes.lock().unwrap().ino_for(b"d/f");
+        let asked = |c: &MetaCache| Asked {
+            generation: c.generation(b"d"),
+            at: Instant::now(),
+            stamp: Stamp::default(),
+            ahead: false,
+            changes: inodes.lock().unwrap().change_seq(),
+        };
+        let before = asked(&c);
+        drop(InodeTable::begin_attr_change(&inodes, ino));
+        let l = c.put_listing_asked(b"d", &[entry("f", 1), entry("g", 2)], before, || {});
+        assert!(l.lock().unwrap().entries.get(b"f").unwrap().stale);
+        assert!(!l.lock().unwrap().entries.get(b"g").unwrap().stale);
+        assert!(c.attrs(b"d/f").is_none(), "the old attributes were kept");
+        assert_eq!(c.attrs(b"d/g").unwrap().attrs.size, Some(2));
+        // Asked after the write landed: the server's word again.
+        let after = asked(&c);
+        c.put_listing_asked(b"d", &[entry("f", 3)], after, || {});
+        assert_eq!(c.attrs(b"d/f").unwrap().attrs.size, Some(3));
+    }
+
     /// An answer asked for before a removal must never outlive it, however the two
     /// interleave (found by fsx: a listing stored between a rename's bump and its removal
     /// left the old name behind).
@@ -778,6 +805,7 @@ mod tests {
                 at: Instant::now(),
                 stamp: Stamp::default(),
                 ahead: true,
+                changes: 0,
             };
             c.put_listing_asked(dir, &[entry("a", 1)], asked, || {});
         };
