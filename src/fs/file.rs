@@ -3,6 +3,7 @@
 //! writing are in `read/file_read.rs` and `write/write_behind.rs`.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fuser::FileAttr;
@@ -21,6 +22,31 @@ pub struct Opened {
     pub fh: u64,
     /// The file did not change since the kernel last cached it: keep its pages.
     pub keep_cache: bool,
+}
+
+/// Opens answered, and those that let the kernel keep the pages it held of the file: what
+/// the keep-or-drop decision did, counted here since the kernel may evict pages at will.
+#[derive(Debug, Default)]
+pub struct OpenCounts {
+    total: AtomicU64,
+    kept_pages: AtomicU64,
+}
+
+impl OpenCounts {
+    fn count(&self, kept_pages: bool) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        if kept_pages {
+            self.kept_pages.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (opens, opens that kept the kernel's pages)
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.total.load(Ordering::Relaxed),
+            self.kept_pages.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl Filesystem {
@@ -43,6 +69,12 @@ impl Filesystem {
     }
 
     pub async fn open(self: &Arc<Self>, ino: u64, flags: i32) -> FsResult<Opened> {
+        let o = self.open_file(ino, flags).await?;
+        self.opens.count(o.keep_cache && !self.opts.direct_io);
+        Ok(o)
+    }
+
+    async fn open_file(self: &Arc<Self>, ino: u64, flags: i32) -> FsResult<Opened> {
         let reads_only = flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_TRUNC == 0;
         if !reads_only {
             self.writable()?;

@@ -153,6 +153,7 @@ pub struct Filesystem {
     write_budget: Arc<Semaphore>,
     /// Bytes held by read-ahead over all files.
     readahead_bytes: Arc<AtomicUsize>,
+    opens: file::OpenCounts,
     prefetch_slots: Arc<Semaphore>,
     /// Listings being fetched, shared by everyone who needs them.
     listing_inflight: dir::Inflight,
@@ -185,6 +186,8 @@ pub struct FsStatus {
     /// Data written through the mount that the server has not acknowledged yet.
     pub unacked_write_bytes: u64,
     pub readahead_bytes: usize,
+    /// Opens answered since the mount, and those that kept the kernel's pages of the file.
+    pub opens: (u64, u64),
     /// Files read ahead across files, waiting for their `open`.
     pub files_read_ahead: usize,
     /// The asynchronous mode's queue, when it is on.
@@ -235,6 +238,7 @@ impl Filesystem {
             cache: MetaCache::new(opts.cache, inodes),
             write_budget: Arc::new(Semaphore::new(opts.write_behind_bytes)),
             readahead_bytes: Arc::new(AtomicUsize::new(0)),
+            opens: Default::default(),
             prefetch_slots: Arc::new(Semaphore::new(opts.prefetch_parallel.max(1))),
             listing_inflight: dir::Inflight::default(),
             path_changes: tokio::sync::RwLock::new(()),
@@ -322,6 +326,7 @@ impl Filesystem {
             open_files_by_member: by_member,
             unacked_write_bytes: files.iter().map(|f| f.unacked_bytes()).sum(),
             readahead_bytes: self.readahead_bytes.load(Ordering::Relaxed),
+            opens: self.opens.get(),
             files_read_ahead: self.file_ahead.kept(),
             journal: self.journal_status(),
             caches: self.cache.stats(),

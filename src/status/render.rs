@@ -467,6 +467,18 @@ pub fn prometheus(mounts: &[Value]) -> String {
             gauge(&["open_files"]),
         ),
         (
+            "sftpfs_opens_total",
+            "counter",
+            "Files opened through the mount.",
+            gauge(&["opens", "total"]),
+        ),
+        (
+            "sftpfs_opens_kept_pages_total",
+            "counter",
+            "Opens that let the kernel keep the pages it held of the file.",
+            gauge(&["opens", "kept_pages"]),
+        ),
+        (
             "sftpfs_unacknowledged_write_bytes",
             "gauge",
             "Bytes written through the mount and not yet acknowledged by the server.",

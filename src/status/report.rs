@@ -81,6 +81,7 @@ pub fn build(s: &FsStatus, info: &MountInfo) -> Value {
             })),
         },
         "open_files": s.open_files,
+        "opens": { "total": s.opens.0, "kept_pages": s.opens.1 },
         "unacknowledged_write_bytes": s.unacked_write_bytes,
         "readahead_bytes": s.readahead_bytes,
         "files_read_ahead": s.files_read_ahead,
