@@ -29,15 +29,38 @@ impl MetaCache {
         if !self.opts.enabled {
             return None;
         }
+        // Expired ones stay until a clean (see `attrs_held`).
         let mut c = self.attrs.lock().unwrap();
-        match c.get(path) {
-            Some(t) if t.until > Instant::now() => Some(t.value.clone()),
-            Some(_) => {
-                c.pop(path);
-                None
-            }
-            None => None,
+        c.get(path)
+            .filter(|t| self.unexpired(t.until, Instant::now()))
+            .map(|t| t.value.clone())
+    }
+
+    /// The attributes last known of `path` at any age, not made stale by a local write (a
+    /// directory's entries changing here leaves its owner and mode right): what the mount
+    /// answers while the server is away.
+    pub fn attrs_held(&self, path: &[u8]) -> Option<Entry> {
+        if !self.opts.enabled {
+            return None;
         }
+        let c = self.attrs.lock().unwrap();
+        let found = c.peek(path).map(|t| t.value.clone());
+        drop(c);
+        found.filter(|e| !e.stale || e.attrs.is_dir()).or_else(|| {
+            let root = path.is_empty().then(|| self.root.lock().unwrap().clone());
+            root.flatten().map(|attrs| Entry {
+                attrs,
+                nlink: None,
+                stale: false,
+                server: true,
+            })
+        })
+    }
+
+    /// The root's attributes as the server last gave them (a STAT of it, or with a listing
+    /// of it): it is in no listing, and the entry above may be gone when the server is.
+    pub(super) fn root_seen(&self, attrs: &Attrs) {
+        *self.root.lock().unwrap() = Some(attrs.clone());
     }
 
     /// Attributes after a local change to `path`: listings still in flight are out of date.
@@ -88,6 +111,9 @@ impl MetaCache {
     ) {
         if !self.opts.enabled {
             return;
+        }
+        if names.iter().any(|n| n.is_empty()) {
+            self.root_seen(attrs);
         }
         let e = Entry {
             attrs: attrs.clone(),

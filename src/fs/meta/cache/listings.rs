@@ -177,15 +177,22 @@ impl MetaCache {
             }
             true
         };
+        // Expired ones stay until a clean (see `listing_held`).
         let found = match c.get(dir) {
-            Some(t) if t.until > now && usable(&t.value) => Some(t.value.clone()),
-            Some(_) => {
-                c.pop(dir);
-                None
-            }
-            None => None,
+            Some(t) if self.unexpired(t.until, now) && usable(&t.value) => Some(t.value.clone()),
+            _ => None,
         };
         self.dir_count.note(found)
+    }
+
+    /// The listing of `dir` last fetched, at any age: what the mount answers while the
+    /// server is away.
+    pub fn listing_held(&self, dir: &[u8]) -> Option<Arc<Mutex<Listing>>> {
+        if !self.opts.enabled {
+            return None;
+        }
+        let c = self.dirs.lock().unwrap();
+        c.peek(dir).map(|t| t.value.clone())
     }
 
     /// The cached listing of `dir`, if fresh, without counting a hit or a miss and without
@@ -195,7 +202,7 @@ impl MetaCache {
         let c = self.dirs.lock().unwrap();
         let now = Instant::now();
         c.peek(dir)
-            .filter(|t| t.until > now)
+            .filter(|t| self.unexpired(t.until, now))
             .filter(|t| {
                 let l = t.value.lock().unwrap();
                 !l.ahead || now.saturating_duration_since(l.vouched) < FRESH
@@ -265,6 +272,9 @@ impl MetaCache {
         on_current: impl FnOnce(),
     ) -> Arc<Mutex<Listing>> {
         let generation = asked.generation;
+        if let (true, Some(a)) = (dir.is_empty(), &asked.stamp.dir_attrs) {
+            self.root_seen(a);
+        }
         let _change = self.changes.lock().unwrap();
         let current = self.generation(dir) == generation;
         if current {
@@ -324,7 +334,13 @@ impl MetaCache {
         }
         if keep {
             // Listed again with no change in between: as exact as the one it replaces.
-            let was = self.dirs.lock().unwrap().peek(dir).map(|t| t.value.clone());
+            let was = self
+                .dirs
+                .lock()
+                .unwrap()
+                .peek(dir)
+                .filter(|t| t.until > now)
+                .map(|t| t.value.clone());
             if let Some(w) = was {
                 let w = w.lock().unwrap();
                 l.made_here = w.made_here;

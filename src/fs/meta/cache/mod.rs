@@ -139,6 +139,11 @@ pub struct MetaCache {
     last_cleaned: Mutex<Instant>,
     /// Looks through the caches for the names below a removed path.
     tree_scans: std::sync::atomic::AtomicU64,
+    /// The server is away (asynchronous mode): expired entries are kept, as what the mount
+    /// last knew is what it answers from meanwhile.
+    away: std::sync::atomic::AtomicBool,
+    /// See [`MetaCache::root_seen`].
+    root: Mutex<Option<Attrs>>,
 }
 
 impl MetaCache {
@@ -162,12 +167,28 @@ impl MetaCache {
             inodes,
             last_cleaned: Mutex::new(Instant::now()),
             tree_scans: Default::default(),
+            away: Default::default(),
+            root: Default::default(),
         }
+    }
+
+    /// Whether an entry good `until` still serves at `now`: while the server is away,
+    /// whatever is held does (nothing could be checked, and the journal takes the changes).
+    fn unexpired(&self, until: Instant, now: Instant) -> bool {
+        until > now || self.away.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// See [`MetaCache::away`]: while it holds, nothing expired is dropped.
+    pub fn set_away(&self, away: bool) {
+        self.away.store(away, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Drops expired entries when due (see [`CacheOptions::clean_interval`]); called after a
     /// store, with no cache map held.
     fn clean_if_due(&self) {
+        if self.away.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let now = Instant::now();
         let full = || {
             let a = self.attrs.lock().unwrap();
@@ -911,6 +932,40 @@ mod tests {
             count(&c),
             1,
             "every expired entry dropped after clean_interval"
+        );
+    }
+
+    /// While the server is away, what is held serves at any age and nothing is dropped;
+    /// back, the times count again.
+    #[tokio::test(start_paused = true)]
+    async fn while_the_server_is_away_nothing_expires() {
+        let c = MetaCache::new(
+            CacheOptions {
+                stat_ttl: Duration::from_secs(1),
+                dir_ttl: Duration::from_secs(1),
+                max_size: 40,
+                clean_interval: Duration::from_secs(60),
+                min_clean_interval: Duration::from_secs(5),
+                ..CacheOptions::default()
+            },
+            Default::default(),
+        );
+        c.put_listing(b"d", &[entry("a", 1)], c.generation(b"d"), || {});
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(c.attrs(b"d/a").is_none() && c.listing(b"d").is_none());
+        c.set_away(true);
+        assert_eq!(c.attrs(b"d/a").unwrap().attrs.size, Some(1));
+        assert!(c.listing(b"d").is_some());
+        // A clean when due drops nothing meanwhile, and a name made here joins the listing.
+        tokio::time::advance(Duration::from_secs(120)).await;
+        c.put_new(b"d/b", &entry("b", 2).attrs, None);
+        assert!(matches!(c.known(b"d/b"), Known::Present(_)));
+        assert_eq!(c.attrs(b"d/a").unwrap().attrs.size, Some(1));
+        c.set_away(false);
+        assert!(c.attrs(b"d/a").is_none() && c.listing(b"d").is_none());
+        assert!(
+            c.attrs_held(b"d/a").is_some(),
+            "held for the next time it is away"
         );
     }
 }
