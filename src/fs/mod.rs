@@ -546,15 +546,26 @@ impl Filesystem {
         F: Fn(Arc<Conn>) -> Fut,
         Fut: Future<Output = Result<T, RemoteError>>,
     {
-        self.settle().await?;
-        let c = self.pool.any().await?;
-        match f(c.clone()).await {
-            Err(e) if e.is_dead() => {
-                let c = self.pool.get(c.slot).await?;
-                f(c).await
-            }
-            r => r,
+        // Away: the probe finds when it is back; until then nothing waits for a connection.
+        if self.away() {
+            return Err(RemoteError::ConnectionLost);
         }
+        let r = async {
+            self.settle().await?;
+            let c = self.pool.any().await?;
+            match f(c.clone()).await {
+                Err(e) if e.is_dead() => {
+                    let c = self.pool.get(c.slot).await?;
+                    f(c).await
+                }
+                r => r,
+            }
+        }
+        .await;
+        if let Err(e) = &r {
+            self.note_failure(e);
+        }
+        r
     }
 
     /// Like `call`, for a request that is not idempotent: if the second attempt fails,
@@ -566,18 +577,28 @@ impl Filesystem {
         D: FnOnce() -> DFut,
         DFut: Future<Output = Option<T>>,
     {
-        self.settle().await?;
-        let c = self.pool.any().await?;
-        match f(c.clone()).await {
-            Err(e) if e.is_dead() => {
-                let c = self.pool.get(c.slot).await?;
-                match f(c).await {
-                    Err(e2) if !e2.is_dead() => took_effect().await.ok_or(e2),
-                    r => r,
-                }
-            }
-            r => r,
+        if self.away() {
+            return Err(RemoteError::ConnectionLost);
         }
+        let r = async {
+            self.settle().await?;
+            let c = self.pool.any().await?;
+            match f(c.clone()).await {
+                Err(e) if e.is_dead() => {
+                    let c = self.pool.get(c.slot).await?;
+                    match f(c).await {
+                        Err(e2) if !e2.is_dead() => took_effect().await.ok_or(e2),
+                        r => r,
+                    }
+                }
+                r => r,
+            }
+        }
+        .await;
+        if let Err(e) = &r {
+            self.note_failure(e);
+        }
+        r
     }
 
     /// The attributes a name shows: LSTAT, or with `follow_symlinks` STAT, so that a link

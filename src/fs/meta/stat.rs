@@ -42,9 +42,13 @@ impl Filesystem {
         if let Some(e) = self.cache.attrs_known(&path).filter(|e| e.attrs.is_dir()) {
             return Ok((self.entry(&path, &e.attrs, e.nlink), false));
         }
-        self.lookup_remote(parent, name, &path)
-            .await
-            .map(|a| (a, true))
+        match self.lookup_remote(parent, name, &path).await {
+            Ok(a) => Ok((a, true)),
+            Err(e) => match self.held(&path, &e) {
+                Some(held) => held.map(|(a, nlink)| (self.entry(&path, &a, nlink), true)),
+                None => Err(e),
+            },
+        }
     }
 
     async fn lookup_remote(
@@ -132,6 +136,19 @@ impl Filesystem {
     /// an entry stored while writes were being replayed can be fresh and still too short
     /// (fsx with connections killed caught it).
     pub(in crate::fs) async fn stat_node(&self, ino: u64, fh: Option<u64>) -> FsResult<Attrs> {
+        match self.stat_node_asked(ino, fh).await {
+            Err(e) => {
+                let path = self.inodes.lock().unwrap().path(ino);
+                match path.and_then(|p| self.held(&p, &e)) {
+                    Some(held) => held.map(|(a, _)| a),
+                    None => Err(e),
+                }
+            }
+            ok => ok,
+        }
+    }
+
+    async fn stat_node_asked(&self, ino: u64, fh: Option<u64>) -> FsResult<Attrs> {
         self.drain_inode(ino).await;
         let path = self.inodes.lock().unwrap().path(ino);
         match path {

@@ -274,16 +274,27 @@ impl Filesystem {
     pub async fn opendir(self: &Arc<Self>, ino: u64) -> FsResult<u64> {
         // Asynchronous mode: a listing shows what was queued (and `sync -f DIR`, which
         // opens DIR first, waits for the queue: Linux does not pass syncfs on to FUSE).
-        self.settle().await?;
+        let settled = self.settle().await.map_err(FsError::from);
         let path = self.path_of(ino)?;
         self.in_use.touch(&path);
-        let mut listing = self.listing_shared(&path, Purpose::Asked).await?;
+        let fetched = match settled {
+            Ok(()) => self
+                .listing_shared(&path, Purpose::Asked)
+                .await
+                .map_err(FsError::from),
+            Err(e) => Err(e),
+        };
+        // With the server away, the last listing (and what was changed here since).
+        let (mut listing, held) = match fetched {
+            Ok(l) => (l, false),
+            Err(e) => (self.held_listing(&path, &e).ok_or(e)?, true),
+        };
         let (current, stale) = {
             let l = listing.lock().unwrap();
             let stale = l.entries.values().any(|e| e.stale);
             (l.current, stale)
         };
-        if !current || stale {
+        if (!current || stale) && !held {
             // Read while something here changed (`rm x; ls` must not show x), or with
             // attributes a local change made stale (readdirplus would hand the kernel an old
             // size): read again.

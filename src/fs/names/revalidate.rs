@@ -133,6 +133,10 @@ impl Filesystem {
     /// One round (see the module): returns the names that changed on the server, for the
     /// kernel to forget. What it sends is counted in [`Revalidation::tally`].
     pub async fn revalidate_round(self: &Arc<Self>, period: Duration) -> Vec<StaleName> {
+        // Nothing can be checked, and what is held is what answers meanwhile (meta/offline.rs).
+        if self.away() {
+            return Vec::new();
+        }
         let tally = self.revalidation.tally.clone();
         Tally::count(tally, async {
             let mut changed = self.check_open_files().await;
@@ -215,6 +219,8 @@ impl Filesystem {
                     }
                     again
                 }
+                // With the server away, what is held answers meanwhile.
+                Err(_) if self.away() => continue,
                 Err(e) => {
                     tracing::debug!("checking {}: {e}", String::from_utf8_lossy(dir));
                     self.cache.drop_listing(dir);
@@ -231,6 +237,7 @@ impl Filesystem {
             relisted += 1;
             match self.revalidate_dir(dir).await {
                 Ok(c) => changed.extend(c),
+                Err(_) if self.away() => {}
                 Err(e) => {
                     tracing::debug!("revalidating {}: {e}", String::from_utf8_lossy(dir));
                     self.cache.drop_listing(dir);

@@ -22,8 +22,12 @@ impl Filesystem {
     /// directory's are not known (its group and setgid bit pass on to what is made in it).
     fn made_attrs(&self, kind: u32, mode: u32, parent: &[u8]) -> Option<Attrs> {
         let now = crate::fs::meta::attr::to_secs(std::time::SystemTime::now());
-        // Stale ones too: a write there moved only its size and times.
-        let parent = Some(self.cache.attrs_known(parent)?.attrs);
+        // Stale ones too: a write there moved only its size and times. With the server
+        // away, what was last known of it.
+        let parent = match self.cache.attrs_known(parent) {
+            Some(e) => Some(e.attrs),
+            None => Some(self.held_while_away(parent)?.ok()?.0),
+        };
         let mut owner = self
             .journal()
             .and_then(|j| j.owner())
@@ -486,7 +490,7 @@ impl Filesystem {
         dir: bool,
     ) -> Option<FsResult<()>> {
         self.journal()?;
-        let (known, seen) = match self.cache.known_since(path) {
+        let (known, seen) = match self.known_now(path) {
             (crate::fs::meta::cache::Known::Present(e), seen) => (e, seen),
             _ => return None,
         };
@@ -529,13 +533,13 @@ impl Filesystem {
         if flags != 0 || !posix || self.opts.charsets.is_some() || within(to, from) {
             return None;
         }
-        let source = match self.cache.known(from) {
+        let source = match self.known_now(from).0 {
             crate::fs::meta::cache::Known::Present(e) => e,
             _ => return None,
         };
         // What the name it replaces was, for a rename that waited to tell whether someone
         // else made or changed it meanwhile.
-        let (known, seen) = self.cache.known_since(to);
+        let (known, seen) = self.known_now(to);
         let base = match known {
             crate::fs::meta::cache::Known::Absent => Base::Absent,
             crate::fs::meta::cache::Known::Present(t)

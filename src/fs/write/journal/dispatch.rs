@@ -161,22 +161,7 @@ impl Filesystem {
     /// again); false if the journal closed meanwhile (the operation stays in it).
     pub(super) async fn wait_for_server(self: &Arc<Self>, e: &RemoteError) -> bool {
         let j = self.journal().expect("asynchronous mode");
-        {
-            let mut s = j.state.lock().unwrap();
-            if s.offline.is_none() {
-                tracing::warn!(
-                    "the server cannot be reached ({e}): {} queued operations wait in the \
-                     journal and are sent once it answers",
-                    s.ops.len()
-                );
-                s.offline = Some((SystemTime::now(), e.to_string()));
-                s.last_error = Some(format!("server unreachable: {e}"));
-                let fs = self.clone();
-                tokio::spawn(async move { fs.probe_until_back().await });
-            }
-        }
-        // Those settling fail now rather than wait for the server.
-        j.done.notify_waiters();
+        self.server_away(e);
         loop {
             let notified = j.online.notified();
             tokio::pin!(notified);
@@ -189,6 +174,38 @@ impl Filesystem {
             }
             notified.await;
         }
+    }
+
+    /// The server cannot be reached (`e`): the journal keeps what is queued, the caches keep
+    /// what they hold (answers come from them meanwhile, see `meta/offline.rs`), and a probe
+    /// asks until it answers. Nothing in synchronous mode, where every change needs it.
+    pub(in crate::fs) fn server_away(self: &Arc<Self>, e: &RemoteError) {
+        let Some(j) = self.journal() else {
+            return;
+        };
+        {
+            let mut s = j.state.lock().unwrap();
+            if s.offline.is_some() {
+                return;
+            }
+            tracing::warn!(
+                "the server cannot be reached ({e}): {} queued operations wait in the \
+                 journal and are sent once it answers",
+                s.ops.len()
+            );
+            s.offline = Some((SystemTime::now(), e.to_string()));
+            s.last_error = Some(format!("server unreachable: {e}"));
+            self.cache.set_away(true);
+            let fs = self.clone();
+            tokio::spawn(async move { fs.probe_until_back().await });
+        }
+        // Those settling fail now rather than wait for the server.
+        j.done.notify_waiters();
+    }
+
+    /// Whether the server is away (see `server_away`).
+    pub(in crate::fs) fn away(&self) -> bool {
+        self.journal().is_some_and(|j| j.offline())
     }
 
     /// Asks the server, with backoff, until it answers; then what waits for it goes.
@@ -214,6 +231,7 @@ impl Filesystem {
         let waiting = {
             let mut s = j.state.lock().unwrap();
             s.offline = None;
+            self.cache.set_away(false);
             s.ops.len()
         };
         tracing::warn!("the server answers again: sending the {waiting} queued operations");

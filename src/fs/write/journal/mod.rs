@@ -462,7 +462,7 @@ impl Journal {
     }
 
     /// The server cannot be reached.
-    fn offline(&self) -> bool {
+    pub(in crate::fs) fn offline(&self) -> bool {
         self.state.lock().unwrap().offline.is_some()
     }
 
