@@ -546,11 +546,7 @@ impl Filesystem {
         F: Fn(Arc<Conn>) -> Fut,
         Fut: Future<Output = Result<T, RemoteError>>,
     {
-        // Away: the probe finds when it is back; until then nothing waits for a connection.
-        if self.away() {
-            return Err(RemoteError::ConnectionLost);
-        }
-        let r = async {
+        self.while_reachable(async {
             self.settle().await?;
             let c = self.pool.any().await?;
             match f(c.clone()).await {
@@ -560,8 +556,20 @@ impl Filesystem {
                 }
                 r => r,
             }
+        })
+        .await
+    }
+
+    /// Runs `request` unless the server is away (the probe finds when it is back; until then
+    /// nothing waits for a connection), and marks it away when `request` found none.
+    async fn while_reachable<T>(
+        &self,
+        request: impl Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        if self.away() {
+            return Err(RemoteError::ConnectionLost);
         }
-        .await;
+        let r = request.await;
         if let Err(e) = &r {
             self.note_failure(e);
         }
@@ -577,10 +585,7 @@ impl Filesystem {
         D: FnOnce() -> DFut,
         DFut: Future<Output = Option<T>>,
     {
-        if self.away() {
-            return Err(RemoteError::ConnectionLost);
-        }
-        let r = async {
+        self.while_reachable(async {
             self.settle().await?;
             let c = self.pool.any().await?;
             match f(c.clone()).await {
@@ -593,12 +598,8 @@ impl Filesystem {
                 }
                 r => r,
             }
-        }
-        .await;
-        if let Err(e) = &r {
-            self.note_failure(e);
-        }
-        r
+        })
+        .await
     }
 
     /// The attributes a name shows: LSTAT, or with `follow_symlinks` STAT, so that a link
