@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::{Algo, ExecHow, HashError, ServerHashes, BATCH_FILES, BATCH_NAME_BYTES};
+use super::{batch_len, Algo, ExecHow, HashError, ServerHashes};
 
 /// One file waiting for its digest.
 struct Waiting {
@@ -40,13 +40,7 @@ impl Gathering {
         let Some(q) = g.get_mut(&algo) else {
             return Vec::new();
         };
-        let (mut n, mut bytes) = (0, 0);
-        while n < q.len() && n < BATCH_FILES && bytes + q[n].path.len() <= BATCH_NAME_BYTES {
-            bytes += q[n].path.len() + 3;
-            n += 1;
-        }
-        // One name alone may be longer than a batch's names: it goes alone.
-        let n = n.max(1).min(q.len());
+        let n = batch_len(q.iter().map(|w| w.path.as_slice()));
         q.drain(..n).collect()
     }
 }
@@ -101,6 +95,7 @@ impl ServerHashes {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{BATCH_FILES, BATCH_NAME_BYTES};
     use super::*;
 
     fn waiting(name: &str) -> (Waiting, oneshot::Receiver<Result<Vec<u8>, HashError>>) {

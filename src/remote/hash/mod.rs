@@ -664,23 +664,30 @@ async fn ask_extension(
     }
 }
 
-/// `files` cut into exec batches: at most [`BATCH_FILES`] files and [`BATCH_NAME_BYTES`]
-/// bytes of names each.
+/// `files` cut into exec batches (see [`batch_len`]).
 fn batches(files: &[(Vec<u8>, u64)]) -> Vec<std::ops::Range<usize>> {
     let mut v = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, (p, _)) in files.iter().enumerate() {
-        if i > start && (i - start >= BATCH_FILES || bytes + p.len() > BATCH_NAME_BYTES) {
-            v.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += p.len() + 3;
-    }
-    if start < files.len() {
-        v.push(start..files.len());
+    let mut start = 0;
+    while start < files.len() {
+        let n = batch_len(files[start..].iter().map(|(p, _)| p.as_slice()));
+        v.push(start..start + n);
+        start += n;
     }
     v
+}
+
+/// How many of `names`, from the first, one exec run takes: at most [`BATCH_FILES`] files
+/// and [`BATCH_NAME_BYTES`] bytes of names, and always the first (a longer name goes alone).
+fn batch_len<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> usize {
+    let (mut n, mut bytes) = (0, 0);
+    for p in names {
+        if n > 0 && (n >= BATCH_FILES || bytes + p.len() > BATCH_NAME_BYTES) {
+            break;
+        }
+        bytes += p.len() + 3;
+        n += 1;
+    }
+    n
 }
 
 #[cfg(test)]
