@@ -546,18 +546,9 @@ impl Filesystem {
         F: Fn(Arc<Conn>) -> Fut,
         Fut: Future<Output = Result<T, RemoteError>>,
     {
-        self.while_reachable(async {
-            self.settle().await?;
-            let c = self.pool.any().await?;
-            match f(c.clone()).await {
-                Err(e) if e.is_dead() => {
-                    let c = self.pool.get(c.slot).await?;
-                    f(c).await
-                }
-                r => r,
-            }
-        })
-        .await
+        // Idempotent: whether a first attempt took effect matters not, the second's answer
+        // stands.
+        self.call_once(f, || async { None }).await
     }
 
     /// Runs `request` unless the server is away (the probe finds when it is back; until then
