@@ -585,6 +585,7 @@ rm old.txt
 mkdir sub
 echo hi > sub/new.txt
 ls -A
+ls -l sub > /dev/null
 "#;
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).current_dir(m.path(""));

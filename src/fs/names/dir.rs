@@ -285,16 +285,17 @@ impl Filesystem {
             Err(e) => Err(e),
         };
         // With the server away, the last listing (and what was changed here since).
-        let (mut listing, held) = match fetched {
-            Ok(l) => (l, false),
-            Err(e) => (self.held_listing(&path, &e).ok_or(e)?, true),
+        let mut listing = match fetched {
+            Ok(l) => l,
+            Err(e) => self.held_listing(&path, &e).ok_or(e)?,
         };
         let (current, stale) = {
             let l = listing.lock().unwrap();
             let stale = l.entries.values().any(|e| e.stale);
             (l.current, stale)
         };
-        if (!current || stale) && !held {
+        // Not with the server away: the listing held is all there is.
+        if (!current || stale) && !self.away() {
             // Read while something here changed (`rm x; ls` must not show x), or with
             // attributes a local change made stale (readdirplus would hand the kernel an old
             // size): read again.
